@@ -1,0 +1,80 @@
+"""Run every benchmark of the project and print one table: ``python -m bench [NAME ...] [--quick]``.
+
+Each ``bench/bench_<name>.py`` defines ``run(quick: bool) -> list[Result]``. A result puts a
+measured figure next to a floor or baseline measured in the same run, and the goal it is held to.
+Figures are never asserted by tests: this script is where performance is judged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass
+class Result:
+    """One measured figure, its baseline from the same run, and the goal."""
+
+    bench: str
+    metric: str
+    value: float
+    unit: str
+    baseline: float | None = None  # the floor / baseline figure, same unit, same run
+    baseline_name: str = ""
+    goal: str = ""
+    ok: bool | None = None  # whether the goal is met (None: no goal)
+
+    @property
+    def ratio(self) -> float | None:
+        """value / baseline (how many times the floor)."""
+        if self.baseline in (None, 0):
+            return None
+        return self.value / self.baseline
+
+
+def discover() -> list[str]:
+    here = Path(__file__).parent
+    return sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {', '.join(discover())})")
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = ap.parse_args(argv)
+    names = args.names or discover()
+    results: list[Result] = []
+    for name in names:
+        mod = importlib.import_module(f"bench.bench_{name}")
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results.extend(mod.run(args.quick))
+    _print(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) | {"ratio": r.ratio} for r in results], indent=2))
+    return 0 if all(r.ok is not False for r in results) else 1
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def _print(results: list[Result]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="streamline-bridge benchmarks")
+    for col in ("bench", "metric", "value", "unit", "baseline (same run)", "ratio", "goal", "met"):
+        t.add_column(col, justify="right" if col in ("value", "ratio") else "left")
+    for r in results:
+        base = "-" if r.baseline is None else f"{_fmt(r.baseline)} ({r.baseline_name})"
+        met = {True: "[green]yes[/green]", False: "[red]no[/red]", None: ""}[r.ok]
+        t.add_row(r.bench, r.metric, _fmt(r.value), r.unit, base, _fmt(r.ratio), r.goal, met)
+    Console(width=160).print(t)

@@ -1,0 +1,24 @@
+"""The one error type for bad input: it names the file, the byte offset when known, and what is wrong."""
+
+from __future__ import annotations
+
+import os
+
+
+class InputError(Exception):
+    """Input that cannot be read as what it claims to be.
+
+    The CLI prints ``str(error)`` as one line and exits non-zero; it never shows a traceback.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, message: str, offset: int | None = None):
+        self.path = os.fspath(path) if path is not None else None
+        self.message = message
+        self.offset = offset
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = self.path or "<input>"
+        if self.offset is not None:
+            where += f" at byte {self.offset}"
+        return f"{where}: {self.message}"
