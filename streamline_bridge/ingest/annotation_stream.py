@@ -1,0 +1,627 @@
+"""Decoder of one Streamline annotation byte stream: a data connection's handshake and messages.
+
+Wire format: ``../shared/spec/annotate-protocol.md``. A stream is ``ANNOTATE N\\n``, ``u32 tid``,
+``u32 pid`` (``u8 dont_mangle_keys`` for N >= 3), then messages ``u8 code, u32le length, body``.
+
+Speed comes from splitting the work: one tight Python loop walks the framing only (one
+``unpack_from`` per message), then the fields of all messages of one code are decoded together
+with numpy (signed LEB128 over arrays of start offsets); only strings are sliced one by one, and
+the rare variable layouts (visual, counter definition, CAM job, CAM dependencies) are decoded per
+message.
+
+* :func:`decode` turns a whole stream into a :class:`DecodedStream`.
+* :class:`StreamDecoder` takes the stream in pieces of any size (``feed``/``finish``).
+* Bad input raises :class:`DecodeError` (an :class:`~streamline_bridge.errors.InputError`) with
+  the byte offset of the bad message; ``error.partial`` holds everything decoded before it.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from streamline_bridge.errors import InputError
+from streamline_bridge.model import MARKER_KINDS, markers_frame
+
+MAX_MESSAGE_LENGTH = 32 << 20  # the library never sends more than 32 KiB + an image; anything above is garbage
+HEADER_SIZE = 5  # u8 code + u32 length
+MAGIC_PREFIX = b"ANNOTATE "
+SUPPORTED_VERSIONS = range(1, 6)
+
+MESSAGE_NAMES = {
+    1: "STR",
+    2: "STR_COLOR",
+    3: "NAME_CHANNEL",
+    4: "NAME_GROUP",
+    5: "VISUAL",
+    6: "MARKER",
+    7: "MARKER_COLOR",
+    8: "COUNTER",
+    9: "COUNTER_VALUE",
+    10: "ACTIVITY_SWITCH",
+    11: "CAM_TRACK",
+    12: "CAM_JOB",
+    13: "CAM_VIEW_NAME",
+    14: "CAM_JOB_START",
+    15: "CAM_JOB_SET_DEPS",
+    16: "CAM_JOB_STOP",
+}
+
+# Marker kind of each code (code 1 with an empty text becomes "end").
+CODE_KINDS = {
+    1: "text", 2: "text", 3: "name_channel", 4: "name_group", 5: "visual", 6: "marker", 7: "marker",
+    8: "counter_def", 9: "counter_value", 10: "activity_switch", 11: "cam_track", 12: "cam_job",
+    13: "cam_view_name", 14: "cam_job_start", 15: "cam_job_deps", 16: "cam_job_stop",
+}
+
+_VARINT, _COLOR, _TAIL = "varint", "color", "tail"
+
+# Fixed layouts, decoded vectorised: (field name, type) in wire order.
+_LAYOUTS: dict[int, tuple[tuple[str, str], ...]] = {
+    1: (("time", _VARINT), ("channel", _VARINT), ("text", _TAIL)),
+    2: (("time", _VARINT), ("channel", _VARINT), ("color", _COLOR), ("text", _TAIL)),
+    3: (("time", _VARINT), ("channel", _VARINT), ("group", _VARINT), ("name", _TAIL)),
+    4: (("time", _VARINT), ("group", _VARINT), ("name", _TAIL)),
+    6: (("time", _VARINT), ("text", _TAIL)),
+    7: (("time", _VARINT), ("color", _COLOR), ("text", _TAIL)),
+    9: (("time", _VARINT), ("core", _VARINT), ("key", _VARINT), ("value", _VARINT)),
+    10: (("time", _VARINT), ("core", _VARINT), ("key", _VARINT), ("activity", _VARINT), ("tid", _VARINT)),
+    11: (("view", _VARINT), ("track", _VARINT), ("parent", _VARINT), ("name", _TAIL)),
+    13: (("view", _VARINT), ("name", _TAIL)),
+    14: (("view", _VARINT), ("job", _VARINT), ("track", _VARINT), ("time", _VARINT), ("color", _COLOR),
+         ("name", _TAIL)),
+    16: (("view", _VARINT), ("job", _VARINT), ("time", _VARINT)),
+}
+
+# Which message field fills which markers-table column, per code.
+_TABLE_COLUMNS: dict[int, dict[str, str]] = {
+    1: {"time_ns": "time", "channel": "channel", "text": "text"},
+    2: {"time_ns": "time", "channel": "channel", "color": "color", "text": "text"},
+    3: {"time_ns": "time", "channel": "channel", "group": "group", "text": "name"},
+    4: {"time_ns": "time", "group": "group", "text": "name"},
+    5: {"time_ns": "time", "text": "text"},
+    6: {"time_ns": "time", "text": "text"},
+    7: {"time_ns": "time", "color": "color", "text": "text"},
+    8: {"key": "key", "color": "color", "text": "name"},
+    9: {"time_ns": "time", "core": "core", "key": "key", "value": "value"},
+    10: {"time_ns": "time", "core": "core", "key": "key", "value": "activity"},
+    11: {"text": "name"},
+    12: {"time_ns": "start", "color": "color", "text": "name"},
+    13: {"text": "name"},
+    14: {"time_ns": "time", "color": "color", "text": "name"},
+    15: {"time_ns": "time"},
+    16: {"time_ns": "time"},
+}
+_INT_COLUMNS = ("time_ns", "channel", "group", "color", "key", "value", "core")
+
+_COUNTER_INTS = ("key", "per_cpu", "class", "display", "modifier", "series_composition", "rendering_type",
+                 "average_selection", "average_cores", "percentage", "activity_count", "cores")
+
+_U32 = struct.Struct("<I").unpack_from
+_PAD = bytes(64)  # lets vectorised reads run past a body's end without bounds checks (max layout: 6 fields)
+
+
+class DecodeError(InputError):
+    """Bad annotation bytes at ``offset`` (stream offset of the bad message or handshake).
+
+    ``partial`` is a :class:`DecodedStream` of the messages decoded before the error.
+    """
+
+    def __init__(self, source: str | None, message: str, offset: int, partial: DecodedStream | None = None):
+        super().__init__(source, message, offset)
+        self.partial = partial
+
+
+def color_json(u32: int) -> dict[str, Any]:
+    """A colour (the C header's ``0xBBGGRR1B`` constant) as ``{"rgb": "#rrggbb", "tag": T, "u32": u32}``."""
+    return {"rgb": f"#{(u32 >> 8) & 255:02x}{(u32 >> 16) & 255:02x}{(u32 >> 24) & 255:02x}",
+            "tag": u32 & 255, "u32": u32}
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """The first bytes of a data connection."""
+
+    version: int
+    tid: int
+    pid: int
+    dont_mangle_keys: int  # 0 for v1/v2, which have no flag byte
+    raw: bytes  # the handshake bytes exactly as received
+
+    @property
+    def magic(self) -> str:
+        return f"ANNOTATE {self.version}\n"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"magic": self.magic, "version": self.version, "tid": self.tid, "pid": self.pid,
+                "dont_mangle_keys": self.dont_mangle_keys}
+
+
+def parse_handshake(buf: bytes, source: str | None = None) -> Handshake | None:
+    """The handshake at the start of ``buf``; ``None`` when more bytes are needed; :class:`DecodeError` if bad."""
+    n = min(len(buf), len(MAGIC_PREFIX))
+    if buf[:n] != MAGIC_PREFIX[:n]:
+        raise DecodeError(source, f"not an annotation stream: starts {bytes(buf[:12])!r}, expected b'ANNOTATE N\\n'", 0)
+    if len(buf) < 11:
+        return None
+    if buf[10] != 0x0A or not 0x30 <= buf[9] <= 0x39:
+        raise DecodeError(source, f"bad handshake {bytes(buf[:11])!r}, expected b'ANNOTATE N\\n'", 0)
+    version = buf[9] - 0x30
+    if version not in SUPPORTED_VERSIONS:
+        raise DecodeError(source, f"unsupported annotation protocol version {version}", 0)
+    size = 20 if version >= 3 else 19
+    if len(buf) < size:
+        return None
+    tid, pid = struct.unpack_from("<II", buf, 11)
+    return Handshake(version, tid, pid, buf[19] if version >= 3 else 0, bytes(buf[:size]))
+
+
+@dataclass
+class Message:
+    """One decoded message: where it is, what it is, and all its fields."""
+
+    offset: int  # byte offset of the code byte in the stream
+    code: int
+    length: int  # body length
+    fields: dict[str, Any]  # colours as u32 ints, images as bytes, CAM dependencies as lists
+    raw: bytes  # the message bytes, header included
+
+    @property
+    def name(self) -> str:
+        return MESSAGE_NAMES[self.code]
+
+    def to_json(self) -> dict[str, Any]:
+        """The message in the layout of the ``*.expected.json`` vector decodes."""
+        return {"offset": self.offset, "code": self.code, "name": self.name, "length": self.length,
+                "hex": self.raw.hex(" "), "fields": {k: _json_value(k, v) for k, v in self.fields.items()}}
+
+
+def _json_value(key: str, value: Any) -> Any:
+    if key == "color":
+        return color_json(value)
+    if key == "activities":
+        return [[name, color_json(color)] for name, color in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+@dataclass
+class CodeFields:
+    """The decoded fields of every message of one code, as columns."""
+
+    index: np.ndarray  # positions of these messages in their DecodedStream
+    columns: dict[str, Any]  # field -> int64 array, or list (strings, bytes, lists)
+
+
+@dataclass
+class DecodedStream:
+    """Messages of one stream (or of one piece of it), as arrays, per-code field columns and raw bytes."""
+
+    handshake: Handshake | None
+    offset: np.ndarray  # int64 stream offset of each message
+    code: np.ndarray  # uint8
+    length: np.ndarray  # int64 body length
+    fields: dict[int, CodeFields]
+    raw: bytes  # the bytes of these messages, back to back
+    start: int  # stream offset of raw[0]
+
+    def __len__(self) -> int:
+        return len(self.offset)
+
+    def message(self, i: int) -> Message:
+        """The ``i``-th message with all its fields."""
+        code = int(self.code[i])
+        group = self.fields[code]
+        j = int(np.searchsorted(group.index, i))
+        fields = {k: (int(v[j]) if isinstance(v, np.ndarray) else v[j]) for k, v in group.columns.items()}
+        a = int(self.offset[i]) - self.start
+        return Message(int(self.offset[i]), code, int(self.length[i]), fields,
+                       self.raw[a:a + HEADER_SIZE + int(self.length[i])])
+
+    def messages(self) -> list[Message]:
+        return [self.message(i) for i in range(len(self))]
+
+    def to_json(self) -> dict[str, Any]:
+        """Handshake and messages in the layout of the ``*.expected.json`` vector decodes."""
+        return {"handshake": self.handshake.to_json() if self.handshake else None,
+                "messages": [m.to_json() for m in self.messages()]}
+
+    def counter_names(self) -> dict[int, str]:
+        """``{key: name}`` of the counter definitions (the last definition of a key wins)."""
+        group = self.fields.get(8)
+        return {} if group is None else {int(k): n for k, n in zip(group.columns["key"], group.columns["name"])}
+
+    def markers(self, *, pid: int | None = None, tid: int | None = None, stream: int = 0,
+                clock_base_ns: int | None = None) -> pd.DataFrame:
+        """The messages as a markers table (``model.py``); pid/tid default to the handshake's.
+
+        ``channel_name``/``group_name``/``group`` of text rows are resolved from earlier
+        ``name_channel``/``name_group`` messages of this stream (see :func:`resolve_group_names`
+        for names given on other threads of the process).
+        """
+        n = len(self)
+        hs = self.handshake
+        cols: dict[str, Any] = {}
+        ints = {c: np.zeros(n, np.int64) for c in _INT_COLUMNS}
+        missing = {c: np.ones(n, bool) for c in _INT_COLUMNS}
+        text = np.full(n, None, dtype=object)
+        kind = np.zeros(n, np.int8)
+        for code, group in self.fields.items():
+            kind[group.index] = MARKER_KINDS.index(CODE_KINDS[code])
+            for column, name in _TABLE_COLUMNS[code].items():
+                values = group.columns[name]
+                if column == "text":
+                    text[group.index] = _object_array(values)
+                else:
+                    ints[column][group.index] = values
+                    missing[column][group.index] = False
+        if 1 in self.fields:
+            ends = self.fields[1].index[np.array([t == "" for t in self.fields[1].columns["text"]], bool)]
+            kind[ends] = MARKER_KINDS.index("end")
+        for c in _INT_COLUMNS:
+            cols[c] = pd.Series(pd.arrays.IntegerArray(ints[c], missing[c]))
+        cols["text"] = text
+        cols["kind"] = pd.Categorical.from_codes(kind, categories=MARKER_KINDS)
+        cols["code"] = self.code.astype(np.int64)
+        cols["pid"] = np.full(n, pid if pid is not None else (hs.pid if hs else 0), np.int64)
+        cols["tid"] = np.full(n, tid if tid is not None else (hs.tid if hs else 0), np.int64)
+        cols["stream"] = np.full(n, stream, np.int64)
+        self._resolve_names(cols, text)
+        return markers_frame(cols, clock_base_ns)
+
+    def _resolve_names(self, cols: dict[str, Any], text: np.ndarray) -> None:
+        n = len(self)
+        chan_names = pd.Series(np.full(n, None, dtype=object))
+        group_names = pd.Series(np.full(n, None, dtype=object))
+        if 3 in self.fields:
+            idx = self.fields[3].index
+            channel = cols["channel"]
+            named = pd.Series(np.full(n, None, dtype=object))
+            named.iloc[idx] = text[idx]
+            chan_names = named.groupby(channel).ffill()
+            # text rows inherit the group their channel was put in
+            chan_group = pd.Series(pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, bool)))
+            chan_group.iloc[idx] = cols["group"].iloc[idx].to_numpy()
+            chan_group = chan_group.groupby(channel).ffill()
+            is_text = np.isin(self.code, (1, 2))
+            cols["group"] = cols["group"].where(~(is_text & cols["group"].isna().to_numpy()), chan_group)
+        if 4 in self.fields:
+            idx = self.fields[4].index
+            named = pd.Series(np.full(n, None, dtype=object))
+            named.iloc[idx] = text[idx]
+            group_names = named.groupby(cols["group"]).ffill()
+        cols["channel_name"] = chan_names
+        cols["group_name"] = group_names
+
+
+def resolve_group_names(markers: pd.DataFrame) -> None:
+    """Fill, in place, ``group_name`` where a row has a group but no name from its own stream.
+
+    Groups belong to the process: the name is that of the last ``name_group`` message of the same
+    pid and group anywhere in the table (another thread may have named it).
+    """
+    need = markers["group"].notna() & markers["group_name"].isna()
+    if not need.any():
+        return
+    defs = markers.loc[markers["kind"] == "name_group", ["pid", "group", "text"]]
+    if defs.empty:
+        return
+    names = defs.drop_duplicates(["pid", "group"], keep="last").set_index(["pid", "group"])["text"]
+    keys = pd.MultiIndex.from_arrays([markers.loc[need, "pid"], markers.loc[need, "group"].astype("int64")])
+    markers.loc[need, "group_name"] = names.reindex(keys).to_numpy()
+
+
+def _object_array(values: list[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+class _FieldError(Exception):
+    """A message body that does not hold its fields (caught and turned into a DecodeError)."""
+
+
+class _Body:
+    """Reads the fields of one message body, one at a time (for the variable layouts)."""
+
+    def __init__(self, buf: bytes, pos: int, end: int):
+        self.buf, self.pos, self.end = buf, pos, end
+
+    def varint(self) -> int:
+        buf, pos, result, shift = self.buf, self.pos, 0, 0
+        while pos < self.end and shift < 70:
+            b = buf[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                if b & 0x40:
+                    result -= 1 << shift
+                self.pos = pos
+                return ((result + (1 << 63)) & ((1 << 64) - 1)) - (1 << 63)  # wrap to int64 like the vector path
+        raise _FieldError("packed integer runs past the body" if pos >= self.end else "packed integer longer than 10 bytes")
+
+    def color(self) -> int:
+        if self.pos + 4 > self.end:
+            raise _FieldError("colour runs past the body")
+        r, g, b, t = self.buf[self.pos:self.pos + 4]
+        self.pos += 4
+        return t | r << 8 | g << 16 | b << 24
+
+    def zstr(self) -> str:
+        nul = self.buf.find(b"\0", self.pos, self.end)
+        if nul < 0:
+            raise _FieldError("string not NUL-terminated inside the body")
+        s = self.buf[self.pos:nul].decode("utf-8", "replace")
+        self.pos = nul + 1
+        return s
+
+    def rest(self) -> bytes:
+        out = self.buf[self.pos:self.end]
+        self.pos = self.end
+        return out
+
+    def tail(self) -> str:
+        return self.rest().decode("utf-8", "replace")
+
+    def count(self, min_item_size: int) -> int:
+        n = self.varint()
+        if n < 0 or n * min_item_size > self.end - self.pos:
+            raise _FieldError(f"count {n} does not fit in the body")
+        return n
+
+
+def _visual(r: _Body) -> dict[str, Any]:
+    return {"time": r.varint(), "text": r.zstr(), "image": r.rest()}
+
+
+def _counter(r: _Body) -> dict[str, Any]:
+    f: dict[str, Any] = {name: r.varint() for name in _COUNTER_INTS[:-2]}
+    f["activity_count"] = r.count(5)
+    f["cores"] = r.varint()
+    f["color"] = r.color()
+    f["activities"] = [(r.zstr(), r.color()) for _ in range(f["activity_count"])]
+    f["title"], f["name"], f["units"] = r.zstr(), r.zstr(), r.zstr()
+    f["description"] = r.tail()
+    return f
+
+
+def _cam_job(r: _Body) -> dict[str, Any]:
+    f: dict[str, Any] = {"view": r.varint(), "job": r.varint(), "track": r.varint(), "start": r.varint(),
+                         "duration": r.varint(), "color": r.color(), "primary_dep": r.varint()}
+    f["deps"] = [r.varint() for _ in range(r.count(1))]
+    f["name"] = r.tail()
+    return f
+
+
+def _cam_deps(r: _Body) -> dict[str, Any]:
+    f: dict[str, Any] = {"view": r.varint(), "job": r.varint(), "time": r.varint(), "primary_dep": r.varint()}
+    f["deps"] = [r.varint() for _ in range(r.count(1))]
+    return f
+
+
+_SCALAR: dict[int, Callable[[_Body], dict[str, Any]]] = {5: _visual, 8: _counter, 12: _cam_job, 15: _cam_deps}
+
+
+def _sleb(arr: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signed LEB128 at every offset ``p`` of ``arr``: (int64 values, byte counts, ok = ended within 10 bytes)."""
+    b = arr[p]
+    val = (b & 0x7F).astype(np.uint64)
+    last = b
+    cont = b >= 0x80
+    n = np.ones(len(p), np.int64)
+    k = 1
+    while k < 10 and cont.any():
+        b = arr[p + k]
+        val |= np.where(cont, (b & 0x7F).astype(np.uint64) << np.uint64(7 * k), np.uint64(0))
+        last = np.where(cont, b, last)
+        n += cont
+        cont &= b >= 0x80
+        k += 1
+    neg = ((last & 0x40) != 0) & (n < 10)
+    if neg.any():
+        shift = (7 * np.minimum(n, 9)).astype(np.uint64)
+        val |= np.where(neg, ~((np.uint64(1) << shift) - np.uint64(1)), np.uint64(0))
+    return val.view(np.int64), n, ~cont
+
+
+_FAULTS = ("", "packed integer longer than 10 bytes", "message body too short for its fields")
+
+
+def _decode_layout(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                   layout: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], np.ndarray]:
+    """Fields of messages sharing a fixed layout; also per message 0 (good) or the index of its fault in _FAULTS."""
+    p = starts + HEADER_SIZE
+    bad = np.zeros(len(p), np.int8)
+    cols: dict[str, Any] = {}
+    for name, kind in layout:
+        if kind == _VARINT:
+            cols[name], n, ok = _sleb(arr, p)
+            p = p + n
+            bad[(bad == 0) & ~ok] = 1
+        elif kind == _COLOR:
+            cols[name] = (arr[p + 3].astype(np.int64) | arr[p].astype(np.int64) << 8
+                          | arr[p + 1].astype(np.int64) << 16 | arr[p + 2].astype(np.int64) << 24)
+            p = p + 4
+        else:
+            cols[name] = [buf[a:b].decode("utf-8", "replace") for a, b in zip(p.tolist(), ends.tolist())]
+        bad[(bad == 0) & (p > ends)] = 2
+    return cols, bad
+
+
+def _decode_fields(buf: bytes, arr: np.ndarray, starts: np.ndarray, codes: np.ndarray, lengths: np.ndarray
+                   ) -> tuple[dict[int, CodeFields], int, str]:
+    """Per-code field columns; plus the index of the first bad message (len if none) and why it is bad."""
+    ends = starts + HEADER_SIZE + lengths
+    out: dict[int, CodeFields] = {}
+    first_bad, why = len(starts), ""
+    for code in np.flatnonzero(np.bincount(codes, minlength=17)):
+        code = int(code)
+        index = np.flatnonzero(codes == code)
+        if code in _SCALAR:
+            rows = []
+            for i in index.tolist():
+                if i > first_bad:
+                    break
+                try:
+                    rows.append(_SCALAR[code](_Body(buf, int(starts[i]) + HEADER_SIZE, int(ends[i]))))
+                except _FieldError as exc:
+                    first_bad, why = i, str(exc)
+                    break
+            index = index[:len(rows)]
+            columns = {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
+        else:
+            columns, bad = _decode_layout(buf, arr, starts[index], ends[index], _LAYOUTS[code])
+            if bad.any():
+                k = int(np.argmax(bad != 0))
+                if int(index[k]) < first_bad:
+                    first_bad, why = int(index[k]), _FAULTS[int(bad[k])]
+        out[code] = CodeFields(index, columns)
+    return out, first_bad, why
+
+
+def _empty(handshake: Handshake | None, start: int) -> DecodedStream:
+    z = np.zeros(0, np.int64)
+    return DecodedStream(handshake, z, np.zeros(0, np.uint8), z, {}, b"", start)
+
+
+def _decode_messages(buf: bytes, pos: int, base: int, handshake: Handshake | None, source: str | None
+                     ) -> tuple[DecodedStream, int, DecodeError | None]:
+    """Complete messages of ``buf[pos:]`` (``base`` = stream offset of ``buf[0]``).
+
+    Returns the decoded messages, the end of the last complete good message in ``buf``, and the
+    error that stopped decoding (None when it stopped only for lack of bytes).
+    """
+    end = len(buf)
+    starts: list[int] = []
+    append = starts.append
+    last = end - HEADER_SIZE
+    while pos <= last:
+        append(pos)
+        pos += HEADER_SIZE + _U32(buf, pos + 1)[0]
+    if not starts:
+        return _empty(handshake, base + pos), pos, None
+    st = np.array(starts, np.int64)
+    lengths = np.diff(st, append=pos) - HEADER_SIZE
+    arr = np.frombuffer(buf + _PAD, np.uint8)
+    codes = arr[st]
+    bad = (codes == 0) | (codes > 16) | (lengths > MAX_MESSAGE_LENGTH)
+    error: DecodeError | None = None
+    n = len(st) if pos <= end else len(st) - 1  # the last one may be incomplete
+    if bad.any():
+        k = int(np.argmax(bad))
+        c, ln = int(codes[k]), int(lengths[k])
+        why = (f"unknown message code {c} (0x{c:02x})" if not 1 <= c <= 16
+               else f"message length {ln} exceeds the {MAX_MESSAGE_LENGTH >> 20} MiB limit")
+        error = DecodeError(source, why, base + int(st[k]))
+        n = min(n, k)
+    st, codes, lengths = st[:n], codes[:n], lengths[:n]
+    fields, first_bad, why = _decode_fields(buf, arr, st, codes, lengths)
+    if first_bad < n:
+        error = DecodeError(source, f"{MESSAGE_NAMES[int(codes[first_bad])]} message (code {int(codes[first_bad])}): "
+                            f"{why}", base + int(st[first_bad]))
+        st, codes, lengths = st[:first_bad], codes[:first_bad], lengths[:first_bad]
+        fields, _, _ = _decode_fields(buf, arr, st, codes, lengths)
+    if len(st) == 0:
+        stop = int(starts[0])
+        return _empty(handshake, base + stop), stop, error
+    a, stop = int(st[0]), int(st[-1] + HEADER_SIZE + lengths[-1])
+    return DecodedStream(handshake, st + base, codes, lengths, fields, buf[a:stop], base + a), stop, error
+
+
+class StreamDecoder:
+    """Decodes one stream fed in pieces of any size; keeps the incomplete remainder between calls."""
+
+    def __init__(self, source: str | None = None):
+        self.source = source
+        self.handshake: Handshake | None = None
+        self._chunks: list[bytes] = []
+        self._have = 0  # bytes held in _chunks
+        self._need = 1  # bytes needed before decoding can progress
+        self._base = 0  # stream offset of the first held byte
+        self._error: DecodeError | None = None
+
+    @property
+    def offset(self) -> int:
+        """Stream offset up to which bytes have been decoded (held bytes start here)."""
+        return self._base
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet part of a complete message."""
+        return self._have
+
+    def feed(self, data: bytes) -> DecodedStream:
+        """Decode the messages ``data`` completes; raises :class:`DecodeError` (with ``partial``) on bad bytes."""
+        if self._error is not None:
+            raise DecodeError(self.source, f"stream already failed: {self._error.message}", self._error.offset,
+                              _empty(self.handshake, self._base))
+        if data:
+            self._chunks.append(bytes(data))
+            self._have += len(data)
+        if self._have < self._need:
+            return _empty(self.handshake, self._base)
+        buf = b"".join(self._chunks)
+        pos = 0
+        if self.handshake is None:
+            try:
+                self.handshake = parse_handshake(buf, self.source)
+            except DecodeError as exc:
+                self._error = exc
+                exc.partial = _empty(None, 0)
+                raise
+            if self.handshake is None:
+                self._keep(buf, 0, len(buf) + 1)
+                return _empty(None, 0)
+            pos = len(self.handshake.raw)
+        out, stop, error = _decode_messages(buf, pos, self._base, self.handshake, self.source)
+        if error is not None:
+            self._error = error
+            error.partial = out
+            self._base += stop
+            self._chunks, self._have = [], 0
+            raise error
+        rest = len(buf) - stop
+        self._keep(buf, stop, HEADER_SIZE + _U32(buf, stop + 1)[0] if rest >= HEADER_SIZE else HEADER_SIZE)
+        return out
+
+    def _keep(self, buf: bytes, stop: int, need: int) -> None:
+        self._base += stop
+        self._chunks = [buf[stop:]] if stop < len(buf) else []
+        self._have = len(buf) - stop
+        self._need = need
+
+    def finish(self) -> None:
+        """Declare the end of the stream; :class:`DecodeError` if it ends inside the handshake or a message."""
+        if self._error is not None or self._have == 0:
+            return
+        self._need = 0
+        self.feed(b"")  # anything complete that was waiting for more bytes
+        if self._have == 0:
+            return
+        buf = b"".join(self._chunks)
+        if self.handshake is None:
+            what = "the handshake"
+        elif len(buf) < HEADER_SIZE:
+            what = f"a message header ({len(buf)} of {HEADER_SIZE} bytes)"
+        else:
+            what = f"a message (code {buf[0]}, {len(buf)} of {HEADER_SIZE + _U32(buf, 1)[0]} bytes)"
+        self._error = DecodeError(self.source, f"stream ends inside {what}", self._base, _empty(self.handshake, self._base))
+        raise self._error
+
+
+def decode(data: bytes, source: str | None = None) -> DecodedStream:
+    """Decode a whole stream (handshake first); :class:`DecodeError` with ``partial`` if it is bad or cut short."""
+    dec = StreamDecoder(source)
+    out = dec.feed(data)
+    try:
+        dec.finish()
+    except DecodeError as exc:
+        exc.partial = out
+        raise
+    return out
