@@ -176,14 +176,14 @@ SummaryClocks = Struct(
     "monotonic_raw" / Packed,  # C: CLOCK_MONOTONIC_RAW ns at the start = the time base
     "_next" / Peek(Bytes(len(UNAME_KEY))),
     # D (gator 9.1+ perf captures): present unless the first attribute key follows C (§5.1).
-    "monotonic" / If(this._next != UNAME_KEY, Packed),
+    "monotonic" / If(lambda ctx: ctx._next != UNAME_KEY if ctx._parsing else ctx.monotonic is not None, Packed),
 )
 
 SummaryMessage = Struct(
     "code" / Const(1, Packed),
     "canary" / Const(SUMMARY_CANARY.decode("ascii"), PascalString(Packed, "ascii")),
     "clocks" / SummaryClocks,
-    "attributes" / RepeatUntil(lambda attr, lst, ctx: attr.key == "", SummaryAttribute),
+    "attributes" / RepeatUntil(lambda attr, lst, ctx: attr["key"] == "", SummaryAttribute),
 )
 """Summary frame message code 1: canary, 3 or 4 clocks, ``(key, value)*`` ended by an empty key."""
 
