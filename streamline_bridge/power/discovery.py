@@ -1,0 +1,70 @@
+"""Which power source this machine has: try each source module in order of trust.
+
+Order: INA3221 (either driver) > other hwmon power sensors > NVML > RAPL > tegrastats >
+the CPU-utilisation model (an estimate, so it is last and always says so).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from streamline_bridge.power.source import Roots, Source, Unavailable
+
+#: ``--source`` name -> module under :mod:`streamline_bridge.power`, in discovery order.
+SOURCES = {
+    "ina3221x": "ina3221x",
+    "ina3221": "ina3221",
+    "hwmon": "hwmon",
+    "nvml": "nvml",
+    "rapl": "rapl",
+    "tegrastats": "tegrastats",
+    "cpu-model": "cpu_model",
+}
+
+
+@dataclass
+class Candidate:
+    """One source tried: the source, or why it cannot be used here."""
+
+    name: str
+    source: Source | None
+    reason: str = ""
+
+
+def roots(sysfs_root: str | None = None, proc_root: str | None = None) -> Roots:
+    """The /sys and /proc to look in (copies of them for fixtures)."""
+    return Roots(sys=sysfs_root or "/sys", proc=proc_root or "/proc")
+
+
+def try_source(name: str, where: Roots, options: dict[str, Any] | None = None) -> Source:
+    """The named source on this machine, or :class:`Unavailable` with the reason."""
+    if name not in SOURCES:
+        raise Unavailable(f"unknown power source {name!r} (known: {', '.join(SOURCES)})")
+    module = importlib.import_module(f"streamline_bridge.power.{SOURCES[name]}")
+    return module.find(where, options or {})
+
+
+def survey(where: Roots, options: dict[str, Any] | None = None, names: list[str] | None = None) -> list[Candidate]:
+    """Every source in discovery order (or just ``names``), available or not."""
+    out = []
+    for name in names or list(SOURCES):
+        try:
+            out.append(Candidate(name, try_source(name, where, options)))
+        except Unavailable as exc:
+            out.append(Candidate(name, None, str(exc)))
+    return out
+
+
+def find_source(name: str | None, where: Roots, options: dict[str, Any] | None = None) -> Source:
+    """``name``'s source, or the first available one; :class:`Unavailable` lists every reason."""
+    if name:
+        return try_source(name, where, options)
+    reasons = []
+    for name_ in SOURCES:
+        try:
+            return try_source(name_, where, options)
+        except Unavailable as exc:
+            reasons.append(str(exc))
+    raise Unavailable("no power source found: " + "; ".join(reasons))

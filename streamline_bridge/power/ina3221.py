@@ -1,0 +1,60 @@
+"""INA3221 through the mainline hwmon driver ``ina3221`` (L4T >= 34: Orin, Xavier on JetPack 5; mainline Linux).
+
+Layout: ``/sys/bus/i2c/drivers/ina3221/<bus>-<addr>/hwmon/hwmonN/``, channels k = 1..3:
+``ink_label``, ``ink_input`` bus mV, ``currk_input`` mA (no power file: P = V x I). Channels
+labelled ``NC``, disabled channels and the shunt-sum channel ``in7`` ("sum of shunt voltages")
+are skipped. ``update_interval`` (ms) and ``samples`` (averaging) are recorded per device.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any
+
+from streamline_bridge.power.source import Rail, Roots, Unavailable
+from streamline_bridge.power.sysfs import SysfsSource, dedupe_names, read_number, read_text
+
+DRIVER_DIR = "bus/i2c/drivers/ina3221"
+CHANNELS = (1, 2, 3)
+SUM_LABEL = "sum of shunt voltages"
+
+
+class Ina3221Source(SysfsSource):
+    """The rails of every ``ina3221`` hwmon device."""
+
+    name = "ina3221"
+
+
+def _device_rails(hw: str, device: str, config: dict[str, Any]) -> list[Rail]:
+    rails = []
+    for k in CHANNELS:
+        volt, curr = os.path.join(hw, f"in{k}_input"), os.path.join(hw, f"curr{k}_input")
+        if not (os.path.exists(volt) and os.path.exists(curr)):
+            continue
+        label = read_text(os.path.join(hw, f"in{k}_label")) or f"{device}_ch{k}"
+        if label in ("NC", SUM_LABEL) or read_number(os.path.join(hw, f"in{k}_enable")) == 0:
+            continue
+        rails.append(Rail(label, "mV*mA", (volt, curr), 1e-3,
+                          {"driver": "ina3221", "device": device, "channel": k, **config}))
+    return rails
+
+
+def find(roots: Roots, options: dict[str, Any] | None = None) -> Ina3221Source:
+    """Every rail of every ``ina3221`` hwmon device under ``roots.sys``."""
+    base = roots.sys_path(DRIVER_DIR)
+    if not os.path.isdir(base):
+        raise Unavailable(f"{base}: no ina3221 hwmon driver (L4T >= 34, mainline)")
+    rails: list[Rail] = []
+    devices: dict[str, dict[str, Any]] = {}
+    for device_dir in sorted(glob.glob(os.path.join(glob.escape(base), "*-*"))):
+        device = os.path.basename(device_dir)
+        for hw in sorted(glob.glob(os.path.join(glob.escape(device_dir), "hwmon", "hwmon*"))):
+            config = {"update_interval_ms": read_number(os.path.join(hw, "update_interval")),
+                      "samples": read_number(os.path.join(hw, "samples"))}
+            devices[device] = config
+            rails += _device_rails(hw, device, config)
+    if not rails:
+        raise Unavailable(f"{base}: no readable ina3221 channel")
+    dedupe_names(rails)
+    return Ina3221Source(rails, {"devices": devices})
