@@ -1,0 +1,110 @@
+"""A moving fake sensor: a fixture tree copied to a temporary folder whose value files change over time.
+
+Values are a known function of the update index ``k = (now - t0) // period`` on
+CLOCK_MONOTONIC_RAW, so tests check what the sampler read against the function instead of
+hoping for timing: a value ``f(k)`` is written no earlier than ``t0 + k x period``, so a sample
+whose read ended at ``t`` can only show a ``k`` with ``t0 + k x period <= t``. Files are
+rewritten in place (same inode, fixed width, one ``pwrite``) exactly like a sysfs attribute
+that a reader keeps open. A *gap* empties and unlinks a file for a while (a reader sees a failed
+read, then ENOENT on reopen) and recreates it afterwards; a gap with no end removes it for good.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+CLOCK = time.CLOCK_MONOTONIC_RAW
+WIDTH = 12  # every value is written as "%12d\n"
+
+
+@dataclass
+class Gap:
+    """File ``rel`` is missing from ``start_s`` to ``end_s`` after t0 (``end_s=inf``: for good)."""
+
+    rel: str
+    start_s: float
+    end_s: float = math.inf
+
+
+class FakeSensor:
+    """Copies ``fixture`` to ``dest`` and rewrites ``functions`` ({relative path: f(k) -> int}) every ``period_s``."""
+
+    def __init__(self, fixture: str | os.PathLike[str], dest: str | os.PathLike[str], period_s: float,
+                 functions: dict[str, Callable[[int], int]], gaps: list[Gap] | None = None):
+        self.root = Path(dest)
+        shutil.copytree(fixture, self.root, dirs_exist_ok=True)
+        self.period_ns = int(period_s * 1e9)
+        self.functions = functions
+        self.gaps = gaps or []
+        self.t0 = 0
+        self._fds: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def _write(self, rel: str, value: int) -> None:
+        fd = self._fds.get(rel)
+        if fd is None:
+            fd = self._fds[rel] = os.open(self.path(rel), os.O_RDWR | os.O_CREAT, 0o644)
+            os.ftruncate(fd, WIDTH + 1)
+        os.pwrite(fd, b"%*d\n" % (WIDTH, value), 0)
+
+    def _missing(self, rel: str, t_s: float) -> bool:
+        return any(g.rel == rel and g.start_s <= t_s < g.end_s for g in self.gaps)
+
+    def _remove(self, rel: str) -> None:
+        fd = self._fds.pop(rel, None)
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.close(fd)
+            os.unlink(self.path(rel))
+
+    def start(self) -> "FakeSensor":
+        """Write f(0) everywhere (synchronously), then keep the files moving in a thread."""
+        self.t0 = time.clock_gettime_ns(CLOCK)
+        for rel, f in self.functions.items():
+            self._write(rel, f(0))
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        last = 0
+        while not self._stop.is_set():
+            now = time.clock_gettime_ns(CLOCK)
+            k = (now - self.t0) // self.period_ns
+            t_s = (now - self.t0) / 1e9
+            for rel, f in self.functions.items():
+                if self._missing(rel, t_s):
+                    self._remove(rel)
+                elif k != last or rel not in self._fds:
+                    self._write(rel, f(k))
+            last = k
+            time.sleep(max(0.0, (self.t0 + (k + 1) * self.period_ns - time.clock_gettime_ns(CLOCK)) / 1e9))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> "FakeSensor":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def earliest_ns(self, k: int) -> int:
+        """The earliest CLOCK_MONOTONIC_RAW ns at which ``f(k)`` can have been seen."""
+        return self.t0 + k * self.period_ns

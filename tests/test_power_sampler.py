@@ -1,0 +1,162 @@
+"""The sampler process against a moving fake sensor: values, update periods, missing samples, crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fake_sysfs import FakeSensor, Gap
+from streamline_bridge import ingest
+from streamline_bridge.power import Sampler, SamplerError
+from streamline_bridge.power.log import read_log
+from conftest import FIXTURES, ROOT
+
+IIO = "bus/i2c/drivers/ina3221x/1-0040/iio_device"
+BASES = {"VDD_IN": 10_000, "VDD_GPU": 20_000, "VDD_CPU": 30_000}
+PERIOD_S = 0.007
+
+
+def tx1_functions() -> dict:
+    """in_powerK_input = base + k: the update index k can be read back from every sample."""
+    return {f"{IIO}/in_power{i}_input": (lambda k, b=b: b + k) for i, b in enumerate(BASES.values())}
+
+
+def wait_for(predicate, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def test_samples_are_the_sensor_values_at_or_before_their_time(tmp_path: Path) -> None:
+    out = tmp_path / "power.sbp"
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions()) as fake:
+        with Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000) as s:
+            assert s.info["source"] == "ina3221x" and s.info["rails"] == list(BASES)
+            wait_for(lambda: s.latest.get("samples", 0) >= 200)
+            time.sleep(0.3)
+    log = read_log(out)
+    assert log.trailer is not None and log.trailer["error"] is None and not log.problems
+    assert log.meta["clock"] == "CLOCK_MONOTONIC_RAW" and log.meta["requested_hz"] == 1000
+    assert log.meta["config"] == {"devices": {"1-0040": {"running_mode": 1}}}
+    assert len(log.t_start) == log.trailer["samples"] >= 200
+    assert np.all(np.diff(log.t_start) > 0) and np.all(log.t_end >= log.t_start)
+    for rail, base in BASES.items():
+        values = log.power[rail]
+        assert not np.isnan(values).any()
+        k = values - base
+        assert np.all(k == np.round(k)) and k.min() >= 0
+        assert np.all(np.diff(k) >= 0), f"{rail}: an older value after a newer one"
+        assert np.all(fake.earliest_ns(k.astype(np.int64)) <= log.t_end), f"{rail}: a value seen before it existed"
+        period = log.trailer["update_period_ns"][rail]
+        assert 0.5 * PERIOD_S * 1e9 < period < 1.5 * PERIOD_S * 1e9
+    rec = ingest.read(out)
+    assert rec.meta.format == "power-log" and not rec.meta.partial
+    assert list(rec.meta.rails) == list(BASES)
+    assert 0.5 * PERIOD_S * 1e9 < rec.meta.rails["VDD_IN"].update_period_ns < 1.5 * PERIOD_S * 1e9
+    assert rec.meta.extra["achieved_hz"] > 0 and rec.meta.extra["source"] == "ina3221x"
+    assert len(rec.power) == 3 * len(log.t_end)
+
+
+def test_a_file_missing_for_a_while_gives_nan_and_sampling_goes_on(tmp_path: Path) -> None:
+    gpu = f"{IIO}/in_power1_input"
+    gap = Gap(gpu, 0.3, 0.5)
+    out = tmp_path / "power.sbp"
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions(), [gap]) as fake:
+        with Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, gone_after_s=30.0, status_ms=20) as s:
+            wait_for(lambda: (time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW) - fake.t0) / 1e9 > gap.end_s
+                     and fake.path(gpu).exists())
+            n0 = s.latest["samples"]
+            wait_for(lambda: s.latest["samples"] > n0 + 200)
+    log = read_log(out)
+    gpu_mw, in_mw = log.power["VDD_GPU"], log.power["VDD_IN"]
+    missing = np.isnan(gpu_mw)
+    assert missing.any(), "the gap was not seen"
+    assert not np.isnan(in_mw).any()
+    assert np.all(log.t_end[missing] >= fake.t0 + gap.start_s * 1e9), "NaN before the file went away"
+    assert not missing[-100:].any(), "the file came back but the sampler did not reopen it"
+    assert log.trailer["missing"]["VDD_GPU"] == int(np.isnan(gpu_mw).sum())
+    assert log.trailer["error"] is None
+
+
+def test_a_rail_gone_for_good_ends_the_run_naming_the_file(tmp_path: Path) -> None:
+    cpu = f"{IIO}/in_power2_input"
+    out = tmp_path / "power.sbp"
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions(), [Gap(cpu, 0.3)]):
+        s = Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, gone_after_s=0.3).start()
+        wait_for(lambda: not s.running)
+        with pytest.raises(SamplerError) as err:
+            s.stop()
+    assert "in_power2_input" in str(err.value) and "VDD_CPU" in str(err.value)
+    log = read_log(out)
+    assert log.trailer is not None and "in_power2_input" in log.trailer["error"]
+    assert len(log.t_start) > 100 and not np.isnan(log.power["VDD_IN"]).any()
+
+
+def test_sigkill_keeps_every_completed_chunk(tmp_path: Path) -> None:
+    out = tmp_path / "power.sbp"
+    s = Sampler(out, sysfs_root=FIXTURES / "sysfs/tx1-l4t28", rate_hz=1000, chunk_ms=50).start()
+    wait_for(lambda: s.latest.get("samples", 0) >= 100)
+    os.kill(s.info["pid"], signal.SIGKILL)
+    with pytest.raises(SamplerError, match="SIGKILL"):
+        s.stop()
+    log = read_log(out)
+    assert log.trailer is None and len(log.t_start) >= 100
+    assert log.power["VDD_IN"].tolist() == [2079.0] * len(log.t_start)
+    rec = ingest.read(out)
+    assert rec.meta.partial and any("no trailer" in i.message for i in rec.meta.issues)
+    assert len(rec.power) == 3 * len(log.t_start)
+
+
+def test_the_sampler_stops_by_itself_when_its_parent_dies(tmp_path: Path) -> None:
+    out = tmp_path / "power.sbp"
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from streamline_bridge.power import Sampler\n"
+         f"s = Sampler({str(out)!r}, sysfs_root={str(FIXTURES / 'sysfs/nano-l4t32')!r}).start()\n"
+         "print(s.info['pid'], flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, cwd=ROOT, text=True)
+    assert parent.stdout is not None
+    int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    wait_for(lambda: out.exists() and read_log(out).trailer is not None)
+    assert read_log(out).trailer["stop_reason"] == "parent closed the pipe"
+
+
+def test_an_unavailable_source_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SamplerError, match="no RAPL zone"):
+        Sampler(tmp_path / "p.sbp", source="rapl", sysfs_root=FIXTURES / "sysfs/tx1-l4t28").start()
+
+
+def test_estimated_source_is_marked_in_the_log_and_the_recording(tmp_path: Path) -> None:
+    out = tmp_path / "power.sbp"
+    with Sampler(out, source="cpu-model", rate_hz=200, options={"cpu_window_ms": 20}) as s:
+        wait_for(lambda: s.latest.get("samples", 0) >= 20)
+    rec = ingest.read(out)
+    assert rec.estimated and rec.meta.rails["CPU (estimated)"].estimated
+    assert "ESTIMATED" in rec.meta.extra["warning"]
+    assert rec.power["power_mw"].dropna().between(2000, 2000 + 1500 * os.cpu_count()).all()
+
+
+def test_rapl_power_from_a_wrapping_energy_counter(tmp_path: Path) -> None:
+    zone = "class/powercap/intel-rapl:0"
+    max_uj = 262_143_328_850
+    e0 = max_uj - 50_000  # wraps after a few updates
+    functions = {f"{zone}/energy_uj": lambda k: (e0 + 7_000 * k) % max_uj}  # 7000 µJ per 7 ms = 1000 mW
+    out = tmp_path / "power.sbp"
+    with FakeSensor(FIXTURES / "sysfs/rapl-x86", tmp_path / "sys", PERIOD_S, functions) as fake:
+        with Sampler(out, source="rapl", sysfs_root=tmp_path / "sys", rate_hz=1000):
+            wait_for(lambda: (time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW) - fake.t0) / 1e9 > 0.4)
+    log = read_log(out)
+    p = log.power["package-0"]
+    p = p[~np.isnan(p)]
+    assert len(p) > 100 and p.min() > 0, "the wrap gave a negative or zero power"
+    assert 700 < np.median(p) < 1400
