@@ -1,0 +1,182 @@
+"""Reader for tegrastats logs (``tegrastats --logfile``, or its printed lines): FORMAT "tegrastats".
+
+Only the power fields are read, in every release's form (``../shared/research/anchors.md`` §2):
+
+* L4T <= 32 (TX2, Nano, Xavier): ``VDD_IN 1383/1383`` — current/average, unitless mW;
+* L4T 35/36 (Orin, JetPack 5/6): ``VDD_GPU_SOC 2390mW/2390mW``;
+* JetPack 7 (L4T 39): ``VDD_GPU_SOC 5139mW/5139mW/5139mW``.
+
+The first value is the current power; the averages are tegrastats' own and are not kept. Rails
+are never summed (on most boards VDD_IN already includes the others). Lines may start with a
+``MM-DD-YYYY HH:MM:SS`` wall-clock stamp (1 s resolution: lines within one second are spread by
+the interval); without stamps line *i* is at ``i × interval`` (default 1000 ms, tegrastats'
+default). tegrastats has no CLOCK_MONOTONIC_RAW, so ``meta.clock_base_ns`` is None and
+``time_ns`` equals ``time_rel_ns`` (seconds since the first line): align with an offset later.
+TX1 on L4T 28 prints no rails at all; such a log reads as no power, with an Issue saying so.
+
+:func:`parse_line` is the line parser; the live tegrastats power source reuses it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from streamline_bridge.errors import InputError
+from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_markers, power_frame
+
+FORMAT = "tegrastats"
+DEFAULT_INTERVAL_MS = 1000
+
+_STAMP = re.compile(r"^\s*(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2}):(\d{2})\s+")
+_NUM = r"(\d+(?:\.\d+)?)"
+# NAME cur/avg, NAME curmW/avgmW, NAME amW/bmW/cmW; the token must end there (so "RAM 388/3984MB" is no rail)
+_RAIL = re.compile(rf"(?<!\S)([A-Za-z][A-Za-z0-9_]*) {_NUM}(mW)?/{_NUM}(?:mW)?(?:/{_NUM}(?:mW)?)?(?!\S)")
+# Tokens every tegrastats line has, whichever release (for sniffing and for telling a line apart from noise)
+_MARKS = re.compile(r"(?<!\S)(RAM \d+/\d+[kM]B|(?:CPU|cpu) \[|EMC(?:_FREQ)? \d+%|GR3D(?:_FREQ)? \d+%)")
+_NOT_RAILS = frozenset({"RAM", "SWAP", "IRAM", "lfb", "cached"})
+
+
+@dataclass
+class TegrastatsLine:
+    """One tegrastats line: its wall-clock stamp (if any) and the power rails it lists."""
+
+    stamp: datetime | None
+    rails: dict[str, float] = field(default_factory=dict)  # rail -> current power, mW
+    averages: dict[str, tuple[float, ...]] = field(default_factory=dict)  # rail -> tegrastats' average(s), mW
+
+
+def parse_line(line: str) -> TegrastatsLine | None:
+    """The power fields of one tegrastats line; ``None`` when it is not a tegrastats line.
+
+    A rail name seen twice in a line (Orin's ``NC`` "not connected" rails) gets ``#2``, ``#3``...
+    """
+    m = _STAMP.match(line)
+    stamp = None
+    if m:
+        mo, d, y, hh, mi, ss = (int(g) for g in m.groups())
+        try:
+            stamp = datetime(y, mo, d, hh, mi, ss)
+        except ValueError:
+            return None
+    if not _MARKS.search(line):
+        return None
+    out = TegrastatsLine(stamp)
+    for name, cur, _unit, avg, avg2 in _RAIL.findall(line):
+        if name in _NOT_RAILS:
+            continue
+        key, k = name, 1
+        while key in out.rails:
+            k += 1
+            key = f"{name}#{k}"
+        out.rails[key] = float(cur)
+        out.averages[key] = (float(avg),) + ((float(avg2),) if avg2 else ())
+    return out
+
+
+def sniff(path: Path) -> bool:
+    """A text file whose first non-empty line is a tegrastats line."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    if b"\0" in head:
+        return False
+    for line in head.decode("utf-8", "replace").splitlines():
+        if line.strip():
+            return parse_line(line) is not None
+    return False
+
+
+def read(path: Path) -> Recording:
+    """Read a tegrastats log with the default interval (see :func:`read_log`)."""
+    return read_log(path)
+
+
+def read_log(path: str | os.PathLike[str], interval_ms: float | None = None) -> Recording:
+    """Read a tegrastats log; ``interval_ms`` is the ``--interval`` it ran with, if known.
+
+    Without stamps the interval defaults to 1000 ms; with stamps it is measured from them unless
+    given. Lines that are not tegrastats lines are skipped with an Issue (file and line number).
+    """
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8", "replace")
+    except OSError as exc:
+        raise InputError(p, exc.strerror or str(exc)) from None
+    issues: list[Issue] = []
+    lines: list[TegrastatsLine] = []
+    partial = False
+    raw_lines = text.split("\n")
+    ends_cut = bool(raw_lines and raw_lines[-1].strip())  # no newline after the last line
+    for no, raw in enumerate(raw_lines, start=1):
+        if not raw.strip():
+            continue
+        parsed = parse_line(raw)
+        if parsed is None:
+            issues.append(Issue(str(p), f"line {no} is not a tegrastats line: {raw[:60]!r}"))
+            partial = True
+            continue
+        if ends_cut and no == len(raw_lines) and lines and set(parsed.rails) != set(lines[-1].rails):
+            issues.append(Issue(str(p), f"line {no} is cut short (no newline, rails missing)"))
+            partial = True
+            continue
+        lines.append(parsed)
+    if not lines:
+        raise InputError(p, "no tegrastats lines")
+    names = list(dict.fromkeys(r for ln in lines for r in ln.rails))
+    times, period, how = _times(lines, interval_ms)
+    issues.append(Issue(str(p), how, action="times estimated"))
+    meta = Meta(format=FORMAT, sources=[str(p)], issues=issues, partial=partial,
+                extra={"lines": len(lines), "interval_ms": period / 1e6, "rails": names,
+                       "duration_s": float(times[-1] - times[0]) / 1e9 if len(times) else None})
+    if lines[0].stamp is not None:
+        meta.extra["first_stamp"] = lines[0].stamp.isoformat(sep=" ")
+    if not names:
+        issues.append(Issue(str(p), "no power rails in this log: tegrastats on the TX1 (L4T 28) prints none; "
+                                    "record the INA3221 sysfs rails with the power sampler instead",
+                            action="no power read"))
+        return Recording(empty_markers(), power_frame(times, {}, None), meta)
+    rails = {n: np.array([ln.rails.get(n, np.nan) for ln in lines]) for n in names}
+    for n in names:
+        meta.rails[n] = RailInfo(name=n, source="tegrastats", unit="mW", update_period_ns=int(period),
+                                 extra={"averages_dropped": True})
+        missing = int(np.isnan(rails[n]).sum())
+        if missing:
+            issues.append(Issue(str(p), f"rail {n} missing from {missing} line(s)", action="left as NaN"))
+    return Recording(empty_markers(), power_frame(times, rails, None), meta)
+
+
+def _times(lines: list[TegrastatsLine], interval_ms: float | None) -> tuple[np.ndarray, int, str]:
+    """Relative time (ns) of each line, the line period (ns), and how they were worked out."""
+    n = len(lines)
+    stamps = [ln.stamp for ln in lines]
+    if any(s is None for s in stamps):
+        period = int(round((interval_ms or DEFAULT_INTERVAL_MS) * 1e6))
+        how = (f"no timestamps: line i is at i × {period / 1e6:g} ms "
+               + ("(given interval)" if interval_ms else "(tegrastats' default interval; pass the real one)"))
+        return np.arange(n, dtype=np.int64) * period, period, how
+    secs = np.array([(s - stamps[0]).total_seconds() for s in stamps], dtype=np.int64)
+    if interval_ms:
+        period = int(round(interval_ms * 1e6))
+    elif secs[-1] > 0:
+        period = int(round(secs[-1] * 1e9 / max(n - 1, 1) / 1e6)) * 1_000_000 or 1_000_000
+    else:
+        period = DEFAULT_INTERVAL_MS * 1_000_000
+    # lines sharing one stamp (1 s resolution) are spread by the period, in order
+    run = np.zeros(n, dtype=np.int64)
+    for i in range(1, n):
+        run[i] = run[i - 1] + 1 if secs[i] == secs[i - 1] else 0
+    times = secs * 1_000_000_000 + run * period
+    how = (f"times from the 1 s wall-clock stamps, lines within a second spread by {period / 1e6:g} ms "
+           + ("(given interval)" if interval_ms else "(measured)"))
+    return times, period, how
