@@ -1,0 +1,195 @@
+"""Layer intervals from markers: who ran when, in which group and which iteration.
+
+Two marker styles (see ``docs/energy-table.md``, "Marker conventions"):
+
+* **channels** — a text annotation on (pid, tid, channel) opens an interval that the next text or
+  ``end`` on the same (pid, tid, channel) closes.
+* **markers** — bookmarks (SyNERGY / the reference study): each bookmark runs to the next bookmark
+  of the same (pid, tid); ``start`` and ``end`` only delimit.
+
+In both styles a text ``iteration <n>`` (or any text on a channel named ``iteration(s)``) starts an
+iteration and is not a layer. Without iteration markers an iteration starts at each repetition of
+the first layer's name. ``name___type`` names carry the layer type after three underscores.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+ITERATION_TEXT = re.compile(r"^\s*iteration[\s_#:=]*(\d+)\s*$", re.IGNORECASE)
+ITERATION_CHANNELS = ("iteration", "iterations")
+DELIMITERS = ("start", "end")  # bookmark texts that only delimit (markers style)
+TYPE_SEPARATOR = "___"
+STYLES = ("auto", "channels", "markers")
+
+GroupSpec = Mapping[str, str] | str | None
+
+
+@dataclass
+class Intervals:
+    """Layer occurrences (one row per layer per iteration) and the iterations' spans.
+
+    ``layers`` columns: ``seq`` (execution order), ``name``, ``layer_type``, ``group``,
+    ``iteration`` (0-based index), ``key`` (name, ``#k`` added for the k-th repeat of a name
+    inside one iteration), ``start_ns``, ``end_ns``, ``pid``, ``tid``.
+    ``iterations`` columns: ``iteration``, ``label``, ``start_ns``, ``end_ns``.
+    """
+
+    layers: pd.DataFrame
+    iterations: pd.DataFrame
+    style: str
+    iteration_source: str  # "markers" (explicit) or "repetition" (of the first layer's name)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _texts(markers: pd.DataFrame, kinds: tuple[str, ...]) -> pd.DataFrame:
+    """Rows of the given kinds that have a time, with plain-Python-friendly columns, in stream order."""
+    m = markers[markers["kind"].isin(kinds) & markers["time_ns"].notna()]
+    return pd.DataFrame({
+        "time_ns": m["time_ns"].to_numpy(np.int64),
+        "pid": m["pid"].to_numpy(np.int64),
+        "tid": m["tid"].to_numpy(np.int64),
+        "channel": m["channel"].fillna(-1).to_numpy(np.int64),
+        "channel_name": m["channel_name"].fillna("").to_numpy(object),
+        "group_name": m["group_name"].to_numpy(object),
+        "text": m["text"].fillna("").to_numpy(object),
+        "order": np.arange(len(m)),
+    })
+
+
+def _is_iteration(df: pd.DataFrame) -> np.ndarray:
+    named = df["channel_name"].str.strip().str.lower().isin(ITERATION_CHANNELS).to_numpy(bool)
+    texted = df["text"].str.match(ITERATION_TEXT.pattern, case=False).to_numpy(bool)
+    return (named | texted) & (df["text"] != "").to_numpy(bool)
+
+
+def _spans(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Each row runs to the next row of the same ``keys``; ``end_ns`` is <NA> for the last one."""
+    df = df.sort_values(keys + ["time_ns", "order"], kind="stable")
+    df = df.assign(end_ns=df.groupby(keys, sort=False)["time_ns"].shift(-1).astype("Int64"))
+    return df.rename(columns={"time_ns": "start_ns"})
+
+
+def detect_style(markers: pd.DataFrame) -> str:
+    """``channels`` when any non-iteration channel text exists, else ``markers``."""
+    texts = _texts(markers, ("text",))
+    layer_texts = (texts["text"] != "").to_numpy(bool) & ~_is_iteration(texts)
+    return "channels" if layer_texts.any() else "markers"
+
+
+def _split_type(names: pd.Series) -> tuple[pd.Series, pd.Series]:
+    parts = names.str.split(TYPE_SEPARATOR, n=1, regex=False)
+    return parts.str[0], parts.str[1].fillna("")
+
+
+def _groups(names: pd.Series, group_names: pd.Series, groups: GroupSpec) -> pd.Series:
+    """Group of each layer: a mapping, ``prefix`` (before ``/``), ``channel`` (channel group name) or auto."""
+    prefix = names.str.split("/", n=1, regex=False).str[0]
+    channel = group_names.astype(object).where(group_names.notna() & (group_names != ""), prefix)
+    if isinstance(groups, Mapping):
+        return names.map(dict(groups)).fillna(prefix)
+    if groups == "prefix":
+        return prefix
+    if groups == "channel":
+        return channel
+    if groups not in (None, "auto"):
+        raise ValueError(f"groups must be a mapping, 'prefix', 'channel' or 'auto', not {groups!r}")
+    return prefix if names.str.contains("/", regex=False).any() else channel
+
+
+def find_intervals(markers: pd.DataFrame, style: str = "auto", groups: GroupSpec = None) -> Intervals:
+    """Layer intervals, groups and iterations from a markers table whose ``time_ns`` are all set."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, not {style!r}")
+    if style == "auto":
+        style = detect_style(markers)
+    warnings: list[str] = []
+    if style == "channels":
+        df = _texts(markers, ("text", "end"))
+        spans = _spans(df, ["pid", "tid", "channel"])
+        opened = (spans["text"] != "").to_numpy(bool)
+        delimiter = _is_iteration(spans)
+    else:
+        df = _texts(markers, ("marker",))
+        spans = _spans(df, ["pid", "tid"])
+        opened = np.ones(len(spans), bool)
+        delimiter = _is_iteration(spans) | spans["text"].str.strip().str.lower().isin(DELIMITERS).to_numpy(bool)
+    iter_rows = spans[delimiter & opened]
+    layers = spans[opened & ~delimiter]
+    open_ = layers["end_ns"].isna().to_numpy(bool)
+    if open_.any():
+        names = ", ".join(sorted(set(layers["text"][open_].astype(str)))[:5])
+        warnings.append(f"{int(open_.sum())} interval(s) never closed and left out ({names})")
+        layers = layers[~open_]
+    layers = layers.sort_values(["start_ns", "order"], kind="stable").reset_index(drop=True)
+    name, layer_type = _split_type(layers["text"].astype(str))
+    out = pd.DataFrame({
+        "seq": np.arange(len(layers)),
+        "name": name.to_numpy(object),
+        "layer_type": layer_type.to_numpy(object),
+        "group": _groups(name, layers["group_name"], groups).to_numpy(object),
+        "start_ns": layers["start_ns"].to_numpy(np.int64),
+        "end_ns": layers["end_ns"].to_numpy(np.int64),
+        "pid": layers["pid"].to_numpy(np.int64),
+        "tid": layers["tid"].to_numpy(np.int64),
+    })
+    if len(iter_rows):
+        out, iterations, more = _explicit_iterations(out, iter_rows)
+        source = "markers"
+        warnings += more
+    else:
+        out, iterations = _repeated_iterations(out)
+        source = "repetition"
+    occurrence = out.groupby(["iteration", "name"], sort=False).cumcount().to_numpy()
+    out["key"] = np.where(occurrence == 0, out["name"], out["name"] + "#" + (occurrence + 1).astype(str))
+    cols = ["seq", "name", "layer_type", "group", "iteration", "key", "start_ns", "end_ns", "pid", "tid"]
+    return Intervals(out[cols], iterations, style, source, warnings)
+
+
+def _explicit_iterations(layers: pd.DataFrame, rows: pd.DataFrame
+                         ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Iteration index of each layer from iteration markers (the last one at or before its start)."""
+    rows = rows.sort_values(["start_ns", "order"], kind="stable").drop_duplicates("start_ns")
+    starts = rows["start_ns"].to_numpy(np.int64)
+    idx = np.searchsorted(starts, layers["start_ns"].to_numpy(np.int64), side="right") - 1
+    warnings = []
+    before = idx < 0
+    if before.any():
+        warnings.append(f"{int(before.sum())} layer interval(s) before the first iteration marker left out")
+    layers = layers[~before].assign(iteration=idx[~before])
+    last_end = layers.groupby("iteration")["end_ns"].max().reindex(range(len(starts)))
+    # an iteration ends at the end of its last layer, or later where its own annotation is closed later
+    closed = rows["end_ns"].astype("Float64").to_numpy(np.float64, na_value=np.nan)
+    next_start = np.append(starts[1:], np.iinfo(np.int64).max).astype(np.float64)
+    end = np.fmin(np.fmax(closed, last_end.to_numpy(np.float64)), next_start)
+    labels = [m.group(1) if (m := ITERATION_TEXT.match(str(t))) else str(i)
+              for i, t in enumerate(rows["text"])]
+    iterations = pd.DataFrame({
+        "iteration": np.arange(len(starts)),
+        "label": [f"iteration {lab}" for lab in labels],
+        "start_ns": starts,
+        "end_ns": pd.array(np.where(np.isfinite(end), end, np.nan), dtype="Float64").astype("Int64"),
+    })
+    return layers, iterations, warnings
+
+
+def _repeated_iterations(layers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Iterations where the first layer's name comes back."""
+    if layers.empty:
+        layers = layers.assign(iteration=np.zeros(0, np.int64))
+    else:
+        first = layers["name"].iloc[0]
+        layers = layers.assign(iteration=np.cumsum((layers["name"] == first).to_numpy()) - 1)
+    spans = layers.groupby("iteration").agg(start_ns=("start_ns", "min"), end_ns=("end_ns", "max"))
+    iterations = pd.DataFrame({
+        "iteration": spans.index.to_numpy(np.int64),
+        "label": [f"iteration {i}" for i in spans.index],
+        "start_ns": spans["start_ns"].to_numpy(np.int64),
+        "end_ns": pd.array(spans["end_ns"].to_numpy(np.int64), dtype="Int64"),
+    })
+    return layers, iterations
