@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -157,9 +158,10 @@ def test_damaged_summary(tmp_path):
 def test_cli_exit_status_2_on_a_damaged_capture(tmp_path, capsys):
     w = _writer()
     w.raw(b"\x09\x00\x00\x00\x05")
-    assert main(["inspect", str(w.write(tmp_path / "z.apc"))]) == 2
-    out = capsys.readouterr().out
-    assert "0000000000 at byte" in out and "damaged" in out
+    assert main(["inspect", "--json", str(w.write(tmp_path / "z.apc"))]) == 2
+    info = json.loads(capsys.readouterr().out)
+    assert info["partial"] and info["markers"]["count"] == 2
+    assert any("0000000000 at byte" in i and "runs 8 bytes past the end" in i for i in info["issues"])
 
 
 @pytest.mark.parametrize("name", ["0000000000", "captured.xml"])
