@@ -143,8 +143,9 @@ class FakeGatord:
     ``start_capture()`` writes 0x00 to every open control connection.
     """
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str = "", tcp: bool = False) -> None:
         self.prefix = prefix
+        self.tcp = tcp
         self.conns: list[bytearray] = []
         self.controls: list[socket.socket] = []
         self.closed: list[threading.Event] = []
@@ -152,12 +153,17 @@ class FakeGatord:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._stopping = False
-        self._ctrl_l = self._listen(b"\0" + prefix.encode() + b"-parent", self._accept_control)
-        self._data_l = self._listen(b"\0" + prefix.encode(), self._accept_data)
+        if tcp:
+            self._ctrl_l = self._listen(("127.0.0.1", 0), self._accept_control)
+            self._data_l = self._listen(("127.0.0.1", 0), self._accept_data)
+            self.ports = (self._ctrl_l.getsockname()[1], self._data_l.getsockname()[1])
+        else:
+            self._ctrl_l = self._listen(b"\0" + prefix.encode() + b"-parent", self._accept_control)
+            self._data_l = self._listen(b"\0" + prefix.encode(), self._accept_data)
 
-    def _listen(self, name: bytes, handler: Callable[[socket.socket], None]) -> socket.socket:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.bind(name)
+    def _listen(self, address: bytes | tuple[str, int], handler: Callable[[socket.socket], None]) -> socket.socket:
+        s = socket.socket(socket.AF_INET if self.tcp else socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(address)
         s.listen(64)
         self._spawn(self._accept_loop, s, handler)
         return s
@@ -216,6 +222,8 @@ class FakeGatord:
     def stop(self) -> None:
         """Close listeners and every connection (gatord going away)."""
         with self._lock:
+            if self._stopping:
+                return
             self._stopping = True
             socks = self._socks[:]
         for s in (self._ctrl_l, self._data_l):

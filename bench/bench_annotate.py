@@ -1,0 +1,132 @@
+"""Cost per call of ``annotate.text`` / ``annotate.marker`` next to a bare ``os.write`` of the same bytes.
+
+Cases: (a) a gatord stand-in (a separate process accepting on private abstract sockets and
+discarding) connected, (b) file only (marker log, default 100 ms flush), (c) file written through
+on every call (flush interval 0), (d) nothing listening and no file (calls are dropped).
+Each figure is wall time for N calls plus the final flush (so the sender's work is included),
+divided by N. Floor: ``os.write(fd, message)`` per call to a file, same bytes, same run.
+Goal: <= 2 µs per call and within 3x of the floor.
+
+``python -m bench annotate`` (or ``python bench/bench_annotate.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+try:
+    from bench.run import Result
+except ImportError:  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.run import Result
+
+from annotate import Client, wire
+
+GOAL_US = 2.0
+GOAL_RATIO = 3.0
+
+_LISTENER = r"""
+import socket, sys, threading
+prefix = sys.argv[1].encode()
+def drain(c):
+    while c.recv(1 << 20):
+        pass
+def serve(name):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(name)
+    s.listen(64)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=drain, args=(c,), daemon=True).start()
+threading.Thread(target=serve, args=(b"\0" + prefix + b"-parent",), daemon=True).start()
+serve(b"\0" + prefix)
+"""
+
+
+def _start_listener(prefix: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", _LISTENER, prefix])
+    deadline = time.monotonic() + 10
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(b"\0" + prefix.encode())
+            return proc
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("benchmark listener did not start")
+            time.sleep(0.02)
+        finally:
+            s.close()
+
+
+def _per_call(fn: Callable[[str], None], after: Callable[[], None], n: int, label: str) -> float:
+    """Best of 3 runs: µs per call of fn(label), including ``after()`` (the flush)."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn(label)
+        after()
+        best = min(best, time.perf_counter() - t0)
+    return best / n * 1e6
+
+
+def _floor(msg: bytes, n: int, directory: str) -> float:
+    fd = os.open(os.path.join(directory, "floor.bin"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    write = os.write
+    try:
+        return _per_call(lambda _: write(fd, msg), lambda: None, n, "")
+    finally:
+        os.close(fd)
+
+
+def run(quick: bool) -> list[Result]:
+    n = 20_000 if quick else 200_000
+    label = "conv1"
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-annotate-") as tmp:
+        prefix = f"bench-annotate-{uuid.uuid4().hex[:10]}"
+        listener = _start_listener(prefix)
+        try:
+            clients = {
+                "gatord listener": Client(address_prefix=prefix),
+                "file only": Client(file=os.path.join(tmp, "b.sbm"), gatord=False),
+                "file write-through": Client(file=os.path.join(tmp, "c.sbm"), gatord=False, flush_interval=0),
+                "no gatord, no file": Client(address_prefix=prefix + "-absent"),
+            }
+            for c in clients.values():
+                c.setup()
+                c.marker("warm-up")
+                c.flush()
+            for call in ("text", "marker"):
+                msg = getattr(wire, call)(wire.now(), 0, label) if call == "text" else wire.marker(wire.now(), label)
+                floor = _floor(msg, n, tmp)
+                for case, c in clients.items():
+                    us = _per_call(getattr(c, call), c.flush, n, label)
+                    ok = us <= GOAL_US and us <= GOAL_RATIO * floor
+                    results.append(
+                        Result(
+                            "annotate", f"{call}(), {case}", us, "µs/call", floor, "os.write same bytes",
+                            f"<= {GOAL_US} µs, <= {GOAL_RATIO}x floor", ok,
+                        )
+                    )
+            for c in clients.values():
+                c.close()
+        finally:
+            listener.kill()
+            listener.wait()
+    return results
+
+
+if __name__ == "__main__":
+    for r in run("--quick" in sys.argv):
+        print(f"{r.metric:40s} {r.value:7.3f} {r.unit}  floor {r.baseline:.3f}  ratio {r.ratio:.2f}  ok={r.ok}")

@@ -1,0 +1,296 @@
+"""The client in one process: API -> bytes (against Arm's recording), gatord life cycle, mirror."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import annotate
+from annotate import Client, wire
+from test_annotate_support import (
+    TIMED_CODES,
+    FakeGatord,
+    parse_stream,
+    sleb,
+    unique_prefix,
+    wait_until,
+    walk_marker_log,
+)
+
+IMG = bytes.fromhex("89504e470d0a1a0a")
+
+
+@pytest.fixture
+def gatord():
+    g = FakeGatord(unique_prefix())
+    yield g
+    g.stop()
+
+
+def without_time(messages: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """(code, body minus its leading time field) for every message."""
+    return [(code, body[sleb(body, 0)[1] :] if code in TIMED_CODES else body) for code, body in messages]
+
+
+def replay_v4_sequence(c: Client, tid: int) -> None:
+    """vectors/README.md steps 1-17, 20-31 through the public API (step 21's tid given)."""
+    c.name_group(1, "Caffe")
+    c.name_channel(3, 1, "layers")
+    c.text("conv1", channel=3, color=annotate.GREEN)
+    c.end(3)
+    c.text("pool1", channel=3)
+    c.end(3)
+    c.text("hello")
+    c.end()
+    c.text("red text", color=annotate.RED)
+    c.marker()
+    c.marker("epoch 1")
+    c.marker(color=annotate.YELLOW)
+    c.marker("blue marker", color=annotate.BLUE)
+    c.absolute_counter(1, "Power", "GPU rail")
+    c.delta_counter(2, "Images", "processed")
+    c.counter_value(1, 1234)
+    c.counter_value(2, 3000000000)
+    c.counter(
+        3, "Engine", "State", counter_class=annotate.ACTIVITY, display=annotate.AVERAGE, units="",
+        modifier=1, series_composition=annotate.STACKED, rendering_type=annotate.BAR,
+        activities=("Load", "Run"), activity_colors=(annotate.RED, annotate.GREEN), cores=1,
+        color=annotate.COLOR_CYCLE, description="demo activity counter",
+    )
+    c.activity_switch(3, 2, tid, core=0)
+    c.cam_view_name(0x1234, "Pipeline")
+    c.cam_track(0x1234, 1, -1, "Stage A")
+    c.cam_track(0x1234, 2, 1, "Stage B")
+    c.cam_job(0x1234, 100, "job100", 1, 2000000000, 500000, annotate.COLOR_T1)
+    c.cam_job(0x1234, 101, "job101", 2, 2000600000, 250000, annotate.CYAN, dependencies=[100])
+    c.cam_job(0x1234, 102, "job102", 1, 2001000000, 100000, annotate.PURPLE, -1, [100, 101])
+    c.cam_job_start(0x1234, 103, "job103", 2, 2002000000, annotate.WHITE)
+    c.cam_job_set_dependencies(0x1234, 103, 2002000001, -1, [102])
+    c.cam_job_stop(0x1234, 103, 2002500000)
+    c.visual(IMG, "frame0")
+
+
+def test_api_replay_matches_arm_recording_via_gatord_and_file(vectors, gatord, tmp_path):
+    recorded = parse_stream((vectors / "annotate" / "annotate-v4-main.bin").read_bytes())
+    log = tmp_path / "m.sbm"
+    c = Client(file=log, protocol=4, address_prefix=gatord.prefix)
+    c.setup()
+    t0 = wire.now()
+    replay_v4_sequence(c, recorded.tid)
+    c.flush()
+    wait_until(lambda: gatord.streams() and len(gatord.streams()[0].messages) == len(recorded.messages))
+    c.close()
+    ours = gatord.streams()[0]
+    assert ours.magic == b"ANNOTATE 4\n" and ours.tid == threading.get_native_id() and ours.flag == 0
+    assert without_time(ours.messages) == without_time(recorded.messages)
+    assert all(t0 <= t <= wire.now() for t in ours.times())
+    # the marker log holds the same stream, byte for byte
+    (mirrored,) = walk_marker_log(log).streams().values()
+    assert mirrored == ours
+
+
+def test_threads_16x10000_all_arrive_in_order_on_their_own_connections(gatord, tmp_path):
+    log = tmp_path / "t.sbm"
+    c = Client(file=log, address_prefix=gatord.prefix)
+    c.setup()
+    n_threads, n = 16, 10_000
+    tids: dict[int, int] = {}
+    start = threading.Barrier(n_threads)
+
+    def work(k: int) -> None:
+        tids[k] = threading.get_native_id()
+        start.wait()
+        for i in range(n):
+            if i % 2:
+                c.marker(f"{k}:{i}")
+            else:
+                c.text(f"{k}:{i}", channel=k)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    c.flush()  # the threads have ended: their streams are finished and their connections closed
+    wait_until(lambda: len(gatord.closed) == n_threads and all(e.is_set() for e in gatord.closed), 30, "all EOFs")
+    c.close()
+    by_tid = {s.tid: s for s in gatord.streams()}
+    mirrored = {tid: s for (pid, tid), s in walk_marker_log(log).streams().items()}
+    assert set(by_tid) == set(mirrored) == set(tids.values())
+    for k, tid in tids.items():
+        s = by_tid[tid]
+        assert s.rest == b""
+        assert [code for code, _ in s.messages] == [0x06 if i % 2 else 0x01 for i in range(n)]
+        texts = [body[sleb(body, 0)[1] :] for _, body in s.messages]
+        expected = [f"{k}:{i}".encode() if i % 2 else wire.p32(k) + f"{k}:{i}".encode() for i in range(n)]
+        assert texts == expected
+        assert s.times() == sorted(s.times())
+        assert mirrored[tid] == s
+
+
+def test_gatord_restart_resends_definitions_first(gatord):
+    c = Client(address_prefix=gatord.prefix, flush_interval=0.02, retry_interval=0.05)
+    c.setup()
+    c.absolute_counter(1, "Power", "GPU rail")
+    c.cam_view_name(5, "View")
+    c.cam_track(5, 1, -1, "Track")
+    c.delta_counter(2, "Images", "processed")
+    c.marker("before")
+    c.flush()
+    wait_until(lambda: gatord.streams() and len(gatord.streams()[0].messages) == 5)
+    assert c.capturing
+
+    gatord.stop()
+    for i in range(100):  # gatord gone: calls carry on, nothing raises
+        c.marker(f"during {i}")
+        c.counter_value(1, i)
+    wait_until(lambda: not c.capturing, what="the client to notice gatord went away")
+
+    g2 = FakeGatord(gatord.prefix)
+    try:
+        wait_until(lambda: g2.controls, what="the control connection")
+        c.marker("made before the capture started")  # not sent, as with Arm's library
+        c.flush()
+        g2.start_capture()
+        wait_until(lambda: c.capturing, what="the capture start to be seen")
+        c.marker("after")
+        c.flush()
+        wait_until(lambda: g2.streams() and len(g2.streams()[0].messages) == 5)
+        (s,) = g2.streams()
+        assert s.tid == threading.get_native_id()
+        assert s.messages[:4] == [
+            (0x08, wire.counter(2, "Images", "processed", counter_class=wire.DELTA, display=wire.ACCUMULATE)[5:]),
+            (0x08, wire.counter(1, "Power", "GPU rail")[5:]),
+            (0x0B, wire.cam_track(5, 1, -1, "Track")[5:]),
+            (0x0D, wire.cam_view_name(5, "View")[5:]),
+        ]
+        assert s.messages[4][0] == 0x06 and s.messages[4][1].endswith(b"after")
+    finally:
+        c.close()
+        g2.stop()
+
+
+def test_tcp_transport():
+    g = FakeGatord(tcp=True)
+    try:
+        c = Client(tcp=True, tcp_ports=g.ports)
+        c.setup()
+        c.marker("over tcp")
+        c.flush()
+        wait_until(lambda: g.streams() and g.streams()[0].messages)
+        c.close()
+        (s,) = g.streams()
+        assert s.messages[0][0] == 0x06 and s.messages[0][1].endswith(b"over tcp")
+    finally:
+        g.stop()
+
+
+def test_no_gatord_no_file_drops_quietly(capfd):
+    c = Client(address_prefix=unique_prefix())
+    c.setup()
+    wait_until(lambda: not c.capturing)
+    for i in range(1000):
+        c.marker(f"{i}")
+        c.absolute_counter(i, "t", "n")
+    c.flush()
+    c.close()
+    err = capfd.readouterr().err
+    assert err.count("annotate: no gatord") == 1
+
+
+def test_write_through_file_has_each_message_at_once(tmp_path):
+    log = tmp_path / "w.sbm"
+    c = Client(file=log, gatord=False, flush_interval=0)
+    c.setup()
+    c.marker("one")
+    kinds = [k for k, _, _ in walk_marker_log(log).records]
+    assert kinds == [1, 2]
+    c.text("two", channel=2)
+    (s,) = walk_marker_log(log).streams().values()
+    assert [m[1][-3:] for m in s.messages] == [b"one", b"two"]
+    c.close()
+    assert [k for k, _, _ in walk_marker_log(log).records] == [1, 2, 2, 3]
+
+
+def test_buffered_file_flush_and_thread_end(tmp_path):
+    log = tmp_path / "b.sbm"
+    c = Client(file=log, gatord=False, flush_interval=60)
+    c.setup()
+    c.marker("main")
+    t = threading.Thread(target=lambda: (c.marker("worker"), c.name_group(1, "g")))
+    t.start()
+    t.join()
+    c.flush()
+    m = walk_marker_log(log)
+    assert m.meta["writer"] == "annotate" and m.meta["protocol"] == 5 and m.meta["clock"] == "CLOCK_MONOTONIC_RAW"
+    closed = [sid for k, sid, _ in m.records if k == 3]
+    assert closed == [t.native_id]  # the ended thread's stream is closed, main's is still open
+    streams = m.streams()
+    assert {len(s.messages) for s in streams.values()} == {1, 2}
+    c.close()
+    assert sorted(sid for k, sid, _ in walk_marker_log(log).records if k == 3) == sorted({t.native_id, threading.get_native_id()})
+
+
+def test_region_context_manager_and_decorator(tmp_path):
+    log = tmp_path / "r.sbm"
+    c = Client(file=log, gatord=False)
+    c.setup()
+
+    @c.region("decorated", channel=2)
+    def f(x: int) -> int:
+        return x + 1
+
+    assert f(1) == 2
+    with pytest.raises(RuntimeError):
+        with c.region("conv1", channel=3, color=annotate.GREEN):
+            raise RuntimeError("boom")
+    c.close()
+    (s,) = walk_marker_log(log).streams().values()
+    assert without_time(s.messages) == [
+        (0x01, wire.p32(2) + b"decorated"),
+        (0x01, wire.p32(2)),
+        (0x02, wire.p32(3) + wire.color_bytes(annotate.GREEN) + b"conv1"),
+        (0x01, wire.p32(3)),
+    ]
+
+
+def test_environment_configuration(tmp_path, monkeypatch):
+    log = tmp_path / "env.sbm"
+    monkeypatch.setenv("STREAMLINE_ANNOTATE_FILE", str(log))
+    monkeypatch.setenv("STREAMLINE_ANNOTATE_PROTOCOL", "4")
+    monkeypatch.setenv("STREAMLINE_ANNOTATE_FLUSH_MS", "0")
+    monkeypatch.setenv("STREAMLINE_ANNOTATE_SOCKET_PREFIX", unique_prefix())
+    c = Client()
+    c.counter_value(1, 3000000000)  # implicit setup on first use
+    (s,) = walk_marker_log(log).streams().values()  # written through: no flush needed
+    assert s.magic == b"ANNOTATE 4\n"
+    assert s.messages[0][1].endswith(wire.packed32(3000000000))
+    assert walk_marker_log(log).meta["protocol"] == 4
+    c.close()
+
+
+def test_existing_files(tmp_path, capfd):
+    other = tmp_path / "notes.txt"
+    other.write_text("not a marker log\n")
+    c = Client(file=other, gatord=False)
+    c.setup()
+    c.marker("x")
+    c.close()
+    assert other.read_text() == "not a marker log\n"
+    assert "not a marker log" in capfd.readouterr().err
+
+    log = tmp_path / "shared.sbm"
+    for label in ("first", "second"):
+        c = Client(file=log, gatord=False)
+        c.setup()
+        c.marker(label)
+        c.close()
+    m = walk_marker_log(log)
+    assert m.end == m.size
+    assert [k for k, _, _ in m.records] == [1, 2, 3, 1, 2, 3]  # one header, appended to
+
+
+def test_setup_rejects_unknown_protocol():
+    with pytest.raises(ValueError, match="protocol 3"):
+        Client(protocol=3, gatord=False).setup()
