@@ -148,13 +148,14 @@ def test_estimated_source_is_marked_in_the_log_and_the_recording(tmp_path: Path)
 
 def test_rapl_power_from_a_wrapping_energy_counter(tmp_path: Path) -> None:
     zone = "class/powercap/intel-rapl:0"
-    max_uj = 262_143_328_850
-    e0 = max_uj - 50_000  # wraps after a few updates
-    functions = {f"{zone}/energy_uj": lambda k: (e0 + 7_000 * k) % max_uj}  # 7000 µJ per 7 ms = 1000 mW
+    max_uj = 100_000  # the counter wraps every 100 ms
+    functions = {f"{zone}/energy_uj": lambda k: (7_000 * k) % max_uj}  # 7000 µJ per 7 ms = 1000 mW
     out = tmp_path / "power.sbp"
-    with FakeSensor(FIXTURES / "sysfs/rapl-x86", tmp_path / "sys", PERIOD_S, functions) as fake:
-        with Sampler(out, source="rapl", sysfs_root=tmp_path / "sys", rate_hz=1000):
-            wait_for(lambda: (time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW) - fake.t0) / 1e9 > 0.4)
+    fake = FakeSensor(FIXTURES / "sysfs/rapl-x86", tmp_path / "sys", PERIOD_S, functions)
+    fake.path(f"{zone}/max_energy_range_uj").write_text(f"{max_uj}\n")
+    with fake:
+        with Sampler(out, source="rapl", sysfs_root=tmp_path / "sys", rate_hz=1000, status_ms=20) as s:
+            wait_for(lambda: s.latest.get("samples", 0) >= 300)
     log = read_log(out)
     p = log.power["package-0"]
     p = p[~np.isnan(p)]
