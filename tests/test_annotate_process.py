@@ -1,0 +1,154 @@
+"""The client across process boundaries: fork, SIGKILL, SIGTERM/SIGINT, an uncaught exception.
+
+Each case runs a small script in a fresh interpreter (so the pytest process is never forked or
+signalled) and checks the bytes that reached the fake gatord or the marker log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from test_annotate_support import FakeGatord, unique_prefix, walk_marker_log
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spawn(script: str, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for k in list(env):
+        if k.startswith("STREAMLINE_ANNOTATE_"):
+            del env[k]
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def texts(stream) -> list[str]:
+    """The labels of the marker messages of a stream (time field skipped)."""
+    from test_annotate_support import sleb
+
+    return [body[sleb(body, 0)[1] :].decode() for code, body in stream.messages if code == 0x06]
+
+
+FORK = """
+    import os, sys, annotate
+    annotate.setup(file=sys.argv[2], address_prefix=sys.argv[1], flush_interval=60)
+    annotate.marker("parent before")
+    annotate.flush()
+    annotate.marker("unflushed at fork")
+    pid = os.fork()
+    if pid == 0:
+        annotate.marker("child")
+        annotate.shutdown()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    annotate.marker("parent after")
+    print(pid, os.getpid(), status, flush=True)
+"""
+
+
+def test_fork_child_gets_its_own_connection_and_stream(tmp_path):
+    g = FakeGatord(unique_prefix())
+    log = tmp_path / "fork.sbm"
+    try:
+        p = spawn(FORK, g.prefix, str(log))
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        child, parent, status = map(int, out.split())
+        assert status == 0
+        g_streams = {(s.pid, s.tid): s for s in g.streams()}
+    finally:
+        g.stop()
+    assert set(g_streams) == {(parent, parent), (child, child)}
+    assert texts(g_streams[(parent, parent)]) == ["parent before", "unflushed at fork", "parent after"]
+    assert texts(g_streams[(child, child)]) == ["child"]  # none of the parent's buffered messages
+    f_streams = walk_marker_log(log).streams()
+    assert {k: texts(s) for k, s in f_streams.items()} == {k: texts(s) for k, s in g_streams.items()}
+
+
+SIGKILL_WRITER = """
+    import sys, annotate
+    annotate.setup(file=sys.argv[1], gatord=False, flush_interval=0.05)
+    i = 0
+    while True:
+        annotate.marker(f"m{i}")
+        if i % 500 == 499:
+            annotate.flush()
+            print(i, flush=True)
+        i += 1
+"""
+
+
+def test_sigkill_keeps_everything_up_to_the_last_flush(tmp_path):
+    log = tmp_path / "kill.sbm"
+    p = spawn(SIGKILL_WRITER, str(log))
+    flushed = -1
+    try:
+        while flushed < 4999:
+            line = p.stdout.readline()
+            assert line, p.stderr.read()
+            flushed = int(line)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+    assert p.returncode == -signal.SIGKILL
+    m = walk_marker_log(log)  # every record whole, every messages record holds whole messages
+    assert m.end == m.size
+    (s,) = m.streams().values()
+    got = texts(s)
+    assert len(got) > flushed
+    assert got == [f"m{i}" for i in range(len(got))]
+
+
+EXIT = """
+    import signal, sys, threading, time, annotate
+    mode, path = sys.argv[1], sys.argv[2]
+    if mode == "sigterm-app-handler":
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))
+    annotate.setup(file=path, gatord=False, flush_interval=60)
+    worker_done = threading.Event()
+    def worker():
+        for i in range(100):
+            annotate.marker(f"w{i}")
+        worker_done.set()
+        time.sleep(60)
+    threading.Thread(target=worker, daemon=True).start()
+    worker_done.wait()
+    for i in range(100):
+        annotate.marker(f"m{i}")
+    if mode == "exception":
+        raise RuntimeError("the application failed")
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(
+    "mode, sig, returncode",
+    [
+        ("sigterm", signal.SIGTERM, -signal.SIGTERM),
+        ("sigterm-app-handler", signal.SIGTERM, 3),
+        ("sigint", signal.SIGINT, -signal.SIGINT),  # KeyboardInterrupt, then re-raised
+        ("exception", None, 1),
+    ],
+)
+def test_exit_paths_flush_everything(tmp_path, mode, sig, returncode):
+    log = tmp_path / f"{mode}.sbm"
+    p = spawn(EXIT, mode, str(log))
+    if sig is not None:
+        assert p.stdout.readline() == "ready\n", p.stderr.read()
+        p.send_signal(sig)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == returncode, err
+    m = walk_marker_log(log)
+    streams = m.streams()
+    assert sorted(texts(s) for s in streams.values()) == [[f"m{i}" for i in range(100)], [f"w{i}" for i in range(100)]]
+    assert [k for k, _, _ in m.records].count(3) == 2  # both streams closed
