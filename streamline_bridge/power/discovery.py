@@ -38,6 +38,17 @@ def roots(sysfs_root: str | None = None, proc_root: str | None = None) -> Roots:
     return Roots(sys=sysfs_root or "/sys", proc=proc_root or "/proc")
 
 
+def parse_options(items: list[str]) -> dict[str, str]:
+    """``["KEY=VALUE", ...]`` (the ``--option`` arguments) as a dict; ValueError names a bad item."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
 def try_source(name: str, where: Roots, options: dict[str, Any] | None = None) -> Source:
     """The named source on this machine, or :class:`Unavailable` with the reason."""
     if name not in SOURCES:

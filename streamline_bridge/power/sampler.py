@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from streamline_bridge.errors import InputError
-from streamline_bridge.power.discovery import find_source, roots
+from streamline_bridge.power.discovery import find_source, parse_options, roots
 from streamline_bridge.power.log import MAX_READ_NS, PowerLogWriter
 from streamline_bridge.power.period import period_from_changes
 from streamline_bridge.power.source import Source, Unavailable
@@ -296,16 +296,6 @@ def run(cfg: Config, emit: Callable[[dict], None]) -> int:
     return status
 
 
-def _parse_options(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--option {item!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m streamline_bridge.power.sampler",
                                  description="Sample one power source into a power log until SIGTERM/SIGINT.")
@@ -325,9 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    try:
+        options = parse_options(a.option)
+    except ValueError as exc:
+        ap.error(str(exc))
     cfg = Config(output=a.output, source=a.source, rate_hz=a.rate, sysfs_root=a.sysfs_root,
-                 proc_root=a.proc_root, options=_parse_options(a.option), spin_us=a.spin_us,
+                 proc_root=a.proc_root, options=options, spin_us=a.spin_us,
                  chunk_ms=a.chunk_ms, gone_after_s=a.gone_after, status_ms=a.status_ms, cpu=a.cpu,
                  watch_stdin=a.watch_stdin)
 

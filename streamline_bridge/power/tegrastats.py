@@ -1,15 +1,14 @@
 """A running ``tegrastats --interval MS``, for boards whose power sysfs is closed (the last resort).
 
-The power fields of every release are understood: ``NAME cur/avg`` (L4T <= 32, mW without a
-unit), ``NAME curmW/avgmW`` (L4T 35/36) and ``NAME amW/bmW/cmW`` (L4T 39); the current (first)
-value is the rail's power, repeated until the next line. Rails labelled ``NC`` are skipped.
+The power fields of every release are understood (``NAME cur/avg`` on L4T <= 32, ``NAME
+curmW/avgmW`` on L4T 35/36, ``NAME amW/bmW/cmW`` on L4T 39; parsed by the tegrastats log reader's
+line parser); the current (first) value is the rail's power, repeated until the next line. Rails labelled ``NC`` are skipped.
 Options: ``tegrastats`` (the executable), ``tegrastats_interval_ms`` (default 100).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import select
 import shutil
 import subprocess
@@ -21,18 +20,19 @@ from streamline_bridge.power.source import NAN, Rail, Roots, Source, Unavailable
 
 DEFAULT_INTERVAL_MS = 100
 FIRST_LINE_TIMEOUT_S = 3.0
-_NUM = r"(\d+(?:\.\d+)?)(m?W)?"
-POWER_FIELD = re.compile(rf"(?<!\S)([A-Za-z_][A-Za-z0-9_]*) {_NUM}/{_NUM}(?:/{_NUM})?(?!\S)")
 
 
 def parse_power(line: str) -> dict[str, float]:
-    """``{rail: current mW}`` from one tegrastats line (every release's grammar); NC rails left out."""
-    out = {}
-    for m in POWER_FIELD.finditer(line):
-        name, value, unit = m.group(1), float(m.group(2)), m.group(3)
-        if name != "NC":
-            out[name] = value * 1000.0 if unit == "W" else value
-    return out
+    """``{rail: current mW}`` from one tegrastats line; ``NC`` (not connected) rails left out.
+
+    The line grammar lives in :func:`streamline_bridge.ingest.tegrastats.parse_line` (the log reader).
+    """
+    from streamline_bridge.ingest.tegrastats import parse_line
+
+    parsed = parse_line(line)
+    if parsed is None:
+        return {}
+    return {name: mw for name, mw in parsed.rails.items() if name.split("#")[0] != "NC"}
 
 
 def _command(options: dict[str, Any]) -> tuple[list[str], int]:
