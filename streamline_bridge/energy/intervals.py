@@ -110,16 +110,16 @@ def find_intervals(markers: pd.DataFrame, style: str = "auto", groups: GroupSpec
         style = detect_style(markers)
     warnings: list[str] = []
     if style == "channels":
-        df = _texts(markers, ("text", "end"))
-        spans = _spans(df, ["pid", "tid", "channel"])
+        spans = _spans(_texts(markers, ("text", "end")), ["pid", "tid", "channel"])
         opened = (spans["text"] != "").to_numpy(bool)
-        delimiter = _is_iteration(spans)
+        iteration = _is_iteration(spans)
+        delimiter = iteration
     else:
-        df = _texts(markers, ("marker",))
-        spans = _spans(df, ["pid", "tid"])
+        spans = _spans(_texts(markers, ("marker",)), ["pid", "tid"])
         opened = np.ones(len(spans), bool)
-        delimiter = _is_iteration(spans) | spans["text"].str.strip().str.lower().isin(DELIMITERS).to_numpy(bool)
-    iter_rows = spans[delimiter & opened]
+        iteration = _is_iteration(spans)
+        delimiter = iteration | spans["text"].str.strip().str.lower().isin(DELIMITERS).to_numpy(bool)
+    iter_rows = spans[iteration & opened]
     layers = spans[opened & ~delimiter]
     open_ = layers["end_ns"].isna().to_numpy(bool)
     if open_.any():
