@@ -168,3 +168,15 @@ def test_cli_exit_status_2_on_a_damaged_capture(tmp_path, capsys):
 def test_folder_must_exist(tmp_path, name):
     with pytest.raises(apc.InputError):
         apc.read(tmp_path / "missing.apc" / name)
+
+
+def test_frame_type_byte_above_127(tmp_path):
+    """Found by the fuzzer: a frame whose first byte is >= 0x80 (a multi-byte or bad type)."""
+    w = _writer()
+    at = len(w.data())
+    w.raw(b"\x03\x00\x00\x00\xc8\x01\x00")  # packed type 200
+    w.raw(b"\x01\x00\x00\x00\xff")  # a packed integer cut short by its frame
+    rec = apc.read(w.write(tmp_path / "t.apc"))
+    assert rec.meta.partial and len(rec.markers) == 2
+    assert [(i.offset, i.message) for i in rec.meta.issues] == [
+        (at, "unknown frame type 200"), (at + 7, "unknown frame type 255")]

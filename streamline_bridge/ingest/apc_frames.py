@@ -265,8 +265,8 @@ def walk(buf, start: int = 0) -> Walk:
     """
     n = len(buf)
     unpack = _I32.unpack_from
-    counts = [0] * 128
-    sizes = [0] * 128
+    counts = [0] * 256
+    sizes = [0] * 256
     lists: dict[int, list[int]] = {t: [] for t in DECODED}
     keep = {t: lists[t].append for t in DECODED}
     zero = 0
