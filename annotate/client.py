@@ -299,24 +299,18 @@ class Client:
             self._put_full(buf, msg)
 
     def _put_full(self, buf: bytearray, msg: bytes) -> None:
-        self._wake.set()
+        """Append past the hot path's threshold: wake the sender; drop beyond MAX_BUFFER."""
+        if len(buf) >= self._wake_at:
+            self._wake.set()
         if len(buf) < MAX_BUFFER:
             buf += msg
 
     def _put_write_through(self, msg: bytes) -> None:
-        try:
-            st = self._tls.st
-        except AttributeError:
-            st = self._attach()
-            if st is None:
-                return
-        self._log_write(record(MESSAGES, st.tid, msg))
-        if self._capturing:
-            buf = st.buf
-            if len(buf) < self._wake_at:
-                buf += msg
-            else:
-                self._put_full(buf, msg)
+        st = getattr(self._tls, "st", None) or self._attach()
+        if st is not None:
+            self._log_write(record(MESSAGES, st.tid, msg))
+            if self._capturing:
+                self._put_full(st.buf, msg)
 
     def _log_write(self, data: bytes) -> None:
         log = self._log
@@ -357,7 +351,9 @@ class Client:
         """One sender step: follow gatord's state, then drain every stream."""
         if self._gatord:
             self._poll_gatord()
-        dead = [st for st in self._streams.values() if not st.thread.is_alive()]
+        # (the main thread counts as ended during interpreter exit, while atexit code may still annotate)
+        main = threading.main_thread()
+        dead = [st for st in self._streams.values() if st.thread is not main and not st.thread.is_alive()]
         for st in list(self._streams.values()):
             self._drain(st, self._capturing)
         for st in dead:
