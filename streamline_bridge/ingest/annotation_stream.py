@@ -102,7 +102,8 @@ _COUNTER_INTS = ("key", "per_cpu", "class", "display", "modifier", "series_compo
                  "average_selection", "average_cores", "percentage", "activity_count", "cores")
 
 _U32 = struct.Struct("<I").unpack_from
-_PAD = bytes(64)  # lets vectorised reads run past a body's end without bounds checks (max layout: 6 fields)
+_LENGTH_AT = struct.Struct("<xI").unpack_from  # the u32 length of the message starting at an offset
+_PAD = bytes(128)  # lets vectorised reads run past a body's end without bounds checks (6 fields + 32-byte tail)
 
 
 class DecodeError(InputError):
@@ -195,7 +196,7 @@ class CodeFields:
     """The decoded fields of every message of one code, as columns."""
 
     index: np.ndarray  # positions of these messages in their DecodedStream
-    columns: dict[str, Any]  # field -> int64 array, or list (strings, bytes, lists)
+    columns: dict[str, Any]  # field -> int64 array, object array of str, or list (bytes, lists)
 
 
 @dataclass
@@ -218,7 +219,8 @@ class DecodedStream:
         code = int(self.code[i])
         group = self.fields[code]
         j = int(np.searchsorted(group.index, i))
-        fields = {k: (int(v[j]) if isinstance(v, np.ndarray) else v[j]) for k, v in group.columns.items()}
+        fields = {k: (int(v[j]) if isinstance(v, np.ndarray) and v.dtype.kind == "i" else v[j])
+                  for k, v in group.columns.items()}
         a = int(self.offset[i]) - self.start
         return Message(int(self.offset[i]), code, int(self.length[i]), fields,
                        self.raw[a:a + HEADER_SIZE + int(self.length[i])])
@@ -430,6 +432,43 @@ def _sleb(arr: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return val.view(np.int64), n, ~cont
 
 
+def _tails(buf: bytes, arr: np.ndarray, p: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The strings ``buf[p:ends]`` as an object array, each distinct string decoded once.
+
+    Tails up to 32 bytes (layer names, empty ends) are gathered into fixed-width rows, hashed and
+    factorised with numpy/pandas; the grouping is verified row by row, so a hash collision only
+    costs the slow path. Longer tails are sliced one by one.
+    """
+    lengths = np.maximum(ends - p, 0)
+    out = np.empty(len(p), dtype=object)
+    short = lengths <= _SHORT_TAIL
+    for i in np.flatnonzero(~short).tolist():
+        out[i] = buf[p[i]:ends[i]].decode("utf-8", "replace")
+    rows = np.flatnonzero(short)
+    if len(rows) == 0:
+        return out
+    ps, ls = p[rows], lengths[rows]
+    width = max(8, -(-int(ls.max()) // 8) * 8)
+    block = np.lib.stride_tricks.sliding_window_view(arr, width)[ps]  # row i = arr[ps[i]:ps[i] + width]
+    block &= (np.arange(width) < np.arange(width + 1)[:, None]).astype(np.uint8)[ls] * np.uint8(0xFF)
+    words = block.view(np.uint64)
+    h = ls.astype(np.uint64) * _HASH_MUL
+    for w in words.T:
+        h = (h ^ w) * _HASH_MUL
+    codes, uniques = pd.factorize(h)
+    rep = np.empty(len(uniques), np.int64)
+    rep[codes] = np.arange(len(codes))
+    if np.array_equal(words, words[rep[codes]]) and np.array_equal(ls, ls[rep[codes]]):
+        distinct = _object_array([buf[a:a + n].decode("utf-8", "replace")
+                                  for a, n in zip(ps[rep].tolist(), ls[rep].tolist())])
+        out[rows] = distinct[codes]
+    else:  # a hash collision: decode every row
+        out[rows] = _object_array([buf[a:a + n].decode("utf-8", "replace") for a, n in zip(ps.tolist(), ls.tolist())])
+    return out
+
+
+_SHORT_TAIL = 32
+_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
 _FAULTS = ("", "packed integer longer than 10 bytes", "message body too short for its fields")
 
 
@@ -449,7 +488,7 @@ def _decode_layout(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.nda
                           | arr[p + 1].astype(np.int64) << 16 | arr[p + 2].astype(np.int64) << 24)
             p = p + 4
         else:
-            cols[name] = [buf[a:b].decode("utf-8", "replace") for a, b in zip(p.tolist(), ends.tolist())]
+            cols[name] = _tails(buf, arr, p, ends)
         bad[(bad == 0) & (p > ends)] = 2
     return cols, bad
 
@@ -490,6 +529,21 @@ def _empty(handshake: Handshake | None, start: int) -> DecodedStream:
     return DecodedStream(handshake, z, np.zeros(0, np.uint8), z, {}, b"", start)
 
 
+def walk_frames(buf: bytes, pos: int) -> tuple[list[int], int]:
+    """Start offsets of the messages from ``pos`` on (the last may be incomplete), and where the walk ended.
+
+    The one sequential step of decoding: each length says where the next message starts.
+    """
+    starts: list[int] = []
+    append = starts.append
+    length = _LENGTH_AT  # local names: this loop is the decoder's sequential floor
+    last = len(buf) - HEADER_SIZE
+    while pos <= last:
+        append(pos)
+        pos += length(buf, pos)[0] + 5
+    return starts, pos
+
+
 def _decode_messages(buf: bytes, pos: int, base: int, handshake: Handshake | None, source: str | None
                      ) -> tuple[DecodedStream, int, DecodeError | None]:
     """Complete messages of ``buf[pos:]`` (``base`` = stream offset of ``buf[0]``).
@@ -498,12 +552,7 @@ def _decode_messages(buf: bytes, pos: int, base: int, handshake: Handshake | Non
     error that stopped decoding (None when it stopped only for lack of bytes).
     """
     end = len(buf)
-    starts: list[int] = []
-    append = starts.append
-    last = end - HEADER_SIZE
-    while pos <= last:
-        append(pos)
-        pos += HEADER_SIZE + _U32(buf, pos + 1)[0]
+    starts, pos = walk_frames(buf, pos)
     if not starts:
         return _empty(handshake, base + pos), pos, None
     st = np.array(starts, np.int64)
