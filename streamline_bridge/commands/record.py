@@ -1,0 +1,223 @@
+"""Run a command while sampling power, with idle phases before and after, into a run folder.
+
+    streamline-bridge record -o runs/squeezenet -- python classify.py
+
+The sampler starts first and measures idle power for ``--idle`` seconds, then CMD runs with
+``STREAMLINE_ANNOTATE_FILE=RUN_DIR/markers.sbm`` in its environment (so the markers it makes
+with ``annotate`` land in the folder), then idle again. The folder gets ``power.sbp`` (power
+log), ``markers.sbm`` (if CMD made markers) and ``manifest.json`` (docs/run-folder.md), which is
+written at the start and rewritten at the end, also after Ctrl-C. CMD's exit status becomes
+ours (128 + N when a signal N ended it); a sampler failure is reported and makes it 1 when CMD
+itself succeeded. Ctrl-C reaches CMD (forwarded when it did not come from the terminal); the
+idle phase after an interrupted run is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+HELP = "run a command with the power sampler and idle phases; write a run folder"
+MANIFEST = "manifest.json"
+POWER_FILE = "power.sbp"
+MARKERS_FILE = "markers.sbm"
+MANIFEST_FORMAT = "streamline-bridge run"
+MANIFEST_VERSION = 1
+CLOCK = time.CLOCK_MONOTONIC_RAW
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder to create")
+    parser.add_argument("--rate", type=float, default=1000.0, metavar="HZ", help="samples per second (default 1000)")
+    parser.add_argument("--source", help="power source (default: the first one found; see `sensors`)")
+    parser.add_argument("--sysfs-root", metavar="DIR", help="read this copy of /sys instead")
+    parser.add_argument("--proc-root", metavar="DIR", help="read this copy of /proc instead (cpu-model)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="source option")
+    parser.add_argument("--idle", type=float, default=2.0, metavar="SECONDS",
+                        help="idle power measured before and after the command (default 2)")
+    parser.add_argument("--cpu", type=int, metavar="N", help="pin the sampler to CPU N")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...", help="the command to run")
+
+
+def _now() -> int:
+    return time.clock_gettime_ns(CLOCK)
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """Replace ``manifest.json`` atomically (a reader never sees half a file)."""
+    tmp = run_dir / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    os.replace(tmp, run_dir / MANIFEST)
+
+
+class _Status:
+    """The live status line on a TTY (rich), phase lines otherwise."""
+
+    def __init__(self, sampler: Any):
+        self.sampler = sampler
+        self.tty = sys.stderr.isatty()
+        self.start = time.monotonic()
+        self._live: Any = None
+        self.phase = ""
+        if self.tty:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live("", console=Console(stderr=True), refresh_per_second=4, transient=True)
+            self._live.start()
+
+    def enter(self, phase: str) -> None:
+        self.phase = phase
+        if not self.tty:
+            print(f"streamline-bridge record: {phase}", file=sys.stderr, flush=True)
+        self.update()
+
+    def update(self) -> None:
+        if self._live is None:
+            return
+        latest = self.sampler.latest
+        mw = latest.get("mw", {})
+        watts = "  ".join(f"{k} {v / 1000:.2f} W" for k, v in mw.items() if v is not None)
+        self._live.update(f"[bold]{self.phase}[/bold]  {time.monotonic() - self.start:6.1f} s  "
+                          f"{latest.get('samples', 0)} samples  {watts}")
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+
+def _wait(seconds: float, status: _Status, check: Callable[[], None]) -> None:
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(0.1, left))
+        check()
+        status.update()
+
+
+def _run_command(cmd: list[str], env: dict[str, str], status: _Status, check: Callable[[], None]) -> tuple[int, bool]:
+    """Run CMD to its end, forwarding SIGINT/SIGTERM; (exit status, interrupted)."""
+    proc = subprocess.Popen(cmd, env=env)
+    interrupted = False
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+        from_terminal = signum == signal.SIGINT and _in_terminal_foreground()
+        if not from_terminal and proc.poll() is None:
+            proc.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            try:
+                rc = proc.wait(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                check()
+                status.update()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    return (128 - rc if rc < 0 else rc), interrupted
+
+
+def _in_terminal_foreground() -> bool:
+    """True when our process group owns the terminal: a Ctrl-C there reached CMD already."""
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError):
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamline_bridge import __version__
+    from streamline_bridge.errors import InputError
+    from streamline_bridge.power import Sampler, SamplerError
+    from streamline_bridge.power.discovery import parse_options
+
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise InputError(None, "no command to run (record -o RUN_DIR -- CMD ARGS...)")
+    try:
+        options = parse_options(args.option)
+    except ValueError as exc:
+        raise InputError(None, str(exc)) from None
+    run_dir = Path(args.output)
+    if (run_dir / MANIFEST).exists():
+        raise InputError(run_dir, "already holds a run (manifest.json): choose another folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    markers = run_dir / MARKERS_FILE
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "complete": False,
+        "command": cmd, "cwd": os.getcwd(), "host": socket.gethostname(), "streamline_bridge": __version__,
+        "clock": "CLOCK_MONOTONIC_RAW", "idle_s": args.idle,
+        "files": {"power": POWER_FILE, "markers": MARKERS_FILE},
+    }
+    sampler = Sampler(run_dir / POWER_FILE, source=args.source, rate_hz=args.rate, sysfs_root=args.sysfs_root,
+                      proc_root=args.proc_root, options=options, cpu=args.cpu).start()
+    manifest["power"] = {"source": sampler.info["source"], "rails": sampler.info["rails"],
+                         "estimated": sampler.info["estimated"], "rate_hz": args.rate}
+    manifest["started_monotonic_raw_ns"], manifest["started_realtime_ns"] = _now(), time.time_ns()
+    write_manifest(run_dir, manifest)
+    sampler_error: str | None = None
+
+    def check() -> None:
+        nonlocal sampler_error
+        if sampler_error is None:
+            try:
+                sampler.check()
+            except SamplerError as exc:
+                sampler_error = str(exc)
+
+    status = _Status(sampler)
+    env = dict(os.environ, STREAMLINE_ANNOTATE_FILE=str(markers.resolve()))
+    exit_code, interrupted = 1, False
+    t = [_now()]
+    try:
+        status.enter(f"idle before ({args.idle:g} s)")
+        _wait(args.idle, status, check)
+        t.append(_now())
+        status.enter("running " + " ".join(cmd))
+        try:
+            exit_code, interrupted = _run_command(cmd, env, status, check)
+        except OSError as exc:
+            exit_code = 127
+            manifest["error"] = f"{cmd[0]}: {exc.strerror}"
+        t.append(_now())
+        if not interrupted and "error" not in manifest and sampler_error is None:
+            status.enter(f"idle after ({args.idle:g} s)")
+            _wait(args.idle, status, check)
+        t.append(_now())
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        status.close()
+        while len(t) < 4:
+            t.append(_now())
+        try:
+            manifest["power"]["stats"] = sampler.stop()
+        except SamplerError as exc:
+            sampler_error = sampler_error or str(exc)
+        manifest.update(complete=True, exit_code=exit_code, interrupted=interrupted, sampler_error=sampler_error,
+                        phases={"idle_before": t[0:2], "run": t[1:3], "idle_after": t[2:4]})
+        write_manifest(run_dir, manifest)
+    if "error" in manifest:
+        raise InputError(cmd[0], "cannot run the command: " + manifest["error"].split(": ", 1)[-1])
+    stats = manifest["power"].get("stats") or {}
+    achieved = stats.get("achieved_hz")
+    print(f"streamline-bridge record: {run_dir}: exit status {exit_code}, {stats.get('samples', 0)} power samples"
+          + (f" at {achieved:.0f} Hz" if achieved else "") + f" from {sampler.info['source']}"
+          + (" (ESTIMATED power)" if sampler.info["estimated"] else ""), file=sys.stderr)
+    if sampler_error:
+        print(f"streamline-bridge: error: {sampler_error}", file=sys.stderr)
+        return exit_code or 1
+    return exit_code

@@ -1,0 +1,119 @@
+"""List the power sensors this machine has (or a copy of its /sys has): every source in discovery
+order, each rail with its driver, files, unit, current value, and update interval, both as
+configured and as measured by polling for a moment. Sources that cannot be used say why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+HELP = "list power sources and rails, their values and update intervals"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", help="only this source (ina3221x, ina3221, hwmon, nvml, rapl, tegrastats, cpu-model)")
+    parser.add_argument("--sysfs-root", metavar="DIR", help="read this copy of /sys instead")
+    parser.add_argument("--proc-root", metavar="DIR", help="read this copy of /proc instead (cpu-model)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="source option")
+    parser.add_argument("--measure", type=float, default=0.3, metavar="SECONDS",
+                        help="poll each source this long to measure its update interval (default 0.3; 0: skip)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _measure(source: Any, seconds: float, rate_hz: float = 2000.0) -> tuple[list[float], list[int | None]]:
+    """Poll ``source`` for ``seconds``; the last values and each rail's measured update period (ns)."""
+    from streamline_bridge.power.period import period_from_changes
+
+    values = source.read()
+    last = list(values)
+    changes: list[list[int]] = [[] for _ in values]
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(1.0 / rate_hz)
+        values = source.read()
+        now = time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
+        for j, v in enumerate(values):
+            if v == v and v != last[j]:
+                changes[j].append(now)
+                last[j] = v
+    return values, [period_from_changes(c) for c in changes]
+
+
+def _describe(candidate: Any, seconds: float) -> dict[str, Any]:
+    from streamline_bridge.power.source import Unavailable
+
+    src = candidate.source
+    if src is None:
+        return {"source": candidate.name, "available": False, "reason": candidate.reason}
+    try:
+        src.open()
+    except Unavailable as exc:
+        return {"source": candidate.name, "available": False, "reason": str(exc)}
+    try:
+        values, periods = _measure(src, seconds) if seconds > 0 else (src.read(), [None] * len(src.rails))
+    finally:
+        src.close()
+    configured = src.configured_update_ns()
+    return {
+        "source": src.name,
+        "available": True,
+        "estimated": src.estimated,
+        "config": src.config,
+        "rails": [
+            {"name": r.name, "unit": r.unit, "files": list(r.files), "extra": r.extra,
+             "value_mw": None if v != v else v,
+             "configured_update_ms": None if configured is None else configured / 1e6,
+             "measured_update_ms": None if p is None else p / 1e6}
+            for r, v, p in zip(src.rails, values, periods)
+        ],
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamline_bridge.errors import InputError
+    from streamline_bridge.power import discovery
+
+    try:
+        options = discovery.parse_options(args.option)
+    except ValueError as exc:
+        raise InputError(None, str(exc)) from None
+    where = discovery.roots(args.sysfs_root, args.proc_root)
+    if args.source and args.source not in discovery.SOURCES:
+        raise InputError(None, f"unknown power source {args.source!r} (known: {', '.join(discovery.SOURCES)})")
+    found = [_describe(c, args.measure)
+             for c in discovery.survey(where, options, [args.source] if args.source else None)]
+    if args.json:
+        print(json.dumps(found, indent=2))
+    else:
+        _print_rich(found)
+    return 0 if any(s["available"] for s in found) else 1
+
+
+def _print_rich(found: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    for s in found:
+        if not s["available"]:
+            continue
+        title = f"[bold]{s['source']}[/bold]" + ("  [red]ESTIMATED, not measured[/red]" if s["estimated"] else "")
+        t = Table(title=title, title_justify="left")
+        for col in ("rail", "now mW", "unit", "update ms (configured)", "update ms (measured)", "files"):
+            t.add_column(col, justify="right" if "ms" in col or "mW" in col else "left")
+        for r in s["rails"]:
+            t.add_row(r["name"], "-" if r["value_mw"] is None else f"{r['value_mw']:.1f}", r["unit"],
+                      "-" if r["configured_update_ms"] is None else f"{r['configured_update_ms']:g}",
+                      "-" if r["measured_update_ms"] is None else f"{r['measured_update_ms']:.2f}",
+                      "\n".join(r["files"]) or "-")
+        con.print(t)
+        if s["config"]:
+            con.print(f"  configuration: {json.dumps(s['config'])}", highlight=False)
+    for s in found:
+        if not s["available"]:
+            con.print(f"[dim]{s['source']}: unavailable: {s['reason']}[/dim]", highlight=False)
+    if not any(s["available"] for s in found):
+        con.print("[red]no power source found[/red]")
