@@ -1,0 +1,118 @@
+"""``streamline-bridge record`` and the run folder it writes, read back through ``ingest.read``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamline_bridge import ingest
+from streamline_bridge.cli import main
+from conftest import FIXTURES, ROOT
+
+TX1 = str(FIXTURES / "sysfs/tx1-l4t28")
+MARKING = """
+import annotate, time
+annotate.name_channel(3, 1, "layers")
+with annotate.region("conv1", channel=3):
+    time.sleep(0.02)
+annotate.marker("done")
+raise SystemExit(3)
+"""
+
+
+def test_record_writes_a_run_folder_that_reads_as_one_recording(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    rc = main(["record", "-o", str(run), "--idle", "0.2", "--sysfs-root", TX1, "--", sys.executable, "-c", MARKING])
+    assert rc == 3
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["format"] == "streamline-bridge run" and m["version"] == 1 and m["complete"]
+    assert m["exit_code"] == 3 and m["command"][-1] == MARKING and not m["interrupted"]
+    assert m["power"]["source"] == "ina3221x" and m["power"]["rails"] == ["VDD_IN", "VDD_GPU", "VDD_CPU"]
+    t0, t1 = m["phases"]["idle_before"]
+    assert m["phases"]["run"][0] == t1 and m["phases"]["idle_after"][0] == m["phases"]["run"][1]
+    t2, t3 = m["phases"]["idle_after"]
+    assert t0 < t1 < t2 < t3 and t1 - t0 >= 0.2e9 and t3 - t2 >= 0.2e9
+    assert m["power"]["stats"]["samples"] > 0 and m["sampler_error"] is None
+
+    rec = ingest.read(run)
+    assert rec.meta.format == "run-dir" and not rec.meta.partial and rec.meta.issues == []
+    assert rec.meta.clock_base_ns == t1
+    assert rec.meta.extra["phases"] == m["phases"] and rec.meta.extra["exit_code"] == 3
+    assert rec.meta.extra["idle_mw"] == {"VDD_IN": 2079.0, "VDD_GPU": 96.0, "VDD_CPU": 312.0}
+    texts = rec.markers[rec.markers["kind"] == "text"]
+    assert texts["text"].tolist() == ["conv1"]
+    times = rec.markers["time_ns"].dropna().astype("int64")
+    assert times.between(t1, t2).all() and (rec.markers["time_rel_ns"].dropna() >= 0).all()
+    power_t = rec.power["time_ns"].to_numpy()
+    assert power_t.min() < t1 and power_t.max() > t2  # sampled through both idle phases
+    assert np.array_equal(rec.power["time_rel_ns"].to_numpy(), power_t - t1)
+
+
+def test_a_command_that_cannot_start_still_leaves_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    rc = main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--", str(tmp_path / "no-such-program")])
+    assert rc == 2
+    assert "no-such-program" in capsys.readouterr().err
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["complete"] and m["exit_code"] == 127 and "No such file" in m["error"]
+
+
+def test_record_refuses_an_existing_run_and_a_missing_command(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text("{}")
+    assert main(["record", "-o", str(run), "--sysfs-root", TX1, "--", "true"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["record", "-o", str(tmp_path / "other"), "--sysfs-root", TX1]) == 2
+    assert "no command to run" in capsys.readouterr().err
+
+
+def test_no_power_source_is_one_line_and_no_command_runs(tmp_path: Path, capsys) -> None:
+    flag = tmp_path / "ran"
+    rc = main(["record", "-o", str(tmp_path / "run"), "--source", "rapl", "--sysfs-root", TX1, "--",
+               sys.executable, "-c", f"open({str(flag)!r}, 'w')"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no RAPL zone" in err and len(err.strip().splitlines()) == 1
+    assert not flag.exists()
+
+
+def test_interrupt_is_forwarded_and_the_manifest_still_written(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    started = tmp_path / "started"
+    child = f"import time, pathlib; pathlib.Path({str(started)!r}).touch(); time.sleep(60)"
+    rec = subprocess.Popen([sys.executable, "-m", "streamline_bridge", "record", "-o", str(run), "--idle", "0.1",
+                            "--sysfs-root", TX1, "--", sys.executable, "-c", child],
+                           cwd=ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert time.monotonic() < deadline and rec.poll() is None, rec.stderr.read() if rec.stderr else ""
+        time.sleep(0.02)
+    rec.send_signal(signal.SIGINT)
+    assert rec.wait(30) == 128 + signal.SIGINT
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["complete"] and m["interrupted"] and m["exit_code"] == 128 + signal.SIGINT
+    a, b = m["phases"]["idle_after"]
+    assert b - a < 0.1e9  # no idle phase after an interrupted run
+
+
+def test_a_run_folder_whose_record_was_killed_reads_as_partial(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--", "true"]) == 0
+    m = json.loads((run / "manifest.json").read_text())
+    del m["phases"]
+    m["complete"] = False
+    (run / "manifest.json").write_text(json.dumps(m))
+    rec = ingest.read(run)
+    assert rec.meta.partial and "did not finish" in rec.meta.issues[0].message
+    assert rec.meta.clock_base_ns == m["started_monotonic_raw_ns"] and len(rec.power) > 0
+    os.remove(run / "power.sbp")
+    rec = ingest.read(run)
+    assert rec.power.empty and any("no power log" in i.message for i in rec.meta.issues)
