@@ -300,7 +300,7 @@ class Client:
 
     def _put_full(self, buf: bytearray, msg: bytes) -> None:
         """Append past the hot path's threshold: wake the sender; drop beyond MAX_BUFFER."""
-        if len(buf) >= self._wake_at:
+        if len(buf) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
         if len(buf) < MAX_BUFFER:
             buf += msg

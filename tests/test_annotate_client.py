@@ -171,17 +171,20 @@ def test_gatord_restart_resends_definitions_first(gatord):
         g2.stop()
 
 
-def test_tcp_transport():
+def test_tcp_transport_and_a_large_visual():
+    image = bytes(range(256)) * 1024  # 256 KiB: four times the buffer size
     g = FakeGatord(tcp=True)
     try:
         c = Client(tcp=True, tcp_ports=g.ports)
         c.setup()
         c.marker("over tcp")
+        c.visual(image, "big")
         c.flush()
-        wait_until(lambda: g.streams() and g.streams()[0].messages)
+        wait_until(lambda: g.streams() and len(g.streams()[0].messages) == 2)
         c.close()
         (s,) = g.streams()
         assert s.messages[0][0] == 0x06 and s.messages[0][1].endswith(b"over tcp")
+        assert s.messages[1][0] == 0x05 and s.messages[1][1].endswith(b"big\0" + image)
     finally:
         g.stop()
 
