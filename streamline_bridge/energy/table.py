@@ -38,7 +38,7 @@ class EnergyResult:
 
     table: pd.DataFrame
     totals: pd.DataFrame  # one row per rail: statistics of the per-iteration sum over the rows
-    samples: pd.DataFrame  # one row per occurrence and rail: name, iteration, start_ns, end_ns, time/energy
+    samples: pd.DataFrame  # per occurrence and rail (rail-major, same occurrence order for every rail)
     warnings: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
 
