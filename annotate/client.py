@@ -131,6 +131,9 @@ class Client:
     # --- configuration and life cycle ---------------------------------------------------------
 
     def _store_options(self, **options: Any) -> None:
+        unknown = set(options) - set(self._options) if self._options else set()
+        if unknown:
+            raise TypeError(f"unknown annotate option(s): {', '.join(sorted(unknown))}")
         self._options.update(options)
 
     def _reset_process_state(self) -> None:

@@ -131,10 +131,15 @@ def color_bytes(c: int) -> bytes:
 
 
 def utf8(s: Text | None) -> bytes:
-    """A tail string's bytes (``None`` = empty, as a NULL ``char*``)."""
+    """A tail string's bytes (``None`` = empty, as a NULL ``char*``; other objects via ``str``)."""
     if s.__class__ is str:
-        return s.encode()
-    return b"" if s is None else bytes(s)
+        try:
+            return s.encode()
+        except UnicodeEncodeError:  # lone surrogates: never fail the caller over a label
+            return s.encode("utf-8", "replace")
+    if s is None:
+        return b""
+    return bytes(s) if isinstance(s, (bytes, bytearray, memoryview)) else utf8(str(s))
 
 
 def zstr(s: Text | None) -> bytes:

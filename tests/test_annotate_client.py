@@ -294,6 +294,8 @@ def test_existing_files(tmp_path, capfd):
     assert [k for k, _, _ in m.records] == [1, 2, 3, 1, 2, 3]  # one header, appended to
 
 
-def test_setup_rejects_unknown_protocol():
+def test_setup_rejects_unknown_protocol_and_options():
     with pytest.raises(ValueError, match="protocol 3"):
         Client(protocol=3, gatord=False).setup()
+    with pytest.raises(TypeError, match="flie"):
+        Client(gatord=False).setup(flie="x.sbm")

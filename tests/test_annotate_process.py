@@ -20,14 +20,14 @@ from test_annotate_support import FakeGatord, unique_prefix, walk_marker_log
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def spawn(script: str, *args: str) -> subprocess.Popen:
+def spawn(script: str, *args: str, cwd: Path | None = None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for k in list(env):
         if k.startswith("STREAMLINE_ANNOTATE_"):
             del env[k]
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(script), *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
     )
 
 
@@ -152,3 +152,17 @@ def test_exit_paths_flush_everything(tmp_path, mode, sig, returncode):
     streams = m.streams()
     assert sorted(texts(s) for s in streams.values()) == [[f"m{i}" for i in range(100)], [f"w{i}" for i in range(100)]]
     assert [k for k, _, _ in m.records].count(3) == 2  # both streams closed
+
+
+
+def test_readme_example_runs_and_writes_its_marker_log(tmp_path):
+    doc = (ROOT / "docs" / "readme-annotate.md").read_text()
+    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    p = spawn(code, cwd=tmp_path)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    (s,) = walk_marker_log(tmp_path / "run.sbm").streams().values()
+    codes = [code for code, _ in s.messages]
+    assert codes[:2] == [0x04, 0x03]
+    assert codes.count(0x07) == 2 and codes.count(0x08) == 2 and codes.count(0x09) == 4
+    assert codes.count(0x02) == 2 and codes.count(0x01) == 2 + 4  # 2 coloured + 2 plain texts, 4 ends

@@ -197,3 +197,5 @@ def test_long_bodies_and_nul_terminated_fields():
     assert wire.visual(2**40, "a\0b", b"IMG").endswith(b"a\0IMG")
     assert wire.handshake(1, 2, protocol=4, dont_mangle_keys=True) == b"ANNOTATE 4\n" + h("01000000 02000000 01")
     assert wire.text(2**40, 0, "é".encode()) == wire.text(2**40, 0, "é")
+    assert wire.marker(2**40, "a\udcffb").endswith(b"a?b")  # a lone surrogate does not raise
+    assert wire.marker(2**40, 42).endswith(b"42")
