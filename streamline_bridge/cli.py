@@ -14,7 +14,7 @@ import sys
 from streamline_bridge import __version__
 from streamline_bridge.errors import InputError
 
-COMMANDS = ("inspect", "sensors", "record", "report")
+COMMANDS = ("inspect", "sensors", "record", "report", "listen")
 
 
 def build_parser() -> argparse.ArgumentParser:

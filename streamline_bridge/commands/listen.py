@@ -1,0 +1,277 @@
+"""Stand in for gatord's annotation side: accept annotation clients and write what they send to a marker log.
+
+Binds the sockets gatord uses (abstract Unix sockets ``@streamline-annotate-parent`` and
+``@streamline-annotate``, or TCP 127.0.0.1:8082/8083 with ``--tcp``), writes the capture-start
+byte 0x00 to every control connection, and accepts any client: ``annotate`` or an application
+built with Arm's annotation library. Each data connection becomes one stream of the marker log
+(docs/marker-log.md): its handshake, its complete messages (flushed every ``--flush-ms``), a close
+record when it ends. A connection that sends bad bytes gets one warning line naming it and the
+byte offset and is dropped; the others go on. Runs until SIGINT/SIGTERM, then writes what is
+left, prints a one-line summary and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, TextIO
+
+from annotate.mirror import CLOSED, MESSAGES, OPENED, MarkerLog, record
+from annotate.transport import DEFAULT_PREFIX, Endpoints
+
+HELP = "accept annotation clients like gatord does and write their messages to a marker log"
+
+_READ_SIZE = 1 << 16
+_FLUSH_BYTES = 1 << 20  # write early when this much is waiting
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="marker log to write (an existing marker log is appended to)")
+    parser.add_argument("--tcp", action="store_true", help="listen on TCP 127.0.0.1 instead of abstract Unix sockets")
+    parser.add_argument("--tcp-ports", default="8082,8083", metavar="CONTROL,DATA",
+                        help="TCP ports with --tcp (default: gatord's 8082,8083)")
+    parser.add_argument("--socket-prefix", metavar="NAME",
+                        help="abstract socket names @NAME-parent and @NAME (default: $STREAMLINE_ANNOTATE_SOCKET_PREFIX "
+                             "or streamline-annotate, gatord's names)")
+    parser.add_argument("--flush-ms", type=float, metavar="MS",
+                        help="write buffered records at least this often (default: $STREAMLINE_ANNOTATE_FLUSH_MS or 100)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamline_bridge.errors import InputError
+
+    try:
+        ports = tuple(int(p) for p in args.tcp_ports.split(","))
+        if len(ports) != 2:
+            raise ValueError
+    except ValueError:
+        raise InputError(None, f"--tcp-ports wants CONTROL,DATA, got {args.tcp_ports!r}") from None
+    prefix = args.socket_prefix or os.environ.get("STREAMLINE_ANNOTATE_SOCKET_PREFIX") or DEFAULT_PREFIX
+    flush_ms = args.flush_ms if args.flush_ms is not None else float(os.environ.get("STREAMLINE_ANNOTATE_FLUSH_MS") or 100)
+    endpoints = Endpoints(prefix, args.tcp, ports)
+    listener = Listener(endpoints, max(flush_ms, 0.0) / 1000)
+    log = MarkerLog(args.output, protocol=5, writer="listen")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: listener.stop())
+    print(f"listening on {endpoints.describe()}, writing {args.output} (SIGINT/SIGTERM to stop)", flush=True)
+    try:
+        listener.serve(log.write)
+    finally:
+        log.close()
+    s = listener.stats
+    print(f"listen: {s['messages']} messages from {s['streams']} connection(s)"
+          + (f", {s['dropped']} dropped for bad bytes" if s["dropped"] else "") + f", written to {args.output}",
+          flush=True)
+    return 0
+
+
+@dataclass
+class _Data:
+    """One accepted data connection and the stream it becomes."""
+
+    id: int
+    sock: socket.socket
+    peer: str
+    decoder: Any  # annotation_stream.StreamDecoder (imported when a listener starts, not at CLI start-up)
+    opened: bool = False
+
+
+@dataclass
+class Listener:
+    """The selector loop: accepts control and data connections and turns data into marker-log records."""
+
+    endpoints: Endpoints
+    flush_interval: float
+    warn: TextIO = sys.stderr
+    stats: dict[str, int] = field(default_factory=lambda: {"messages": 0, "streams": 0, "dropped": 0})
+
+    def __post_init__(self) -> None:
+        from streamline_bridge.ingest import annotation_stream
+
+        self.codec = annotation_stream
+        self._stopping = False
+        self._sel = selectors.DefaultSelector()
+        self._pending = bytearray()
+        self._next_id = 1
+        self._servers: list[socket.socket] = []
+        self._servers = [self._bind(self.endpoints.control), self._bind(self.endpoints.data)]
+
+    def stop(self) -> None:
+        """Ask :meth:`serve` to finish (safe from a signal handler)."""
+        self._stopping = True
+
+    def _bind(self, address: bytes | tuple[str, int]) -> socket.socket:
+        family = socket.AF_INET if self.endpoints.tcp else socket.AF_UNIX
+        s = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            if self.endpoints.tcp:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(address)
+            s.listen(64)
+        except OSError as exc:
+            s.close()
+            for other in self._servers:
+                other.close()
+            raise OSError(exc.errno, f"cannot listen on {self.endpoints.describe()}: {exc.strerror} "
+                                     "(is gatord or another listener running?)") from None
+        s.setblocking(False)
+        self._sel.register(s, selectors.EVENT_READ, self._accept)
+        return s
+
+    def serve(self, write: Callable[[bytes], None]) -> None:
+        """Run until :meth:`stop`; ``write(bytes)`` appends whole records to the marker log."""
+        self._write = write
+        next_flush = time.monotonic() + self.flush_interval
+        try:
+            while not self._stopping:
+                timeout = max(0.0, min(next_flush - time.monotonic(), 0.1)) if self.flush_interval else 0.1
+                for key, _ in self._sel.select(timeout):
+                    key.data(key.fileobj)
+                if time.monotonic() >= next_flush or len(self._pending) >= _FLUSH_BYTES or not self.flush_interval:
+                    self._flush()
+                    next_flush = time.monotonic() + self.flush_interval
+            self._drain()
+        finally:
+            for key in list(self._sel.get_map().values()):
+                key.fileobj.close()
+            self._sel.close()
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._write(bytes(self._pending))
+            self._pending.clear()
+
+    def _drain(self) -> None:
+        """At stop: take connections still waiting in the backlog and every byte already received."""
+        for server in self._servers:
+            while self._accept(server) is not None:
+                pass
+        for key in list(self._sel.get_map().values()):
+            if isinstance(key.data, _Reader):
+                while key.data(key.fileobj):
+                    pass
+                if key.fileobj.fileno() >= 0:
+                    key.data.end("listener stopped")
+
+    def _accept(self, server: socket.socket) -> socket.socket | None:
+        try:
+            sock, _ = server.accept()
+        except (BlockingIOError, InterruptedError):
+            return None
+        sock.setblocking(False)
+        if server is self._servers[0]:
+            try:
+                sock.send(b"\x00")  # "a capture has started": the library begins sending
+            except OSError:
+                sock.close()
+                return sock
+            self._sel.register(sock, selectors.EVENT_READ, _ControlReader(self))
+        else:
+            ident = self._next_id
+            self._next_id += 1
+            conn = _Data(ident, sock, _peer(sock, self.endpoints.tcp), self.codec.StreamDecoder(f"connection {ident}"))
+            self.stats["streams"] += 1
+            self._sel.register(sock, selectors.EVENT_READ, _Reader(self, conn))
+        return sock
+
+    def _record(self, kind: int, stream: int, payload: bytes = b"") -> None:
+        self._pending += record(kind, stream, payload)
+
+    def _close(self, sock: socket.socket) -> None:
+        self._sel.unregister(sock)
+        sock.close()
+
+
+class _ControlReader:
+    """A control connection: the client never writes; EOF closes it."""
+
+    def __init__(self, listener: Listener):
+        self.listener = listener
+
+    def __call__(self, sock: socket.socket) -> bool:
+        try:
+            if sock.recv(64):
+                return True
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            pass
+        self.listener._close(sock)
+        return False
+
+
+class _Reader:
+    """A data connection: bytes in, marker-log records out."""
+
+    def __init__(self, listener: Listener, conn: _Data):
+        self.listener, self.conn = listener, conn
+
+    def __call__(self, sock: socket.socket) -> bool:
+        """Read once; True when bytes came (there may be more)."""
+        try:
+            chunk = sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            self.end(f"connection error: {exc.strerror or exc}")
+            return False
+        if not chunk:
+            self.end(None)
+            return False
+        try:
+            decoded = self.conn.decoder.feed(chunk)
+        except self.listener.codec.DecodeError as exc:
+            self._take(exc.partial)
+            self._drop(exc)
+            return False
+        self._take(decoded)
+        return True
+
+    def _take(self, decoded: Any) -> None:
+        c, lst = self.conn, self.listener
+        if not c.opened and c.decoder.handshake is not None:
+            lst._record(OPENED, c.id, c.decoder.handshake.raw)
+            c.opened = True
+        if decoded is not None and len(decoded):
+            lst._record(MESSAGES, c.id, decoded.raw)
+            lst.stats["messages"] += len(decoded)
+
+    def _warn(self, exc: Any, then: str) -> None:
+        print(f"streamline-bridge listen: warning: connection {self.conn.id} ({self.conn.peer}) at byte {exc.offset}: "
+              f"{exc.message}; {then}", file=self.listener.warn, flush=True)
+
+    def _drop(self, exc: Any) -> None:
+        self._warn(exc, "connection dropped")
+        self.listener.stats["dropped"] += 1
+        self._finish()
+
+    def end(self, reason: str | None) -> None:
+        """The connection ended (EOF, error or listener stop): report an incomplete tail, close the stream."""
+        try:
+            self.conn.decoder.finish()
+        except self.listener.codec.DecodeError as exc:
+            self._warn(exc, f"{reason or 'connection closed'}, the incomplete message is not written")
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.conn.opened:
+            self.listener._record(CLOSED, self.conn.id)
+        self.listener._close(self.conn.sock)
+
+
+def _peer(sock: socket.socket, tcp: bool) -> str:
+    """Who is on the other end: ``pid N`` (Unix socket credentials) or ``host:port``."""
+    if tcp:
+        host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
+    pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return f"pid {pid}"

@@ -1,0 +1,179 @@
+"""``streamline-bridge listen``: a real listener process, raw client sockets sending the recorded vectors.
+
+Every wait is on a condition with a timeout (a line printed, a byte received, a file holding what
+was sent), never a sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from streamline_bridge.commands.listen import Listener
+from streamline_bridge.ingest import marker_log
+from streamline_bridge.ingest.annotation_stream import decode
+
+# The listen command module run as a program (the path the CLI takes, without the other sub-commands).
+SCRIPT = """
+import argparse, sys
+from streamline_bridge.commands import listen
+parser = argparse.ArgumentParser()
+listen.configure(parser)
+sys.exit(listen.run(parser.parse_args(sys.argv[1:])))
+"""
+TIMEOUT = 20.0
+
+
+class Running:
+    """A listener subprocess on private socket names."""
+
+    def __init__(self, out: Path, *extra: str):
+        self.prefix = f"sb-test-{uuid.uuid4().hex[:12]}"
+        self.proc = subprocess.Popen([sys.executable, "-c", SCRIPT, "-o", str(out), "--socket-prefix", self.prefix,
+                                      "--flush-ms", "20", *extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.first_line = self.proc.stdout.readline()  # printed once the sockets are bound
+        assert self.first_line.startswith("listening on"), self.proc.stderr.read()
+
+    def connect(self, control: bool = False) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(TIMEOUT)
+        s.connect(f"\0{self.prefix}{'-parent' if control else ''}".encode())
+        return s
+
+    def stop(self) -> tuple[int, str, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=TIMEOUT)
+        return self.proc.returncode, out, err
+
+
+def wait_for(condition, what: str):
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def streams(vectors):
+    return {n: (vectors / "annotate" / f"annotate-v4-{n}.bin").read_bytes() for n in ("main", "worker")}
+
+
+def send_interleaved(socks_and_data, seed: int) -> None:
+    """Send each connection's bytes in random-size chunks, connections taking turns at random."""
+    rng = random.Random(seed)
+    left = [(s, memoryview(d)) for s, d in socks_and_data]
+    while left:
+        i = rng.randrange(len(left))
+        s, d = left[i]
+        n = rng.randint(1, 64)
+        s.sendall(d[:n])
+        if len(d) <= n:
+            s.close()
+            left.pop(i)
+        else:
+            left[i] = (s, d[n:])
+
+
+def test_many_connections_garbage_dropped(tmp_path, streams):
+    out = tmp_path / "listen.sbm"
+    lst = Running(out)
+    control = lst.connect(control=True)
+    assert control.recv(1) == b"\x00"  # "capture started"
+    good = [streams["main"], streams["worker"], streams["main"]]
+    cut = streams["worker"][:38] + streams["worker"][38:45]  # ends inside its second message
+    bad_after_handshake = streams["worker"][:38] + b"\x55" + bytes(30)
+    garbage = b"GET / HTTP/1.0\r\n\r\n"
+    payloads = good + [cut, bad_after_handshake, garbage]
+    socks = [lst.connect() for _ in payloads]
+    send_interleaved(list(zip(socks, payloads)), seed=7)
+
+    def all_closed():
+        if not out.exists():
+            return None
+        rec = marker_log.read(out)
+        return rec if sum(e["closed"] for e in rec.meta.extra["streams"]) == 5 else None
+
+    rec = wait_for(all_closed, "5 closed streams in the log")  # written while running (flush interval)
+    rc, stdout, stderr = lst.stop()
+    assert rc == 0
+    assert "messages from 6 connection(s), 2 dropped for bad bytes" in stdout
+    warnings = [line for line in stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 3, stderr
+    assert any("at byte 0: not an annotation stream" in w and "connection dropped" in w for w in warnings)
+    assert any("at byte 38: unknown message code 85" in w and "connection dropped" in w for w in warnings)
+    assert any("at byte 38: stream ends inside a message" in w for w in warnings)
+    assert all(f"(pid {os.getpid()})" in w for w in warnings)
+
+    rec = marker_log.read(out)
+    assert not rec.meta.partial and rec.meta.issues == [] and rec.meta.extra["writer"] == "listen"
+    check_streams(rec, streams)
+    assert sorted(e["messages"] for e in rec.meta.extra["streams"]) == [1, 1, 2, 29, 29]
+
+
+def check_streams(rec, streams) -> None:
+    """Every stream in the log holds the leading messages of the vector with its tid, decoded alike."""
+    for e in rec.meta.extra["streams"]:
+        got = rec.markers[rec.markers["stream"] == e["stream"]].reset_index(drop=True)
+        vector = streams["main" if e["tid"] == 12507 else "worker"]
+        want = decode(vector).markers(stream=e["stream"], clock_base_ns=rec.meta.clock_base_ns)
+        assert len(got) == e["messages"]
+        pd.testing.assert_frame_equal(got, want.iloc[:len(got)])
+
+
+def test_stop_takes_what_was_already_sent(tmp_path, streams):
+    """SIGTERM right after the clients finished: the listener drains its backlog and sockets first."""
+    out = tmp_path / "drain.sbm"
+    lst = Running(out, "--flush-ms", "100000")
+    socks = [lst.connect() for _ in range(4)]
+    send_interleaved([(s, streams["main" if i % 2 else "worker"]) for i, s in enumerate(socks)], seed=3)
+    rc, stdout, stderr = lst.stop()
+    assert rc == 0 and "warning" not in stderr
+    assert "62 messages from 4 connection(s), written to" in stdout
+    rec = marker_log.read(out)
+    assert len(rec.markers) == 62 and not rec.meta.partial
+    assert sorted(e["messages"] for e in rec.meta.extra["streams"]) == [2, 2, 29, 29]
+    check_streams(rec, streams)
+
+
+def test_tcp(tmp_path, streams):
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    out = tmp_path / "tcp.sbm"
+    lst = Running(out, "--tcp", "--tcp-ports", f"{ports[0]},{ports[1]}")
+    assert f"127.0.0.1:{ports[0]}/{ports[1]}" in lst.first_line
+    with socket.create_connection(("127.0.0.1", ports[0]), timeout=TIMEOUT) as control:
+        assert control.recv(1) == b"\x00"
+        with socket.create_connection(("127.0.0.1", ports[1]), timeout=TIMEOUT) as data:
+            data.sendall(streams["worker"])
+        rc, stdout, _ = lst.stop()
+    assert rc == 0 and "2 messages from 1 connection(s)" in stdout
+    assert list(marker_log.read(out).markers["text"]) == ["worker", ""]
+
+
+def test_address_in_use_is_one_clear_error(tmp_path):
+    lst = Running(tmp_path / "a.sbm")
+    try:
+        from annotate.transport import Endpoints
+
+        with pytest.raises(OSError, match="cannot listen on unix abstract @.*is gatord or another listener running"):
+            Listener(Endpoints(lst.prefix), 0.1)
+    finally:
+        rc, stdout, _ = lst.stop()
+    assert rc == 0 and "0 messages from 0 connection(s)" in stdout
