@@ -59,7 +59,7 @@ def _warn(msg: str) -> None:
 class _Stream:
     """One thread's message stream: its buffer, handshake and (sender-owned) data connection."""
 
-    __slots__ = ("tid", "buf", "hello", "thread", "sock", "opened")
+    __slots__ = ("tid", "buf", "hello", "thread", "sock", "opened", "inflight")
 
     def __init__(self, tid: int, hello: bytes) -> None:
         self.tid = tid
@@ -68,6 +68,7 @@ class _Stream:
         self.thread = threading.current_thread()
         self.sock = None
         self.opened = False  # the marker log has its "stream opened" record
+        self.inflight = b""
 
 
 class Region(contextlib.ContextDecorator):
@@ -406,9 +407,12 @@ class Client:
     def _drain(self, st: _Stream, to_gatord: bool) -> None:
         buf = st.buf
         n = len(buf)
-        if n == 0:
+        if n == 0 and not st.inflight:
             return
-        data = buf[:n]
+        # ``inflight``: what a drain took and had not delivered when a signal handler (same
+        # thread, so the lock lets it in) drained again before the process dies
+        data = st.inflight + buf[:n] if st.inflight else buf[:n]
+        st.inflight = data
         del buf[:n]
         if self._log is not None and not self._write_through:
             out = record(MESSAGES, st.tid, data)
@@ -418,6 +422,7 @@ class Client:
             self._log_write(out)
         if to_gatord and self._capturing:
             self._send(st, data)
+        st.inflight = b""
 
     def _send(self, st: _Stream, data: bytes) -> None:
         try:
