@@ -44,6 +44,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle", type=float, default=2.0, metavar="SECONDS",
                         help="idle power measured before and after the command (default 2)")
     parser.add_argument("--cpu", type=int, metavar="N", help="pin the sampler to CPU N")
+    parser.add_argument("--realtime", action="store_true",
+                        help="run the sampler at SCHED_FIFO priority (root/CAP_SYS_NICE): steadier on a busy board")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...", help="the command to run")
 
 
@@ -162,9 +164,10 @@ def run(args: argparse.Namespace) -> int:
         "files": {"power": POWER_FILE, "markers": MARKERS_FILE},
     }
     sampler = Sampler(run_dir / POWER_FILE, source=args.source, rate_hz=args.rate, sysfs_root=args.sysfs_root,
-                      proc_root=args.proc_root, options=options, cpu=args.cpu).start()
+                      proc_root=args.proc_root, options=options, cpu=args.cpu, realtime=args.realtime).start()
     manifest["power"] = {"source": sampler.info["source"], "rails": sampler.info["rails"],
-                         "estimated": sampler.info["estimated"], "rate_hz": args.rate}
+                         "estimated": sampler.info["estimated"], "rate_hz": args.rate,
+                         "realtime": sampler.info["realtime"]}
     manifest["started_monotonic_raw_ns"], manifest["started_realtime_ns"] = _now(), time.time_ns()
     write_manifest(run_dir, manifest)
     sampler_error: str | None = None

@@ -63,6 +63,7 @@ class Config:
     gone_after_s: float = 1.0  # a rail failing this long ends the run
     status_ms: float = 500.0
     cpu: int | None = None  # pin the sampler to this CPU
+    realtime: bool = False  # ask for SCHED_FIFO (needs root or CAP_SYS_NICE): keeps deadlines on a busy machine
     watch_stdin: bool = False  # stop when stdin reaches EOF (the parent's pipe closed)
 
 
@@ -98,6 +99,15 @@ def _set_timerslack_ns(ns: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, ctypes.c_ulong(ns), 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def _go_realtime() -> bool:
+    """Switch this process to SCHED_FIFO at a low real-time priority; False when not permitted."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(min(10, os.sched_get_priority_max(os.SCHED_FIFO))))
+        return True
+    except (OSError, AttributeError):
+        return False
 
 
 def _parent_says_stop() -> bool:
@@ -237,7 +247,7 @@ class _Loop:
         }
 
 
-def _header(cfg: Config, src: Source) -> dict[str, Any]:
+def _header(cfg: Config, src: Source, realtime: bool) -> dict[str, Any]:
     mono = time.clock_gettime_ns(CLOCK)
     real = time.time_ns()
     return {
@@ -251,6 +261,7 @@ def _header(cfg: Config, src: Source) -> dict[str, Any]:
         "pid": os.getpid(),
         "chunk_ms": cfg.chunk_ms,
         "spin_us": cfg.spin_us,
+        "realtime": realtime,
         "columns": {"time": "i64 ns before the read", "read_ns": "u32 ns the read took", "power": "f32 mW"},
     }
 
@@ -263,6 +274,7 @@ def run(cfg: Config, emit: Callable[[dict], None]) -> int:
     if cfg.cpu is not None:
         os.sched_setaffinity(0, {cfg.cpu})
     _set_timerslack_ns(1)
+    realtime = cfg.realtime and _go_realtime()
     try:
         src = find_source(cfg.source, roots(cfg.sysfs_root, cfg.proc_root), cfg.options)
         src.open()
@@ -270,13 +282,13 @@ def run(cfg: Config, emit: Callable[[dict], None]) -> int:
         emit({"event": "error", "message": str(exc)})
         return EXIT_UNAVAILABLE
     try:
-        writer = PowerLogWriter(cfg.output, _header(cfg, src))
+        writer = PowerLogWriter(cfg.output, _header(cfg, src, realtime))
     except OSError as exc:
         src.close()
         emit({"event": "error", "message": f"{cfg.output}: {exc.strerror}"})
         return EXIT_FAILED
     emit({"event": "ready", "source": src.name, "estimated": src.estimated,
-          "rails": [r.name for r in src.rails], "pid": os.getpid()})
+          "rails": [r.name for r in src.rails], "pid": os.getpid(), "realtime": realtime})
     loop = _Loop(cfg, src, writer, emit)
     cpu0, wall0 = time.process_time(), time.monotonic()
     error, status = None, EXIT_OK
@@ -310,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--gone-after", type=float, default=Config.gone_after_s, metavar="SECONDS")
     ap.add_argument("--status-ms", type=float, default=Config.status_ms)
     ap.add_argument("--cpu", type=int, help="pin the sampler to this CPU")
+    ap.add_argument("--realtime", action="store_true", help="run at SCHED_FIFO priority when permitted")
     ap.add_argument("--watch-stdin", action="store_true", help="stop when stdin reaches EOF")
     return ap
 
@@ -324,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config(output=a.output, source=a.source, rate_hz=a.rate, sysfs_root=a.sysfs_root,
                  proc_root=a.proc_root, options=options, spin_us=a.spin_us,
                  chunk_ms=a.chunk_ms, gone_after_s=a.gone_after, status_ms=a.status_ms, cpu=a.cpu,
-                 watch_stdin=a.watch_stdin)
+                 realtime=a.realtime, watch_stdin=a.watch_stdin)
 
     def emit(event: dict) -> None:
         try:
@@ -346,10 +359,12 @@ class Sampler:
                  sysfs_root: str | os.PathLike[str] | None = None, proc_root: str | os.PathLike[str] | None = None,
                  options: dict[str, Any] | None = None, *, spin_us: float = Config.spin_us,
                  chunk_ms: float = Config.chunk_ms, gone_after_s: float = Config.gone_after_s,
-                 status_ms: float = Config.status_ms, cpu: int | None = None):
+                 status_ms: float = Config.status_ms, cpu: int | None = None, realtime: bool = False):
         self.output = os.fspath(output)
         args = ["-o", self.output, "--rate", str(rate_hz), "--spin-us", str(spin_us), "--chunk-ms", str(chunk_ms),
                 "--gone-after", str(gone_after_s), "--status-ms", str(status_ms), "--watch-stdin"]
+        if realtime:
+            args.append("--realtime")
         for flag, value in (("--source", source), ("--sysfs-root", sysfs_root), ("--proc-root", proc_root),
                             ("--cpu", cpu)):
             if value is not None:
