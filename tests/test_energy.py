@@ -296,7 +296,7 @@ def test_estimated_power_is_flagged_in_rows_meta_and_warnings():
     assert res.estimated and res.meta["rails"]["VDD_GPU"]["estimated"]
     assert res.table.loc[res.table["rail"] == "VDD_GPU", "estimated"].all()
     assert not res.table.loc[res.table["rail"] == "VDD_IN", "estimated"].any()
-    assert any(w.startswith("ESTIMATED power: rail VDD_GPU") for w in res.warnings)
+    assert any(w.startswith("ESTIMATED power: VDD_GPU (cpu-model)") for w in res.warnings)
 
 
 def test_missing_samples_are_reported():
@@ -419,3 +419,12 @@ def test_confidence_intervals_of_layers_shorter_than_the_sensor_period_cover_the
     truth = tab["name"].str.split("/", n=1).str[1].map(dict(zip(names, durations))) * mean_mw * 1e-3
     covered = (tab["energy_mj"] - truth).abs() <= tab["energy_mj_ci"]
     assert 0.90 <= covered.mean() <= 0.99
+
+
+def test_iteration_bookmarks_delimit_channel_annotated_layers():
+    layers = sequence(["a", "b"], [2.0, 3.0], repeats=3, pause_ms=4)
+    marks = bookmarks([(layers[2 * i][1], f"iteration {i + 7}") for i in range(3)])
+    iv = find_intervals(pd.concat([channel_markers(layers), marks], ignore_index=True))
+    assert iv.style == "channels" and iv.iteration_source == "markers"
+    assert iv.layers["iteration"].tolist() == [0, 0, 1, 1, 2, 2]
+    assert iv.iterations["label"].tolist() == ["iteration 7", "iteration 8", "iteration 9"]

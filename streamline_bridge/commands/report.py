@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     rec = combine(recordings, offset_ns)
     result = energy_table(rec, by=args.by, baseline=args.baseline, style=args.style, warmup=args.warmup,
                           confidence=args.confidence, precision=args.precision)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     if args.format == "table" and args.output:
         with open(args.output, "w", encoding="utf-8") as out:
             table.render(result, Console(file=out, width=200))

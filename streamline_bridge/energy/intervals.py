@@ -7,8 +7,8 @@ Two marker styles (see ``docs/energy-table.md``, "Marker conventions"):
 * **markers** — bookmarks (SyNERGY / the reference study): each bookmark runs to the next bookmark
   of the same (pid, tid); ``start`` and ``end`` only delimit.
 
-In both styles a text ``iteration <n>`` (or any text on a channel named ``iteration(s)``) starts an
-iteration and is not a layer. Without iteration markers an iteration starts at each repetition of
+In both styles a text or bookmark ``iteration <n>`` (or any text on a channel named
+``iteration(s)``) starts an iteration and is not a layer. Without iteration markers an iteration starts at each repetition of
 the first layer's name. ``name___type`` names carry the layer type after three underscores.
 """
 
@@ -120,6 +120,10 @@ def find_intervals(markers: pd.DataFrame, style: str = "auto", groups: GroupSpec
         iteration = _is_iteration(spans)
         delimiter = iteration | spans["text"].str.strip().str.lower().isin(DELIMITERS).to_numpy(bool)
     iter_rows = spans[iteration & opened]
+    if style == "channels":  # iteration bookmarks delimit channel-annotated layers too
+        marks = _spans(_texts(markers, ("marker",)), ["pid", "tid"])
+        marks = marks[marks["text"].str.match(ITERATION_TEXT.pattern, case=False).to_numpy(bool)]
+        iter_rows = pd.concat([iter_rows, marks.assign(end_ns=pd.array([pd.NA] * len(marks), dtype="Int64"))])
     layers = spans[opened & ~delimiter]
     open_ = layers["end_ns"].isna().to_numpy(bool)
     if open_.any():

@@ -206,10 +206,12 @@ def _warnings(table: pd.DataFrame, facts: dict[str, _RailFacts], rec: Recording,
               rails: dict[str, integrate.Rail], by: str, kept: int, confidence: float,
               precision: float) -> list[str]:
     out = []
+    estimated = {n: rec.meta.rails[n].source or "estimate" for n in rails
+                 if n in rec.meta.rails and rec.meta.rails[n].estimated}
+    if estimated:
+        out.append(f"ESTIMATED power: {', '.join(estimated)} "
+                   f"({', '.join(sorted(set(estimated.values())))}) modelled, not measured")
     for name in rails:
-        info = rec.meta.rails.get(name)
-        if info is not None and info.estimated:
-            out.append(f"ESTIMATED power: rail {name} is a model ({info.source or 'estimate'}), not a measurement")
         if rails[name].missing:
             out.append(f"rail {name}: {rails[name].missing} missing sample(s) dropped and interpolated across")
         under = table[(table["rail"] == name) & table["under_period"]]

@@ -90,4 +90,4 @@ def render(result: EnergyResult, console: Console | None = None) -> None:
                   f"±{result.meta['precision']:.0%} at {result.meta['confidence']:.0%}", highlight=False)
     for w in result.warnings:
         style = "bold red" if w.startswith("ESTIMATED") else "yellow"
-        con.print(f"[{style}]warning:[/{style}] {w}", highlight=False)
+        con.print(f"[{style}]warning:[/{style}] {w}", highlight=False, soft_wrap=True)

@@ -1,0 +1,252 @@
+"""The renderers and the ``report`` command, on marker and power logs written with known times."""
+
+from __future__ import annotations
+
+import json
+import struct
+from array import array
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from annotate import mirror, wire
+from streamline_bridge import ingest
+from streamline_bridge.cli import main
+from streamline_bridge.energy import COLUMNS, combine, energy_table
+from streamline_bridge.power.log import PowerLogWriter
+from streamline_bridge.report import files, plot, table, trace
+
+MS = 1_000_000
+BASE = 5_000_000_000_000  # CLOCK_MONOTONIC_RAW of the logs' start
+LAYERS = (("conv1___Convolution", 3.0), ("fire2/squeeze1x1___Convolution", 0.5),
+          ("fire2/expand1x1___Convolution", 1.5), ("pool10___Pooling", 2.0))
+ITERATIONS = 4
+
+
+def power_mw(t_ns: np.ndarray, rail: int) -> np.ndarray:
+    """The known power: a ramp per rail (exactly integrable from 1 ms samples)."""
+    return (2000.0 + 1000 * rail) + (3.0 - rail) * (t_ns - BASE) / MS
+
+
+def layer_times() -> list[tuple[int, str, int, int]]:
+    """(iteration, name, start, end) of every layer: 20 ms after the start, 4 ms between iterations."""
+    out, t = [], BASE + 20 * MS
+    for it in range(ITERATIONS):
+        for name, d in LAYERS:
+            out.append((it, name, t, t + int(d * MS)))
+            t += int(d * MS)
+        t += 4 * MS
+    return out
+
+
+def write_marker_log(path: Path) -> None:
+    """A marker log as ``annotate`` writes it: iteration bookmarks, layer texts on channel 3, one record
+    per iteration."""
+    pid, tid = 4242, 4243
+    meta = {**mirror.metadata(5), "monotonic_raw_ns": BASE}
+    data = mirror.header(meta) + mirror.record(mirror.OPENED, 1, wire.handshake(tid, pid, 5))
+    data += mirror.record(mirror.MESSAGES, 1, wire.name_channel(BASE, 3, 1, "layers"))
+    for it in range(ITERATIONS):
+        msgs = []
+        for i, name, start, end in layer_times():
+            if i == it:
+                if name == LAYERS[0][0]:
+                    msgs.append(wire.marker(start, f"iteration {it}"))
+                msgs += [wire.text(start, 3, name), wire.text(end, 3, "")]
+        data += mirror.record(mirror.MESSAGES, 1, b"".join(msgs))
+    path.write_bytes(data + mirror.record(mirror.CLOSED, 1))
+
+
+def write_power_log(path: Path, estimated: bool = False) -> None:
+    """A power log as the sampler writes it: 1 ms samples of the known power on three rails."""
+    rails = ["VDD_IN", "VDD_GPU", "VDD_CPU"]
+    t = np.arange(BASE, BASE + 150 * MS, MS, dtype=np.int64)
+    meta = {"monotonic_raw_ns": BASE, "clock": "CLOCK_MONOTONIC_RAW", "source": "cpu-model" if estimated
+            else "ina3221x", "estimated": estimated, "requested_hz": 1000,
+            "rails": [{"name": r, "unit": "mW"} for r in rails]}
+    w = PowerLogWriter(path, meta)
+    w.write_samples(array("q", t.tolist()), array("I", [0] * len(t)),
+                    [array("f", power_mw(t, i).astype(np.float32).tolist()) for i in range(3)], 0)
+    w.write_trailer({"update_period_ns": {"VDD_IN": 7 * MS, "VDD_GPU": MS, "VDD_CPU": MS}})
+    w.close()
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> tuple[Path, Path]:
+    write_marker_log(tmp_path / "markers.sbm")
+    write_power_log(tmp_path / "power.sbp")
+    return tmp_path / "markers.sbm", tmp_path / "power.sbp"
+
+
+def result_of(markers: Path, power: Path, **kw):
+    rec = combine([ingest.read(markers), ingest.read(power)])
+    return rec, energy_table(rec, **kw)
+
+
+def exact_mj(start: int, end: int, rail: int) -> float:
+    """Integral of the ramp, computed in float32 like the log stores it (values are exact in float32)."""
+    a, b = (start - BASE) / MS, (end - BASE) / MS
+    return ((2000.0 + 1000 * rail) * (b - a) + (3.0 - rail) * (b * b - a * a) / 2) * 1e-3
+
+
+def test_logs_give_the_exact_energies(logs):
+    _, res = result_of(*logs, warmup=1)
+    tab = res.table.set_index(["name", "rail"])
+    for name, _d in LAYERS:
+        key = name.split("___")[0]
+        occ = [(s, e) for it, n, s, e in layer_times() if n == name and it >= 1]
+        want = np.mean([exact_mj(s, e, 0) for s, e in occ])
+        assert tab.loc[(key, "VDD_IN"), "energy_mj"] == pytest.approx(want, rel=1e-9)
+        assert tab.loc[(key, "VDD_IN"), "n"] == ITERATIONS - 1
+    assert res.meta["iteration_source"] == "markers" and res.meta["style"] == "channels"
+    assert tab.loc[("fire2/squeeze1x1", "VDD_IN"), "layer_type"] == "Convolution"
+
+
+def test_rich_table_shows_rows_in_execution_order_totals_and_warnings(logs):
+    _, res = result_of(*logs)
+    con = Console(record=True, width=220)
+    table.render(res, con)
+    text = con.export_text()
+    names = ["conv1", "fire2/squeeze1x1", "fire2/expand1x1", "pool10"]
+    assert [text.index(n + " ") for n in names] == sorted(text.index(n + " ") for n in names)
+    assert "total" in text and "VDD_IN mJ" in text and "±" in text
+    assert "shorter than VDD_IN's sensor period (7 ms" in text
+    assert "no idle power known" in text
+
+
+def test_csv_reads_back_with_its_companion_metadata(logs, tmp_path):
+    _, res = result_of(*logs, warmup=1)
+    written = files.write(res, tmp_path / "t.csv")
+    assert written == [tmp_path / "t.csv", tmp_path / "t.meta.json"]
+    back = pd.read_csv(tmp_path / "t.csv", keep_default_na=False, na_values=[""])
+    assert list(back.columns) == list(COLUMNS)
+    np.testing.assert_allclose(back["energy_mj"], res.table["energy_mj"], rtol=1e-12)
+    assert back["name"].tolist() == res.table["name"].tolist()
+    meta = json.loads((tmp_path / "t.meta.json").read_text())
+    assert meta["version"] == 1 and meta["warmup"] == 1 and meta["warnings"] == res.warnings
+    assert meta["totals"][0]["rail"] == "VDD_IN"
+
+
+def test_json_has_version_meta_and_rows(logs, tmp_path):
+    _, res = result_of(*logs)
+    files.write(res, tmp_path / "t.json")
+    doc = json.loads((tmp_path / "t.json").read_text())
+    assert doc["version"] == 1 and doc["meta"]["by"] == "layer"
+    assert len(doc["rows"]) == len(res.table) and list(doc["rows"][0]) == list(COLUMNS)
+    assert doc["rows"][0]["dynamic_mj"] is None  # NaN is written as null
+    assert doc["rows"][0]["energy_mj"] == pytest.approx(res.table["energy_mj"].iloc[0])
+
+
+def test_parquet_keeps_columns_types_and_metadata(logs, tmp_path):
+    _, res = result_of(*logs, by="group")
+    files.write(res, tmp_path / "t.parquet")
+    pt = pq.read_table(tmp_path / "t.parquet")
+    meta = json.loads(pt.schema.metadata[files.PARQUET_KEY])
+    assert meta["by"] == "group" and meta["rails"]["VDD_IN"]["sensor_period_ms"] == 7.0
+    back = pt.to_pandas()
+    assert back["name"].unique().tolist() == ["conv1", "fire2", "pool10"]
+    pd.testing.assert_series_equal(back["energy_mj"], res.table["energy_mj"])
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_plot_writes_a_valid_image(logs, tmp_path, suffix):
+    _, res = result_of(*logs)
+    out = plot.write(res, tmp_path / f"fig{suffix}")
+    data = out.read_bytes()
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+        with Image.open(out) as im:
+            assert im.size[0] > 500 and im.size[1] > 500
+    else:
+        assert b"<svg" in data[:1000] and b"conv1" in data
+    with pytest.raises(ValueError, match="must end in"):
+        plot.write(res, tmp_path / "fig.pdf")
+
+
+def test_trace_has_slices_counters_instants_and_names(logs, tmp_path):
+    rec, res = result_of(*logs)
+    trace.write(res, rec, tmp_path / "t.json")
+    doc = json.loads((tmp_path / "t.json").read_text())
+    ev = doc["traceEvents"]
+    assert doc["displayTimeUnit"] == "ms"
+    slices = [e for e in ev if e["ph"] == "X"]
+    assert len(slices) == ITERATIONS * len(LAYERS)
+    first = slices[0]
+    assert first["name"] == "conv1" and first["pid"] == 4242 and first["tid"] == 4243
+    assert first["ts"] == pytest.approx(20_000.0) and first["dur"] == pytest.approx(3_000.0)
+    assert first["args"]["VDD_IN mJ"] == pytest.approx(exact_mj(BASE + 20 * MS, BASE + 23 * MS, 0), rel=1e-6)
+    counters = {e["name"] for e in ev if e["ph"] == "C"}
+    assert counters == {"VDD_IN mW", "VDD_GPU mW", "VDD_CPU mW"}
+    assert [e["name"] for e in ev if e["ph"] == "i"] == [f"iteration {i}" for i in range(ITERATIONS)]
+    names = {(e["name"], e["args"]["name"]) for e in ev if e["ph"] == "M"}
+    assert ("thread_name", "thread 4243") in names and ("process_name", "power rails") in names
+
+
+def test_estimated_power_is_said_in_every_output(tmp_path):
+    write_marker_log(tmp_path / "m.sbm")
+    write_power_log(tmp_path / "p.sbp", estimated=True)
+    rec, res = result_of(tmp_path / "m.sbm", tmp_path / "p.sbp")
+    assert res.estimated and res.table["estimated"].all()
+    con = Console(record=True, width=220)
+    table.render(res, con)
+    text = con.export_text()
+    assert "ESTIMATED POWER" in text and "(estimated) mJ" in text
+    files.write(res, tmp_path / "t.csv")
+    assert json.loads((tmp_path / "t.meta.json").read_text())["estimated"] is True
+    assert pd.read_csv(tmp_path / "t.csv")["estimated"].all()
+    files.write(res, tmp_path / "t.json")
+    assert json.loads((tmp_path / "t.json").read_text())["meta"]["estimated"] is True
+    files.write(res, tmp_path / "t.parquet")
+    assert json.loads(pq.read_table(tmp_path / "t.parquet").schema.metadata[files.PARQUET_KEY])["estimated"]
+    plot.write(res, tmp_path / "f.svg")
+    assert b"ESTIMATED" in (tmp_path / "f.svg").read_bytes()
+    doc = trace.build(res, rec)
+    assert doc["otherData"]["estimated_power"] and "VDD_IN (ESTIMATED) mW" in {
+        e["name"] for e in doc["traceEvents"] if e["ph"] == "C"}
+
+
+def test_report_command_writes_every_output(logs, tmp_path, capsys):
+    m, p = logs
+    rc = main(["report", str(m), "--power", str(p), "--warmup", "1", "-o", str(tmp_path / "t.json"),
+               "--plot", str(tmp_path / "f.png"), "--trace", str(tmp_path / "tr.json"), "--baseline", "none"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "wrote" in err and "sensor period" in err
+    doc = json.loads((tmp_path / "t.json").read_text())
+    assert doc["meta"]["warmup"] == 1 and doc["meta"]["baseline"] == "none"
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "tr.json").read_text())["displayTimeUnit"] == "ms"
+    assert main(["report", str(m), "--power", str(p), "--by", "iteration"]) == 0
+    out = capsys.readouterr().out
+    assert "iteration 3" in out and "mean" in out
+
+
+def test_report_command_errors_are_one_line_naming_the_input(logs, tmp_path, capsys):
+    m, p = logs
+    assert main(["report", str(p)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(p) in err and "no markers" in err
+    assert main(["report", str(m)]) == 2
+    assert "no power samples" in capsys.readouterr().err
+    assert main(["report", str(m), "--power", str(p), "--offset", "100"]) == 0  # marker times are absolute
+    assert main(["report", str(m), "--power", str(p), "-o", str(tmp_path / "x.txt"), "--format", "csv"]) == 0
+    assert main(["report", str(m), "--power", str(p), "-o", str(tmp_path / "x.xlsx")]) == 2
+    assert "cannot tell the format" in capsys.readouterr().err
+    assert main(["report", str(m), "--power", str(p), "--warmup", "9"]) == 2
+    assert "drops all 4 iteration(s)" in capsys.readouterr().err
+
+
+def test_a_marker_log_cut_short_still_reports_and_exits_2(logs, tmp_path, capsys):
+    m, p = logs
+    data = m.read_bytes()
+    cut = tmp_path / "cut.sbm"
+    cut.write_bytes(data[: len(data) - struct.calcsize("<BII") - 40])  # into the last iteration's record
+    rc = main(["report", str(cut), "--power", str(p), "-o", str(tmp_path / "t.csv")])
+    assert rc == 2
+    assert pd.read_csv(tmp_path / "t.csv")["n"].tolist() == [ITERATIONS - 1] * 3 * len(LAYERS)
+    assert "ends inside a record" in capsys.readouterr().err
