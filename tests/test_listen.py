@@ -23,14 +23,6 @@ from streamline_bridge.commands.listen import Listener
 from streamline_bridge.ingest import marker_log
 from streamline_bridge.ingest.annotation_stream import decode
 
-# The listen command module run as a program (the path the CLI takes, without the other sub-commands).
-SCRIPT = """
-import argparse, sys
-from streamline_bridge.commands import listen
-parser = argparse.ArgumentParser()
-listen.configure(parser)
-sys.exit(listen.run(parser.parse_args(sys.argv[1:])))
-"""
 TIMEOUT = 20.0
 
 
@@ -39,8 +31,8 @@ class Running:
 
     def __init__(self, out: Path, *extra: str):
         self.prefix = f"sb-test-{uuid.uuid4().hex[:12]}"
-        self.proc = subprocess.Popen([sys.executable, "-c", SCRIPT, "-o", str(out), "--socket-prefix", self.prefix,
-                                      "--flush-ms", "20", *extra],
+        self.proc = subprocess.Popen([sys.executable, "-m", "streamline_bridge", "listen", "-o", str(out),
+                                      "--socket-prefix", self.prefix, "--flush-ms", "20", *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.first_line = self.proc.stdout.readline()  # printed once the sockets are bound
         assert self.first_line.startswith("listening on"), self.proc.stderr.read()
@@ -170,10 +162,10 @@ def test_tcp(tmp_path, streams):
 def test_address_in_use_is_one_clear_error(tmp_path):
     lst = Running(tmp_path / "a.sbm")
     try:
-        from annotate.transport import Endpoints
-
-        with pytest.raises(OSError, match="cannot listen on unix abstract @.*is gatord or another listener running"):
-            Listener(Endpoints(lst.prefix), 0.1)
+        r = subprocess.run([sys.executable, "-m", "streamline_bridge", "listen", "-o", str(tmp_path / "b.sbm"),
+                            "--socket-prefix", lst.prefix], capture_output=True, text=True, timeout=TIMEOUT)
     finally:
         rc, stdout, _ = lst.stop()
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert f"cannot listen on unix abstract @{lst.prefix}-parent" in r.stderr and "another listener" in r.stderr
     assert rc == 0 and "0 messages from 0 connection(s)" in stdout
