@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from conftest import FIXTURES
 
 from streamline_bridge import ingest
@@ -107,3 +109,15 @@ def test_not_tegrastats(tmp_path):
     assert not tegrastats.sniff(f)
     with pytest.raises(InputError, match="no tegrastats lines"):
         tegrastats.read_log(f)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.text(alphabet="0123456789 /mW@%C[],.-:_RAMVDIN_GPUEMCcpu\n", max_size=400))
+def test_random_text_only_input_errors(tmp_path, body):
+    p = tmp_path / "r.log"
+    p.write_text("RAM 1/2MB CPU [1%@2] VDD_IN 5/5\n" + body)
+    try:
+        rec = tegrastats.read_log(p)
+    except InputError:
+        return
+    assert len(rec.power) % max(len(rec.meta.rails), 1) == 0

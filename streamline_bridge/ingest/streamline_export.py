@@ -89,7 +89,7 @@ def _unit(header: str) -> str:
 
 def _decode(data: bytes, errors: str = "strict") -> str:
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return data.decode("utf-16", errors)
+        return data.decode("utf-16", errors).lstrip("\ufeff")
     return data.decode("utf-8-sig", "replace")
 
 
@@ -161,7 +161,10 @@ def _number(t: _Table, row: int, cell: str, what: str) -> float:
         s = s.replace(",", "")  # thousands separators in a quoted field
     elif "," in s:
         s = s.replace(".", "").replace(",", ".") if s.count(",") == 1 else s.replace(",", "")
-    return float(s)
+    try:
+        return float(s)
+    except ValueError:
+        raise InputError(t.path, f"line {t.lines[row]}: {what} {cell!r} is not a number") from None
 
 
 def _seconds_ns(t: _Table, row: int, cell: str, scale: float, what: str) -> int:
@@ -170,11 +173,14 @@ def _seconds_ns(t: _Table, row: int, cell: str, scale: float, what: str) -> int:
     if m:
         h, mi, s = m.groups()
         secs = int(h or 0) * 3600 + int(mi) * 60 + float(s.replace(",", "."))
-        return int(round(secs * 1e9))
+        if secs < 2**62 / 1e9:
+            return int(round(secs * 1e9))
     m = _NUMBER.match(cell)
     unit = m.group(2).lower() if m else ""
-    value = _number(t, row, cell, what)
-    return int(round(value * (_TIME_UNITS[unit] if unit in _TIME_UNITS else scale)))
+    ns = _number(t, row, cell, what) * (_TIME_UNITS[unit] if unit and unit in _TIME_UNITS else scale)
+    if not abs(ns) < 2**62:
+        raise InputError(t.path, f"line {t.lines[row]}: {what} {cell!r} is out of range")
+    return int(round(ns))
 
 
 # --- sniff / read ----------------------------------------------------------------------------------
