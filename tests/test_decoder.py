@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from annotate.wire import frame, sleb128
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest.annotation_stream import (
     MAX_MESSAGE_LENGTH,
@@ -27,10 +28,6 @@ def load(vectors, name):
     data = (vectors / "annotate" / f"{name}.bin").read_bytes()
     expected = json.loads((vectors / "annotate" / f"{name}.expected.json").read_text())
     return data, expected
-
-
-def msg(code: int, body: bytes) -> bytes:
-    return bytes([code]) + struct.pack("<I", len(body)) + body
 
 
 def handshake(version: int = 5, tid: int = 7, pid: int = 5, flag: int = 0) -> bytes:
@@ -105,7 +102,7 @@ def test_v5_handshake_and_64_bit_counter_value():
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_old_handshakes_have_no_flag_byte(version):
-    data = handshake(version, tid=9, pid=8) + msg(6, bytes.fromhex("7b") + b"m")
+    data = handshake(version, tid=9, pid=8) + frame(6, bytes.fromhex("7b") + b"m")
     d = decode(data)
     assert (d.handshake.version, d.handshake.tid, d.handshake.pid, d.handshake.dont_mangle_keys) == (version, 9, 8, 0)
     assert len(d.handshake.raw) == 19
@@ -116,10 +113,10 @@ def test_spec_leb128_examples_and_extremes():
     cases = {1234: "d209", -5: "7b", -1: "7f", 4660: "b424", 12201: "a9df00", 100: "e400",
              1_000_000_000: "8094ebdc03", -1294967296: "80bcc1967b",
              2**63 - 1: "ffffffffffffffff ff00", -(2**63): "8080808080808080 807f"}
-    stream = handshake() + b"".join(msg(16, b"\x00\x00" + bytes.fromhex(h)) for h in cases.values())
+    stream = handshake() + b"".join(frame(16, b"\x00\x00" + bytes.fromhex(h)) for h in cases.values())
     d = decode(stream)
     assert list(d.fields[16].columns["time"]) == list(cases)
-    assert [_sleb(v) for v in cases] == [bytes.fromhex(h) for h in cases.values()]
+    assert [sleb128(v) for v in cases] == [bytes.fromhex(h) for h in cases.values()]
 
 
 def test_color_json():
@@ -127,9 +124,9 @@ def test_color_json():
 
 
 def test_group_named_on_another_thread_of_the_process():
-    main = decode(handshake(tid=1, pid=5) + msg(4, b"\x01\x02Caffe")).markers(stream=0)
-    worker = decode(handshake(tid=2, pid=5) + msg(3, b"\x02\x07\x02conv") + msg(1, b"\x03\x07conv1")).markers(stream=1)
-    other = decode(handshake(tid=3, pid=6) + msg(3, b"\x02\x07\x02x")).markers(stream=2)
+    main = decode(handshake(tid=1, pid=5) + frame(4, b"\x01\x02Caffe")).markers(stream=0)
+    worker = decode(handshake(tid=2, pid=5) + frame(3, b"\x02\x07\x02conv") + frame(1, b"\x03\x07conv1")).markers(stream=1)
+    other = decode(handshake(tid=3, pid=6) + frame(3, b"\x02\x07\x02x")).markers(stream=2)
     m = pd.concat([main, worker, other], ignore_index=True)
     assert m["group_name"].isna().sum() == 3
     resolve_group_names(m)
@@ -176,20 +173,20 @@ def test_unknown_code_and_absurd_length(vectors):
     at = expected["messages"][5]["offset"]
     bad_code = data[:at] + b"\x2a" + data[at + 1:]
     check_error(bad_code, at, "unknown message code 42", 5)
-    huge = data[:at] + msg(1, b"")[:1] + struct.pack("<I", MAX_MESSAGE_LENGTH + 1) + b"xx"
+    huge = data[:at] + frame(1, b"")[:1] + struct.pack("<I", MAX_MESSAGE_LENGTH + 1) + b"xx"
     check_error(huge, at, "exceeds the 32 MiB limit", 5)
 
 
 def test_field_errors_name_the_message():
     hs = handshake()
-    good = msg(1, b"\x01\x00hi")
-    check_error(hs + good + msg(9, b"\x01\x00"), 20 + len(good), "COUNTER_VALUE message (code 9)", 1)
-    check_error(hs + good + msg(5, b"\x01no-nul"), 20 + len(good), "not NUL-terminated", 1)
-    check_error(hs + good + msg(6, b"\xff" * 11), 20 + len(good), "longer than 10 bytes", 1)
-    check_error(hs + good + msg(12, b"\x01\x02\x03\x04\x05\x00\x00\x00\x00\x7f\x7f"), 20 + len(good),
+    good = frame(1, b"\x01\x00hi")
+    check_error(hs + good + frame(9, b"\x01\x00"), 20 + len(good), "COUNTER_VALUE message (code 9)", 1)
+    check_error(hs + good + frame(5, b"\x01no-nul"), 20 + len(good), "not NUL-terminated", 1)
+    check_error(hs + good + frame(6, b"\xff" * 11), 20 + len(good), "longer than 10 bytes", 1)
+    check_error(hs + good + frame(12, b"\x01\x02\x03\x04\x05\x00\x00\x00\x00\x7f\x7f"), 20 + len(good),
                 "count -1 does not fit", 1)
     # a bad message of a fixed layout stops the stream even when later codes are fine
-    err = check_error(hs + good + msg(2, b"\x01\x00\xff") + msg(6, b"\x01ok"), 20 + len(good), "too short", 1)
+    err = check_error(hs + good + frame(2, b"\x01\x00\xff") + frame(6, b"\x01ok"), 20 + len(good), "too short", 1)
     assert err.partial.message(0).fields["text"] == "hi"
 
 
@@ -199,7 +196,7 @@ def test_feed_after_error_keeps_failing():
     with pytest.raises(DecodeError):
         dec.feed(b"\x00\x00\x00\x00\x00")
     with pytest.raises(DecodeError, match="already failed"):
-        dec.feed(msg(6, b"\x01"))
+        dec.feed(frame(6, b"\x01"))
 
 
 def test_absurd_length_is_detected_before_the_body_arrives():
@@ -211,7 +208,7 @@ def test_absurd_length_is_detected_before_the_body_arrives():
 
 
 def test_invalid_utf8_is_replaced_not_fatal():
-    d = decode(handshake() + msg(1, b"\x01\x00\xffok"))
+    d = decode(handshake() + frame(1, b"\x01\x00\xffok"))
     assert d.message(0).fields["text"] == "\ufffdok"
 
 
@@ -220,18 +217,7 @@ def test_large_synthetic_stream_matches_scalar_view():
     parts = [handshake()]
     values = rng.integers(-(2**62), 2**62, 2000).tolist()
     for v in values:
-        parts.append(msg(9, _sleb(v) + b"\x00" + _sleb(v % 1000) + _sleb(-v)))
+        parts.append(frame(9, sleb128(v) + b"\x00" + sleb128(v % 1000) + sleb128(-v)))
     d = decode(b"".join(parts))
     assert list(d.fields[9].columns["time"]) == values
     assert list(d.fields[9].columns["value"]) == [-v for v in values]
-
-
-def _sleb(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if (v == 0 and not b & 0x40) or (v == -1 and b & 0x40):
-            out.append(b)
-            return bytes(out)
-        out.append(b | 0x80)
