@@ -5,18 +5,16 @@ CLOCK_MONOTONIC_RAW, so tests check what the sampler read against the function i
 hoping for timing: a value ``f(k)`` is written no earlier than ``t0 + k x period``, so a sample
 whose read ended at ``t`` can only show a ``k`` with ``t0 + k x period <= t``. Files are
 rewritten in place (same inode, fixed width, one ``pwrite``) exactly like a sysfs attribute
-that a reader keeps open. A *gap* empties and unlinks a file for a while (a reader sees a failed
-read, then ENOENT on reopen) and recreates it afterwards; a gap with no end removes it for good.
+that a reader keeps open. :meth:`FakeSensor.vanish` empties and unlinks a file (a reader sees a
+failed read, then ENOENT on reopen) until :meth:`FakeSensor.restore` brings it back.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,25 +22,17 @@ CLOCK = time.CLOCK_MONOTONIC_RAW
 WIDTH = 12  # every value is written as "%12d\n"
 
 
-@dataclass
-class Gap:
-    """File ``rel`` is missing from ``start_s`` to ``end_s`` after t0 (``end_s=inf``: for good)."""
-
-    rel: str
-    start_s: float
-    end_s: float = math.inf
-
-
 class FakeSensor:
     """Copies ``fixture`` to ``dest`` and rewrites ``functions`` ({relative path: f(k) -> int}) every ``period_s``."""
 
     def __init__(self, fixture: str | os.PathLike[str], dest: str | os.PathLike[str], period_s: float,
-                 functions: dict[str, Callable[[int], int]], gaps: list[Gap] | None = None):
+                 functions: dict[str, Callable[[int], int]]):
         self.root = Path(dest)
         shutil.copytree(fixture, self.root, dirs_exist_ok=True)
         self.period_ns = int(period_s * 1e9)
         self.functions = functions
-        self.gaps = gaps or []
+        self._gone: set[str] = set()
+        self._lock = threading.Lock()
         self.t0 = 0
         self._fds: dict[str, int] = {}
         self._stop = threading.Event()
@@ -58,8 +48,15 @@ class FakeSensor:
             os.ftruncate(fd, WIDTH + 1)
         os.pwrite(fd, b"%*d\n" % (WIDTH, value), 0)
 
-    def _missing(self, rel: str, t_s: float) -> bool:
-        return any(g.rel == rel and g.start_s <= t_s < g.end_s for g in self.gaps)
+    def vanish(self, rel: str) -> None:
+        """Empty and unlink ``rel`` at the writer's next step, and keep it away until :meth:`restore`."""
+        with self._lock:
+            self._gone.add(rel)
+
+    def restore(self, rel: str) -> None:
+        """Recreate ``rel`` (a new file, as a driver re-registering it) at the writer's next step."""
+        with self._lock:
+            self._gone.discard(rel)
 
     def _remove(self, rel: str) -> None:
         fd = self._fds.pop(rel, None)
@@ -82,9 +79,10 @@ class FakeSensor:
         while not self._stop.is_set():
             now = time.clock_gettime_ns(CLOCK)
             k = (now - self.t0) // self.period_ns
-            t_s = (now - self.t0) / 1e9
+            with self._lock:
+                gone = set(self._gone)
             for rel, f in self.functions.items():
-                if self._missing(rel, t_s):
+                if rel in gone:
                     self._remove(rel)
                 elif k != last or rel not in self._fds:
                     self._write(rel, f(k))

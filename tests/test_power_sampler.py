@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_sysfs import FakeSensor, Gap
+from fake_sysfs import FakeSensor
 from streamline_bridge import ingest
 from streamline_bridge.power import Sampler, SamplerError
 from streamline_bridge.power.log import read_log
@@ -67,30 +67,38 @@ def test_samples_are_the_sensor_values_at_or_before_their_time(tmp_path: Path) -
 
 def test_a_file_missing_for_a_while_gives_nan_and_sampling_goes_on(tmp_path: Path) -> None:
     gpu = f"{IIO}/in_power1_input"
-    gap = Gap(gpu, 0.3, 0.5)
     out = tmp_path / "power.sbp"
-    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions(), [gap]) as fake:
-        with Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, gone_after_s=30.0, status_ms=20) as s:
-            wait_for(lambda: (time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW) - fake.t0) / 1e9 > gap.end_s
-                     and fake.path(gpu).exists())
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions()) as fake:
+        with Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, gone_after_s=60.0, status_ms=20) as s:
+            wait_for(lambda: s.latest.get("samples", 0) >= 100)
+            vanished_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
+            fake.vanish(gpu)
+            wait_for(lambda: not fake.path(gpu).exists())
+            m = s.latest["samples"]
+            wait_for(lambda: s.latest["samples"] > m)  # samples after this flush were all read after the unlink
             n0 = s.latest["samples"]
-            wait_for(lambda: s.latest["samples"] > n0 + 200)
+            wait_for(lambda: s.latest["samples"] > n0 + 100)
+            fake.restore(gpu)
+            wait_for(lambda: fake.path(gpu).exists())
+            n1 = s.latest["samples"]
+            wait_for(lambda: s.latest["samples"] > n1 + 200)
     log = read_log(out)
     gpu_mw, in_mw = log.power["VDD_GPU"], log.power["VDD_IN"]
     missing = np.isnan(gpu_mw)
-    assert missing.any(), "the gap was not seen"
+    assert missing[n0:n0 + 100].all(), "the missing file was not seen as missing samples"
     assert not np.isnan(in_mw).any()
-    assert np.all(log.t_end[missing] >= fake.t0 + gap.start_s * 1e9), "NaN before the file went away"
+    assert np.all(log.t_end[missing] >= vanished_ns), "NaN before the file went away"
     assert not missing[-100:].any(), "the file came back but the sampler did not reopen it"
-    assert log.trailer["missing"]["VDD_GPU"] == int(np.isnan(gpu_mw).sum())
+    assert log.trailer["missing"]["VDD_GPU"] == int(missing.sum())
     assert log.trailer["error"] is None
 
 
 def test_a_rail_gone_for_good_ends_the_run_naming_the_file(tmp_path: Path) -> None:
     cpu = f"{IIO}/in_power2_input"
     out = tmp_path / "power.sbp"
-    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions(), [Gap(cpu, 0.3)]):
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions()) as fake:
         s = Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, gone_after_s=0.3).start()
+        fake.vanish(cpu)
         wait_for(lambda: not s.running)
         with pytest.raises(SamplerError) as err:
             s.stop()

@@ -1,10 +1,12 @@
 """How often a sensor really updates, estimated from when its readings change.
 
 A sampler faster than the sensor sees runs of equal values; the intervals between changes are
-the update period, occasionally a multiple of it (an update that repeated the previous value,
-or one the sampler missed). The estimate keeps the intervals within 1.5x of the 10th percentile
-and takes their median, so repeats do not inflate it. When every sample differs, the result is
-the sampling period: the sensor is at least that fast.
+the update period, sometimes a multiple of it (an update that repeated the previous value, a
+stretch of missing samples), and jittered by the sampling period. Starting from the lower
+quartile of the intervals, each interval counts as the whole number of periods closest to it,
+and the period is the total time over the total count (refined three times): repeats do not
+inflate it and jitter averages out. When every sample differs, the result is the sampling period: the sensor
+is at least that fast.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ def period_from_changes(change_ns: Sequence[int]) -> int | None:
     intervals = sorted(b - a for a, b in zip(change_ns, change_ns[1:]) if b > a)
     if len(intervals) < 2:
         return None
-    floor = intervals[len(intervals) // 10]
-    kept = [d for d in intervals if d <= 1.5 * floor]
-    return int(kept[len(kept) // 2])
+    period = float(intervals[len(intervals) // 4])
+    total = sum(intervals)
+    for _ in range(3):
+        period = total / sum(max(1, round(d / period)) for d in intervals)
+    return int(period)
 
 
 def change_times(time_ns: Any, values: Any) -> list[int]:
