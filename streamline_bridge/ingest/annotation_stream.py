@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from streamline_bridge.errors import InputError
-from streamline_bridge.model import MARKER_KINDS, markers_frame
+from streamline_bridge.model import MARKER_DTYPES, MARKER_KINDS, markers_frame
 
 MAX_MESSAGE_LENGTH = 32 << 20  # the library never sends more than 32 KiB + an image; anything above is garbage
 HEADER_SIZE = 5  # u8 code + u32 length
@@ -268,7 +268,7 @@ class DecodedStream:
         for c in _INT_COLUMNS:
             cols[c] = pd.Series(pd.arrays.IntegerArray(ints[c], missing[c]))
         cols["text"] = text
-        cols["kind"] = pd.Categorical.from_codes(kind, categories=MARKER_KINDS)
+        cols["kind"] = pd.Categorical.from_codes(kind, dtype=MARKER_DTYPES["kind"])
         cols["code"] = self.code.astype(np.int64)
         cols["pid"] = np.full(n, pid if pid is not None else (hs.pid if hs else 0), np.int64)
         cols["tid"] = np.full(n, tid if tid is not None else (hs.tid if hs else 0), np.int64)
