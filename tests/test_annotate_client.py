@@ -299,3 +299,19 @@ def test_setup_rejects_unknown_protocol_and_options():
         Client(protocol=3, gatord=False).setup()
     with pytest.raises(TypeError, match="flie"):
         Client(gatord=False).setup(flie="x.sbm")
+
+
+def test_a_buffer_three_quarters_full_wakes_the_sender(tmp_path):
+    log = tmp_path / "wake.sbm"
+    c = Client(file=log, gatord=False, flush_interval=60, buffer_size=1024, dont_mangle_keys=True)
+    c.setup()
+    for i in range(200):  # 200 x 22 bytes: 3/4 of the 1 KiB buffer is crossed again and again
+        c.marker(f"wake {i:06d}")
+
+    def written() -> int:
+        return sum(len(s.messages) for s in walk_marker_log(log).streams().values())
+
+    wait_until(lambda: written() >= 150, what="the sender to write without flush() or its 60 s timer")
+    (s,) = walk_marker_log(log).streams().values()
+    assert s.flag == 1  # dont_mangle_keys in the handshake
+    c.close()

@@ -106,6 +106,11 @@ def test_sigkill_keeps_everything_up_to_the_last_flush(tmp_path):
     got = texts(s)
     assert len(got) > flushed
     assert got == [f"m{i}" for i in range(len(got))]
+    # and the project's reader agrees
+    marker_log = pytest.importorskip("streamline_bridge.ingest.marker_log")
+    rec = marker_log.read(log)
+    assert not rec.meta.partial
+    assert list(rec.markers["text"]) == got
 
 
 EXIT = """
@@ -166,3 +171,33 @@ def test_readme_example_runs_and_writes_its_marker_log(tmp_path):
     assert codes[:2] == [0x04, 0x03]
     assert codes.count(0x07) == 2 and codes.count(0x08) == 2 and codes.count(0x09) == 4
     assert codes.count(0x02) == 2 and codes.count(0x01) == 2 + 4  # 2 coloured + 2 plain texts, 4 ends
+
+
+MULTIPROCESSING = """
+    import multiprocessing, sys, annotate
+    def work(i):
+        for j in range(50):
+            annotate.marker(f"child {i} {j}")
+    if __name__ == "__main__":
+        annotate.setup(file=sys.argv[1], gatord=False, flush_interval=60)
+        annotate.marker("parent")
+        ps = [multiprocessing.get_context("fork").Process(target=work, args=(i,)) for i in range(3)]
+        for p in ps:
+            p.start()
+        for p in ps:
+            p.join()
+        print(*(p.pid for p in ps), flush=True)
+"""
+
+
+def test_multiprocessing_children_flush_before_os_exit(tmp_path):
+    log = tmp_path / "mp.sbm"
+    p = spawn(MULTIPROCESSING, str(log))
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    children = list(map(int, out.split()))
+    streams = {pid: texts(s) for (pid, tid), s in walk_marker_log(log).streams().items()}
+    assert {pid: streams[pid] for pid in children} == {
+        pid: [f"child {i} {j}" for j in range(50)] for i, pid in enumerate(children)
+    }
+    assert len(streams) == 4
