@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from apc_writer import CaptureWriter
 
 from annotate import wire
@@ -168,3 +170,37 @@ def test_missing_data_file_is_an_input_error(tmp_path):
     (tmp_path / "empty.apc").mkdir()
     with pytest.raises(apc.InputError, match="no data file"):
         apc.read(tmp_path / "empty.apc")
+
+
+_pair = st.tuples(st.integers(0, 300), st.integers(-(1 << 63), (1 << 63) - 1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(frames=st.lists(st.tuples(st.integers(0, 7), st.lists(_pair, max_size=12)), max_size=12))
+def test_bulk_block_counter_decode_equals_frame_by_frame(frames):
+    """The numpy decode of all frames gives what the frame-by-frame decode gives, or defers to it."""
+    w = CaptureWriter()
+    for core, pairs in frames:
+        w.block_counter(pairs, core=core)
+    data = w.data()
+    flat = apc_frames.walk(data).frames[apc_frames.BLOCK_COUNTER]
+    each = apc_frames.CounterColumns()
+    apc_frames._block_counters_each(data, flat, each)
+    bulk = apc_frames._block_counters_bulk(data, flat)
+    if each.errors:
+        assert bulk is None
+        return
+    if bulk is None:  # only values of 10 bytes are left to the scalar decoder
+        assert any(abs(v) >= 1 << 62 for _, pairs in frames for _, v in pairs)
+        return
+    columns, backwards = bulk
+    expected = each.arrays()
+    assert {k: v.tolist() for k, v in columns.items()} == {k: v.tolist() for k, v in expected.items()}
+    assert backwards == each.backwards
+
+
+def test_bulk_decode_used_on_the_vectors(vectors):
+    data = (vectors / "apc" / "gatord-6.5-local.apc" / "0000000000").read_bytes()
+    flat = apc_frames.walk(data).frames[apc_frames.BLOCK_COUNTER]
+    columns, backwards = apc_frames._block_counters_bulk(data, flat)
+    assert len(columns["value"]) == 153 and backwards == []

@@ -261,20 +261,17 @@ def _counters(r: _Reader, buf, w: fr.Walk, keys: dict[int, str]) -> pd.DataFrame
     if cols.backwards:
         r.issue(f"counter time goes backwards in {len(cols.backwards)} frame(s)", cols.backwards[0] - 4,
                 action="kept in file order")
-    key = np.asarray(cols.key, dtype=np.int64)
-    names = {k: keys.get(k, f"key {k:#x}") for k in set(cols.key)}
+    a = cols.arrays()
+    uniq, inverse = np.unique(a["key"], return_inverse=True)
+    names = {int(k): keys.get(int(k), f"key {int(k):#x}") for k in uniq}
     missing = sorted(k for k in names if k not in keys)
     if missing and keys:
         r.issue("counter keys not in captured.xml: " + ", ".join(f"{k:#x}" for k in missing), damage=False,
                 action="kept under their key")
-    return pd.DataFrame({
-        "t_rel_ns": np.asarray(cols.t_rel_ns, dtype=np.int64),
-        "core": np.asarray(cols.core, dtype=np.int64),
-        "tid": np.asarray(cols.tid, dtype=np.int64),
-        "key": key,
-        "counter": pd.Series([names[k] for k in cols.key], dtype="string"),
-        "value": np.asarray(cols.value, dtype=np.int64),
-    })
+    counter = pd.Series(np.array([names[int(k)] for k in uniq], dtype=object)[inverse.reshape(-1)],
+                        dtype="category")
+    return pd.DataFrame({"t_rel_ns": a["t_rel_ns"], "core": a["core"], "tid": a["tid"], "key": a["key"],
+                         "counter": counter, "value": a["value"]})
 
 
 def _power(counters: pd.DataFrame, keys: dict[int, str], captured: CapturedXml | None,

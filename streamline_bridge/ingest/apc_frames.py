@@ -15,6 +15,8 @@ import io
 import struct
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from construct import (
     Bytes,
     ConstructError,
@@ -323,7 +325,7 @@ def _frame_type(buf, start: int, end: int) -> int:
 
 @dataclass
 class CounterColumns:
-    """Counter samples as parallel lists; ``t_rel_ns`` is relative to the capture start."""
+    """Counter samples as parallel columns; ``t_rel_ns`` is relative to the capture start."""
 
     t_rel_ns: list[int] = field(default_factory=list)
     core: list[int] = field(default_factory=list)
@@ -332,15 +334,113 @@ class CounterColumns:
     value: list[int] = field(default_factory=list)
     errors: list[FrameError] = field(default_factory=list)  # offsets are into the walked buffer
     backwards: list[int] = field(default_factory=list)  # offsets of frames whose time went back
+    blocks: list[dict[str, np.ndarray]] = field(default_factory=list)  # columns decoded in bulk
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """All samples (bulk blocks first, then the per-frame ones) as int64 arrays."""
+        names = ("t_rel_ns", "core", "tid", "key", "value")
+        parts = self.blocks + [{n: np.asarray(getattr(self, n), dtype=np.int64) for n in names}]
+        return {n: np.concatenate([p[n] for p in parts]) for n in names}
 
 
 def block_counters(buf, frames: list[int], out: CounterColumns) -> None:
     """Append the samples of the BLOCK_COUNTER frames ``frames`` (flat start/end list) to ``out``.
 
     Pairs ``(key, value)``: key 0 sets the time (and resets tid to 0 and core to the frame's
-    core), 1 the tid, 2 the core; keys >= 3 are samples (§6.1). A damaged frame keeps the samples
-    before the damage and is reported in ``out.errors``.
+    core), 1 the tid, 2 the core; keys >= 3 are samples (§6.1). All frames are decoded at once
+    with numpy (:func:`_block_counters_bulk`); when any frame is damaged they are decoded one by one
+    instead (:func:`_block_counters_each`), which keeps the samples before the damage and reports
+    it in ``out.errors``.
     """
+    bulk = _block_counters_bulk(buf, frames)
+    if bulk is None:
+        _block_counters_each(buf, frames, out)
+    else:
+        columns, backwards = bulk
+        out.blocks.append(columns)
+        out.backwards.extend(backwards)
+
+
+def _sleb_run(b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Decode ``b`` as back-to-back packed integers: (int64 values, index of each value's last byte).
+
+    ``None`` when ``b`` does not end on a whole value or a value needs 10 bytes (left to :func:`sleb`).
+    """
+    term = b < 0x80
+    if not len(b) or not term[-1]:
+        return None
+    vend = np.flatnonzero(term)
+    vstart = np.empty_like(vend)
+    vstart[0] = 0
+    vstart[1:] = vend[:-1] + 1
+    nbytes = vend - vstart + 1
+    if (nbytes >= 10).any():
+        return None
+    k = np.arange(len(b), dtype=np.int64) - np.repeat(vstart, nbytes)
+    contrib = (b & 0x7F).astype(np.uint64) << (7 * k).astype(np.uint64)
+    val = np.bitwise_or.reduceat(contrib, vstart)
+    neg = (b[vend] & 0x40) != 0
+    sign = ~((np.uint64(1) << (7 * nbytes).astype(np.uint64)) - np.uint64(1))
+    val |= np.where(neg, sign, np.uint64(0))
+    return val.view(np.int64), vend
+
+
+def _block_counters_bulk(buf, frames: list[int]) -> tuple[dict[str, np.ndarray], list[int]] | None:
+    """Every BLOCK_COUNTER frame decoded together; ``None`` if any frame is not well formed."""
+    if not frames:
+        return {n: np.zeros(0, np.int64) for n in ("t_rel_ns", "core", "tid", "key", "value")}, []
+    se = np.asarray(frames, dtype=np.int64).reshape(-1, 2)
+    starts, lens = se[:, 0] + 1, se[:, 1] - se[:, 0] - 1  # after the one-byte type
+    if (lens <= 0).any():
+        return None
+    nf, total = len(lens), int(lens.sum())
+    first_byte = np.zeros(nf, np.int64)
+    first_byte[1:] = np.cumsum(lens)[:-1]
+    b = np.frombuffer(buf, np.uint8)[np.repeat(starts - first_byte, lens) + np.arange(total)]
+    frame_of_byte = np.repeat(np.arange(nf), lens)
+    if not (b[first_byte + lens - 1] < 0x80).all():  # every frame ends on a whole value
+        return None
+    decoded = _sleb_run(b)
+    if decoded is None:
+        return None
+    vals, vend = decoded
+    vframe = frame_of_byte[vend]
+    counts = np.bincount(vframe, minlength=nf)
+    if ((counts - 1) % 2).any():  # core, then whole pairs
+        return None
+    first = np.zeros(nf, np.int64)
+    first[1:] = np.cumsum(counts)[:-1]
+    frame_core = vals[first]
+    rest = np.ones(len(vals), bool)
+    rest[first] = False
+    pairs = vals[rest]
+    keys, values, pframe = pairs[0::2], pairs[1::2], vframe[rest][0::2]
+    if (keys < 0).any():
+        return None
+    idx = np.arange(len(keys))
+    pfirst = (first - np.arange(nf)) // 2  # index of each frame's first pair (values before it, less the cores)
+    last0 = np.maximum.accumulate(np.where(keys == 0, idx, -1))
+    sample = keys >= 3
+    if (sample & (last0 < pfirst[pframe])).any():  # a sample before its frame's timestamp
+        return None
+    last1 = np.maximum.accumulate(np.where(keys == 1, idx, -1))
+    last2 = np.maximum.accumulate(np.where(keys == 2, idx, -1))
+    sel = np.flatnonzero(sample)
+    l0, l1, l2 = last0[sel], last1[sel], last2[sel]
+    columns = {
+        "t_rel_ns": values[l0],
+        "core": np.where(l2 > l0, values[np.maximum(l2, 0)], frame_core[pframe[sel]]),
+        "tid": np.where(l1 > l0, values[np.maximum(l1, 0)], 0),
+        "key": keys[sel],
+        "value": values[sel],
+    }
+    stamps = np.flatnonzero(keys == 0)
+    back = stamps[1:][np.diff(values[stamps]) < 0]
+    return columns, (se[pframe[back], 0]).tolist()
+
+
+def _block_counters_each(buf, frames: list[int], out: CounterColumns) -> None:
+    """The frames one by one with :func:`sleb` (precise error offsets)."""
     ts_, core_, tid_, key_, val_ = out.t_rel_ns.append, out.core.append, out.tid.append, out.key.append, out.value.append
     last = -(1 << 63)
     for i in range(0, len(frames), 2):

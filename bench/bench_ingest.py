@@ -1,0 +1,156 @@
+"""Capture ingestion speed: a large synthetic gatord capture read by ``ingest.apc``.
+
+The capture (built here with ``tests/apc_writer.py``'s frame layouts) is mostly PERF_DATA to
+skip, plus annotation messages on 8 connections (cut into 4 KiB EXTERNAL chunks that split
+messages, as gatord's reads do) and hwmon-style block counters, in a temp folder (``/dev/shm``
+when it has room) that is deleted afterwards. Figures, next to the floor measured in the same
+run (reading the file into memory):
+
+* whole read: MB/s (goal >= 200 MB/s) and annotation messages/s (goal >= 1,000,000/s);
+* the stages: record walk, EXTERNAL reassembly, annotation decode + markers table.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.run import Result
+from streamline_bridge.ingest import annotation_stream, apc
+from streamline_bridge.ingest import apc_frames as fr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+BASE = 5_000_000_000_000
+CONNECTIONS = 8
+CHUNK = 4096
+
+
+def _record(type_: int, body: bytes, core: int | None = None) -> bytes:
+    data = fr.sleb_encode(type_) + (b"" if core is None else fr.sleb_encode(core)) + body
+    return len(data).to_bytes(4, "little") + data
+
+
+def _streams(messages: int) -> list[bytes]:
+    """One annotation stream per connection: layer texts and ends on channel 1, some markers."""
+    from annotate import wire
+
+    per = messages // CONNECTIONS
+    out = []
+    for c in range(CONNECTIONS):
+        parts = [wire.handshake(1000 + c, 1000, 5), wire.name_group(BASE, 1, "net"),
+                 wire.name_channel(BASE, 1, 1, "layers")]
+        t = BASE + 1_000_000 + c
+        for i in range(per - 2):
+            t += 1000
+            if i % 50 == 49:
+                parts.append(wire.marker(t, f"iteration {i // 50}"))
+            elif i % 2:
+                parts.append(wire.text(t, 1, ""))
+            else:
+                parts.append(wire.text_color(t, 1, wire.GREEN, f"fire{i % 9}/expand3x3"))
+        out.append(b"".join(parts))
+    return out
+
+
+def generate(folder: Path, perf_mb: int, messages: int, samples: int) -> dict[str, int]:
+    """Write the capture; returns its size and contents."""
+    from apc_writer import CaptureWriter
+
+    w = CaptureWriter(protocol=950)
+    for k, name in ((4, "VDD_IN"), (6, "VDD_GPU"), (8, "VDD_CPU"), (10, "VDD_SOC")):
+        w.counter_key(k, f"hwmon_ina3221_{k}", title="Power", name=name, units="W", multiplier="0.000001")
+    w.write(folder)  # the XML files; the data file is streamed below
+    head = CaptureWriter()
+    head.summary(monotonic_raw=BASE, monotonic=BASE + 1000)
+    streams = _streams(messages)
+    chunks = [[s[i:i + CHUNK] for i in range(0, len(s), CHUNK)] for s in streams]
+    n_chunks = sum(len(c) for c in chunks)
+    perf_payload = os.urandom(256 * 1024)
+    perf_frame = _record(fr.PERF_DATA, len(perf_payload).to_bytes(4, "little") + perf_payload, 0)
+    n_perf = perf_mb * 1024 * 1024 // len(perf_frame)
+    ticks = samples // 4
+    steps = max(n_perf, n_chunks, ticks)
+    with open(folder / "0000000000", "wb", buffering=1 << 22) as fh:
+        fh.write(head.data())
+        for i in range(steps):
+            if i * n_perf // steps != (i + 1) * n_perf // steps:
+                fh.write(perf_frame)
+            for c in range(CONNECTIONS):
+                lo, hi = i * len(chunks[c]) // steps, (i + 1) * len(chunks[c]) // steps
+                for j in range(lo, hi):
+                    fh.write(_record(fr.EXTERNAL, fr.sleb_encode(30 + c) + chunks[c][j]))
+            for j in range(i * ticks // steps, (i + 1) * ticks // steps):
+                body = fr.sleb_encode(0) + fr.sleb_encode(j * 1_000_000) + b"".join(
+                    fr.sleb_encode(k) + fr.sleb_encode(1_000_000 + 1000 * k + j % 97) for k in (4, 6, 8, 10))
+                fh.write(_record(fr.BLOCK_COUNTER, body, 0))
+        for c in range(CONNECTIONS):
+            fh.write(_record(fr.EXTERNAL, fr.sleb_encode(-1) + fr.sleb_encode(30 + c)))
+    return {"bytes": (folder / "0000000000").stat().st_size, "messages": CONNECTIONS * (messages // CONNECTIONS),
+            "samples": 4 * ticks}
+
+
+def _tmp_root(need: int) -> Path:
+    for root in ("/dev/shm", tempfile.gettempdir()):
+        if os.path.isdir(root) and shutil.disk_usage(root).free > 2 * need:
+            return Path(root)
+    raise RuntimeError(f"no temp folder with {2 * need >> 20} MiB free")
+
+
+def _best(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def run(quick: bool) -> list[Result]:
+    perf_mb, messages, samples = (50, 100_000, 10_000) if quick else (520, 1_000_000, 100_000)
+    folder = Path(tempfile.mkdtemp(prefix="bench_ingest_", dir=_tmp_root(perf_mb << 20))) / "big.apc"
+    try:
+        info = generate(folder, perf_mb, messages, samples)
+        data_file = folder / "0000000000"
+        mb = info["bytes"] / 1e6
+
+        def floor() -> None:
+            buf = bytearray(1 << 24)
+            with open(data_file, "rb", buffering=0) as fh:
+                while fh.readinto(buf):
+                    pass
+
+        t_floor = _best(floor, 3)
+        t_read = _best(lambda: apc.read_capture(folder), 2)
+        rec = apc.read_capture(folder).recording
+        assert len(rec.markers) == info["messages"], (len(rec.markers), info["messages"])
+        assert len(rec.power) == info["samples"] and not rec.meta.partial
+
+        raw = data_file.read_bytes()
+        t_walk = _best(lambda: fr.walk(raw), 3)
+        w = fr.walk(raw)
+        t_ext = _best(lambda: [s.data for s in fr.external_streams(raw, w.frames[fr.EXTERNAL]).streams], 3)
+        streams = [s.data for s in fr.external_streams(raw, w.frames[fr.EXTERNAL]).streams]
+        t_dec = _best(lambda: [annotation_stream.decode(s) for s in streams], 2)
+        t_mark = _best(lambda: [annotation_stream.decode(s).markers(stream=i, clock_base_ns=BASE)
+                                for i, s in enumerate(streams)], 2)
+        del raw
+    finally:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+    n = info["messages"]
+    size = f"{mb:,.0f} MB, {n:,} messages, {info['samples']:,} samples"
+    return [
+        Result("ingest", f"apc read MB/s ({size})", mb / t_read, "MB/s", mb / t_floor, "read file (floor)",
+               ">= 200 MB/s", mb / t_read >= 200),
+        Result("ingest", "apc read annotation messages/s (whole read)", n / t_read, "msg/s", None, "",
+               ">= 1,000,000/s", n / t_read >= 1_000_000),
+        Result("ingest", "record walk MB/s", mb / t_walk, "MB/s", mb / t_floor, "read file (floor)"),
+        Result("ingest", "EXTERNAL reassembly MB/s of chunks", sum(map(len, streams)) / 1e6 / t_ext, "MB/s"),
+        Result("ingest", "annotation decode msg/s", n / t_dec, "msg/s", None, "", ">= 1,000,000/s",
+               n / t_dec >= 1_000_000),
+        Result("ingest", "annotation decode + markers table msg/s", n / t_mark, "msg/s"),
+    ]
