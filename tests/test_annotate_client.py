@@ -305,13 +305,15 @@ def test_a_buffer_three_quarters_full_wakes_the_sender(tmp_path):
     log = tmp_path / "wake.sbm"
     c = Client(file=log, gatord=False, flush_interval=60, buffer_size=1024, dont_mangle_keys=True)
     c.setup()
-    for i in range(200):  # 200 x 22 bytes: 3/4 of the 1 KiB buffer is crossed again and again
-        c.marker(f"wake {i:06d}")
+    n = 20_000  # tens of ms of calls: the sender's start-up pass (if late) falls inside the loop
+    for i in range(n):
+        c.marker(f"wake {i:06d}")  # 22 bytes: 3/4 of the 1 KiB buffer is crossed every ~35 calls
 
     def written() -> int:
         return sum(len(s.messages) for s in walk_marker_log(log).streams().values())
 
-    wait_until(lambda: written() >= 150, what="the sender to write without flush() or its 60 s timer")
+    # neither flush() nor the 60 s timer: only the wake-ups can have written all but the tail
+    wait_until(lambda: written() >= n - 40, what="the sender to write after each wake-up")
     (s,) = walk_marker_log(log).streams().values()
     assert s.flag == 1  # dont_mangle_keys in the handshake
     c.close()
