@@ -105,7 +105,7 @@ def test_interrupt_is_forwarded_and_the_manifest_still_written(tmp_path: Path) -
 
 def test_a_run_folder_whose_record_was_killed_reads_as_partial(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--", "true"]) == 0
+    assert main(["record", "-o", str(run), "--idle", "0.1", "--sysfs-root", TX1, "--", "true"]) == 0
     m = json.loads((run / "manifest.json").read_text())
     del m["phases"]
     m["complete"] = False

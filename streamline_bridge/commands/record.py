@@ -35,12 +35,11 @@ CLOCK = time.CLOCK_MONOTONIC_RAW
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from streamline_bridge.power.discovery import add_source_arguments
+
     parser.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder to create")
     parser.add_argument("--rate", type=float, default=1000.0, metavar="HZ", help="samples per second (default 1000)")
-    parser.add_argument("--source", help="power source (default: the first one found; see `sensors`)")
-    parser.add_argument("--sysfs-root", metavar="DIR", help="read this copy of /sys instead")
-    parser.add_argument("--proc-root", metavar="DIR", help="read this copy of /proc instead (cpu-model)")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="source option")
+    add_source_arguments(parser)
     parser.add_argument("--idle", type=float, default=2.0, metavar="SECONDS",
                         help="idle power measured before and after the command (default 2)")
     parser.add_argument("--cpu", type=int, metavar="N", help="pin the sampler to CPU N")

@@ -14,10 +14,9 @@ HELP = "list power sources and rails, their values and update intervals"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", help="only this source (ina3221x, ina3221, hwmon, nvml, rapl, tegrastats, cpu-model)")
-    parser.add_argument("--sysfs-root", metavar="DIR", help="read this copy of /sys instead")
-    parser.add_argument("--proc-root", metavar="DIR", help="read this copy of /proc instead (cpu-model)")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="source option")
+    from streamline_bridge.power.discovery import add_source_arguments
+
+    add_source_arguments(parser)
     parser.add_argument("--measure", type=float, default=0.3, metavar="SECONDS",
                         help="poll each source this long to measure its update interval (default 0.3; 0: skip)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -6,6 +6,7 @@ the CPU-utilisation model (an estimate, so it is last and always says so).
 
 from __future__ import annotations
 
+import argparse
 import importlib
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,15 @@ class Candidate:
 def roots(sysfs_root: str | None = None, proc_root: str | None = None) -> Roots:
     """The /sys and /proc to look in (copies of them for fixtures)."""
     return Roots(sys=sysfs_root or "/sys", proc=proc_root or "/proc")
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose a source: ``--source``, ``--sysfs-root``, ``--proc-root``, ``--option``."""
+    parser.add_argument("--source", help=f"power source: {', '.join(SOURCES)} (default: the first one found)")
+    parser.add_argument("--sysfs-root", metavar="DIR", help="read this copy of /sys instead")
+    parser.add_argument("--proc-root", metavar="DIR", help="read this copy of /proc instead (cpu-model)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="source option, e.g. cpu_idle_w=3 or tegrastats_interval_ms=20")
 
 
 def parse_options(items: list[str]) -> dict[str, str]:

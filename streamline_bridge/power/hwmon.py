@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from streamline_bridge.power.source import Rail, Roots, Unavailable
-from streamline_bridge.power.sysfs import SysfsSource, dedupe_names, read_number, read_text
+from streamline_bridge.power.sysfs import SysfsSource, checked_rails, read_number, read_text
 
 CLASS_DIR = "class/hwmon"
 SKIP_CHIPS = ("ina3221",)
@@ -72,10 +72,7 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> HwmonSource:
         if chip_rails:
             devices[device] = {"chip": chip, **config}
             rails += chip_rails
-    if not rails:
-        raise Unavailable(f"{base}: no hwmon chip with a power reading")
-    dedupe_names(rails)
-    return HwmonSource(rails, {"devices": devices})
+    return HwmonSource(checked_rails(rails, base, "no hwmon chip with a power reading"), {"devices": devices})
 
 
 def _hwmon_index(path: str) -> int:

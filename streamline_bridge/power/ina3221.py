@@ -12,8 +12,8 @@ import glob
 import os
 from typing import Any
 
-from streamline_bridge.power.source import Rail, Roots, Unavailable
-from streamline_bridge.power.sysfs import SysfsSource, dedupe_names, read_number, read_text
+from streamline_bridge.power.source import Rail, Roots
+from streamline_bridge.power.sysfs import SysfsSource, checked_rails, i2c_devices, read_number, read_text
 
 DRIVER_DIR = "bus/i2c/drivers/ina3221"
 CHANNELS = (1, 2, 3)
@@ -42,19 +42,13 @@ def _device_rails(hw: str, device: str, config: dict[str, Any]) -> list[Rail]:
 
 def find(roots: Roots, options: dict[str, Any] | None = None) -> Ina3221Source:
     """Every rail of every ``ina3221`` hwmon device under ``roots.sys``."""
-    base = roots.sys_path(DRIVER_DIR)
-    if not os.path.isdir(base):
-        raise Unavailable(f"{base}: no ina3221 hwmon driver (L4T >= 34, mainline)")
     rails: list[Rail] = []
     devices: dict[str, dict[str, Any]] = {}
-    for device_dir in sorted(glob.glob(os.path.join(glob.escape(base), "*-*"))):
-        device = os.path.basename(device_dir)
+    for device, device_dir in i2c_devices(roots, DRIVER_DIR, "no ina3221 hwmon driver (L4T >= 34, mainline)"):
         for hw in sorted(glob.glob(os.path.join(glob.escape(device_dir), "hwmon", "hwmon*"))):
             config = {"update_interval_ms": read_number(os.path.join(hw, "update_interval")),
                       "samples": read_number(os.path.join(hw, "samples"))}
             devices[device] = config
             rails += _device_rails(hw, device, config)
-    if not rails:
-        raise Unavailable(f"{base}: no readable ina3221 channel")
-    dedupe_names(rails)
+    rails = checked_rails(rails, roots.sys_path(DRIVER_DIR), "no readable ina3221 channel")
     return Ina3221Source(rails, {"devices": devices})

@@ -13,8 +13,8 @@ import os
 import re
 from typing import Any
 
-from streamline_bridge.power.source import Rail, Roots, Unavailable
-from streamline_bridge.power.sysfs import SysfsSource, dedupe_names, read_number, read_text
+from streamline_bridge.power.source import Rail, Roots
+from streamline_bridge.power.sysfs import SysfsSource, checked_rails, i2c_devices, read_number, read_text
 
 DRIVER_DIR = "bus/i2c/drivers/ina3221x"
 _RAIL_NAME = re.compile(r"rail_name_?(\d+)$")
@@ -45,13 +45,9 @@ def _channel_rail(iio: str, device: str, k: int, label: str) -> Rail | None:
 
 def find(roots: Roots, options: dict[str, Any] | None = None) -> Ina3221xSource:
     """Every rail of every ``ina3221x`` device under ``roots.sys``."""
-    base = roots.sys_path(DRIVER_DIR)
-    if not os.path.isdir(base):
-        raise Unavailable(f"{base}: no ina3221x driver (L4T <= 32 IIO)")
     rails: list[Rail] = []
     devices: dict[str, dict[str, Any]] = {}
-    for device_dir in sorted(glob.glob(os.path.join(glob.escape(base), "*-*"))):
-        device = os.path.basename(device_dir)
+    for device, device_dir in i2c_devices(roots, DRIVER_DIR, "no ina3221x driver (L4T <= 32 IIO)"):
         for iio in _iio_dirs(device_dir):
             devices[device] = {"running_mode": read_number(os.path.join(iio, "running_mode"))}
             channels = sorted((int(m.group(1)), e) for e in os.listdir(iio) if (m := _RAIL_NAME.match(e)))
@@ -62,8 +58,6 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> Ina3221xSource:
                 rail = _channel_rail(iio, device, k, label)
                 if rail is not None:
                     rails.append(rail)
-    if not rails:
-        raise Unavailable(f"{base}: no readable ina3221x channel")
-    dedupe_names(rails)
+    rails = checked_rails(rails, roots.sys_path(DRIVER_DIR), "no readable ina3221x channel")
     return Ina3221xSource(rails, {"devices": devices})
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from streamline_bridge.errors import InputError
-from streamline_bridge.power.discovery import find_source, parse_options, roots
+from streamline_bridge.power.discovery import add_source_arguments, find_source, parse_options, roots
 from streamline_bridge.power.log import MAX_READ_NS, PowerLogWriter
 from streamline_bridge.power.period import period_from_changes
 from streamline_bridge.power.source import Source, Unavailable
@@ -171,7 +171,7 @@ class _Loop:
         begin = clock(CLOCK)
         next_flush, next_status = begin + chunk_ns, begin + status_ns
         tick = 0
-        while stop.reason is None:
+        while True:  # at least one sample, even when asked to stop at once
             target = begin + tick * period
             now = clock(CLOCK)
             if now < target:
@@ -220,7 +220,8 @@ class _Loop:
                     next_status = t1 + status_ns
                     self.emit({"event": "status", "samples": self.samples,
                                "mw": {r.name: (None if v != v else v) for r, v in zip(src.rails, values)}})
-        return None
+            if stop.reason is not None:
+                return None
 
     def summary(self, reason: str, error: str | None, cpu_s: float, wall_s: float) -> dict[str, Any]:
         span = self.last_ns - self.first_ns
@@ -312,11 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m streamline_bridge.power.sampler",
                                  description="Sample one power source into a power log until SIGTERM/SIGINT.")
     ap.add_argument("-o", "--output", required=True, help="power log to write (.sbp)")
-    ap.add_argument("--source", help="source name (default: the first one found)")
     ap.add_argument("--rate", type=float, default=1000.0, help="samples per second (default 1000)")
-    ap.add_argument("--sysfs-root", help="a copy of /sys to read instead")
-    ap.add_argument("--proc-root", help="a copy of /proc to read instead (cpu-model)")
-    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="source option")
+    add_source_arguments(ap)
     ap.add_argument("--spin-us", type=float, default=Config.spin_us)
     ap.add_argument("--chunk-ms", type=float, default=Config.chunk_ms)
     ap.add_argument("--gone-after", type=float, default=Config.gone_after_s, metavar="SECONDS")

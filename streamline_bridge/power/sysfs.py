@@ -9,10 +9,11 @@ is picked up again.
 from __future__ import annotations
 
 import errno
+import glob
 import os
 from typing import Any
 
-from streamline_bridge.power.source import NAN, Rail, Source, Unavailable
+from streamline_bridge.power.source import NAN, Rail, Roots, Source, Unavailable
 
 
 def read_text(path: str) -> str | None:
@@ -36,12 +37,27 @@ def read_number(path: str) -> int | None:
         return None
 
 
-def dedupe_names(rails: list[Rail]) -> None:
-    """Prefix a rail name that occurs twice with its device (``1-0040:VDD_IN``)."""
+def i2c_devices(roots: Roots, driver_dir: str, absent: str) -> list[tuple[str, str]]:
+    """``(device, folder)`` (device such as ``1-0040``) for every device bound to an i2c driver.
+
+    :class:`Unavailable` (``absent`` says what is missing) when the driver folder does not exist.
+    """
+    base = roots.sys_path(driver_dir)
+    if not os.path.isdir(base):
+        raise Unavailable(f"{base}: {absent}")
+    return [(os.path.basename(d), d) for d in sorted(glob.glob(os.path.join(glob.escape(base), "*-*")))]
+
+
+def checked_rails(rails: list[Rail], where: str, none_found: str) -> list[Rail]:
+    """``rails`` with a name that occurs twice prefixed by its device (``1-0040:VDD_IN``);
+    :class:`Unavailable` when there is none."""
+    if not rails:
+        raise Unavailable(f"{where}: {none_found}")
     names = [r.name for r in rails]
     for r in rails:
         if names.count(r.name) > 1:
             r.name = f"{r.extra['device']}:{r.name}"
+    return rails
 
 
 def _describe(exc: BaseException) -> str:
