@@ -269,3 +269,20 @@ def test_cpu_model_is_idle_plus_per_core_power_times_utilisation(tmp_path: Path)
         # +150 user +50 system busy, +150 idle +50 iowait: utilisation 0.5
         stat_file.write_text("cpu  1150 0 550 8150 550 0 0 0 0 0\n" + "\n".join(lines) + "\n")
         assert src.read() == [pytest.approx((2.0 + 1.5 * 4 * 0.5) * 1000)]
+
+
+def test_an_unreadable_source_is_passed_over(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    real_open = os.open
+
+    def root_only(path, flags, *args):
+        if str(path).endswith("energy_uj"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(sysfs.os, "open", root_only)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    where = discovery.roots(str(SYSFS / "rapl-x86"), str(FIXTURES / "proc"))
+    assert discovery.find_source(None, where).name == "cpu-model"
+    rapl = discovery.survey(where, names=["rapl"])[0]
+    assert rapl.source is None and "energy_uj: EACCES" in rapl.reason

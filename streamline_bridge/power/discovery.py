@@ -60,11 +60,14 @@ def parse_options(items: list[str]) -> dict[str, str]:
 
 
 def try_source(name: str, where: Roots, options: dict[str, Any] | None = None) -> Source:
-    """The named source on this machine, or :class:`Unavailable` with the reason."""
+    """The named source on this machine, opened once to prove it reads; :class:`Unavailable` with the reason."""
     if name not in SOURCES:
         raise Unavailable(f"unknown power source {name!r} (known: {', '.join(SOURCES)})")
     module = importlib.import_module(f"streamline_bridge.power.{SOURCES[name]}")
-    return module.find(where, options or {})
+    source: Source = module.find(where, options or {})
+    source.open()  # found is not enough: the files must be readable (RAPL is root-only on most kernels)
+    source.close()
+    return source
 
 
 def survey(where: Roots, options: dict[str, Any] | None = None, names: list[str] | None = None) -> list[Candidate]:
