@@ -171,7 +171,8 @@ def test_timestamp_fast_path_matches_generic_encoder():
     import random
 
     rnd = random.Random(7)
-    values = [0, 1, 63, 64, 2**14 - 1, 2**14, 2**14 + 5, 2**20, 2**62, 2**63 - 1, 2**64 - 1, -1]
+    values = [0, 1, 63, 64, 2**14 - 1, 2**14, 2**14 + 5, 2**20, 2**28 - 1, 2**28, 2**28 + 1, 2**62, 2**63 - 1]
+    values += [2**63, 2**64 - 1, -1, -(2**40)]
     values += [rnd.randrange(0, 2**63) for _ in range(2000)] + [rnd.randrange(0, 2**42) for _ in range(2000)]
     for v in values:
         assert wire.ptime(v) == wire.packed64(v), v
