@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -56,16 +56,25 @@ def _texts(markers: pd.DataFrame, kinds: tuple[str, ...]) -> pd.DataFrame:
         "tid": m["tid"].to_numpy(np.int64),
         "channel": m["channel"].fillna(-1).to_numpy(np.int64),
         "channel_name": m["channel_name"].fillna("").to_numpy(object),
-        "group_name": m["group_name"].to_numpy(object),
+        "group_name": m["group_name"].fillna("").to_numpy(object),
         "text": m["text"].fillna("").to_numpy(object),
         "order": np.arange(len(m)),
     })
 
 
+def _per_unique(values: np.ndarray, fn: Callable[[str], Any], dtype: Any = object) -> np.ndarray:
+    """``fn`` of every value, computed once per distinct value (string work costs per name, not per marker)."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    return np.array([fn(u) for u in uniques], dtype=dtype)[codes] if len(codes) else np.zeros(0, dtype)
+
+
+def _iteration_text(text: str) -> bool:
+    return ITERATION_TEXT.match(text) is not None
+
+
 def _is_iteration(df: pd.DataFrame) -> np.ndarray:
-    named = df["channel_name"].str.strip().str.lower().isin(ITERATION_CHANNELS).to_numpy(bool)
-    texted = df["text"].str.match(ITERATION_TEXT.pattern, case=False).to_numpy(bool)
-    return (named | texted) & (df["text"] != "").to_numpy(bool)
+    named = _per_unique(df["channel_name"], lambda c: c.strip().lower() in ITERATION_CHANNELS, bool)
+    return (named | _per_unique(df["text"], _iteration_text, bool)) & (df["text"] != "").to_numpy(bool)
 
 
 def _spans(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -82,24 +91,22 @@ def detect_style(markers: pd.DataFrame) -> str:
     return "channels" if layer_texts.any() else "markers"
 
 
-def _split_type(names: pd.Series) -> tuple[pd.Series, pd.Series]:
-    parts = names.str.split(TYPE_SEPARATOR, n=1, regex=False)
-    return parts.str[0], parts.str[1].fillna("")
-
-
-def _groups(names: pd.Series, group_names: pd.Series, groups: GroupSpec) -> pd.Series:
+def _groups(names: np.ndarray, group_names: np.ndarray, groups: GroupSpec) -> np.ndarray:
     """Group of each layer: a mapping, ``prefix`` (before ``/``), ``channel`` (channel group name) or auto."""
-    prefix = names.str.split("/", n=1, regex=False).str[0]
-    channel = group_names.astype(object).where(group_names.notna() & (group_names != ""), prefix)
+    prefix = _per_unique(names, lambda n: n.split("/", 1)[0])
+    named = group_names != ""
+    channel = np.where(named, group_names, prefix)
     if isinstance(groups, Mapping):
-        return names.map(dict(groups)).fillna(prefix)
+        mapping = dict(groups)
+        return np.where(_per_unique(names, lambda n: n in mapping, bool),
+                        _per_unique(names, lambda n: mapping.get(n, "")), prefix)
     if groups == "prefix":
         return prefix
     if groups == "channel":
         return channel
     if groups not in (None, "auto"):
         raise ValueError(f"groups must be a mapping, 'prefix', 'channel' or 'auto', not {groups!r}")
-    return prefix if names.str.contains("/", regex=False).any() else channel
+    return prefix if _per_unique(names, lambda n: "/" in n, bool).any() else channel
 
 
 def find_intervals(markers: pd.DataFrame, style: str = "auto", groups: GroupSpec = None) -> Intervals:
@@ -118,11 +125,11 @@ def find_intervals(markers: pd.DataFrame, style: str = "auto", groups: GroupSpec
         spans = _spans(_texts(markers, ("marker",)), ["pid", "tid"])
         opened = np.ones(len(spans), bool)
         iteration = _is_iteration(spans)
-        delimiter = iteration | spans["text"].str.strip().str.lower().isin(DELIMITERS).to_numpy(bool)
+        delimiter = iteration | _per_unique(spans["text"], lambda t: t.strip().lower() in DELIMITERS, bool)
     iter_rows = spans[iteration & opened]
     if style == "channels":  # iteration bookmarks delimit channel-annotated layers too
         marks = _spans(_texts(markers, ("marker",)), ["pid", "tid"])
-        marks = marks[marks["text"].str.match(ITERATION_TEXT.pattern, case=False).to_numpy(bool)]
+        marks = marks[_per_unique(marks["text"], _iteration_text, bool)]
         iter_rows = pd.concat([iter_rows, marks.assign(end_ns=pd.array([pd.NA] * len(marks), dtype="Int64"))])
     layers = spans[opened & ~delimiter]
     open_ = layers["end_ns"].isna().to_numpy(bool)
@@ -131,12 +138,13 @@ def find_intervals(markers: pd.DataFrame, style: str = "auto", groups: GroupSpec
         warnings.append(f"{int(open_.sum())} interval(s) never closed and left out ({names})")
         layers = layers[~open_]
     layers = layers.sort_values(["start_ns", "order"], kind="stable").reset_index(drop=True)
-    name, layer_type = _split_type(layers["text"].astype(str))
+    text = layers["text"].to_numpy(object)
+    name = _per_unique(text, lambda t: t.split(TYPE_SEPARATOR, 1)[0])
     out = pd.DataFrame({
         "seq": np.arange(len(layers)),
-        "name": name.to_numpy(object),
-        "layer_type": layer_type.to_numpy(object),
-        "group": _groups(name, layers["group_name"], groups).to_numpy(object),
+        "name": name,
+        "layer_type": _per_unique(text, lambda t: t.split(TYPE_SEPARATOR, 1)[1] if TYPE_SEPARATOR in t else ""),
+        "group": _groups(name, layers["group_name"].to_numpy(object), groups),
         "start_ns": layers["start_ns"].to_numpy(np.int64),
         "end_ns": layers["end_ns"].to_numpy(np.int64),
         "pid": layers["pid"].to_numpy(np.int64),

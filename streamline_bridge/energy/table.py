@@ -55,9 +55,17 @@ class _RailFacts:
     idle_mw: float | None
 
 
+def _median_spacing(t: np.ndarray, at_most: int = 100_000) -> int | None:
+    """Median interval between samples, from at most ``at_most`` evenly spread pairs (None: < 2 samples)."""
+    if len(t) < 2:
+        return None
+    i = np.unique(np.linspace(0, len(t) - 2, min(at_most, len(t) - 1)).astype(np.int64))
+    return int(np.median(t[i + 1] - t[i]))
+
+
 def _rail_facts(rec: Recording, name: str, t: np.ndarray, p: np.ndarray) -> _RailFacts:
     info = rec.meta.rails.get(name)
-    spacing = int(np.median(np.diff(t))) if len(t) > 1 else None
+    spacing = _median_spacing(t)
     period, source = (info.update_period_ns, "measured") if info and info.update_period_ns else (None, "")
     if period is None:
         period, source = period_from_changes(change_times(t, p)), "estimated from value changes"
