@@ -40,6 +40,8 @@ from construct import (
 )
 from construct.core import stream_read, stream_write
 
+from annotate.wire import sleb128 as sleb_encode  # the one encoder of packed integers
+
 # --- frame types (§3.1) ---------------------------------------------------------------------
 
 SUMMARY, BACKTRACE, NAME, COUNTER, BLOCK_COUNTER, ANNOTATE = 1, 2, 3, 4, 5, 6
@@ -114,18 +116,6 @@ def sleb(buf, pos: int) -> tuple[int, int]:
     if not -(1 << 63) <= result < (1 << 63):
         raise FrameError("packed integer does not fit in 64 bits", pos)
     return result, pos
-
-
-def sleb_encode(value: int) -> bytes:
-    """Encode ``value`` as a packed integer (signed LEB128)."""
-    out = bytearray()
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if (value == 0 and not b & 0x40) or (value == -1 and b & 0x40):
-            out.append(b)
-            return bytes(out)
-        out.append(b | 0x80)
 
 
 class _SLEB128(Construct):

@@ -186,19 +186,24 @@ def _seconds_ns(t: _Table, row: int, cell: str, scale: float, what: str) -> int:
 # --- sniff / read ----------------------------------------------------------------------------------
 
 
-def sniff(path: Path) -> bool:
-    """A text file with a header row (within its first lines) that has a Time column."""
+def text_head(path: Path, size: int = 8192) -> str | None:
+    """The first ``size`` bytes of a text file, decoded (UTF-8, or UTF-16 with a BOM); None if binary."""
     p = Path(path)
     if not p.is_file():
-        return False
+        return None
     try:
         with open(p, "rb") as fh:
-            head = fh.read(8192)
+            head = fh.read(size)
     except OSError:
-        return False
+        return None
     if head[:2] not in (b"\xff\xfe", b"\xfe\xff") and b"\0" in head:
-        return False
-    for line in _decode(head, "replace").splitlines()[:_MAX_PREAMBLE]:
+        return None
+    return _decode(head, "replace")
+
+
+def sniff(path: Path) -> bool:
+    """A text file with a header row (within its first lines) that has a Time column."""
+    for line in (text_head(path) or "").splitlines()[:_MAX_PREAMBLE]:
         if line.strip() and not line.lstrip().startswith("#") and _is_header(_header_cells(line)[0]):
             return True
     return False

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from streamline_bridge.errors import InputError
+from streamline_bridge.ingest.streamline_export import text_head
 from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_markers, power_frame
 
 FORMAT = "tegrastats"
@@ -81,17 +82,7 @@ def parse_line(line: str) -> TegrastatsLine | None:
 
 def sniff(path: Path) -> bool:
     """A text file whose first non-empty line is a tegrastats line."""
-    p = Path(path)
-    if not p.is_file():
-        return False
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return False
-    if b"\0" in head:
-        return False
-    for line in head.decode("utf-8", "replace").splitlines():
+    for line in (text_head(path, 4096) or "").splitlines():
         if line.strip():
             return parse_line(line) is not None
     return False
