@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
+import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from annotate import wire
+from streamline_bridge.ingest import annotation_stream
 from streamline_bridge.ingest.annotation_stream import StreamDecoder, decode
 
 i32 = st.integers(-(2**31), 2**31 - 1)
@@ -68,7 +72,7 @@ MESSAGES = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(MESSAGES, max_size=40), st.integers(1, 97))
 def test_random_calls_round_trip(calls, piece):
     data = wire.handshake(11, 22, protocol=5) + b"".join(raw for _, raw, _ in calls)
@@ -81,3 +85,8 @@ def test_random_calls_round_trip(calls, piece):
     pieces = [dec.feed(data[i:i + piece]) for i in range(0, len(data), piece)]
     dec.finish()
     assert [(x.code, x.fields) for p in pieces for x in p.messages()] == got
+    for vector_min in (0, 10**9):  # every code vectorised / every message one by one: the same result
+        with mock.patch.object(annotation_stream, "VECTOR_MIN", vector_min):
+            other = decode(data)
+        assert [(x.code, x.fields) for x in other.messages()] == got
+        pd.testing.assert_frame_equal(other.markers(), m)

@@ -103,6 +103,8 @@ _COUNTER_INTS = ("key", "per_cpu", "class", "display", "modifier", "series_compo
 
 _U32 = struct.Struct("<I").unpack_from
 _LENGTH_AT = struct.Struct("<xI").unpack_from  # the u32 length of the message starting at an offset
+# Field faults, shared by the per-message and the vectorised paths (index 0: no fault).
+_FAULTS = ("", "packed integer longer than 10 bytes", "message body too short for its fields")
 _PAD = bytes(128)  # lets vectorised reads run past a body's end without bounds checks (6 fields + 32-byte tail)
 
 
@@ -346,11 +348,11 @@ class _Body:
                     result -= 1 << shift
                 self.pos = pos
                 return ((result + (1 << 63)) & ((1 << 64) - 1)) - (1 << 63)  # wrap to int64 like the vector path
-        raise _FieldError("packed integer runs past the body" if pos >= self.end else "packed integer longer than 10 bytes")
+        raise _FieldError(_FAULTS[2] if pos >= self.end else _FAULTS[1])
 
     def color(self) -> int:
         if self.pos + 4 > self.end:
-            raise _FieldError("colour runs past the body")
+            raise _FieldError(_FAULTS[2])
         r, g, b, t = self.buf[self.pos:self.pos + 4]
         self.pos += 4
         return t | r << 8 | g << 16 | b << 24
@@ -408,6 +410,15 @@ def _cam_deps(r: _Body) -> dict[str, Any]:
 
 
 _SCALAR: dict[int, Callable[[_Body], dict[str, Any]]] = {5: _visual, 8: _counter, 12: _cam_job, 15: _cam_deps}
+
+# Fewer messages of one fixed-layout code than this are decoded one by one (numpy's per-call cost
+# dominates small batches, e.g. a listener's few messages per read).
+VECTOR_MIN = 32
+
+
+def _fixed_reader(layout: tuple[tuple[str, str], ...]) -> Callable[[_Body], dict[str, Any]]:
+    """A per-message reader of a fixed layout (the field types name :class:`_Body` methods)."""
+    return lambda r: {name: getattr(r, kind)() for name, kind in layout}
 
 
 def _sleb(arr: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -469,9 +480,6 @@ def _tails(buf: bytes, arr: np.ndarray, p: np.ndarray, ends: np.ndarray) -> np.n
 
 _SHORT_TAIL = 32
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
-_FAULTS = ("", "packed integer longer than 10 bytes", "message body too short for its fields")
-
-
 def _decode_layout(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                    layout: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], np.ndarray]:
     """Fields of messages sharing a fixed layout; also per message 0 (good) or the index of its fault in _FAULTS."""
@@ -502,18 +510,24 @@ def _decode_fields(buf: bytes, arr: np.ndarray, starts: np.ndarray, codes: np.nd
     for code in np.flatnonzero(np.bincount(codes, minlength=17)):
         code = int(code)
         index = np.flatnonzero(codes == code)
-        if code in _SCALAR:
+        layout = _LAYOUTS.get(code)
+        if layout is None or len(index) < VECTOR_MIN:
+            read_one = _SCALAR[code] if layout is None else _fixed_reader(layout)
             rows = []
             for i in index.tolist():
                 if i > first_bad:
                     break
                 try:
-                    rows.append(_SCALAR[code](_Body(buf, int(starts[i]) + HEADER_SIZE, int(ends[i]))))
+                    rows.append(read_one(_Body(buf, int(starts[i]) + HEADER_SIZE, int(ends[i]))))
                 except _FieldError as exc:
                     first_bad, why = i, str(exc)
                     break
             index = index[:len(rows)]
-            columns = {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
+            if layout is None:
+                columns = {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
+            else:  # the same column types as the vectorised path
+                columns = {name: _object_array([r[name] for r in rows]) if kind == _TAIL
+                           else np.array([r[name] for r in rows], np.int64) for name, kind in layout}
         else:
             columns, bad = _decode_layout(buf, arr, starts[index], ends[index], _LAYOUTS[code])
             if bad.any():
