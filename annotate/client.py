@@ -139,13 +139,15 @@ class Client:
 
     def _reset_process_state(self) -> None:
         """Everything that belongs to one process: locks, threads, connections, buffers."""
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # sending and writing (sender, flush, close)
+        self._state_lock = threading.RLock()  # the stream registry; never held while sending
         self._wake = threading.Event()
         self._reset_streams()
 
     def _reset_streams(self) -> None:
         self._tls = threading.local()
         self._streams: dict[int, _Stream] = {}
+        self._retired: list[_Stream] = []  # ended threads whose tid a new thread got
         self._sender: threading.Thread | None = None
         self._stop = False
         self._ctrl = None
@@ -162,7 +164,8 @@ class Client:
             self._reset_streams()
             self._closed = False
             self._configure()
-            self._start_sender()
+            with self._state_lock:
+                self._start_sender()
 
     def _configure(self) -> None:
         o = self._options
@@ -220,7 +223,7 @@ class Client:
             self._stop = True
             self._wake.set()
             self._guarded(self._service)
-            for st in list(self._streams.values()):
+            for st in self._snapshot():
                 self._guarded(self._finish, st)
             self._close_ctrl()
             if self._log is not None:
@@ -238,7 +241,7 @@ class Client:
 
     def _after_fork_in_child(self) -> None:
         """The child gets its own buffers, connections and sender; the parent's are not its."""
-        for st in self._streams.values():
+        for st in [*self._streams.values(), *self._retired]:
             if st.sock is not None:
                 st.sock.close()
         if self._ctrl is not None:
@@ -257,14 +260,17 @@ class Client:
 
     def _attach(self) -> _Stream | None:
         """First message of this thread (in this process/configuration): create its stream."""
-        with self._lock:
+        with self._state_lock:
             if self._closed or not self._on:
                 return None
             self._start_sender()
             tid = threading.get_native_id()
             old = self._streams.get(tid)
-            if old is not None:  # a finished thread whose id the kernel gave to this one
-                self._guarded(self._finish, old)
+            if old is not None:  # an ended thread whose id the kernel gave to this one
+                self._retired.append(old)
+                if old.opened and self._write_through:
+                    self._log_write(record(CLOSED, tid))  # before this thread's "opened"
+                    old.opened = False
             st = self._streams[tid] = _Stream(tid, wire.handshake(tid, os.getpid(), self.protocol, self._dont_mangle))
             if self._write_through:
                 self._log_write(record(OPENED, tid, st.hello))
@@ -323,7 +329,7 @@ class Client:
         try:
             log.write(data)
         except OSError as exc:
-            with self._lock:
+            with self._state_lock:
                 if self._log is log:
                     _warn(f"marker log {log.path} failed, no longer written: {exc}")
                     self._log = None
@@ -355,13 +361,19 @@ class Client:
         """One sender step: follow gatord's state, then drain every stream."""
         if self._gatord:
             self._poll_gatord()
+        # ended threads first, so that a "closed" record precedes the "opened" of a reused tid
         # (the main thread counts as ended during interpreter exit, while atexit code may still annotate)
         main = threading.main_thread()
-        dead = [st for st in self._streams.values() if st.thread is not main and not st.thread.is_alive()]
-        for st in list(self._streams.values()):
-            self._drain(st, self._capturing)
-        for st in dead:
+        with self._state_lock:
+            retired, self._retired = self._retired, []
+            streams = list(self._streams.values())
+        for st in retired:
             self._finish(st)
+        for st in streams:
+            if st.thread is not main and not st.thread.is_alive():
+                self._finish(st)
+            else:
+                self._drain(st, self._capturing)
 
     def _poll_gatord(self) -> None:
         if self._ctrl is None:
@@ -387,7 +399,7 @@ class Client:
 
     def _capture_started(self) -> None:
         """gatord wrote 0x00: a capture starts. Earlier messages are not sent (as the C library)."""
-        for st in self._streams.values():
+        for st in self._snapshot():
             self._drain(st, False)
             self._close_data(st)
         self._capturing = True
@@ -401,7 +413,7 @@ class Client:
             _warn(f"{reason}; annotations are not recorded (set STREAMLINE_ANNOTATE_FILE=PATH to keep them in a file)")
         self._capturing = False
         self._on = self._log is not None
-        for st in self._streams.values():
+        for st in self._snapshot():
             self._close_data(st)
 
     def _drain(self, st: _Stream, to_gatord: bool) -> None:
@@ -442,8 +454,13 @@ class Client:
         if st.opened and self._log is not None:
             self._log_write(record(CLOSED, st.tid))
             st.opened = False
-        if self._streams.get(st.tid) is st:
-            del self._streams[st.tid]
+        with self._state_lock:
+            if self._streams.get(st.tid) is st:
+                del self._streams[st.tid]
+
+    def _snapshot(self) -> list[_Stream]:
+        with self._state_lock:
+            return list(self._streams.values())
 
     @staticmethod
     def _close_data(st: _Stream) -> None:

@@ -317,3 +317,37 @@ def test_a_buffer_three_quarters_full_wakes_the_sender(tmp_path):
     (s,) = walk_marker_log(log).streams().values()
     assert s.flag == 1  # dont_mangle_keys in the handshake
     c.close()
+
+
+def test_a_stalled_gatord_never_blocks_a_caller():
+    g = FakeGatord(unique_prefix(), stalled=True)  # accepts, never reads: sends block
+    try:
+        c = Client(address_prefix=g.prefix, flush_interval=60, send_timeout=60)
+        c.setup()
+        n = 100_000
+        for i in range(n):
+            c.marker(f"{i:040d}")  # 4.6 MB: far more than the socket buffers hold
+        flusher = threading.Thread(target=c.flush)
+        flusher.start()
+
+        def sender_stuck() -> bool:  # the flush holds the send lock, blocked in send()
+            if c._lock.acquire(blocking=False):
+                c._lock.release()
+                return False
+            return flusher.is_alive()
+
+        wait_until(sender_stuck, what="the flush to block on the stalled gatord")
+        newcomer = threading.Thread(target=lambda: [c.marker("new thread"), c.absolute_counter(9, "t", "n")])
+        newcomer.start()
+        newcomer.join(30)
+        assert not newcomer.is_alive(), "a first call from a new thread waited for gatord"
+        assert flusher.is_alive()
+        g.reading.set()  # gatord reads again: everything arrives
+        flusher.join(60)
+        c.flush()
+        wait_until(lambda: sum(len(s.messages) for s in g.streams()) == n + 2, 30)
+        c.close()
+        main = next(s for s in g.streams() if s.tid == threading.get_native_id())
+        assert len(main.messages) == n and main.messages[-1][1].endswith(f"{n - 1:040d}".encode())
+    finally:
+        g.stop()

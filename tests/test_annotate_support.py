@@ -143,9 +143,12 @@ class FakeGatord:
     ``start_capture()`` writes 0x00 to every open control connection.
     """
 
-    def __init__(self, prefix: str = "", tcp: bool = False) -> None:
+    def __init__(self, prefix: str = "", tcp: bool = False, stalled: bool = False) -> None:
         self.prefix = prefix
         self.tcp = tcp
+        self.reading = threading.Event()  # data connections are read only once this is set
+        if not stalled:
+            self.reading.set()
         self.conns: list[bytearray] = []
         self.controls: list[socket.socket] = []
         self.closed: list[threading.Event] = []
@@ -198,8 +201,8 @@ class FakeGatord:
             self.closed.append(done)
         self._spawn(self._read_loop, conn, buf, done)
 
-    @staticmethod
-    def _read_loop(conn: socket.socket, buf: bytearray, done: threading.Event) -> None:
+    def _read_loop(self, conn: socket.socket, buf: bytearray, done: threading.Event) -> None:
+        self.reading.wait()
         try:
             while True:
                 chunk = conn.recv(1 << 16)
@@ -221,6 +224,7 @@ class FakeGatord:
 
     def stop(self) -> None:
         """Close listeners and every connection (gatord going away)."""
+        self.reading.set()
         with self._lock:
             if self._stopping:
                 return
