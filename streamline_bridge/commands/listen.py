@@ -101,14 +101,15 @@ class Listener:
         self._sel = selectors.DefaultSelector()
         self._pending = bytearray()
         self._next_id = 1
-        self._servers: list[socket.socket] = []
-        self._servers = [self._bind(self.endpoints.control), self._bind(self.endpoints.data)]
+        self._servers: list[socket.socket] = []  # [control, data]
+        self._bind(self.endpoints.control)
+        self._bind(self.endpoints.data)
 
     def stop(self) -> None:
         """Ask :meth:`serve` to finish (safe from a signal handler)."""
         self._stopping = True
 
-    def _bind(self, address: bytes | tuple[str, int]) -> socket.socket:
+    def _bind(self, address: bytes | tuple[str, int]) -> None:
         family = socket.AF_INET if self.endpoints.tcp else socket.AF_UNIX
         s = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
@@ -119,12 +120,14 @@ class Listener:
         except OSError as exc:
             s.close()
             for other in self._servers:
+                self._sel.unregister(other)
                 other.close()
+            self._sel.close()
             raise OSError(exc.errno, f"cannot listen on {self.endpoints.describe()}: {exc.strerror} "
                                      "(is gatord or another listener running?)") from None
         s.setblocking(False)
         self._sel.register(s, selectors.EVENT_READ, self._accept)
-        return s
+        self._servers.append(s)
 
     def serve(self, write: Callable[[bytes], None]) -> None:
         """Run until :meth:`stop`; ``write(bytes)`` appends whole records to the marker log."""
@@ -173,7 +176,7 @@ class Listener:
                 sock.send(b"\x00")  # "a capture has started": the library begins sending
             except OSError:
                 sock.close()
-                return sock
+                return sock  # (accepted, gone already: the caller may accept the next one)
             self._sel.register(sock, selectors.EVENT_READ, _ControlReader(self))
         else:
             ident = self._next_id

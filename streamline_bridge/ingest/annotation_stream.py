@@ -4,10 +4,11 @@ Wire format: ``../shared/spec/annotate-protocol.md``. A stream is ``ANNOTATE N\\
 ``u32 pid`` (``u8 dont_mangle_keys`` for N >= 3), then messages ``u8 code, u32le length, body``.
 
 Speed comes from splitting the work: one tight Python loop walks the framing only (one
-``unpack_from`` per message), then the fields of all messages of one code are decoded together
-with numpy (signed LEB128 over arrays of start offsets); only strings are sliced one by one, and
-the rare variable layouts (visual, counter definition, CAM job, CAM dependencies) are decoded per
-message.
+``unpack_from`` per message, :func:`walk_frames`), then the fields of all messages of one code are
+decoded together with numpy (signed LEB128 over arrays of start offsets); string tails are
+gathered and hashed so that each distinct string is decoded once. The rare variable layouts
+(visual, counter definition, CAM job, CAM dependencies) and small batches (fewer than
+:data:`VECTOR_MIN` messages of a code) are decoded message by message.
 
 * :func:`decode` turns a whole stream into a :class:`DecodedStream`.
 * :class:`StreamDecoder` takes the stream in pieces of any size (``feed``/``finish``).
@@ -265,7 +266,7 @@ class DecodedStream:
                     ints[column][group.index] = values
                     missing[column][group.index] = False
         if 1 in self.fields:
-            ends = self.fields[1].index[np.array([t == "" for t in self.fields[1].columns["text"]], bool)]
+            ends = self.fields[1].index[self.fields[1].columns["text"] == ""]
             kind[ends] = MARKER_KINDS.index("end")
         for c in _INT_COLUMNS:
             cols[c] = pd.Series(pd.arrays.IntegerArray(ints[c], missing[c]))
