@@ -15,7 +15,9 @@ import pytest
 from fake_sysfs import FakeSensor
 from streamline_bridge import ingest
 from streamline_bridge.power import Sampler, SamplerError
-from streamline_bridge.power.log import read_log
+from streamline_bridge.power.log import PowerLogWriter, read_log
+from streamline_bridge.power.sampler import Config, _Loop, _Stop
+from streamline_bridge.power.source import Rail, Source
 from conftest import FIXTURES, ROOT
 
 IIO = "bus/i2c/drivers/ina3221x/1-0040/iio_device"
@@ -169,3 +171,36 @@ def test_rapl_power_from_a_wrapping_energy_counter(tmp_path: Path) -> None:
     p = p[~np.isnan(p)]
     assert len(p) > 100 and p.min() > 0, "the wrap gave a negative or zero power"
     assert 700 < np.median(p) < 1400
+
+
+class ScriptedSource(Source):
+    """One rail whose reads follow a script: a few failed reads, then the same value as before."""
+
+    name = "scripted"
+
+    def __init__(self, script: list[float], stop: _Stop):
+        super().__init__([Rail("R", "mW")])
+        self.script, self.stop, self.n = script, stop, 0
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> list[float]:
+        v = self.script[min(self.n, len(self.script) - 1)]
+        self.n += 1
+        if self.n > len(self.script):
+            self.stop.reason = "script done"
+        self.errors[0] = "scripted failure" if v != v else None
+        return [v]
+
+
+def test_a_rail_that_recovers_with_its_old_value_is_not_declared_gone(tmp_path: Path) -> None:
+    stop = _Stop()
+    script = [5.0] * 10 + [float("nan")] * 3 + [5.0] * 3000  # 0.3 s at 10 kHz after the failures
+    src = ScriptedSource(script, stop)
+    writer = PowerLogWriter(tmp_path / "p.sbp", {"rails": [src.rails[0].to_dict()]})
+    loop = _Loop(Config(output="", rate_hz=10_000, gone_after_s=0.05, chunk_ms=10), src, writer, lambda e: None)
+    assert loop.run(stop) is None
+    loop.flush()
+    assert loop.missing == [3] and loop.samples == len(script)
+    assert len(loop.changes[0]) == 0  # 5 -> (failures) -> 5 is no change of value

@@ -32,10 +32,10 @@ def _iio_dirs(device_dir: str) -> list[str]:
     return sorted(d for d in found if os.path.isdir(d))
 
 
-def _channel_rail(iio: str, device: str, k: int, label: str) -> Rail | None:
+def _channel_rail(iio: str, device: str, k: int, label: str, config: dict[str, Any]) -> Rail | None:
     power = os.path.join(iio, f"in_power{k}_input")
     volt, curr = os.path.join(iio, f"in_voltage{k}_input"), os.path.join(iio, f"in_current{k}_input")
-    extra: dict[str, Any] = {"driver": "ina3221x", "device": device, "channel": k}
+    extra: dict[str, Any] = {"driver": "ina3221x", "device": device, "channel": k, **config}
     if os.path.exists(power):
         return Rail(label, "mW", (power,), 1.0, extra)
     if os.path.exists(volt) and os.path.exists(curr):
@@ -55,7 +55,7 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> Ina3221xSource:
                 label = read_text(os.path.join(iio, entry)) or f"{device}_ch{k}"
                 if label == "NC":
                     continue
-                rail = _channel_rail(iio, device, k, label)
+                rail = _channel_rail(iio, device, k, label, devices[device])
                 if rail is not None:
                     rails.append(rail)
     rails = checked_rails(rails, roots.sys_path(DRIVER_DIR), "no readable ina3221x channel")

@@ -196,15 +196,16 @@ class _Loop:
             for j in rails:
                 v = values[j]
                 self.cols[j].append(v)
-                if v != last[j]:
-                    if v == v:
+                if v == v:
+                    if v != last[j]:
                         last[j] = v
                         changes[j].append(t1)
+                    if nan_since[j]:
                         nan_since[j] = 0
-                    else:
-                        missing[j] += 1
-                        if not nan_since[j]:
-                            nan_since[j] = t1
+                else:
+                    missing[j] += 1
+                    if not nan_since[j]:
+                        nan_since[j] = t1
             if not self.first_ns:
                 self.first_ns = t0
             self.last_ns = t0
