@@ -428,3 +428,20 @@ def test_iteration_bookmarks_delimit_channel_annotated_layers():
     assert iv.style == "channels" and iv.iteration_source == "markers"
     assert iv.layers["iteration"].tolist() == [0, 0, 1, 1, 2, 2]
     assert iv.iterations["label"].tolist() == ["iteration 7", "iteration 8", "iteration 9"]
+
+
+def test_an_export_log_with_an_export_timeline_stay_on_the_capture_clock_and_mix_needs_an_offset():
+    layers = sequence(["a", "b"], [2.0, 3.0], repeats=3, start_ns=100 * MS)
+    rec, _ = ramp_recording(layers)
+    want = energy_table(rec).table
+    m, p = split(rec)
+    log = Recording(export_of(m.markers, 0), m.power, Meta(format="streamline-export", sources=["log.txt"]))
+    timeline = Recording(empty_markers(), p.power, Meta(format="streamline-export", sources=["timeline.txt"],
+                                                        rails=p.meta.rails))
+    pd.testing.assert_frame_equal(energy_table(combine([log, timeline])).table, want)
+    native_markers = Recording(rec.markers, rec.power.iloc[:0], Meta(format="marker-log", sources=["m.sbm"]))
+    moved = timeline.power.assign(time_rel_ns=timeline.power["time_ns"] - 30 * MS)
+    with pytest.raises(InputError, match="timeline.txt: power times are relative"):
+        combine([native_markers, Recording(empty_markers(), moved, timeline.meta)])
+    placed = combine([native_markers, Recording(empty_markers(), moved, timeline.meta)], offset_ns=30 * MS)
+    pd.testing.assert_frame_equal(energy_table(placed).table, want)

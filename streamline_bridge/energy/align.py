@@ -1,9 +1,11 @@
 """Put markers and power on one clock: combine inputs, place relative-time markers, check the overlap.
 
 Markers and power logs share CLOCK_MONOTONIC_RAW (``time_ns``). A capture's markers carry it too
-(converted with the Summary's monotonic-raw start). An export only has ``time_rel_ns`` (time since
-the capture started): it is placed with the start of a capture given alongside it, or with an
-explicit offset: the capture's start in ns after the start of the power record.
+(converted with the Summary's monotonic-raw start). An export's times are relative to the capture
+start (markers: only ``time_rel_ns``; timeline power: ``time_ns`` = ``time_rel_ns``). They are placed
+with an explicit offset (the capture's start, in ns after the start of the other inputs' power
+record), else with the start of a capture given alongside, else, when all the power comes from
+exports too, left on the capture's relative clock.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from streamline_bridge.errors import InputError
 from streamline_bridge.model import Meta, Recording, empty_markers, empty_power
 
 CAPTURE_FORMATS = ("apc",)  # formats whose clock base is the capture start of its exports
+EXPORT_FORMATS = ("streamline-export",)  # formats whose times are relative to a capture's start
 
 
 def name_of(rec: Recording) -> str:
@@ -47,26 +50,43 @@ def placed_markers(rec: Recording, base_ns: int | None) -> pd.DataFrame:
     return m
 
 
+def _export_base(recordings: Sequence[Recording], offset_ns: int | None) -> int | None:
+    """CLOCK_MONOTONIC_RAW ns of the capture start that exports' times count from (None: unknown)."""
+    native = [r for r in recordings if r.meta.format not in EXPORT_FORMATS and (len(r.power) or len(r.markers))]
+    if offset_ns is not None:
+        return (_power_base([r for r in native if len(r.power)]) or 0) + offset_ns
+    capture = next((r.meta.clock_base_ns for r in recordings
+                    if r.meta.format in CAPTURE_FORMATS and r.meta.clock_base_ns is not None), None)
+    if capture is not None:
+        return capture
+    return 0 if not native else None  # only exports: they share the capture's relative clock
+
+
+def _placed_power(rec: Recording, base_ns: int | None) -> pd.DataFrame:
+    """Power of ``rec`` on CLOCK_MONOTONIC_RAW: an export's relative times moved by ``base_ns``."""
+    if rec.meta.format not in EXPORT_FORMATS or base_ns == 0:
+        return rec.power
+    if base_ns is None:
+        raise InputError(name_of(rec), "power times are relative to the capture start (an export): "
+                         "give the capture too, or --offset SECONDS")
+    return rec.power.assign(time_ns=rec.power["time_rel_ns"] + base_ns)
+
+
 def combine(recordings: Sequence[Recording], offset_ns: int | None = None) -> Recording:
     """One recording from several: markers from the marker-bearing inputs, power from the power-bearing.
 
-    ``offset_ns`` places relative-time markers (exports): their zero is ``offset_ns`` after the start
-    of the power record. Without it, the clock base of a capture among the inputs is used. Markers
-    repeated across inputs (a capture and its export) are kept once. A rail found in two inputs is
-    an error.
+    ``offset_ns`` places exports (times relative to a capture's start): their zero is ``offset_ns``
+    after the start of the other inputs' power record. Without it, the clock base of a capture among
+    the inputs is used. Markers repeated across inputs (a capture and its export) are kept once. A
+    rail found in two inputs is an error.
     """
     if not recordings:
         raise InputError(None, "no input")
-    marker_recs = [r for r in recordings if len(r.markers)]
-    power_recs = [r for r in recordings if len(r.power)]
     if len(recordings) == 1 and offset_ns is None:
         return recordings[0]
-    if offset_ns is not None:
-        power_base = _power_base(power_recs)
-        base = None if power_base is None else power_base + offset_ns
-    else:
-        base = next((r.meta.clock_base_ns for r in recordings
-                     if r.meta.format in CAPTURE_FORMATS and r.meta.clock_base_ns is not None), None)
+    marker_recs = [r for r in recordings if len(r.markers)]
+    power_recs = [r for r in recordings if len(r.power)]
+    base = _export_base(recordings, offset_ns)
     parts = [placed_markers(r, base) for r in marker_recs]
     markers = pd.concat(parts, ignore_index=True) if parts else empty_markers()
     if len(parts) > 1:
@@ -89,12 +109,15 @@ def combine(recordings: Sequence[Recording], offset_ns: int | None = None) -> Re
             seen[str(rail)] = name_of(rec)
             if str(rail) in rec.meta.rails:
                 meta.rails[str(rail)] = rec.meta.rails[str(rail)]
-    power = pd.concat([r.power for r in power_recs], ignore_index=True) if power_recs else empty_power()
-    if power_recs:
+    power_parts = [_placed_power(r, base) for r in power_recs]
+    power = pd.concat(power_parts, ignore_index=True) if power_parts else empty_power()
+    if power_parts:
         power["rail"] = pd.Categorical(power["rail"].astype(str), categories=list(seen))
-    bases = [b for b in (_power_base(power_recs), markers["time_ns"].min() if len(markers) else None)
-             if b is not None and not pd.isna(b)]
-    meta.clock_base_ns = int(min(bases)) if bases else None
+    native = [r.meta.clock_base_ns for r in recordings
+              if r.meta.format not in EXPORT_FORMATS and r.meta.clock_base_ns is not None]
+    starts = [t for t in (power["time_ns"].min() if len(power) else None,
+                          markers["time_ns"].min() if len(markers) else None) if t is not None and not pd.isna(t)]
+    meta.clock_base_ns = native[0] if native else (int(min(starts)) if starts else None)
     return Recording(markers, power, meta)
 
 
