@@ -110,6 +110,26 @@ def _best(fn, repeat: int) -> float:
     return best
 
 
+def _small_records(raw: bytes, w: fr.Walk, n: int) -> bytes:
+    """The first ``n`` EXTERNAL and BLOCK_COUNTER records of the capture, back to back."""
+    spans = sorted(zip(w.frames[fr.EXTERNAL][0::2] + w.frames[fr.BLOCK_COUNTER][0::2],
+                       w.frames[fr.EXTERNAL][1::2] + w.frames[fr.BLOCK_COUNTER][1::2]))[:n]
+    return b"".join(raw[s - 4:e] for s, e in spans)
+
+
+def _construct_walk(buf: bytes) -> int:
+    """The record walk done with construct (record header + packed frame type per record)."""
+    from construct import Struct
+
+    header = Struct("length" / fr.RecordHeader, "type" / fr.Packed)
+    pos = count = 0
+    while pos < len(buf):
+        rec = header.parse(buf[pos:pos + 16])
+        pos += 4 + rec.length
+        count += 1
+    return count
+
+
 def run(quick: bool) -> list[Result]:
     perf_mb, messages, samples = (50, 100_000, 10_000) if quick else (520, 1_000_000, 100_000)
     folder = Path(tempfile.mkdtemp(prefix="bench_ingest_", dir=_tmp_root(perf_mb << 20))) / "big.apc"
@@ -135,6 +155,10 @@ def run(quick: bool) -> list[Result]:
         w = fr.walk(raw)
         t_ext = _best(lambda: [s.data for s in fr.external_streams(raw, w.frames[fr.EXTERNAL]).streams], 3)
         streams = [s.data for s in fr.external_streams(raw, w.frames[fr.EXTERNAL]).streams]
+        small = _small_records(raw, w, 50_000)
+        n_small = _construct_walk(small)
+        t_fast = _best(lambda: fr.walk(small), 3) / n_small * 1e6
+        t_construct = _best(lambda: _construct_walk(small), 1) / n_small * 1e6
         t_dec = _best(lambda: [annotation_stream.decode(s) for s in streams], 2)
         t_mark = _best(lambda: [annotation_stream.decode(s).markers(stream=i, clock_base_ns=BASE)
                                 for i, s in enumerate(streams)], 2)
@@ -149,6 +173,8 @@ def run(quick: bool) -> list[Result]:
         Result("ingest", "apc read annotation messages/s (whole read)", n / t_read, "msg/s", None, "",
                ">= 1,000,000/s", n / t_read >= 1_000_000),
         Result("ingest", "record walk MB/s", mb / t_walk, "MB/s", mb / t_floor, "read file (floor)"),
+        Result("ingest", f"record walk µs/record ({n_small:,} EXTERNAL/BLOCK_COUNTER records)", t_fast, "µs",
+               t_construct, "construct parse per record"),
         Result("ingest", "EXTERNAL reassembly MB/s of chunks", sum(map(len, streams)) / 1e6 / t_ext, "MB/s"),
         Result("ingest", "annotation decode msg/s", n / t_dec, "msg/s", None, "", ">= 1,000,000/s",
                n / t_dec >= 1_000_000),

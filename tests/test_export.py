@@ -132,3 +132,11 @@ def test_random_text_only_input_errors(tmp_path, body):
         ex.read(p)
     except InputError:
         pass
+
+
+@pytest.mark.parametrize("cell, why", [("1E10", "out of range"), ("0.0.0", "not a number"),
+                                       ("1E400", "out of range")])
+def test_found_by_fuzzing_numbers_that_do_not_fit(tmp_path, cell, why):
+    p = _write(tmp_path, f"Time;Duration;Message\n{cell}\n")
+    with pytest.raises(InputError, match=f"line 2: time '{cell}' is {why}"):
+        ex.read(p)
