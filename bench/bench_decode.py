@@ -9,7 +9,7 @@ decoded (the capture reader's budget).
 
 from __future__ import annotations
 
-import time
+import timeit
 
 from annotate import wire
 from bench.run import Result
@@ -34,12 +34,7 @@ def make_stream(n: int) -> bytes:
 
 
 def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return min(timeit.repeat(fn, number=1, repeat=repeat))
 
 
 def run(quick: bool) -> list[Result]:
