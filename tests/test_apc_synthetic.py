@@ -204,3 +204,12 @@ def test_bulk_decode_used_on_the_vectors(vectors):
     flat = apc_frames.walk(data).frames[apc_frames.BLOCK_COUNTER]
     columns, backwards = apc_frames._block_counters_bulk(data, flat)
     assert len(columns["value"]) == 153 and backwards == []
+
+
+def test_counters_xml_of_9x_captures(tmp_path):
+    w = CaptureWriter()
+    w.summary(monotonic_raw=BASE)
+    folder = w.write(tmp_path / "c.apc")
+    (folder / "counters.xml").write_text('<counters supports-multiple-ebs="yes"><counter name="ARMv8_Cortex_A57_cnt0"/>'
+                                         '<counter name="hwmon_ina3221_0_1"/></counters>')
+    assert apc.read(folder).meta.extra["counters_offered"] == 2

@@ -33,7 +33,6 @@ from streamline_bridge.ingest import annotation_stream
 from streamline_bridge.ingest import apc_frames as fr
 from streamline_bridge.ingest.apc_xml import CapturedXml, EventInfo, event_for, read_captured, read_counters_xml, read_events
 from streamline_bridge.model import (
-    POWER_DTYPES,
     Issue,
     Meta,
     RailInfo,
@@ -113,9 +112,16 @@ def read_capture(path: str | os.PathLike[str]) -> Capture:
     captured, events = _read_xml(r, folder)
     buf, close = _load(files, r)
     try:
-        return _decode(r, buf, captured, events)
+        cap = _decode(r, buf, captured, events)
     finally:
         close()
+    offered = folder / "counters.xml"
+    if offered.is_file():
+        try:
+            cap.recording.meta.extra["counters_offered"] = len(read_counters_xml(offered))
+        except InputError as exc:
+            r.issue(exc.message, file=offered, damage=False, action="ignored")
+    return cap
 
 
 def _read_xml(r: _Reader, folder: Path) -> tuple[CapturedXml | None, dict[str, EventInfo]]:
