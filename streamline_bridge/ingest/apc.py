@@ -160,7 +160,14 @@ def _load(files: list[Path], r: _Reader):
             return b"", lambda: None
         with open(files[0], "rb") as fh:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        return mm, mm.close
+
+        def close() -> None:
+            try:
+                mm.close()
+            except BufferError:  # a view is still referenced (e.g. by a traceback): the GC unmaps it
+                pass
+
+        return mm, close
     parts = []
     pos = 0
     for f in files:
