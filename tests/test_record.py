@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,3 +117,32 @@ def test_a_run_folder_whose_record_was_killed_reads_as_partial(tmp_path: Path) -
     os.remove(run / "power.sbp")
     rec = ingest.read(run)
     assert rec.power.empty and any("no power log" in i.message for i in rec.meta.issues)
+
+
+def test_a_sensor_lost_during_the_run_is_reported_and_the_command_finishes(tmp_path: Path, capsys) -> None:
+    tree = tmp_path / "sys"
+    shutil.copytree(TX1, tree)
+    cpu = tree / "bus/i2c/drivers/ina3221x/1-0040/iio_device/in_power2_input"
+    child = f"""
+import os, pathlib, time
+from streamline_bridge.power.log import read_log
+cpu = pathlib.Path({str(cpu)!r})
+cpu.write_text("")  # emptied and removed: the sampler's reads fail from now on
+cpu.unlink()
+log = pathlib.Path(os.environ["STREAMLINE_ANNOTATE_FILE"]).with_name("power.sbp")
+deadline = time.monotonic() + 30
+while read_log(log).trailer is None and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+    run = tmp_path / "run"
+    rc = main(["record", "-o", str(run), "--idle", "0.1", "--sysfs-root", str(tree), "--",
+               sys.executable, "-c", child])
+    err = capsys.readouterr().err
+    assert rc == 1 and "in_power2_input" in err and "VDD_CPU" in err
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["exit_code"] == 0 and "in_power2_input" in m["sampler_error"]
+    a, b = m["phases"]["idle_after"]
+    assert a == b
+    rec = ingest.read(run)
+    assert rec.meta.extra["sampler_error"] == m["sampler_error"]
+    assert rec.power[rec.power["rail"] == "VDD_IN"]["power_mw"].notna().all()

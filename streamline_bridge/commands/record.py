@@ -197,7 +197,9 @@ def run(args: argparse.Namespace) -> int:
         if not interrupted and "error" not in manifest and sampler_error is None:
             status.enter(f"idle after ({args.idle:g} s)")
             _wait(args.idle, status, check)
-        t.append(_now())
+            t.append(_now())
+        else:
+            t.append(t[-1])  # no idle phase after an interrupted or failed run
     except KeyboardInterrupt:
         interrupted = True
         raise
