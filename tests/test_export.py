@@ -125,9 +125,11 @@ def test_utf16_export_is_detected(tmp_path):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.text(alphabet="0123456789,.;\t \n-:\"sSmMeE_abTimeDurationMessageChannel()[]W", max_size=300))
-def test_random_text_only_input_errors(tmp_path, body):
-    p = _write(tmp_path, "Time;Duration;Message;VDD power (mW)\n" + body, "r.txt")
+@given(header=st.sampled_from(["Time;Duration;Message;VDD power (mW)", "Time;Message;Core;Channel;Process/Thread",
+                               "Time\tGPU power\tCPU (%)"]),
+       body=st.text(alphabet="0123456789,.;\t \n-:\"sSmMeE_abTimeDurationMessageChannel()[]W#", max_size=300))
+def test_random_text_only_input_errors(tmp_path, header, body):
+    p = _write(tmp_path, header + "\n" + body, "r.txt")
     try:
         ex.read(p)
     except InputError:
@@ -140,3 +142,8 @@ def test_found_by_fuzzing_numbers_that_do_not_fit(tmp_path, cell, why):
     p = _write(tmp_path, f"Time;Duration;Message\n{cell}\n")
     with pytest.raises(InputError, match=f"line 2: time '{cell}' is {why}"):
         ex.read(p)
+
+
+def test_found_by_fuzzing_one_row_timeline(tmp_path):
+    rec = ex.read(_write(tmp_path, "Time\tGPU power\tCPU (%)\n0\n"))
+    assert math.isnan(rec.power["power_mw"].iloc[0]) and rec.meta.rails["GPU"].update_period_ns is None

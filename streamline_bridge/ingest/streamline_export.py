@@ -269,7 +269,7 @@ def _log(t: _Table, tcol: int, text_col: int) -> Recording:
         ch, ch_name = _id_or_name(_cell(row, chan_col), channels)
         gr, gr_name = _id_or_name(_cell(row, group_col), groups)
         pid, tid = _process_thread(_cell(row, thread_col))
-        core = int(_number(t, r, _cell(row, core_col), "core")) if _cell(row, core_col) else None
+        core = _small_int(t, r, _cell(row, core_col), "core") if _cell(row, core_col) else None
         dur = _seconds_ns(t, r, _cell(row, dur_col), scale, "duration") if _cell(row, dur_col) else None
         if bookmarks_only or dur == 0:
             add(start, "marker", text, None, None, gr, gr_name, pid, tid, core, 2 * r)
@@ -299,12 +299,19 @@ def _log(t: _Table, tcol: int, text_col: int) -> Recording:
     return Recording(markers, empty_power(), meta)
 
 
+def _small_int(t: _Table, row: int, cell: str, what: str) -> int:
+    value = _number(t, row, cell, what)
+    if not (value.is_integer() and abs(value) < 2**31):
+        raise InputError(t.path, f"line {t.lines[row]}: {what} {cell!r} is not a small whole number")
+    return int(value)
+
+
 def _id_or_name(cell: str, names: dict[str, int]) -> tuple[int | None, str | None]:
     """A channel/group cell: a number is the id; a name gets a stable id (1, 2 ... in order of appearance)."""
     cell = cell.strip()
     if not cell:
         return None, None
-    m = re.fullmatch(r"(?:(?:channel|group)\s*)?(-?\d+)", cell, re.I)
+    m = re.fullmatch(r"(?:(?:channel|group)\s*)?(-?\d{1,9})", cell, re.I)
     if m:
         return int(m.group(1)), None
     if cell not in names:
@@ -314,9 +321,9 @@ def _id_or_name(cell: str, names: dict[str, int]) -> tuple[int | None, str | Non
 
 def _process_thread(cell: str) -> tuple[int, int]:
     """pid and tid from ``name [pid] / name [tid]``, ``pid/tid`` or similar; 0 when absent."""
-    nums = [int(a or b) for a, b in re.findall(r"\[#?(\d+)\]|#(\d+)", cell)]
+    nums = [int(a or b) for a, b in re.findall(r"\[#?(\d{1,10})\]|#(\d{1,10})\b", cell)]
     if not nums:
-        nums = [int(n) for n in re.findall(r"\b(\d+)\b", cell)]
+        nums = [int(n) for n in re.findall(r"\b(\d{1,10})\b", cell)]
     if not nums:
         return 0, 0
     return nums[0], nums[-1]
@@ -352,7 +359,8 @@ def _timeline(t: _Table, tcol: int) -> Recording:
     if not rails and not counters:
         raise InputError(t.path, "no Message column (log/bookmarks) and no counter columns (timeline)")
     if rails:
-        issues.append(Issue(str(t.path), f"power values are Streamline's per-bin averages (bin {bin_ns / 1e6:g} ms), "
+        issues.append(Issue(str(t.path), "power values are Streamline's per-bin averages ("
+                                         + (f"bin {bin_ns / 1e6:g} ms" if bin_ns else "one bin") + "), "
                                          "not raw samples", action="used as samples at the bin times"))
     issues.append(Issue(str(t.path), "times are relative to the capture start; give the capture or an offset "
                                      "to place them", action="time_ns = time_rel_ns"))
