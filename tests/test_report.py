@@ -114,7 +114,7 @@ def test_rich_table_shows_rows_in_execution_order_totals_and_warnings(logs):
     text = con.export_text()
     names = ["conv1", "fire2/squeeze1x1", "fire2/expand1x1", "pool10"]
     assert [text.index(n + " ") for n in names] == sorted(text.index(n + " ") for n in names)
-    assert "total" in text and "VDD_IN mJ" in text and "±" in text
+    assert "total" in text and "VDD_IN: energy per layer" in text and "VDD_CPU: energy" in text and " ±" in text
     assert "shorter than VDD_IN's sensor period (7 ms" in text
     assert "no idle power known" in text
 
@@ -195,7 +195,7 @@ def test_estimated_power_is_said_in_every_output(tmp_path):
     con = Console(record=True, width=220)
     table.render(res, con)
     text = con.export_text()
-    assert "ESTIMATED POWER" in text and "(estimated) mJ" in text
+    assert "ESTIMATED POWER" in text and "VDD_GPU (ESTIMATED): energy per layer" in text
     files.write(res, tmp_path / "t.csv")
     assert json.loads((tmp_path / "t.meta.json").read_text())["estimated"] is True
     assert pd.read_csv(tmp_path / "t.csv")["estimated"].all()
