@@ -13,8 +13,6 @@ environment (or explicitly with :func:`setup`). Calls never block on gatord and 
 because of the channel. See ``docs/annotate.md``.
 """
 
-from __future__ import annotations
-
 from annotate.client import Client, Region, shutdown_all
 from annotate.wire import (
     ABSOLUTE,

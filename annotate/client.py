@@ -16,8 +16,6 @@ socket side of the buffers, then wait for gatord's capture-start byte 0x00 on th
 CAM track and CAM view name (that order, newest first within each) before new messages.
 """
 
-from __future__ import annotations
-
 import atexit
 import contextlib
 import os
@@ -26,7 +24,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from annotate import wire
 from annotate.mirror import CLOSED, MESSAGES, OPENED, MarkerLog, record
@@ -38,13 +36,26 @@ DEFAULT_FLUSH_INTERVAL = 0.1  # s
 DEFAULT_BUFFER_SIZE = 64 * 1024  # the C library's per-thread ring
 MAX_BUFFER = 16 * 1024 * 1024  # per thread; beyond this (sender stuck) new messages are dropped
 
-_clock = time.clock_gettime_ns
-_RAW = time.CLOCK_MONOTONIC_RAW
+_clock = wire.clock_ns
+_RAW = wire.RAW_CLOCK
 _text, _text_color, _marker, _marker_color = wire.text, wire.text_color, wire.marker, wire.marker_color
 _counter_value = wire.counter_value
 
 
-def _env_flag(name: str) -> bool | None:
+def _syscall_gettid() -> int:
+    """The calling thread's kernel id on Python < 3.8 (no ``threading.get_native_id``)."""
+    import ctypes
+
+    number = {"x86_64": 186, "aarch64": 178, "armv7l": 224, "armv6l": 224, "i686": 224, "i386": 224}
+    nr = number.get(os.uname().machine)
+    tid = ctypes.CDLL(None, use_errno=True).syscall(nr) if nr is not None else -1
+    return tid if tid > 0 else threading.get_ident() & 0xFFFFFFFF
+
+
+_gettid = getattr(threading, "get_native_id", _syscall_gettid)
+
+
+def _env_flag(name: str) -> Optional[bool]:
     v = os.environ.get(name)
     return None if v is None or v == "" else v.strip().lower() not in ("0", "no", "false", "off")
 
@@ -74,7 +85,7 @@ class _Stream:
 class Region(contextlib.ContextDecorator):
     """Text on a channel while a block (or decorated function) runs; ended on exit, exceptions too."""
 
-    def __init__(self, client: "Client", name: Text, channel: int = 0, color: int | None = None) -> None:
+    def __init__(self, client: "Client", name: Text, channel: int = 0, color: Optional[int] = None) -> None:
         self.client, self.name, self.channel, self.color = client, name, channel, color
 
     def __enter__(self) -> "Region":
@@ -100,24 +111,24 @@ class Client:
 
     def __init__(
         self,
-        file: str | os.PathLike[str] | None = None,
-        protocol: int | None = None,
-        tcp: bool | None = None,
-        flush_interval: float | None = None,
+        file: Union[str, os.PathLike, None] = None,
+        protocol: Optional[int] = None,
+        tcp: Optional[bool] = None,
+        flush_interval: Optional[float] = None,
         *,
-        address_prefix: str | None = None,
-        tcp_ports: tuple[int, int] | None = None,
-        gatord: bool | None = None,
+        address_prefix: Optional[str] = None,
+        tcp_ports: Optional[Tuple[int, int]] = None,
+        gatord: Optional[bool] = None,
         retry_interval: float = 1.0,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         dont_mangle_keys: bool = False,
         send_timeout: float = 2.0,
     ) -> None:
-        self._options: dict[str, Any] = {}
-        self._counters: list[bytes] = []  # definitions, for re-sending after a capture restart
-        self._tracks: list[bytes] = []
-        self._views: list[bytes] = []
-        self._log: MarkerLog | None = None
+        self._options: Dict[str, Any] = {}
+        self._counters: List[bytes] = []  # definitions, for re-sending after a capture restart
+        self._tracks: List[bytes] = []
+        self._views: List[bytes] = []
+        self._log: Optional[MarkerLog] = None
         self._configured = False
         self._closed = False
         self._on = True  # accept messages (capturing, or a file to write); optimistic until set up
@@ -139,6 +150,7 @@ class Client:
 
     def _reset_process_state(self) -> None:
         """Everything that belongs to one process: locks, threads, connections, buffers."""
+        self._pid = os.getpid()
         self._lock = threading.RLock()  # sending and writing (sender, flush, close)
         self._state_lock = threading.RLock()  # the stream registry; never held while sending
         self._wake = threading.Event()
@@ -146,9 +158,9 @@ class Client:
 
     def _reset_streams(self) -> None:
         self._tls = threading.local()
-        self._streams: dict[int, _Stream] = {}
-        self._retired: list[_Stream] = []  # ended threads whose tid a new thread got
-        self._sender: threading.Thread | None = None
+        self._streams: Dict[int, _Stream] = {}
+        self._retired: List[_Stream] = []  # ended threads whose tid a new thread got
+        self._sender: Optional[threading.Thread] = None
         self._stop = False
         self._ctrl = None
         self._next_ctrl_try = 0.0
@@ -214,6 +226,8 @@ class Client:
 
         Later calls are dropped until :meth:`setup` is called again.
         """
+        if self._pid != os.getpid():  # a forked child without fork hooks (Python 3.6): not its state
+            return
         with self._lock:
             if self._closed or not self._configured:
                 self._closed = True
@@ -235,7 +249,7 @@ class Client:
 
     def flush(self) -> None:
         """Send and write everything buffered so far, now (``gator_annotate_flush()``)."""
-        if self._configured and not self._closed:
+        if self._configured and not self._closed and self._pid == os.getpid():
             with self._lock:
                 self._guarded(self._service)
 
@@ -258,13 +272,13 @@ class Client:
 
     # --- hot path -----------------------------------------------------------------------------
 
-    def _attach(self) -> _Stream | None:
+    def _attach(self) -> Optional[_Stream]:
         """First message of this thread (in this process/configuration): create its stream."""
         with self._state_lock:
             if self._closed or not self._on:
                 return None
             self._start_sender()
-            tid = threading.get_native_id()
+            tid = _gettid()
             old = self._streams.get(tid)
             if old is not None:  # an ended thread whose id the kernel gave to this one
                 self._retired.append(old)
@@ -458,7 +472,7 @@ class Client:
             if self._streams.get(st.tid) is st:
                 del self._streams[st.tid]
 
-    def _snapshot(self) -> list[_Stream]:
+    def _snapshot(self) -> List[_Stream]:
         with self._state_lock:
             return list(self._streams.values())
 
@@ -475,7 +489,7 @@ class Client:
 
     # --- the API (names of streamline_annotate.h) ---------------------------------------------
 
-    def text(self, s: Text | None = "", channel: int = 0, color: int | None = None) -> None:
+    def text(self, s: Optional[Text] = "", channel: int = 0, color: Optional[int] = None) -> None:
         """Text on ``channel`` of this thread until the next text or :meth:`end` there."""
         if self._on:
             t = _clock(_RAW)
@@ -486,7 +500,7 @@ class Client:
         if self._on:
             self._put(_text(_clock(_RAW), channel, None))
 
-    def marker(self, s: Text | None = "", color: int | None = None) -> None:
+    def marker(self, s: Optional[Text] = "", color: Optional[int] = None) -> None:
         """A marker (bookmark) on the timeline, optionally labelled and coloured."""
         if self._on:
             t = _clock(_RAW)
@@ -507,7 +521,7 @@ class Client:
         if self._on:
             self._put(wire.visual(_clock(_RAW), s, data))
 
-    def _define(self, registry: list[bytes], msg: bytes) -> None:
+    def _define(self, registry: List[bytes], msg: bytes) -> None:
         registry.append(msg)
         if self._on:
             self._put(msg)
@@ -524,7 +538,7 @@ class Client:
         """``ANNOTATE_DELTA_COUNTER``: values are increments (accumulated)."""
         self.counter(key, title, name, counter_class=wire.DELTA, display=wire.ACCUMULATE)
 
-    def counter_value(self, key: int, value: int, core: int = 0, time: int | None = None) -> None:
+    def counter_value(self, key: int, value: int, core: int = 0, time: Optional[int] = None) -> None:
         """A value of counter ``key`` (at ``time`` ns CLOCK_MONOTONIC_RAW, default now)."""
         if self._on:
             if not self._configured:
@@ -578,7 +592,7 @@ class Client:
         if self._on:
             self._put(wire.cam_job_stop(view, job, time))
 
-    def region(self, name: Text, channel: int = 0, color: int | None = None) -> Region:
+    def region(self, name: Text, channel: int = 0, color: Optional[int] = None) -> Region:
         """``with client.region("conv1"):`` or ``@client.region("conv1")``: text at entry, end at exit."""
         return Region(self, name, channel, color)
 
@@ -587,7 +601,7 @@ class Client:
 
 _clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
 _hooked_pid = 0
-_previous_handlers: dict[int, Any] = {}
+_previous_handlers: Dict[int, Any] = {}
 
 
 def shutdown_all() -> None:
@@ -635,4 +649,5 @@ def _after_fork_in_child() -> None:
         c._after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # Python 3.7+; on 3.6 a forked child must not annotate
+    os.register_at_fork(after_in_child=_after_fork_in_child)

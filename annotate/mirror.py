@@ -5,8 +5,6 @@ id = the thread's native id). Every record is one ``write()`` on an ``O_APPEND``
 several processes (a forked child, or another process given the same path) can share a file.
 """
 
-from __future__ import annotations
-
 import fcntl
 import json
 import os
@@ -14,7 +12,9 @@ import socket
 import struct
 import sys
 import time
-from typing import Any
+from typing import Any, Dict, Union
+
+from annotate.wire import RAW_CLOCK, clock_ns
 
 MAGIC = b"SBMARK1\n"
 VERSION = 1
@@ -23,7 +23,7 @@ OPENED, MESSAGES, CLOSED = 1, 2, 3
 _record_header = struct.Struct("<BII").pack
 
 
-def header(meta: dict[str, Any]) -> bytes:
+def header(meta: Dict[str, Any]) -> bytes:
     """The file header: magic, u32 version, u32 n, n bytes of JSON metadata."""
     blob = json.dumps(meta, separators=(",", ":")).encode()
     return MAGIC + struct.pack("<II", VERSION, len(blob)) + blob
@@ -34,10 +34,10 @@ def record(kind: int, stream: int, payload: bytes = b"") -> bytes:
     return _record_header(kind, stream & 0xFFFFFFFF, len(payload)) + payload
 
 
-def metadata(protocol: int, writer: str = "annotate") -> dict[str, Any]:
+def metadata(protocol: int, writer: str = "annotate") -> Dict[str, Any]:
     """The header's JSON object, with the clock pair taken now."""
-    mono = time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
-    real = time.time_ns()
+    mono = clock_ns(RAW_CLOCK)
+    real = clock_ns(time.CLOCK_REALTIME)
     return {
         "writer": writer,
         "clock": "CLOCK_MONOTONIC_RAW",
@@ -57,7 +57,7 @@ class MarkerLogError(OSError):
 class MarkerLog:
     """An open marker log. A new or empty file gets a header; an existing marker log is appended to."""
 
-    def __init__(self, path: str | os.PathLike[str], protocol: int, writer: str = "annotate") -> None:
+    def __init__(self, path: Union[str, os.PathLike], protocol: int, writer: str = "annotate") -> None:
         self.path = os.fspath(path)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:

@@ -6,30 +6,32 @@ The names can be changed (``prefix``; the control name is ``prefix + "-parent"``
 and benchmarks can run a private listener beside a real gatord.
 """
 
-from __future__ import annotations
-
 import socket
-from dataclasses import dataclass
+from typing import Optional, Tuple, Union
 
 DEFAULT_PREFIX = "streamline-annotate"
 DEFAULT_TCP_PORTS = (8082, 8083)
 TCP_HOST = "127.0.0.1"
 
+Address = Union[bytes, Tuple[str, int]]
 
-@dataclass(frozen=True)
+
 class Endpoints:
     """The control and data addresses of one gatord (abstract UDS names or TCP ports)."""
 
-    prefix: str = DEFAULT_PREFIX
-    tcp: bool = False
-    tcp_ports: tuple[int, int] = DEFAULT_TCP_PORTS
+    __slots__ = ("prefix", "tcp", "tcp_ports")
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX, tcp: bool = False, tcp_ports: Tuple[int, int] = DEFAULT_TCP_PORTS) -> None:
+        self.prefix = prefix
+        self.tcp = tcp
+        self.tcp_ports = tuple(tcp_ports)
 
     @property
-    def control(self) -> bytes | tuple[str, int]:
+    def control(self) -> Address:
         return (TCP_HOST, self.tcp_ports[0]) if self.tcp else b"\0" + self.prefix.encode() + b"-parent"
 
     @property
-    def data(self) -> bytes | tuple[str, int]:
+    def data(self) -> Address:
         return (TCP_HOST, self.tcp_ports[1]) if self.tcp else b"\0" + self.prefix.encode()
 
     def describe(self) -> str:
@@ -37,7 +39,7 @@ class Endpoints:
             return f"tcp {TCP_HOST}:{self.tcp_ports[0]}/{self.tcp_ports[1]}"
         return f"unix abstract @{self.prefix}-parent / @{self.prefix}"
 
-    def _connect(self, address: bytes | tuple[str, int], timeout: float) -> socket.socket:
+    def _connect(self, address: Address, timeout: float) -> socket.socket:
         family = socket.AF_INET if self.tcp else socket.AF_UNIX
         s = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
@@ -67,7 +69,7 @@ class Endpoints:
         return s
 
 
-def poll_control(sock: socket.socket) -> bytes | None:
+def poll_control(sock: socket.socket) -> Optional[bytes]:
     """Bytes gatord wrote on the control connection (b"" = it closed), None when nothing yet."""
     try:
         data = sock.recv(64)

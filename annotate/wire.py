@@ -10,11 +10,9 @@ Strings may be ``str`` (sent as UTF-8) or ``bytes``. Fields that the protocol NU
 ``strlen`` would; tail strings are sent whole.
 """
 
-from __future__ import annotations
-
 import struct
 import time
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Optional, Sequence, Tuple, Union
 
 Text = Union[str, bytes]
 
@@ -62,13 +60,19 @@ AVERAGE, ACCUMULATE, HERTZ, MAXIMUM, MINIMUM = 1, 2, 3, 4, 5
 STACKED, OVERLAY, LOG10 = 1, 2, 3
 FILL, LINE, BAR = 1, 2, 3
 
-_clock = time.clock_gettime_ns
-_RAW = time.CLOCK_MONOTONIC_RAW
+RAW_CLOCK = time.CLOCK_MONOTONIC_RAW
+try:
+    clock_ns = time.clock_gettime_ns
+except AttributeError:  # Python 3.6
+
+    def clock_ns(clock: int) -> int:
+        """``time.clock_gettime_ns`` from the float clock (sub-ns precision for months of uptime)."""
+        return int(time.clock_gettime(clock) * 1e9)
 
 
 def now() -> int:
     """CLOCK_MONOTONIC_RAW in ns: the clock of every annotation time (``gator_get_time()``)."""
-    return _clock(_RAW)
+    return clock_ns(RAW_CLOCK)
 
 
 def rgb(r: int, g: int, b: int) -> int:
@@ -104,7 +108,7 @@ def packed64(v: int) -> bytes:
 _SMALL = {i: packed32(i) for i in range(-64, 64)}
 # Two LEB128 groups with the continuation bit, for each 14-bit value.
 _LOW14 = [bytes(((i & 0x7F) | 0x80, ((i >> 7) & 0x7F) | 0x80)) for i in range(1 << 14)]
-_time_cache: tuple[int, bytes] = (-1, b"")  # (t >> 28, sleb128(t >> 28)), replaced whole
+_time_cache: Tuple[int, bytes] = (-1, b"")  # (t >> 28, sleb128(t >> 28)), replaced whole
 
 
 def p32(v: int) -> bytes:
@@ -131,7 +135,7 @@ def color_bytes(c: int) -> bytes:
     return bytes(((c >> 8) & 0xFF, (c >> 16) & 0xFF, (c >> 24) & 0xFF, c & 0xFF))
 
 
-def utf8(s: Text | None) -> bytes:
+def utf8(s: Optional[Text]) -> bytes:
     """A tail string's bytes (``None`` = empty, as a NULL ``char*``; other objects via ``str``)."""
     if s.__class__ is str:
         try:
@@ -143,7 +147,7 @@ def utf8(s: Text | None) -> bytes:
     return bytes(s) if isinstance(s, (bytes, bytearray, memoryview)) else utf8(str(s))
 
 
-def zstr(s: Text | None) -> bytes:
+def zstr(s: Optional[Text]) -> bytes:
     """A NUL-terminated string field: the text up to its first NUL, then NUL."""
     return utf8(s).split(b"\0", 1)[0] + b"\0"
 
@@ -167,43 +171,43 @@ def handshake(tid: int, pid: int, protocol: int = DEFAULT_PROTOCOL, dont_mangle_
 # --- one encoder per message code --------------------------------------------------------------
 
 
-def text(time: int, channel: int, s: Text | None) -> bytes:
+def text(time: int, channel: int, s: Optional[Text]) -> bytes:
     """0x01: text on ``channel``; empty ``s`` ends the channel's annotation."""
     body = ptime(time) + p32(channel) + utf8(s)
     n = len(body)
     return (_HEADERS[TEXT][n] if n < 256 else _pack_header(TEXT, n)) + body
 
 
-def text_color(time: int, channel: int, col: int, s: Text | None) -> bytes:
+def text_color(time: int, channel: int, col: int, s: Optional[Text]) -> bytes:
     """0x02: coloured text on ``channel``."""
     body = ptime(time) + p32(channel) + color_bytes(col) + utf8(s)
     n = len(body)
     return (_HEADERS[TEXT_COLOR][n] if n < 256 else _pack_header(TEXT_COLOR, n)) + body
 
 
-def name_channel(time: int, channel: int, group: int, name: Text | None) -> bytes:
+def name_channel(time: int, channel: int, group: int, name: Optional[Text]) -> bytes:
     """0x03: name ``channel`` and put it in ``group``."""
     return frame(NAME_CHANNEL, ptime(time) + p32(channel) + p32(group) + utf8(name))
 
 
-def name_group(time: int, group: int, name: Text | None) -> bytes:
+def name_group(time: int, group: int, name: Optional[Text]) -> bytes:
     """0x04: name ``group``."""
     return frame(NAME_GROUP, ptime(time) + p32(group) + utf8(name))
 
 
-def visual(time: int, s: Text | None, data: bytes) -> bytes:
+def visual(time: int, s: Optional[Text], data: bytes) -> bytes:
     """0x05: an image (any format Streamline detects) with a caption."""
     return frame(VISUAL, ptime(time) + zstr(s) + bytes(data))
 
 
-def marker(time: int, s: Text | None) -> bytes:
+def marker(time: int, s: Optional[Text]) -> bytes:
     """0x06: a marker (bookmark), optionally labelled."""
     body = ptime(time) + utf8(s)
     n = len(body)
     return (_HEADERS[MARKER][n] if n < 256 else _pack_header(MARKER, n)) + body
 
 
-def marker_color(time: int, col: int, s: Text | None) -> bytes:
+def marker_color(time: int, col: int, s: Optional[Text]) -> bytes:
     """0x07: a coloured marker."""
     body = ptime(time) + color_bytes(col) + utf8(s)
     n = len(body)
@@ -212,13 +216,13 @@ def marker_color(time: int, col: int, s: Text | None) -> bytes:
 
 def counter(
     key: int,
-    title: Text | None,
-    name: Text | None,
+    title: Optional[Text],
+    name: Optional[Text],
     *,
     per_cpu: bool = False,
     counter_class: int = ABSOLUTE,
     display: int = MAXIMUM,
-    units: Text | None = "",
+    units: Optional[Text] = "",
     modifier: int = 1,
     series_composition: int = STACKED,
     rendering_type: int = FILL,
@@ -229,7 +233,7 @@ def counter(
     activity_colors: Sequence[int] = (),
     cores: int = 0,
     color: int = COLOR_CYCLE,
-    description: Text | None = "",
+    description: Optional[Text] = "",
 ) -> bytes:
     """0x08: a counter definition (all 18 fields of ``gator_annotate_counter``; spec section 6).
 
@@ -273,7 +277,7 @@ def activity_switch(time: int, core: int, key: int, activity: int, tid: int) -> 
     return frame(ACTIVITY_SWITCH, ptime(time) + p32(core) + p32(key) + p32(activity) + p32(tid))
 
 
-def cam_track(view: int, track: int, parent: int, name: Text | None) -> bytes:
+def cam_track(view: int, track: int, parent: int, name: Optional[Text]) -> bytes:
     """0x0b: a Custom Activity Map track (``parent`` -1 = root)."""
     return frame(CAM_TRACK, p32(view) + p32(track) + p32(parent) + utf8(name))
 
@@ -286,7 +290,7 @@ def _deps(primary: int, dependencies: Iterable[int]) -> bytes:
 def cam_job(
     view: int,
     job: int,
-    name: Text | None,
+    name: Optional[Text],
     track: int,
     start: int,
     duration: int,
@@ -299,12 +303,12 @@ def cam_job(
     return frame(CAM_JOB, body + _deps(primary_dependency, dependencies) + utf8(name))
 
 
-def cam_view_name(view: int, name: Text | None) -> bytes:
+def cam_view_name(view: int, name: Optional[Text]) -> bytes:
     """0x0d: name a CAM view."""
     return frame(CAM_VIEW_NAME, p32(view) + utf8(name))
 
 
-def cam_job_start(view: int, job: int, name: Text | None, track: int, time: int, col: int) -> bytes:
+def cam_job_start(view: int, job: int, name: Optional[Text], track: int, time: int, col: int) -> bytes:
     """0x0e (v4+): a CAM job starts."""
     return frame(CAM_JOB_START, p32(view) + p32(job) + p32(track) + packed64(time) + color_bytes(col) + utf8(name))
 
