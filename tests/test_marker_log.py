@@ -8,6 +8,8 @@ import struct
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streamline_bridge import ingest
 from streamline_bridge.commands import inspect
@@ -205,3 +207,23 @@ def test_inspect_truncated_log(tmp_path, log_bytes, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["partial"] is True and info["markers"]["count"] > 0
     assert any("cut.sbm at byte" in i for i in info["issues"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_damaged_logs_never_crash(tmp_path, log_bytes, data):
+    raw = bytearray(log_bytes)
+    for _ in range(data.draw(st.integers(1, 6))):
+        i = data.draw(st.integers(16, len(raw) - 1))  # past the magic and version: those are checked strictly
+        raw[i] = data.draw(st.integers(0, 255))
+    raw = raw[:data.draw(st.integers(0, len(raw)))]
+    p = write(tmp_path, bytes(raw), "fuzz.sbm")
+    try:
+        rec = marker_log.read(p)
+    except InputError as exc:
+        assert "fuzz.sbm" in str(exc)
+        return
+    assert all(i.file.endswith("fuzz.sbm") for i in rec.meta.issues)
+    assert rec.meta.partial or rec.meta.issues == [] or all(i.action in ("ignored", "earlier stream ended there")
+                                                           for i in rec.meta.issues)
+    assert set(rec.markers["stream"]) <= {e["stream"] for e in rec.meta.extra["streams"]}

@@ -82,7 +82,7 @@ def read(path: Path) -> Recording:
     header, pos = _header(r, data)
     streams = _records(r, data, pos) if pos else []
     base = header.get("monotonic_raw_ns")
-    base = base if isinstance(base, int) else None
+    base = base if type(base) is int else None  # (not a bool, not a float)
     tables, info, counters = [], [], {}
     for st in streams:
         decoded, entry = _decode(r, st)
