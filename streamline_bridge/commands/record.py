@@ -194,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
             exit_code = 127
             manifest["error"] = f"{cmd[0]}: {exc.strerror}"
         t.append(_now())
+        check()  # the sampler may have failed after the last look
         if not interrupted and "error" not in manifest and sampler_error is None:
             status.enter(f"idle after ({args.idle:g} s)")
             _wait(args.idle, status, check)
