@@ -169,3 +169,20 @@ def test_address_in_use_is_one_clear_error(tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert f"cannot listen on unix abstract @{lst.prefix}-parent" in r.stderr and "another listener" in r.stderr
     assert rc == 0 and "0 messages from 0 connection(s)" in stdout
+
+
+def test_large_message_in_small_pieces(tmp_path):
+    from annotate import wire
+
+    image = bytes(range(256)) * 4096  # 1 MiB: arrives over many reads
+    stream = wire.handshake(5, 6) + wire.visual(123, "frame", image) + wire.text(124, 0, "after")
+    out = tmp_path / "big.sbm"
+    lst = Running(out)
+    s = lst.connect()
+    for i in range(0, len(stream), 4096):
+        s.sendall(stream[i:i + 4096])
+    s.close()
+    rc, stdout, stderr = lst.stop()
+    assert rc == 0 and "warning" not in stderr and "2 messages from 1 connection(s)" in stdout
+    rec = marker_log.read(out)
+    assert list(rec.markers["kind"]) == ["visual", "text"] and rec.meta.extra["streams"][0]["bytes"] == len(stream)
