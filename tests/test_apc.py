@@ -115,6 +115,8 @@ def test_hwmon_microwatts_scaled_to_mw(vectors):
 def test_meta_extra_for_inspect(vectors):
     extra = apc.read(vectors / "apc" / "gatord-6.5-local.apc").meta.extra
     assert extra["external"] == {"empty_frames": 1, "id_only_frames": 2, "close_records": 2}
+    # 6.x writes BLOCK_COUNTER frames of type + core only (README); id-only EXTERNAL frames have a body: the id
+    assert extra["header_only_frames"] == {"BLOCK_COUNTER": 2, "EXTERNAL": 1}
     assert extra["summary"]["clock_count"] == 3
     assert 5.0 < extra["duration_s"] < 5.1
     assert all(s["closed"] for s in extra["streams"])

@@ -46,6 +46,7 @@ def test_four_clock_summary_after_perf_attrs_and_bulk_frames_skipped(tmp_path):
     assert rec.meta.extra["frames"] == {"SUMMARY": 1, "BLOCK_COUNTER": 1, "SCHED_TRACE": 1, "PERF_ATTRS": 3,
                                         "PERF_DATA": 2}
     assert rec.meta.extra["skipped_bytes"]["PERF_DATA"] == 2 * 6 + 1000 + 5000
+    assert rec.meta.extra["header_only_frames"] == {"PERF_ATTRS": 3}
     p = {r: float(v) for r, v in zip(rec.power["rail"], rec.power["power_mw"])}
     assert p == {"VDD_IN": 2000.0, "VDD_GPU": 1500.0, "VDD_CPU": 3000.0}  # µW, mW and W
     assert rec.power["time_ns"].tolist() == [BASE + 5 * MS] * 3

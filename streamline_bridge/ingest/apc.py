@@ -204,6 +204,7 @@ def _decode(r: _Reader, buf, captured: CapturedXml | None, events: dict[str, Eve
         "frames": {fr.FRAME_NAMES.get(t, f"type {t}"): n for t, n in sorted(w.counts.items())},
         "skipped_bytes": {fr.FRAME_NAMES.get(t, f"type {t}"): n for t, n in sorted(w.sizes.items())
                           if t not in fr.DECODED},
+        "header_only_frames": {fr.FRAME_NAMES.get(t, f"type {t}"): n for t, n in sorted(w.header_only.items())},
         "bytes_read": w.end,
     }
     if captured is not None:

@@ -245,6 +245,7 @@ class Walk:
     frames: dict[int, list[int]] = field(default_factory=dict)
     unknown: list[tuple[int, int]] = field(default_factory=list)  # (record offset, type) skipped
     zero_length: int = 0  # records of length 0 (not written by gatord; skipped)
+    header_only: dict[int, int] = field(default_factory=dict)  # frames with a type (+ core) and no body
     end: int = 0  # offset where the walk stopped (== len(buf) when the whole buffer was read)
     error: FrameError | None = None  # why the walk stopped early
 
@@ -262,6 +263,7 @@ def walk(buf, start: int = 0) -> Walk:
     lists: dict[int, list[int]] = {t: [] for t in DECODED}
     keep = {t: lists[t].append for t in DECODED}
     zero = 0
+    header_only: dict[int, int] = {}
     unknown: list[tuple[int, int]] = []
     error = None
     pos = start
@@ -282,6 +284,8 @@ def walk(buf, start: int = 0) -> Walk:
             break
         t = buf[s]
         counts[t] += 1
+        if length <= 2 and (length == 1 or t in CORE_FIELD):
+            header_only[t] = header_only.get(t, 0) + 1
         sizes[t] += length
         add = keep.get(t)
         if add is not None:
@@ -296,6 +300,7 @@ def walk(buf, start: int = 0) -> Walk:
         frames=lists,
         unknown=unknown,
         zero_length=zero,
+        header_only=header_only,
         end=pos,
         error=error,
     )
