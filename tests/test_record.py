@@ -130,8 +130,18 @@ cpu = pathlib.Path({str(cpu)!r})
 cpu.write_text("")  # emptied and removed: the sampler's reads fail from now on
 cpu.unlink()
 log = pathlib.Path(os.environ["STREAMLINE_ANNOTATE_FILE"]).with_name("power.sbp")
+pid = read_log(log).meta["pid"]
+
+
+def sampler_gone():
+    try:
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 deadline = time.monotonic() + 30
-while read_log(log).trailer is None and time.monotonic() < deadline:
+while not (read_log(log).trailer and sampler_gone()) and time.monotonic() < deadline:
     time.sleep(0.05)
 """
     run = tmp_path / "run"
