@@ -7,7 +7,8 @@ Each figure is this process's CPU time (user + system, all threads: the sender's
 included) for N calls plus the final flush, divided by N; CPU time rather than wall time so that
 other load on the machine does not count. Floor: ``os.write(fd, message)`` per call to a file,
 same bytes, measured in alternation with the cases (best of several rounds each).
-Goal: <= 2 µs per call and within 3x of the floor.
+Goal: <= 2 µs per call and within 3x of the floor (write-through, one ``os.write`` per call by
+design, is shown for information).
 
 ``python -m bench annotate`` (or ``python bench/bench_annotate.py``).
 """
@@ -34,6 +35,7 @@ from annotate import Client, wire
 
 GOAL_US = 2.0
 GOAL_RATIO = 3.0
+INFORMATIVE = ("file write-through",)
 
 _LISTENER = r"""
 import socket, sys, threading
@@ -112,12 +114,12 @@ def run(quick: bool) -> list[Result]:
                         floor = min(floor, _floor(msg, n, fd))
                         best[case] = min(best[case], _per_call(getattr(c, call), c.flush, n, label))
                 for case, us in best.items():
-                    ok = us <= GOAL_US and us <= GOAL_RATIO * floor
+                    if case in INFORMATIVE:  # an os.write per call by design: shown, not judged
+                        goal, ok = "(information)", None
+                    else:
+                        goal, ok = f"<= {GOAL_US} µs, <= {GOAL_RATIO}x floor", us <= GOAL_US and us <= GOAL_RATIO * floor
                     results.append(
-                        Result(
-                            "annotate", f"{call}(), {case}", us, "µs/call (CPU)", floor, "os.write same bytes",
-                            f"<= {GOAL_US} µs, <= {GOAL_RATIO}x floor", ok,
-                        )
+                        Result("annotate", f"{call}(), {case}", us, "µs/call (CPU)", floor, "os.write same bytes", goal, ok)
                     )
             os.close(fd)
             for c in clients.values():
@@ -130,4 +132,4 @@ def run(quick: bool) -> list[Result]:
 
 if __name__ == "__main__":
     for r in run("--quick" in sys.argv):
-        print(f"{r.metric:40s} {r.value:7.3f} {r.unit}  floor {r.baseline:.3f}  ratio {r.ratio:.2f}  ok={r.ok}")
+        print(f"{r.metric:40s} {r.value:7.3f} {r.unit}  floor {r.baseline:.3f}  ratio {r.ratio:.2f}  {r.goal} {r.ok}")
