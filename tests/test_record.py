@@ -135,7 +135,7 @@ pid = read_log(log).meta["pid"]
 
 def sampler_gone():
     try:
-        return pathlib.Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+        return pathlib.Path(f"/proc/{{pid}}/stat").read_text().split(") ")[1][0] == "Z"
     except FileNotFoundError:
         return True
 
