@@ -158,16 +158,16 @@ def _times(lines: list[TegrastatsLine], interval_ms: float | None) -> tuple[np.n
         return np.arange(n, dtype=np.int64) * period, period, how
     secs = np.array([(s - stamps[0]).total_seconds() for s in stamps], dtype=np.int64)
     if interval_ms:
-        period = int(round(interval_ms * 1e6))
+        period, source = int(round(interval_ms * 1e6)), "given interval"
     elif secs[-1] > 0:
         period = int(round(secs[-1] * 1e9 / max(n - 1, 1) / 1e6)) * 1_000_000 or 1_000_000
+        source = "measured"
     else:
-        period = DEFAULT_INTERVAL_MS * 1_000_000
+        period, source = DEFAULT_INTERVAL_MS * 1_000_000, "tegrastats' default interval; pass the real one"
     # lines sharing one stamp (1 s resolution) are spread by the period, in order
     run = np.zeros(n, dtype=np.int64)
     for i in range(1, n):
         run[i] = run[i - 1] + 1 if secs[i] == secs[i - 1] else 0
     times = secs * 1_000_000_000 + run * period
-    how = (f"times from the 1 s wall-clock stamps, lines within a second spread by {period / 1e6:g} ms "
-           + ("(given interval)" if interval_ms else "(measured)"))
+    how = f"times from the 1 s wall-clock stamps, lines within a second spread by {period / 1e6:g} ms ({source})"
     return times, period, how
