@@ -296,7 +296,9 @@ class Client:
     def _ensure_configured(self) -> None:
         """Implicit setup on first use, from the environment."""
         with self._lock:
-            if not self._configured:
+            if self._closed:  # shut down before its first use
+                self._on = False
+            elif not self._configured:
                 try:
                     self._configure()
                 except ValueError as exc:  # a bad environment value: run without annotations

@@ -351,3 +351,18 @@ def test_a_stalled_gatord_never_blocks_a_caller():
         assert len(main.messages) == n and main.messages[-1][1].endswith(f"{n - 1:040d}".encode())
     finally:
         g.stop()
+
+
+def test_calls_after_shutdown_are_dropped_and_setup_revives(tmp_path):
+    log = tmp_path / "late.sbm"
+    c = Client(file=log, gatord=False)
+    c.close()  # before any use: nothing is created
+    c.marker("dropped")
+    c.flush()
+    assert not log.exists()
+    c.setup()
+    c.marker("kept")
+    c.close()
+    c.marker("dropped too")
+    (s,) = walk_marker_log(log).streams().values()
+    assert [body[-4:] for _, body in s.messages] == [b"kept"]
