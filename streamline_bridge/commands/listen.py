@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
 from annotate.mirror import CLOSED, MESSAGES, OPENED, MarkerLog, record
-from annotate.transport import DEFAULT_PREFIX, Endpoints
+from annotate.transport import DEFAULT_PREFIX, DEFAULT_TCP_PORTS, Endpoints
 
 HELP = "accept annotation clients like gatord does and write their messages to a marker log"
 
@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="FILE",
                         help="marker log to write (an existing marker log is appended to)")
     parser.add_argument("--tcp", action="store_true", help="listen on TCP 127.0.0.1 instead of abstract Unix sockets")
-    parser.add_argument("--tcp-ports", default="8082,8083", metavar="CONTROL,DATA",
+    parser.add_argument("--tcp-ports", type=_ports, default=DEFAULT_TCP_PORTS, metavar="CONTROL,DATA",
                         help="TCP ports with --tcp (default: gatord's 8082,8083)")
     parser.add_argument("--socket-prefix", metavar="NAME",
                         help="abstract socket names @NAME-parent and @NAME (default: $STREAMLINE_ANNOTATE_SOCKET_PREFIX "
@@ -45,18 +45,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="write buffered records at least this often (default: $STREAMLINE_ANNOTATE_FLUSH_MS or 100)")
 
 
+def _ports(text: str) -> tuple[int, int]:
+    try:
+        control, data = (int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants CONTROL,DATA (two port numbers), got {text!r}") from None
+    return control, data
+
+
 def run(args: argparse.Namespace) -> int:
     from streamline_bridge.errors import InputError
 
-    try:
-        ports = tuple(int(p) for p in args.tcp_ports.split(","))
-        if len(ports) != 2:
-            raise ValueError
-    except ValueError:
-        raise InputError(None, f"--tcp-ports wants CONTROL,DATA, got {args.tcp_ports!r}") from None
     prefix = args.socket_prefix or os.environ.get("STREAMLINE_ANNOTATE_SOCKET_PREFIX") or DEFAULT_PREFIX
-    flush_ms = args.flush_ms if args.flush_ms is not None else float(os.environ.get("STREAMLINE_ANNOTATE_FLUSH_MS") or 100)
-    endpoints = Endpoints(prefix, args.tcp, ports)
+    try:
+        flush_ms = args.flush_ms if args.flush_ms is not None else float(os.environ.get("STREAMLINE_ANNOTATE_FLUSH_MS") or 100)
+    except ValueError:
+        raise InputError("STREAMLINE_ANNOTATE_FLUSH_MS", "not a number of milliseconds") from None
+    endpoints = Endpoints(prefix, args.tcp, args.tcp_ports)
     listener = Listener(endpoints, max(flush_ms, 0.0) / 1000)
     log = MarkerLog(args.output, protocol=5, writer="listen")
     for sig in (signal.SIGINT, signal.SIGTERM):
