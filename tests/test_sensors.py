@@ -28,7 +28,7 @@ def test_orin_rails_with_files_units_values_and_configured_interval(capsys) -> N
     assert gpu["unit"] == "mV*mA" and gpu["value_mw"] == pytest.approx(4984 * 480 / 1000)
     assert gpu["files"][0].endswith("ina3221/1-0040/hwmon/hwmon1/in1_input")
     assert gpu["configured_update_ms"] == 7 and gpu["measured_update_ms"] is None
-    assert s["config"]["devices"]["1-0041"] == {"update_interval_ms": 7, "samples": 1}
+    assert s["config"]["devices"]["1-0041"] == {"update_interval_ms": 7, "samples": 1} and s["advice"] == []
 
 
 def test_every_source_is_listed_available_or_with_its_reason(capsys, tmp_path: Path) -> None:
@@ -62,3 +62,13 @@ def test_text_output_and_errors(capsys, tmp_path: Path) -> None:
     assert "unknown power source 'bogus'" in capsys.readouterr().err
     assert main(["sensors", "--sysfs-root", str(tmp_path), "--source", "ina3221x", "--measure", "0"]) == 1
     assert "unavailable" in capsys.readouterr().out
+
+
+def test_triggered_ina3221x_gets_a_note(capsys, tmp_path: Path) -> None:
+    import shutil
+
+    tree = tmp_path / "sys"
+    shutil.copytree(FIXTURES / "sysfs/tx2-l4t32", tree)
+    (tree / "bus/i2c/drivers/ina3221x/0-0041/iio:device1/running_mode").write_text("0\n")
+    rc, found = sensors_json(capsys, "--sysfs-root", str(tree), "--source", "ina3221x", "--measure", "0")
+    assert rc == 0 and len(found[0]["advice"]) == 1 and found[0]["advice"][0].startswith("0-0041: running_mode is 0")

@@ -61,6 +61,7 @@ def _describe(candidate: Any, seconds: float) -> dict[str, Any]:
         "available": True,
         "estimated": src.estimated,
         "config": src.config,
+        "advice": src.advice(),
         "rails": [
             {"name": r.name, "unit": r.unit, "files": list(r.files), "extra": r.extra,
              "value_mw": None if v != v else v,
@@ -111,6 +112,8 @@ def _print_rich(found: list[dict[str, Any]]) -> None:
         con.print(t)
         if s["config"]:
             con.print(f"  configuration: {json.dumps(s['config'])}", highlight=False)
+        for hint in s["advice"]:
+            con.print(f"  [yellow]note:[/yellow] {hint}", highlight=False)
     for s in found:
         if not s["available"]:
             con.print(f"[dim]{s['source']}: unavailable: {s['reason']}[/dim]", highlight=False)

@@ -25,6 +25,11 @@ class Ina3221xSource(SysfsSource):
 
     name = "ina3221x"
 
+    def advice(self) -> list[str]:
+        return [f"{device}: running_mode is 0 (triggered): every read waits for a fresh conversion; "
+                f"`echo 1 > running_mode` (root) samples continuously"
+                for device, cfg in self.config.get("devices", {}).items() if cfg.get("running_mode") == 0]
+
 
 def _iio_dirs(device_dir: str) -> list[str]:
     found = glob.glob(os.path.join(glob.escape(device_dir), "iio:device*"))

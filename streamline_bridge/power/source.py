@@ -79,6 +79,10 @@ class Source(ABC):
         """The update period the sensor is configured for, in ns, when the source knows it."""
         return None
 
+    def advice(self) -> list[str]:
+        """Hints about the sensor's configuration that affect what can be measured (none by default)."""
+        return []
+
     def describe(self) -> dict[str, Any]:
         """Source, configuration and rails as stored in the power log header."""
         return {
