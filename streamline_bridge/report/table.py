@@ -11,15 +11,23 @@ from rich.table import Table
 from streamline_bridge.energy import EnergyResult
 
 
-def _num(value: float, digits: int = 3) -> str:
-    return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+def _decimals(value: float) -> int:
+    """Decimals that show ~4 significant digits of ``value`` (at least 1, at most 6)."""
+    if not value or pd.isna(value):
+        return 3
+    return int(min(6, max(1, 3 - math.floor(math.log10(abs(value))))))
 
 
-def _pm(mean: float, ci: float, digits: int = 3) -> str:
-    """``mean ± ci`` (just the mean where there is no interval)."""
+def _num(value: float) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.{_decimals(value)}f}"
+
+
+def _pm(mean: float, ci: float) -> str:
+    """``mean ±ci`` with the mean's decimals (just the mean where there is no interval)."""
     if pd.isna(mean):
         return "-"
-    return _num(mean, digits) if pd.isna(ci) else f"{mean:.{digits}f} ±{ci:.{digits}f}"
+    d = _decimals(mean)
+    return f"{mean:.{d}f}" if pd.isna(ci) else f"{mean:.{d}f} ±{ci:.{d}f}"
 
 
 def build(result: EnergyResult, rail: str) -> Table:
