@@ -250,3 +250,31 @@ def test_a_marker_log_cut_short_still_reports_and_exits_2(logs, tmp_path, capsys
     assert rc == 2
     assert pd.read_csv(tmp_path / "t.csv")["n"].tolist() == [ITERATIONS - 1] * 3 * len(LAYERS)
     assert "ends inside a record" in capsys.readouterr().err
+
+
+def test_a_real_gatord_capture_gives_the_integral_of_its_power_counter_over_its_annotations(vectors):
+    """gatord 6.5 capture: channel annotations of two threads and a fake VDD_GPU power counter (W)."""
+    expected = json.loads((vectors / "apc/gatord-6.5-local.expected.json").read_text())
+    start = expected["monotonic_raw_start"]
+    power = [s for s in expected["block_counter_samples"] if s["counter"] == "filesystem_fake_power"]
+    t = np.array([start + s["t_rel_ns"] for s in power], dtype=np.int64)
+    p = np.array([s["value"] for s in power], dtype=np.float64)  # mW (milli-units of W)
+    opened = {}
+    want = {}
+    for stream in expected["annotation_streams"]:
+        for msg in stream["messages"]:
+            if msg["name"] not in ("STR", "STR_COLOR"):
+                continue
+            key = (stream["tid"], msg["channel"])
+            if key in opened and opened[key][0]:
+                name, a = opened[key]
+                xs = np.concatenate([[a], t[(t > a) & (t < msg["time"])], [msg["time"]]])
+                ps = np.interp(xs, t, p)
+                want[name] = float(np.sum((ps[1:] + ps[:-1]) * np.diff(xs) / 2)) * 1e-9
+            opened[key] = (msg["text"], msg["time"])
+    res = energy_table(ingest.read(vectors / "apc/gatord-6.5-local.apc"), baseline="none")
+    got = res.table.set_index("name")["energy_mj"].to_dict()
+    assert set(got) == set(want) == {"conv1", "pool1", "hello", "worker"}
+    for name, e in want.items():
+        assert got[name] == pytest.approx(e, rel=1e-9)
+    assert any("never closed" in w and "red text" in w for w in res.warnings)
