@@ -447,40 +447,44 @@ def _sleb(arr: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 def _tails(buf: bytes, arr: np.ndarray, p: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """The strings ``buf[p:ends]`` as an object array, each distinct string decoded once.
 
-    Tails up to 32 bytes (layer names, empty ends) are gathered into fixed-width rows, hashed and
-    factorised with numpy/pandas; the grouping is verified row by row, so a hash collision only
-    costs the slow path. Longer tails are sliced one by one.
+    Tails up to 32 bytes (layer names, empty ends) go through :func:`_short_tails`; longer ones
+    are sliced one by one.
     """
     lengths = np.maximum(ends - p, 0)
+    long_rows = np.flatnonzero(lengths > _SHORT_TAIL)
+    if len(long_rows) == 0:
+        return _short_tails(buf, arr, p, lengths)
     out = np.empty(len(p), dtype=object)
-    short = lengths <= _SHORT_TAIL
-    for i in np.flatnonzero(~short).tolist():
+    rows = np.flatnonzero(lengths <= _SHORT_TAIL)
+    if len(rows):
+        out[rows] = _short_tails(buf, arr, p[rows], lengths[rows])
+    for i in long_rows.tolist():
         out[i] = buf[p[i]:ends[i]].decode("utf-8", "replace")
-    rows = np.flatnonzero(short)
-    if len(rows) == 0:
-        return out
-    ps, ls = p[rows], lengths[rows]
-    width = max(8, -(-int(ls.max()) // 8) * 8)
-    block = np.lib.stride_tricks.sliding_window_view(arr, width)[ps]  # row i = arr[ps[i]:ps[i] + width]
-    block &= (np.arange(width) < np.arange(width + 1)[:, None]).astype(np.uint8)[ls] * np.uint8(0xFF)
-    words = block.view(np.uint64)
+    return out
+
+
+def _short_tails(buf: bytes, arr: np.ndarray, ps: np.ndarray, ls: np.ndarray) -> np.ndarray:
+    """Strings of at most 32 bytes: read as up to four little-endian words masked to their length,
+    hashed and factorised; the grouping is verified row by row, so a hash collision only costs the
+    slow path (every row decoded)."""
+    u64 = np.ndarray((len(arr) - 7,), dtype="<u8", buffer=arr, strides=(1,))  # the 8 bytes at each offset
+    words = [u64[ps + 8 * j] & _LOW_BYTES[np.clip(ls - 8 * j, 0, 8)] for j in range(max(1, -(-int(ls.max()) // 8)))]
     h = ls.astype(np.uint64) * _HASH_MUL
-    for w in words.T:
+    for w in words:
         h = (h ^ w) * _HASH_MUL
     codes, uniques = pd.factorize(h)
     rep = np.empty(len(uniques), np.int64)
     rep[codes] = np.arange(len(codes))
-    if np.array_equal(words, words[rep[codes]]) and np.array_equal(ls, ls[rep[codes]]):
-        distinct = _object_array([buf[a:a + n].decode("utf-8", "replace")
-                                  for a, n in zip(ps[rep].tolist(), ls[rep].tolist())])
-        out[rows] = distinct[codes]
-    else:  # a hash collision: decode every row
-        out[rows] = _object_array([buf[a:a + n].decode("utf-8", "replace") for a, n in zip(ps.tolist(), ls.tolist())])
-    return out
+    back = rep[codes]
+    if np.array_equal(ls, ls[back]) and all(np.array_equal(w, w[back]) for w in words):
+        return _object_array([buf[a:a + n].decode("utf-8", "replace")
+                              for a, n in zip(ps[rep].tolist(), ls[rep].tolist())])[codes]
+    return _object_array([buf[a:a + n].decode("utf-8", "replace") for a, n in zip(ps.tolist(), ls.tolist())])
 
 
 _SHORT_TAIL = 32
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
+_LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)  # masks keeping the n low bytes
 def _decode_layout(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                    layout: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], np.ndarray]:
     """Fields of messages sharing a fixed layout; also per message 0 (good) or the index of its fault in _FAULTS."""
