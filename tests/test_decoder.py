@@ -221,3 +221,15 @@ def test_large_synthetic_stream_matches_scalar_view():
     d = decode(b"".join(parts))
     assert list(d.fields[9].columns["time"]) == values
     assert list(d.fields[9].columns["value"]) == [-v for v in values]
+
+
+def test_string_hash_collisions_fall_back_to_decoding_every_row():
+    from unittest import mock
+
+    from streamline_bridge.ingest import annotation_stream
+
+    texts = [f"layer{i % 40}" for i in range(200)] + ["x" * 40, ""]  # 40-byte one takes the long path
+    data = handshake() + b"".join(frame(1, b"\x01\x00" + t.encode()) for t in texts)
+    with mock.patch.object(annotation_stream, "_HASH_MUL", np.uint64(0)):  # every string hashes alike
+        collided = decode(data)
+    assert list(collided.fields[1].columns["text"]) == texts == list(decode(data).fields[1].columns["text"])
