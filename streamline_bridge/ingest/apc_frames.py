@@ -3,9 +3,10 @@
 Layouts follow ``apc-capture-format.md`` (§3–§6) and ``annotate-protocol.md`` §9.1. The structures
 are declared with :mod:`construct` (they parse *and* build, so ``tests/apc_writer.py`` builds from
 the same declarations); they are used where records are few (Summary, core names, COUNTER and
-legacy ANNOTATE frames). The hot paths — the record walk, EXTERNAL chunk collection and
-BLOCK_COUNTER pairs — use :func:`sleb` on the raw buffer instead, because a construct parse per
-record costs tens of microseconds.
+legacy ANNOTATE frames). The hot paths do not go through construct: the record walk and the
+EXTERNAL chunk collection read the raw buffer (:func:`sleb`), and BLOCK_COUNTER frames are decoded
+all at once with numpy — a construct parse of each record header costs ~30 µs against ~0.6 µs
+(``python -m bench ingest``).
 """
 
 from __future__ import annotations
@@ -16,23 +17,22 @@ import struct
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from construct import (
     Bytes,
-    ConstructError,
-    ExplicitError,
-    Error,
-    GreedyBytes,
-    Prefixed,
     Const,
     Construct,
+    ConstructError,
+    Error,
+    ExplicitError,
+    GreedyBytes,
     If,
-    Int8ul,
     Int16ul,
     Int32sl,
     Int32ul,
+    Int8ul,
     PascalString,
     Peek,
+    Prefixed,
     RepeatUntil,
     Struct,
     Switch,
