@@ -33,6 +33,7 @@ from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_mark
 
 FORMAT = "tegrastats"
 DEFAULT_INTERVAL_MS = 1000
+NOT_CONNECTED = "NC"  # Orin's name for an unconnected monitor channel (always 0 mW)
 
 _STAMP = re.compile(r"^\s*(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2}):(\d{2})\s+")
 _NUM = r"(\d+(?:\.\d+)?)"
@@ -55,7 +56,8 @@ class TegrastatsLine:
 def parse_line(line: str) -> TegrastatsLine | None:
     """The power fields of one tegrastats line; ``None`` when it is not a tegrastats line.
 
-    A rail name seen twice in a line (Orin's ``NC`` "not connected" rails) gets ``#2``, ``#3``...
+    A rail name seen twice in a line (Orin's ``NC`` "not connected" rails) gets ``#2``, ``#3``...;
+    :func:`read_log` leaves the ``NC`` rails out.
     """
     m = _STAMP.match(line)
     stamp = None
@@ -125,6 +127,11 @@ def read_log(path: str | os.PathLike[str], interval_ms: float | None = None) -> 
     if not lines:
         raise InputError(p, "no tegrastats lines")
     names = list(dict.fromkeys(r for ln in lines for r in ln.rails))
+    unconnected = [n for n in names if n.split("#")[0] == NOT_CONNECTED]
+    if unconnected:
+        names = [n for n in names if n not in unconnected]
+        issues.append(Issue(str(p), f"{len(unconnected)} rail(s) named {NOT_CONNECTED} (not connected) left out",
+                            action="skipped"))
     times, period, how = _times(lines, interval_ms)
     issues.append(Issue(str(p), how, action="times estimated"))
     meta = Meta(format=FORMAT, sources=[str(p)], issues=issues, partial=partial,
