@@ -445,3 +445,49 @@ def test_an_export_log_with_an_export_timeline_stay_on_the_capture_clock_and_mix
         combine([native_markers, Recording(empty_markers(), moved, timeline.meta)])
     placed = combine([native_markers, Recording(empty_markers(), moved, timeline.meta)], offset_ns=30 * MS)
     pd.testing.assert_frame_equal(energy_table(placed).table, want)
+
+
+def test_held_values_become_the_step_function_of_the_sensor_windows():
+    # a sensor updating every 7 ms with the mean of its last period, read every 1 ms
+    t = np.arange(0, 50, dtype=np.int64) * MS
+    means = np.array([100.0, 200.0, 300.0, 200.0, 500.0, 400.0, 600.0, 700.0])
+    p = means[t // (7 * MS)]
+    steps_t, steps_p = integrate.held_windows(t, p, 7 * MS)
+    # updates seen at 7, 14, ... ms, placed halfway between the samples around the change
+    assert steps_t.tolist()[:8] == [0, 0, 0, 6_500_000, 6_500_000, 6_500_000, 6_500_000, 13_500_000]
+    assert steps_p.tolist()[:8] == [100.0, 100.0, 200.0, 200.0, 200.0, 200.0, 300.0, 300.0]
+    rail = integrate.prepare(t, p, held_period_ns=7 * MS)
+    assert rail.last_ns == 48_500_000  # nothing is known after the last change
+    # the value seen at 14 ms is the mean over (6.5, 13.5] ms: exact over that window
+    assert integrate.energy_between(rail, [6_500_000], [13_500_000])[0] == pytest.approx(300.0 * 7e-3)
+    # an update that repeats its value: the new value covers one period, the old one the rest
+    p2 = np.select([t < 21 * MS, t < 35 * MS], [100.0, 900.0], 400.0)
+    rail2 = integrate.prepare(t, p2, held_period_ns=7 * MS)
+    edges = np.array([0, 13.5, 20.5, 27.5, 34.5]) * MS
+    e = integrate.energy_between(rail2, edges[:-1], edges[1:])
+    np.testing.assert_allclose(e, [100.0 * 13.5e-3, 900.0 * 7e-3, 900.0 * 7e-3, 400.0 * 7e-3])
+
+
+def test_held_model_removes_the_lag_of_a_windowed_sensor():
+    """A 5 W layer between 1 W layers, read through a 7 ms box sensor: raw samples lag by about a period
+    (the layer loses ~ΔP·T); the held-window model leaves only the sensor's smoothing (~ΔP·T/6 per edge)."""
+    rng = np.random.default_rng(3)
+    period, layers, t0 = 7 * MS, [], 20 * MS
+    for _ in range(150):
+        seq = sequence(["A", "B", "C"], [20.0, 30.0, 20.0], start_ns=t0)
+        layers += seq
+        t0 = seq[-1][2] + int(rng.uniform(1, 8) * MS)
+    t_fine = np.arange(0, t0 + 30 * MS, 20_000, dtype=np.int64)
+    p_fine = np.full(len(t_fine), 1000.0)
+    for name, a, b in layers:
+        if name == "B":
+            p_fine[(t_fine >= a) & (t_fine < b)] = 5000.0
+    t, p = box_sensor(t_fine, p_fine, period, 3 * MS, MS, t0 + 30 * MS)
+    rec = recording(channel_markers(layers), t, {"VDD_IN": p}, {"VDD_IN": {"update_period_ns": period}})
+    delta_t = 4000.0 * period * 1e-9  # ΔP x T in mJ
+    held = energy_table(rec, baseline="none")
+    instant = energy_table(rec, baseline="none", sensor="instant")
+    assert held.meta["rails"]["VDD_IN"]["samples_model"] == "held"
+    bias = {r: (res.table.set_index("name").loc["B", "energy_mj"] - 150.0) / delta_t
+            for r, res in (("held", held), ("instant", instant))}
+    assert -0.4 < bias["held"] < -0.25 and bias["instant"] < -0.8

@@ -272,7 +272,7 @@ def test_a_real_gatord_capture_gives_the_integral_of_its_power_counter_over_its_
                 ps = np.interp(xs, t, p)
                 want[name] = float(np.sum((ps[1:] + ps[:-1]) * np.diff(xs) / 2)) * 1e-9
             opened[key] = (msg["text"], msg["time"])
-    res = energy_table(ingest.read(vectors / "apc/gatord-6.5-local.apc"), baseline="none")
+    res = energy_table(ingest.read(vectors / "apc/gatord-6.5-local.apc"), baseline="none", sensor="instant")
     got = res.table.set_index("name")["energy_mj"].to_dict()
     assert set(got) == set(want) == {"conv1", "pool1", "hello", "worker"}
     for name, e in want.items():

@@ -32,6 +32,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=0, metavar="K", help="drop the first K iterations")
     parser.add_argument("--style", choices=("auto", "channels", "markers"), default="auto",
                         help="marker style: channel annotations or bookmarks (default: detect)")
+    parser.add_argument("--sensor", choices=("auto", "held", "instant"), default="auto",
+                        help="held: values are a sensor's held updates, each the mean since the previous one; "
+                             "instant: instantaneous samples; auto: held where values change at most every "
+                             "other sample (default)")
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
     parser.add_argument("--precision", type=float, default=0.05,
                         help="relative CI half-width that 'n needed' aims at (default 0.05)")
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     offset_ns = None if args.offset is None else round(args.offset * 1e9)
     rec = combine(recordings, offset_ns)
     result = energy_table(rec, by=args.by, baseline=args.baseline, style=args.style, warmup=args.warmup,
-                          confidence=args.confidence, precision=args.precision)
+                          confidence=args.confidence, precision=args.precision, sensor=args.sensor)
     err = Console(stderr=True, soft_wrap=True)
     if args.format == "table" and args.output:
         with open(args.output, "w", encoding="utf-8") as out:

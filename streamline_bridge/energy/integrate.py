@@ -40,11 +40,33 @@ class Rail:
         return float(0.5 * self.cum2[-1] + self.offset_mw * (self.t_ns[-1] - self.t_ns[0])) * NS_MW_TO_MJ
 
 
-def prepare(t_ns: np.ndarray, p_mw: np.ndarray) -> Rail:
+def held_windows(t_ns: np.ndarray, p_mw: np.ndarray, period_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of a sensor that holds each value, as the step function of what the values mean.
+
+    A sensor that updates every ``period_ns`` with the mean power of its last period is read faster
+    than it updates: runs of equal values. A new value is seen at an update, placed halfway between
+    the last sample of the run and the first of the next; it covers the period before its update (or
+    the time since the previous change, if shorter), and the previous value fills any time between
+    (updates that repeated it). Returned as points with repeated times (steps are exact for the
+    trapezoid). After the last change nothing is known. Fewer than two changes: returned as given.
+    """
+    change = np.flatnonzero(p_mw[1:] != p_mw[:-1]) + 1
+    if len(change) < 2:
+        return t_ns, p_mw
+    updates = np.concatenate([[t_ns[0]], (t_ns[change - 1] + t_ns[change]) // 2])
+    values = np.concatenate([[p_mw[0]], p_mw[change]])
+    starts = np.maximum(updates[:-1], updates[1:] - period_ns)
+    x = np.stack([updates[:-1], starts, starts, updates[1:]], axis=1).ravel()
+    y = np.stack([values[:-1], values[:-1], values[1:], values[1:]], axis=1).ravel()
+    return x, y
+
+
+def prepare(t_ns: np.ndarray, p_mw: np.ndarray, held_period_ns: int | None = None) -> Rail:
     """Drop missing samples (NaN; integration interpolates across them) and build the running integral.
 
-    ``t_ns`` must be sorted; at least one valid sample is needed. Five passes over the samples,
-    all in place in the output buffer but one.
+    ``t_ns`` must be sorted; at least one valid sample is needed. ``held_period_ns``: the values are
+    the held updates of a sensor averaging over this period (:func:`held_windows`). Five passes over the samples, all in
+    place in the output buffer but one.
     """
     t_ns = np.asarray(t_ns, dtype=np.int64)
     p_mw = np.asarray(p_mw, dtype=np.float64)
@@ -55,6 +77,8 @@ def prepare(t_ns: np.ndarray, p_mw: np.ndarray) -> Rail:
         t_ns, p_mw = t_ns[ok], p_mw[ok]
     if len(t_ns) == 0:
         raise ValueError("no valid power samples")
+    if held_period_ns:
+        t_ns, p_mw = held_windows(t_ns, p_mw, held_period_ns)
     offset = float(p_mw[0])
     cum2 = np.empty(len(t_ns), dtype=np.float64)
     cum2[0] = 0.0

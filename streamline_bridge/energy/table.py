@@ -22,6 +22,8 @@ from streamline_bridge.power.period import change_times, period_from_changes
 TABLE_VERSION = 1
 BY = ("layer", "group", "iteration")
 BASELINES = ("idle", "none")
+SENSORS = ("auto", "held", "instant")
+HELD_FACTOR = 2  # values changing on average at most every 2nd sample are a sensor's held updates
 STAT_COLUMNS = ("time_ms", "energy_mj", "dynamic_mj")
 COLUMNS = (
     "order", "name", "layer_type", "group", "iteration", "rail", "n",
@@ -53,6 +55,8 @@ class _RailFacts:
     period_ns: int | None
     period_source: str
     idle_mw: float | None
+    held: bool  # values are a windowed sensor's held updates (integrate.held_windows)
+    samples: int  # valid (not NaN) samples
 
 
 def _median_spacing(t: np.ndarray, at_most: int = 100_000) -> int | None:
@@ -63,16 +67,19 @@ def _median_spacing(t: np.ndarray, at_most: int = 100_000) -> int | None:
     return int(np.median(t[i + 1] - t[i]))
 
 
-def _rail_facts(rec: Recording, name: str, t: np.ndarray, p: np.ndarray) -> _RailFacts:
+def _rail_facts(rec: Recording, name: str, t: np.ndarray, p: np.ndarray, sensor: str) -> _RailFacts:
     info = rec.meta.rails.get(name)
     spacing = _median_spacing(t)
     period, source = (info.update_period_ns, "measured") if info and info.update_period_ns else (None, "")
+    valid = p[~np.isnan(p)]
+    n_changes = int(np.count_nonzero(valid[1:] != valid[:-1]))
+    held = sensor == "held" or (sensor == "auto" and n_changes >= 2 and n_changes * HELD_FACTOR <= len(valid))
     if period is None:
         period, source = period_from_changes(change_times(t, p)), "estimated from value changes"
     if spacing is not None and (period is None or spacing > period):
         period, source = spacing, "sampling period"
     idle = rec.meta.extra.get("idle_mw", {}).get(name)
-    return _RailFacts(period, source, None if idle is None else float(idle))
+    return _RailFacts(period, source, None if idle is None else float(idle), held, len(valid))
 
 
 def _occurrences(iv: Intervals, by: str, warmup: int) -> pd.DataFrame:
@@ -124,17 +131,22 @@ def _summarise(samples: pd.DataFrame, keys: list[str], confidence: float) -> pd.
 
 def energy_table(recording: Recording, by: str = "layer", baseline: str = "idle", style: str = "auto",
                  groups: GroupSpec = None, warmup: int = 0, confidence: float = 0.95,
-                 precision: float = 0.05) -> EnergyResult:
+                 precision: float = 0.05, sensor: str = "auto") -> EnergyResult:
     """Time and energy per layer (``by="layer"``), group or iteration, with statistics over iterations.
 
     ``baseline="idle"`` also gives the energy above the idle power that ``record`` measured
     (``meta.extra["idle_mw"]``). ``warmup`` iterations are dropped first. ``precision`` is the
-    relative CI half-width that ``n_needed`` (iterations needed) aims at.
+    relative CI half-width that ``n_needed`` (iterations needed) aims at. ``sensor``: ``held`` treats
+    each rail's values as a windowed sensor's updates, each the mean power since the previous one
+    (:func:`integrate.held_windows`); ``instant`` as instantaneous samples; ``auto`` picks ``held``
+    where values change at most every other sample.
     """
     if by not in BY:
         raise ValueError(f"by must be one of {BY}, not {by!r}")
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, not {baseline!r}")
+    if sensor not in SENSORS:
+        raise ValueError(f"sensor must be one of {SENSORS}, not {sensor!r}")
     where = align.name_of(recording)
     if recording.markers.empty:
         raise InputError(where, "no markers: nothing says when the layers ran")
@@ -153,12 +165,11 @@ def energy_table(recording: Recording, by: str = "layer", baseline: str = "idle"
     arrays = rail_arrays(recording.power)
     rails, facts = {}, {}
     for name, (t, p) in arrays.items():
-        try:
-            rails[name] = integrate.prepare(t, p)
-        except ValueError:
+        if np.isnan(p).all():
             warnings.append(f"rail {name} has no valid power sample and is left out")
             continue
-        facts[name] = _rail_facts(recording, name, rails[name].t_ns, rails[name].p_mw)
+        facts[name] = _rail_facts(recording, name, t, p, sensor)
+        rails[name] = integrate.prepare(t, p, facts[name].period_ns if facts[name].held else None)
     if not rails:
         raise InputError(where, "no valid power samples on any rail")
     spans = {n: (r.first_ns, r.last_ns) for n, r in rails.items()}
@@ -250,10 +261,11 @@ def _meta(rec: Recording, iv: Intervals, by: str, baseline: str, warmup: int, ke
         rail_meta[name] = {
             "sensor_period_ms": None if facts[name].period_ns is None else facts[name].period_ns / 1e6,
             "period_source": facts[name].period_source,
+            "samples_model": "held" if facts[name].held else "instant",
             "estimated": bool(info and info.estimated),
             "source": info.source if info else "",
             "idle_mw": facts[name].idle_mw,
-            "samples": int(len(rail.t_ns)),
+            "samples": facts[name].samples,
             "missing_samples": rail.missing,
             "record_s": (rail.last_ns - rail.first_ns) / 1e9,
             "record_mj": rail.total_mj,
