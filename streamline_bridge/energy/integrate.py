@@ -55,10 +55,11 @@ def held_windows(t_ns: np.ndarray, p_mw: np.ndarray, period_ns: int) -> tuple[np
         return t_ns, p_mw
     updates = np.concatenate([[t_ns[0]], (t_ns[change - 1] + t_ns[change]) // 2])
     values = np.concatenate([[p_mw[0]], p_mw[change]])
-    starts = np.maximum(updates[:-1], updates[1:] - period_ns)
-    x = np.stack([updates[:-1], starts, starts, updates[1:]], axis=1).ravel()
-    y = np.stack([values[:-1], values[:-1], values[1:], values[1:]], axis=1).ravel()
-    return x, y
+    starts = np.maximum(updates[:-1], updates[1:] - period_ns)  # where each new value's window begins
+    x = np.empty(2 * len(updates), dtype=np.int64)
+    x[0], x[-1] = updates[0], updates[-1]
+    x[1:-1] = np.repeat(starts, 2)
+    return x, np.repeat(values, 2)
 
 
 def prepare(t_ns: np.ndarray, p_mw: np.ndarray, held_period_ns: int | None = None) -> Rail:
