@@ -30,7 +30,7 @@ def write(result: EnergyResult, path: str | Path) -> Path:
     rails = list(meta["rails"])
     first = tab.drop_duplicates("name").set_index("name").loc[names]
     x = np.arange(len(names))
-    width = max(6.0, 0.32 * len(names) + 2.0)
+    width = max(8.0, 0.32 * len(names) + 4.5)  # room for the legend on the right
     fig, (ax_t, ax_e) = plt.subplots(2, 1, figsize=(width, 7.5), sharex=True, constrained_layout=True)
     under_any = tab.groupby("name", sort=False)["under_period"].any().loc[names].to_numpy()
     hatch = ["//" if u else "" for u in under_any]
@@ -49,12 +49,11 @@ def write(result: EnergyResult, path: str | Path) -> Path:
         for b, u in zip(bars, part["under_period"].fillna(False)):
             b.set_hatch("//" if u else "")
     ax_e.set_ylabel("energy (mJ)")
-    ax_e.set_title(f"Energy per {meta['by']} and rail")
     note = f"error bars: {meta['confidence']:.0%} CI over {meta['iterations_used']} iteration(s)"
     if under_any.any():
         note += "\nhatched: shorter than the sensor period (statistical value)"
-    ax_e.text(0.01, 0.98, note, transform=ax_e.transAxes, va="top", fontsize="small")
-    ax_e.legend(fontsize="small")
+    ax_e.set_title(f"Energy per {meta['by']} and rail\n{note}", fontsize="medium")
+    ax_e.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax_e.set_xticks(x, names, rotation=70, ha="right", fontsize="small")
     for ax in (ax_t, ax_e):
         ax.grid(axis="y", alpha=0.3)
