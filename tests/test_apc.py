@@ -107,8 +107,10 @@ def test_power_counter_becomes_a_rail_in_mw(vectors):
 
 def test_hwmon_microwatts_scaled_to_mw(vectors):
     rec = apc.read(vectors / "apc" / "synthetic-p950.apc")
-    assert rec.power["power_mw"].tolist() == pytest.approx([1234.567, 2500.0])
-    assert rec.power["time_rel_ns"].tolist() == [0, 100_000_000]
+    hwmon = rec.power[rec.power["rail"] == "power1"]  # (the stream's own "Power" counter may be a rail too)
+    assert hwmon["power_mw"].tolist() == pytest.approx([1234.567, 2500.0])
+    assert hwmon["time_rel_ns"].tolist() == [0, 100_000_000]
+    assert rec.meta.rails["power1"].source == "apc counter hwmon_ina226-i2c-1-40_0_3"
     assert rec.meta.extra["counters"]["hwmon_ina226-i2c-1-40_0_0"]["max"] == pytest.approx(5.012)
 
 
