@@ -45,6 +45,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu", type=int, metavar="N", help="pin the sampler to CPU N")
     parser.add_argument("--realtime", action="store_true",
                         help="run the sampler at SCHED_FIFO priority (root/CAP_SYS_NICE): steadier on a busy board")
+    parser.add_argument("--streamline", action="store_true",
+                        help="also send the rails to a running Streamline capture as counters (docs/streamline.md)")
+    parser.add_argument("--streamline-rate", type=float, default=1000.0, metavar="HZ",
+                        help="counter values per second and rail sent to Streamline (averages; default 1000)")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...", help="the command to run")
 
 
@@ -151,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         options = parse_options(args.option)
     except ValueError as exc:
         raise InputError(None, str(exc)) from None
+    if args.streamline and not args.streamline_rate > 0:
+        raise InputError(None, "--streamline-rate must be above 0")
     run_dir = Path(args.output)
     if (run_dir / MANIFEST).exists():
         raise InputError(run_dir, "already holds a run (manifest.json): choose another folder")
@@ -163,10 +169,12 @@ def run(args: argparse.Namespace) -> int:
         "files": {"power": POWER_FILE, "markers": MARKERS_FILE},
     }
     sampler = Sampler(run_dir / POWER_FILE, source=args.source, rate_hz=args.rate, sysfs_root=args.sysfs_root,
-                      proc_root=args.proc_root, options=options, cpu=args.cpu, realtime=args.realtime).start()
+                      proc_root=args.proc_root, options=options, cpu=args.cpu, realtime=args.realtime,
+                      streamline=args.streamline, streamline_rate_hz=args.streamline_rate).start()
     manifest["power"] = {"source": sampler.info["source"], "rails": sampler.info["rails"],
                          "estimated": sampler.info["estimated"], "rate_hz": args.rate,
-                         "realtime": sampler.info["realtime"]}
+                         "realtime": sampler.info["realtime"],
+                         "streamline_hz": args.streamline_rate if args.streamline else None}
     manifest["started_monotonic_raw_ns"], manifest["started_realtime_ns"] = _now(), time.time_ns()
     write_manifest(run_dir, manifest)
     sampler_error: str | None = None

@@ -4,7 +4,8 @@ INPUT is a run folder from ``record``, a capture (.apc), a Streamline export or 
 inputs (and ``--power LOG``) are combined: markers from those that have markers, power from those
 that have power. An export's times are relative to its capture: give the capture too, or
 ``--offset SECONDS`` (the capture's start, in seconds after the power record's start).
-Columns: docs/energy-table.md. Exit status 2 when an input was cut short or damaged.
+Power from annotation counters (``record --streamline``, docs/streamline.md) is used when no input
+has the same rails from a power log. Columns: docs/energy-table.md. Exit status 2 when an input was cut short or damaged.
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ def run(args: argparse.Namespace) -> int:
 
     from streamline_bridge import ingest
     from streamline_bridge.energy import combine, energy_table
+    from streamline_bridge.ingest.annotation_power import describe, prefer_measured
     from streamline_bridge.report import files, plot, table, trace
 
     _check(args)
-    recordings = [ingest.read(p) for p in [*args.inputs, *args.power]]
+    recordings, notes = prefer_measured([ingest.read(p) for p in [*args.inputs, *args.power]])
     offset_ns = None if args.offset is None else round(args.offset * 1e9)
     rec = combine(recordings, offset_ns)
     result = energy_table(rec, by=args.by, baseline=args.baseline, style=args.style, warmup=args.warmup,
@@ -87,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"wrote {plot.write(result, args.plot)}", highlight=False)
     if args.trace:
         err.print(f"wrote {trace.write(result, rec, args.trace)}", highlight=False)
+    in_power = set(rec.power["rail"].astype(str))
+    err.print(f"power: {describe({n: i for n, i in rec.meta.rails.items() if n in in_power})}", highlight=False)
+    for note in notes:
+        err.print(f"note: {note}", highlight=False)
     for issue in rec.meta.issues:
         err.print(f"[yellow]warning:[/yellow] {issue}", highlight=False)
     return 2 if rec.meta.partial else 0

@@ -7,6 +7,7 @@ multipliers) and the data files ``0000000000`` (+ further ten-digit files, as co
 * EXTERNAL frames are reassembled per connection; streams starting ``ANNOTATE N\\n`` are decoded
   into markers (their times are absolute; ``time_rel_ns = time_ns - C``);
 * the legacy ANNOTATE frames of gator.ko builds become markers too (frame time + ``C``);
+* annotation counters titled ``Power`` become power samples too (:mod:`.annotation_power`);
 * BLOCK_COUNTER and COUNTER samples of power counters (units W/mW/µW or title "Power") become
   power samples in mW (``time_ns = t + C``); the others are summarised in ``meta.extra["counters"]``
   and returned whole by :func:`read_capture`;
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from streamline_bridge.errors import InputError
-from streamline_bridge.ingest import annotation_stream
+from streamline_bridge.ingest import annotation_power, annotation_stream
 from streamline_bridge.ingest import apc_frames as fr
 from streamline_bridge.ingest.apc_xml import CapturedXml, EventInfo, event_for, read_captured, read_counters_xml, read_events
 from streamline_bridge.model import (
@@ -193,7 +194,7 @@ def _decode(r: _Reader, buf, captured: CapturedXml | None, events: dict[str, Eve
     keys = captured.keys if captured else {}
     counters = _counters(r, buf, w, keys)
     ext = fr.external_streams(buf, w.frames[fr.EXTERNAL])
-    markers, streams = _external_markers(r, ext, base)
+    markers, streams, decoded_streams = _external_markers(r, ext, base)
     legacy, legacy_info = _legacy_markers(r, buf, w.frames[fr.ANNOTATE], base, first_stream=len(streams))
     power, rails, counter_info = _power(counters, keys, captured, events, base)
 
@@ -229,7 +230,8 @@ def _decode(r: _Reader, buf, captured: CapturedXml | None, events: dict[str, Eve
         partial=r.partial,
         extra=extra,
     )
-    return Capture(Recording(all_markers, power, meta), counters, summary or {})
+    return Capture(annotation_power.add_power(Recording(all_markers, power, meta), decoded_streams), counters,
+                   summary or {})
 
 
 def _pairs(flat: list[int]):
@@ -350,8 +352,8 @@ def _duration(counters: pd.DataFrame, markers: pd.DataFrame) -> float | None:
 
 
 def _external_markers(r: _Reader, ext: fr.ExternalWalk, base: int | None
-                      ) -> tuple[list[pd.DataFrame], list[dict[str, Any]]]:
-    """Markers of every annotation stream, and a description of every EXTERNAL stream."""
+                      ) -> tuple[list[pd.DataFrame], list[dict[str, Any]], list[annotation_stream.DecodedStream]]:
+    """Markers of every annotation stream, a description of every EXTERNAL stream, the decoded streams."""
     for err in ext.errors:
         r.issue(str(err), err.offset)
     for offset, ident in ext.stray_closes:
@@ -359,6 +361,7 @@ def _external_markers(r: _Reader, ext: fr.ExternalWalk, base: int | None
                 action="ignored")
     tables: list[pd.DataFrame] = []
     info: list[dict[str, Any]] = []
+    decoded_streams: list[annotation_stream.DecodedStream] = []
     for index, st in enumerate(ext.streams):
         data = st.data
         entry: dict[str, Any] = {"stream": index, "source": "EXTERNAL", "id": st.id, "bytes": len(data),
@@ -382,6 +385,7 @@ def _external_markers(r: _Reader, ext: fr.ExternalWalk, base: int | None
                      tid=hs.tid if hs else None, messages=len(decoded) if decoded is not None else 0)
         info.append(entry)
         if decoded is not None and len(decoded):
+            decoded_streams.append(decoded)
             m = decoded.markers(stream=index, clock_base_ns=base)
             _check_order(r, m, st.file_offset(0), f"EXTERNAL stream id {st.id}")
             tables.append(m)
@@ -389,7 +393,7 @@ def _external_markers(r: _Reader, ext: fr.ExternalWalk, base: int | None
         joined = pd.concat(tables, ignore_index=True)
         annotation_stream.resolve_group_names(joined)
         tables = [joined]
-    return tables, info
+    return tables, info, decoded_streams
 
 
 def _magic(data: bytes) -> str:

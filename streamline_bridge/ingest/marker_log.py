@@ -6,7 +6,8 @@ after its close record), then each stream is decoded whole by
 (the order in which the streams were opened in the file), then by message order within the
 stream; pid and tid come from each stream's handshake. A file cut anywhere gives what was read
 before the cut, ``meta.partial = True`` and an :class:`~streamline_bridge.model.Issue` with the
-byte offset; damaged records are reported and skipped.
+byte offset; damaged records are reported and skipped. Counters titled ``Power`` become power
+samples (:mod:`~streamline_bridge.ingest.annotation_power`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from streamline_bridge.errors import InputError
-from streamline_bridge.ingest import annotation_stream
+from streamline_bridge.ingest import annotation_power, annotation_stream
 from streamline_bridge.model import Issue, Meta, Recording, empty_markers, empty_power
 
 FORMAT = "marker-log"
@@ -83,10 +84,11 @@ def read(path: Path) -> Recording:
     streams = _records(r, data, pos) if pos else []
     base = header.get("monotonic_raw_ns")
     base = base if type(base) is int else None  # (not a bool, not a float)
-    tables, info, counters = [], [], {}
+    tables, info, counters, decoded_streams = [], [], {}, []
     for st in streams:
         decoded, entry = _decode(r, st)
         info.append(entry)
+        decoded_streams.append(decoded)
         if decoded is not None and len(decoded):
             tables.append(decoded.markers(stream=st.ordinal, clock_base_ns=base))
             counters.update(decoded.counter_names())
@@ -103,7 +105,7 @@ def read(path: Path) -> Recording:
         partial=r.partial,
         extra={k: header[k] for k in ("writer", "host", "pid", "realtime_ns") if k in header} | {"streams": info},
     )
-    return Recording(markers, empty_power(), meta)
+    return annotation_power.add_power(Recording(markers, empty_power(), meta), decoded_streams)
 
 
 def _header(r: _Reader, data: bytes) -> tuple[dict[str, Any], int]:

@@ -7,6 +7,9 @@ after the read, and skips (and counts) the ticks it was too late for instead of 
 catch up. Every ``chunk_ms`` it appends a sample record to the log; at a clean stop it writes
 the trailer (achieved rate, lateness, CPU share, each rail's measured update period).
 
+With ``--streamline HZ`` it also sends every rail to a live Streamline capture as annotation
+counters (:mod:`~streamline_bridge.power.streamline_feed`), after the log in every respect.
+
 It stops on SIGTERM/SIGINT, or when the parent's pipe on its stdin closes (the parent died).
 A read that fails gives NaN for that rail and sampling goes on; a rail failing for more than
 ``gone_after_s`` ends the run with exit status 3 and a message naming the file. It talks to
@@ -40,6 +43,7 @@ from streamline_bridge.power.discovery import add_source_arguments, find_source,
 from streamline_bridge.power.log import MAX_READ_NS, PowerLogWriter
 from streamline_bridge.power.period import period_from_changes
 from streamline_bridge.power.source import Source, Unavailable
+from streamline_bridge.power.streamline_feed import StreamlineFeed
 
 CLOCK = time.CLOCK_MONOTONIC_RAW
 FORMAT_NAME = "streamline-bridge power log"
@@ -65,6 +69,7 @@ class Config:
     cpu: int | None = None  # pin the sampler to this CPU
     realtime: bool = False  # ask for SCHED_FIFO (needs root or CAP_SYS_NICE): keeps deadlines on a busy machine
     watch_stdin: bool = False  # stop when stdin reaches EOF (the parent's pipe closed)
+    streamline_hz: float | None = None  # also send the rails to Streamline at this rate (streamline_feed.py)
 
 
 class _Stop:
@@ -121,8 +126,9 @@ def _parent_says_stop() -> bool:
 class _Loop:
     """The sampling loop and its bookkeeping (kept out of :func:`run` for readability)."""
 
-    def __init__(self, cfg: Config, src: Source, writer: PowerLogWriter, emit: Callable[[dict], None]):
-        self.cfg, self.src, self.writer, self.emit = cfg, src, writer, emit
+    def __init__(self, cfg: Config, src: Source, writer: PowerLogWriter, emit: Callable[[dict], None],
+                 feed: StreamlineFeed | None = None):
+        self.cfg, self.src, self.writer, self.emit, self.feed = cfg, src, writer, emit, feed
         n = len(src.rails)
         self.n = n
         self.samples = 0
@@ -165,6 +171,7 @@ class _Loop:
         chunk_ns, status_ns = int(cfg.chunk_ms * 1e6), int(cfg.status_ms * 1e6)
         hist_top = HIST_US
         late_hist, read_hist = self.late_hist, self.read_hist
+        feed = self.feed
         last, changes, missing, nan_since = self.last, self.changes, self.missing, self.nan_since
         rails = range(self.n)
         self.last[:] = read()  # warm-up read: the reference for the first change
@@ -193,6 +200,8 @@ class _Loop:
             read_hist[min((t1 - t0) // 1000, hist_top)] += 1
             self.ts.append(t0)
             self.rd.append(min(t1 - t0, MAX_READ_NS))
+            if feed is not None:
+                feed.add(t1, values)
             for j in rails:
                 v = values[j]
                 self.cols[j].append(v)
@@ -291,7 +300,11 @@ def run(cfg: Config, emit: Callable[[dict], None]) -> int:
         return EXIT_FAILED
     emit({"event": "ready", "source": src.name, "estimated": src.estimated,
           "rails": [r.name for r in src.rails], "pid": os.getpid(), "realtime": realtime})
-    loop = _Loop(cfg, src, writer, emit)
+    feed = None
+    if cfg.streamline_hz:
+        feed = StreamlineFeed([r.name for r in src.rails], cfg.rate_hz, cfg.streamline_hz,
+                              description=f"{src.name} rail, streamline-bridge power sampler")
+    loop = _Loop(cfg, src, writer, emit, feed)
     cpu0, wall0 = time.process_time(), time.monotonic()
     error, status = None, EXIT_OK
     try:
@@ -303,9 +316,14 @@ def run(cfg: Config, emit: Callable[[dict], None]) -> int:
         loop.flush()
         summary = loop.summary(stop.reason or "error", error, time.process_time() - cpu0,
                                time.monotonic() - wall0)
+        if feed is not None:
+            feed.finish()
+            summary["streamline"] = feed.stats()
         writer.write_trailer(summary)
         writer.close()
         src.close()
+        if feed is not None:  # after the log is complete: a stalled gatord cannot delay it
+            feed.close()
     emit({"event": "error", "message": error} if error else {"event": "done", "summary": summary})
     return status
 
@@ -323,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cpu", type=int, help="pin the sampler to this CPU")
     ap.add_argument("--realtime", action="store_true", help="run at SCHED_FIFO priority when permitted")
     ap.add_argument("--watch-stdin", action="store_true", help="stop when stdin reaches EOF")
+    ap.add_argument("--streamline", type=float, metavar="HZ",
+                    help="also send the rails to a Streamline capture as annotation counters, at most HZ values a second")
     return ap
 
 
@@ -336,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config(output=a.output, source=a.source, rate_hz=a.rate, sysfs_root=a.sysfs_root,
                  proc_root=a.proc_root, options=options, spin_us=a.spin_us,
                  chunk_ms=a.chunk_ms, gone_after_s=a.gone_after, status_ms=a.status_ms, cpu=a.cpu,
-                 realtime=a.realtime, watch_stdin=a.watch_stdin)
+                 realtime=a.realtime, watch_stdin=a.watch_stdin, streamline_hz=a.streamline)
 
     def emit(event: dict) -> None:
         try:
@@ -358,12 +378,16 @@ class Sampler:
                  sysfs_root: str | os.PathLike[str] | None = None, proc_root: str | os.PathLike[str] | None = None,
                  options: dict[str, Any] | None = None, *, spin_us: float = Config.spin_us,
                  chunk_ms: float = Config.chunk_ms, gone_after_s: float = Config.gone_after_s,
-                 status_ms: float = Config.status_ms, cpu: int | None = None, realtime: bool = False):
+                 status_ms: float = Config.status_ms, cpu: int | None = None, realtime: bool = False,
+                 streamline: bool = False, streamline_rate_hz: float = 1000.0):
         self.output = os.fspath(output)
+        self.streamline = streamline
         args = ["-o", self.output, "--rate", str(rate_hz), "--spin-us", str(spin_us), "--chunk-ms", str(chunk_ms),
                 "--gone-after", str(gone_after_s), "--status-ms", str(status_ms), "--watch-stdin"]
         if realtime:
             args.append("--realtime")
+        if streamline:
+            args += ["--streamline", str(streamline_rate_hz)]
         for flag, value in (("--source", source), ("--sysfs-root", sysfs_root), ("--proc-root", proc_root),
                             ("--cpu", cpu)):
             if value is not None:
@@ -385,6 +409,8 @@ class Sampler:
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        if self.streamline:  # counters go to gatord only: the power log is their file record
+            env.pop("STREAMLINE_ANNOTATE_FILE", None)
         self._proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=self._stderr, env=env, start_new_session=True)
         self._reader = threading.Thread(target=self._follow, daemon=True)

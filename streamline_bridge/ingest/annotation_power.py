@@ -1,0 +1,142 @@
+"""Power samples from annotation counters: counters titled ``Power`` in mW, W or µW become rails.
+
+``record --streamline`` sends every rail this way (``power/streamline_feed.py``), and any
+application may do the same with ``annotate.counter(key, "Power", "VDD_GPU", units="mW", ...)``.
+Used by every reader of annotation streams — captures (EXTERNAL streams), marker logs (ours and
+the listener's) — so that ``report CAPTURE.apc`` or ``report markers.sbm`` has power without a
+separate power log.
+
+A counter is a rail when its definition's title is ``Power`` (any case) and its units are ``mW``,
+``W``, ``uW`` or ``µW``; its values are divided by the definition's ``modifier`` (the
+``ANNOTATE_COUNTER_VALUE_SCALE`` convention) and converted to mW. Keys belong to the process that
+defined them (Streamline makes them unique per process), so definitions and values are matched
+per (pid, key), across the threads of a process. The rail is named after the counter; a name
+already taken (by the reader's own power counters, or by another process) gets `` (pid N)``.
+Each rail's :class:`~streamline_bridge.model.RailInfo` says ``source = "annotation counters"``
+and carries the rate of its values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from streamline_bridge.ingest.annotation_stream import DecodedStream
+from streamline_bridge.model import RailInfo, Recording, empty_power
+
+SOURCE = "annotation counters"
+TITLE = "power"
+TO_MW = {"mw": 1.0, "w": 1000.0, "uw": 1e-3, "µw": 1e-3, "μw": 1e-3}  # (micro sign and Greek mu)
+_U32 = 0xFFFFFFFF
+
+
+def _definitions(streams: Sequence[DecodedStream]) -> dict[tuple[int, int], tuple[str, str, float]]:
+    """``{(pid, key): (name, units, mW per raw unit)}`` of the power counters (last definition wins)."""
+    defs: dict[tuple[int, int], tuple[str, str, float]] = {}
+    for st in streams:
+        group = st.fields.get(8)
+        if group is None:
+            continue
+        pid = st.handshake.pid if st.handshake else 0
+        c = group.columns
+        for key, title, name, units, modifier in zip(c["key"], c["title"], c["name"], c["units"], c["modifier"]):
+            factor = TO_MW.get(str(units).strip().lower())
+            if str(title).strip().lower() == TITLE and factor is not None:
+                defs[(pid, int(key) & _U32)] = (str(name) or f"key {int(key) & _U32:#x}", str(units),
+                                                 factor / (modifier if modifier > 0 else 1))
+    return defs
+
+
+def _values(streams: Sequence[DecodedStream], pid: int, key: int) -> tuple[np.ndarray, np.ndarray]:
+    """Times and raw values of counter ``key`` of process ``pid``, in time order."""
+    times, values = [], []
+    for st in streams:
+        group = st.fields.get(9)
+        if group is None or (st.handshake.pid if st.handshake else 0) != pid:
+            continue
+        mine = (group.columns["key"] & _U32) == key
+        times.append(group.columns["time"][mine])
+        values.append(group.columns["value"][mine])
+    t = np.concatenate(times) if times else np.empty(0, np.int64)
+    v = np.concatenate(values) if values else np.empty(0, np.int64)
+    order = np.argsort(t, kind="stable")
+    return t[order], v[order]
+
+
+def add_power(rec: Recording, streams: Iterable[DecodedStream]) -> Recording:
+    """``rec`` with the power counters of ``streams`` added to its power table and rails."""
+    streams = [st for st in streams if st is not None]
+    defs = _definitions(streams)
+    if not defs:
+        return rec
+    base = rec.meta.clock_base_ns
+    rails = dict(rec.meta.rails)
+    taken = set(rails) | {str(r) for r in rec.power["rail"].unique()}
+    parts: list[pd.DataFrame] = []
+    for (pid, key), (name, units, to_mw) in defs.items():
+        t, raw = _values(streams, pid, key)
+        if len(t) == 0:
+            continue
+        rail = name if name not in taken else f"{name} (pid {pid})"
+        taken.add(rail)
+        steps = np.diff(t)
+        period = int(np.median(steps)) if len(steps) else None
+        rate = (len(t) - 1) / ((t[-1] - t[0]) / 1e9) if len(t) > 1 and t[-1] > t[0] else None
+        rails[rail] = RailInfo(name=rail, source=SOURCE, unit=units, update_period_ns=period,
+                               extra={"key": hex(key), "pid": pid, "counter": name, "rate_hz": rate,
+                                      "mw_per_value": to_mw})
+        parts.append(pd.DataFrame({
+            "time_ns": t, "time_rel_ns": t - (base if base is not None else 0),
+            "rail": rail, "power_mw": raw.astype(np.float64) * to_mw,
+        }))
+    if not parts:
+        return rec
+    frames = [p for p in (rec.power, *parts) if len(p)]
+    power = pd.concat(frames, ignore_index=True) if frames else empty_power()
+    power["rail"] = pd.Categorical(power["rail"].astype(str), categories=list(dict.fromkeys(power["rail"].astype(str))))
+    extra = dict(rec.meta.extra, power_source=describe(rails))
+    return Recording(rec.markers, power, replace(rec.meta, rails=rails, extra=extra))
+
+
+def is_annotation_rail(info: RailInfo | None) -> bool:
+    """True for a rail that :func:`add_power` made."""
+    return info is not None and info.source == SOURCE
+
+
+def describe(rails: dict[str, RailInfo]) -> str:
+    """One line naming each source of the rails, e.g. ``annotation counters at 1000 Hz: VDD_IN, VDD_GPU``."""
+    by_source: dict[str, list[str]] = {}
+    for name, info in rails.items():
+        label = info.source or "unknown source"
+        rate = info.extra.get("rate_hz") if is_annotation_rail(info) else None
+        if rate:
+            label += f" at {rate:.0f} Hz"
+        by_source.setdefault(label, []).append(name)
+    return "; ".join(f"{label}: {', '.join(names)}" for label, names in by_source.items())
+
+
+def prefer_measured(recordings: Sequence[Recording]) -> tuple[list[Recording], list[str]]:
+    """Drop annotation-counter rails that another input has from its own record (a power log).
+
+    The sampler's power log is the full-resolution record of what ``record --streamline`` sent
+    to Streamline; given both, the log is used. Returns the recordings and a note per drop.
+    """
+    measured = {str(r) for rec in recordings for r in rec.power["rail"].unique()
+                if not is_annotation_rail(rec.meta.rails.get(str(r)))}
+    out, notes = [], []
+    for rec in recordings:
+        dup = [name for name, info in rec.meta.rails.items() if is_annotation_rail(info) and name in measured]
+        if not dup:
+            out.append(rec)
+            continue
+        keep = ~rec.power["rail"].astype(str).isin(dup)
+        power = rec.power[keep].reset_index(drop=True)
+        power["rail"] = power["rail"].cat.remove_unused_categories()
+        rails = {n: i for n, i in rec.meta.rails.items() if n not in dup}
+        out.append(Recording(rec.markers, power, replace(rec.meta, rails=rails)))
+        notes.append(f"{', '.join(dup)} from {SOURCE} in {', '.join(rec.meta.sources)} left out: "
+                     "the power log given alongside has them")
+    return out, notes
