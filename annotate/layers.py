@@ -7,8 +7,13 @@ colour per layer type that never changes between runs or processes.
 
     from annotate.layers import ChannelMap
     layers = ChannelMap("squeezenet", group=1)
-    with layers.region("fire2/squeeze1x1", "Convolution"):
-        ...
+    for i in range(iterations):
+        with layers.iteration(i):
+            with layers.region("fire2/squeeze1x1", "Convolution"):
+                ...
+
+Texts follow docs/energy-table.md: ``name___type`` per layer (so ``report`` knows the type), and
+``iteration <n>`` on a channel named ``iterations``.
 
 Standard library only.
 """
@@ -76,16 +81,20 @@ def group_of(layer_name: str, separator: str = "/") -> str:
     return head if sep and head else layer_name
 
 
+ITERATIONS = "iterations"  # the channel the energy table reads iteration markers from
+
+
 class ChannelMap:
     """Channels of one network: a channel per block name in one named group.
 
     ``channel(block)`` allocates channel numbers from ``first_channel`` in order of first use and
     sends ``name_group`` and ``name_channel`` once per thread (Streamline keeps channel names per
-    thread). ``client`` defaults to the module-level client of :mod:`annotate`.
+    thread). ``client`` defaults to the module-level client of :mod:`annotate`. ``typed``: layer
+    texts are ``name___type`` (the energy table's convention), else the name alone.
     """
 
     def __init__(self, network: Text, group: int = 1, first_channel: int = 1, client: Optional[Client] = None,
-                 separator: str = "/") -> None:
+                 separator: str = "/", typed: bool = True) -> None:
         if client is None:
             import annotate
 
@@ -94,6 +103,7 @@ class ChannelMap:
         self.network = network
         self.group = group
         self.separator = separator
+        self.typed = typed
         self._next = first_channel
         self._channels: Dict[str, int] = {}
         self._lock = threading.Lock()
@@ -124,6 +134,11 @@ class ChannelMap:
         return ch
 
     def region(self, layer_name: Text, layer_type: str) -> Region:
-        """``with layers.region(name, type):`` text ``layer_name`` on its block's channel, in its type's colour."""
+        """``with layers.region(name, type):`` the layer's text on its block's channel, in its type's colour."""
         name = layer_name.decode("utf-8", "replace") if isinstance(layer_name, bytes) else layer_name
-        return self.client.region(layer_name, self.channel(group_of(name, self.separator)), color_for(layer_type))
+        text = f"{name}___{layer_type}" if self.typed and layer_type else name
+        return self.client.region(text, self.channel(group_of(name, self.separator)), color_for(layer_type))
+
+    def iteration(self, n: int) -> Region:
+        """``with layers.iteration(n):`` text ``iteration <n>`` on the ``iterations`` channel."""
+        return self.client.region(f"iteration {n}", self.channel(ITERATIONS))

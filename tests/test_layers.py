@@ -48,10 +48,11 @@ def test_channel_map_names_group_and_channels_once_per_thread(tmp_path: Path) ->
     layers = ChannelMap("squeezenet", group=2, first_channel=10, client=client)
 
     def net() -> None:
-        for name, kind in (("conv1", "Convolution"), ("fire2/squeeze1x1", "Convolution"),
-                           ("fire2/relu_squeeze1x1", "ReLU"), ("fire2/concat", "Concat"), ("pool10", "Pooling")):
-            with layers.region(name, kind):
-                pass
+        with layers.iteration(7):
+            for name, kind in (("conv1", "Convolution"), ("fire2/squeeze1x1", "Convolution"),
+                               ("fire2/relu_squeeze1x1", "ReLU"), ("fire2/concat", "Concat"), ("pool10", "Pooling")):
+                with layers.region(name, kind):
+                    pass
 
     net()
     net()
@@ -59,19 +60,20 @@ def test_channel_map_names_group_and_channels_once_per_thread(tmp_path: Path) ->
     worker.start()
     worker.join()
     client.close()
-    assert layers.channels == {"conv1": 10, "fire2": 11, "pool10": 12}
+    assert layers.channels == {"iterations": 10, "conv1": 11, "fire2": 12, "pool10": 13}
 
     rec = marker_log.read(log)
     m = rec.markers
     for tid, part in m.groupby("tid"):
         names = part[part["kind"] == "name_channel"]
-        assert names["text"].tolist() == ["conv1", "fire2", "pool10"]  # once per thread, not per region
-        assert names["channel"].tolist() == [10, 11, 12] and (names["group"] == 2).all()
+        assert names["text"].tolist() == ["iterations", "conv1", "fire2", "pool10"]  # once per thread
+        assert names["channel"].tolist() == [10, 11, 12, 13] and (names["group"] == 2).all()
         assert part[part["kind"] == "name_group"]["text"].tolist() == ["squeezenet"]
         texts = part[part["kind"] == "text"]
-        assert len(texts) in (10, 5)  # the main thread ran the net twice, the worker once
-        assert texts["channel_name"].tolist()[:5] == ["conv1", "fire2", "fire2", "fire2", "pool10"]
+        assert len(texts) in (12, 6)  # the main thread ran the net twice, the worker once
+        assert texts["text"].tolist()[:3] == ["iteration 7", "conv1___Convolution", "fire2/squeeze1x1___Convolution"]
+        assert texts["channel_name"].tolist()[:6] == ["iterations", "conv1", "fire2", "fire2", "fire2", "pool10"]
         assert (texts["group_name"] == "squeezenet").all()
-        fire = texts[texts["text"] == "fire2/concat"]
-        assert (fire["color"] == color_for("Concat")).all() and (fire["channel"] == 11).all()
-    assert m["tid"].nunique() == 2 and (m["kind"] == "text").sum() == 15
+        fire = texts[texts["text"] == "fire2/concat___Concat"]
+        assert (fire["color"] == color_for("Concat")).all() and (fire["channel"] == 12).all()
+    assert m["tid"].nunique() == 2 and (m["kind"] == "text").sum() == 18

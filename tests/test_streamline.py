@@ -160,7 +160,7 @@ def test_counters_and_markers_round_trip_through_a_capture_and_report_uses_them(
         assert [logged[t] for t in part["time_ns"]] == pytest.approx(part["power_mw"].tolist(), abs=5e-4)
         assert (part["time_rel_ns"] == part["time_ns"] - log.meta["monotonic_raw_ns"]).all()
     texts = rec.markers[rec.markers["kind"] == "text"]
-    assert texts["text"].tolist() == list(layer_types) * 3
+    assert texts["text"].tolist() == [f"{n}___{t}" for n, t in layer_types.items()] * 3
     assert texts["channel_name"].tolist() == ["conv1", "fire2", "fire2"] * 3
     assert (texts["group_name"] == "squeezenet").all()
 
