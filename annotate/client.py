@@ -410,7 +410,7 @@ class Client:
             self._close_ctrl()
             self._fail("gatord closed the control connection")
             self._poll_gatord()  # reconnect at once when it is already back
-        else:
+        elif not self._capturing:  # while capturing, a 0x00 changes nothing (Arm's library does not even read it)
             self._capture_started()
 
     def _capture_started(self) -> None:

@@ -366,3 +366,22 @@ def test_calls_after_shutdown_are_dropped_and_setup_revives(tmp_path):
     c.marker("dropped too")
     (s,) = walk_marker_log(log).streams().values()
     assert [body[-4:] for _, body in s.messages] == [b"kept"]
+
+
+def test_a_capture_start_byte_while_capturing_loses_nothing():
+    g = FakeGatord(unique_prefix(), greet=True)  # 0x00 as soon as the control socket connects
+    try:
+        c = Client(address_prefix=g.prefix, flush_interval=60)
+        c.setup()
+        c.absolute_counter(1, "Power", "GPU rail")
+        c.marker("first")
+        wait_until(lambda: g.controls, what="the control connection")
+        c.flush()  # reads the 0x00
+        c.marker("second")
+        c.flush()
+        wait_until(lambda: g.streams() and len(g.streams()[0].messages) == 3)
+        c.close()
+        (s,) = g.streams()  # one connection, definitions not repeated
+        assert [code for code, _ in s.messages] == [0x08, 0x06, 0x06]
+    finally:
+        g.stop()

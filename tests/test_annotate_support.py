@@ -143,9 +143,10 @@ class FakeGatord:
     ``start_capture()`` writes 0x00 to every open control connection.
     """
 
-    def __init__(self, prefix: str = "", tcp: bool = False, stalled: bool = False) -> None:
+    def __init__(self, prefix: str = "", tcp: bool = False, stalled: bool = False, greet: bool = False) -> None:
         self.prefix = prefix
         self.tcp = tcp
+        self.greet = greet  # write 0x00 to each control connection at once (as `streamline-bridge listen`)
         self.reading = threading.Event()  # data connections are read only once this is set
         if not stalled:
             self.reading.set()
@@ -192,6 +193,8 @@ class FakeGatord:
     def _accept_control(self, conn: socket.socket) -> None:
         with self._lock:
             self.controls.append(conn)
+        if self.greet:
+            conn.sendall(b"\0")
 
     def _accept_data(self, conn: socket.socket) -> None:
         buf = bytearray()
