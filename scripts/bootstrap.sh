@@ -33,7 +33,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 step "installing the project and its test tools into .venv"
-.venv/bin/python -m pip install -q --disable-pip-version-check 'numpy<2' -e '.[dev,caffe,nvml]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e '.[dev,caffe,nvml]'
 
 if [ "$caffe" = 1 ]; then
   bash scripts/build-pycaffe.sh .venv/bin/python

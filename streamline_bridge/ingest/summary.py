@@ -9,6 +9,10 @@ import pandas as pd
 from streamline_bridge.model import Recording
 
 
+# CAM jobs carry times the application chose itself; they need not be on the capture clock.
+_CALLER_TIMED = ("cam_job", "cam_job_start", "cam_job_deps", "cam_job_stop")
+
+
 def _span_s(times: pd.Series) -> float | None:
     t = times.dropna()
     return None if t.empty else (int(t.max()) - int(t.min())) / 1e9
@@ -27,7 +31,7 @@ def summarize(rec: Recording) -> dict[str, Any]:
             "count": int(len(m)),
             "by_kind": {str(k): int(v) for k, v in m["kind"].value_counts(sort=False).items() if v},
             "threads": sorted({(int(a), int(b)) for a, b in zip(m["pid"], m["tid"])}),
-            "duration_s": _span_s(m["time_ns"]),
+            "duration_s": _span_s(m.loc[~m["kind"].isin(_CALLER_TIMED), "time_ns"]),
         },
         "power": {
             "samples": int(len(p)),
