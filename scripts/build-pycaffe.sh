@@ -310,7 +310,7 @@ else
     -DANACONDA_HOME="$EMPTY" \
     >>"$LOG" 2>&1 || die "cmake configure failed"
 
-  step "3/5 build caffe: compile (make -j$JOBS, ~15 min on 2 cores)"
+  step "3/5 build caffe: compile (make -j$JOBS; 7-15 min on 2 cores)"
   log "make -j$JOBS"
   make -C "$BUILD" -j"$JOBS" >>"$LOG" 2>&1 || die "make failed"
 
