@@ -2,7 +2,8 @@
 
 Each layer (group, iteration) occurrence is a complete ``X`` slice on its thread with its energy
 per rail in ``args``; each rail is a counter ``C`` track (mW, written where the value changes);
-each iteration start is a global instant ``i`` event. Times are µs from the recording's start.
+each iteration start is a global instant ``i`` event. Times are µs from the recording's start. Power
+is written from 1 s before the first slice to 1 s after the last (a long record stays small).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from streamline_bridge.model import Recording, rail_arrays
 # pseudo processes above Linux's largest pid (2^22), so they never collide with the profiled ones
 POWER_PID = 10_000_001  # holds the rails' counter tracks
 ENERGY_PID = 10_000_002  # holds the iteration instants and the group / iteration slices
+MARGIN_NS = 1_000_000_000  # power shown before the first and after the last slice
 
 
 def _us(ns: np.ndarray, base: int) -> np.ndarray:
@@ -48,10 +50,15 @@ def _slices(result: EnergyResult, base: int) -> tuple[list[dict[str, Any]], set[
 
 
 def _counters(recording: Recording, result: EnergyResult, base: int) -> list[dict[str, Any]]:
+    """Each rail's power where it changes, from just before the first slice to just after the last."""
+    lo = int(result.samples["start_ns"].min()) - MARGIN_NS
+    hi = int(result.samples["end_ns"].max()) + MARGIN_NS
     events = []
     for rail, (t, p) in rail_arrays(recording.power).items():
         ok = ~np.isnan(p)
         t, p = t[ok], p[ok]
+        first, last = np.searchsorted(t, [lo, hi])
+        t, p = t[max(first - 1, 0):last + 1], p[max(first - 1, 0):last + 1]
         keep = np.ones(len(p), dtype=bool)
         keep[1:] = p[1:] != p[:-1]
         keep[-1:] = True
