@@ -10,8 +10,9 @@ A counter is a rail when its definition's title is ``Power`` (any case) and its 
 ``W``, ``uW`` or ``µW``; its values are divided by the definition's ``modifier`` (the
 ``ANNOTATE_COUNTER_VALUE_SCALE`` convention) and converted to mW. Keys belong to the process that
 defined them (Streamline makes them unique per process), so definitions and values are matched
-per (pid, key), across the threads of a process. The rail is named after the counter; a name
-already taken (by the reader's own power counters, or by another process) gets `` (pid N)``.
+per (pid, key), across the threads of a process. The rail is named after the counter; counters of
+the same name from several processes (two ``record`` runs in one capture) are one rail; a name the
+reader's own power counters already use gets `` (annotations)``.
 Each rail's :class:`~streamline_bridge.model.RailInfo` says ``source = "annotation counters"``
 and carries the rate of its values.
 """
@@ -75,23 +76,25 @@ def add_power(rec: Recording, streams: Iterable[DecodedStream]) -> Recording:
     base = rec.meta.clock_base_ns
     rails = dict(rec.meta.rails)
     taken = set(rails) | {str(r) for r in rec.power["rail"].unique()}
-    parts: list[pd.DataFrame] = []
+    found: dict[str, list[tuple[int, int, str, np.ndarray, np.ndarray]]] = {}
     for (pid, key), (name, units, to_mw) in defs.items():
         t, raw = _values(streams, pid, key)
-        if len(t) == 0:
-            continue
-        rail = name if name not in taken else f"{name} (pid {pid})"
-        taken.add(rail)
-        steps = np.diff(t)
-        period = int(np.median(steps)) if len(steps) else None
-        rate = (len(t) - 1) / ((t[-1] - t[0]) / 1e9) if len(t) > 1 and t[-1] > t[0] else None
-        rails[rail] = RailInfo(name=rail, source=SOURCE, unit=units, update_period_ns=period,
-                               extra={"key": hex(key), "pid": pid, "counter": name, "rate_hz": rate,
-                                      "mw_per_value": to_mw})
-        parts.append(pd.DataFrame({
-            "time_ns": t, "time_rel_ns": t - (base if base is not None else 0),
-            "rail": rail, "power_mw": raw.astype(np.float64) * to_mw,
-        }))
+        if len(t):
+            found.setdefault(name, []).append((pid, key, units, t, raw.astype(np.float64) * to_mw))
+    parts: list[pd.DataFrame] = []
+    for name, counters in found.items():
+        rail = name if name not in taken else f"{name} (annotations)"
+        t = np.concatenate([c[3] for c in counters])
+        mw = np.concatenate([c[4] for c in counters])
+        order = np.argsort(t, kind="stable")
+        t, mw = t[order], mw[order]
+        rates = [(len(c[3]) - 1) / ((c[3][-1] - c[3][0]) / 1e9) for c in counters if c[3][-1] > c[3][0]]
+        rails[rail] = RailInfo(name=rail, source=SOURCE, unit=counters[0][2],
+                               update_period_ns=int(np.median(np.diff(t))) if len(t) > 1 else None,
+                               extra={"counter": name, "rate_hz": max(rates) if rates else None,
+                                      "pids": [c[0] for c in counters], "keys": [hex(c[1]) for c in counters]})
+        parts.append(pd.DataFrame({"time_ns": t, "time_rel_ns": t - (base if base is not None else 0),
+                                   "rail": rail, "power_mw": mw}))
     if not parts:
         return rec
     frames = [p for p in (rec.power, *parts) if len(p)]
