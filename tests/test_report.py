@@ -285,3 +285,16 @@ def test_a_real_gatord_capture_gives_the_integral_of_its_power_counter_over_its_
     for name, e in want.items():
         assert got[name] == pytest.approx(e, rel=1e-9)
     assert any("never closed" in w and "red text" in w for w in res.warnings)
+
+
+def test_report_groups_from_a_json_mapping(logs, tmp_path, capsys):
+    m, p = logs
+    mapping = tmp_path / "groups.json"
+    mapping.write_text(json.dumps({"conv1": "front", "fire2/squeeze1x1": "front"}))
+    out = tmp_path / "g.json"
+    assert main(["report", str(m), "--power", str(p), "--by", "group", "--groups", str(mapping), "-o", str(out)]) == 0
+    names = [r["name"] for r in json.loads(out.read_text())["rows"] if r["rail"] == "VDD_IN"]
+    assert names == ["front", "fire2", "pool10"]  # unmapped layers keep their prefix
+    mapping.write_text("[1, 2]")
+    assert main(["report", str(m), "--power", str(p), "--by", "group", "--groups", str(mapping)]) == 2
+    assert "must be a JSON object" in capsys.readouterr().err

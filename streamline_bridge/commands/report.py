@@ -33,6 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=0, metavar="K", help="drop the first K iterations")
     parser.add_argument("--style", choices=("auto", "channels", "markers"), default="auto",
                         help="marker style: channel annotations or bookmarks (default: detect)")
+    parser.add_argument("--groups", metavar="prefix|channel|FILE.json", default=None,
+                        help="groups for --by group: name before '/' (prefix), the channel's group name "
+                             "(channel), or a JSON object {layer: group} (default: prefix if names have '/')")
     parser.add_argument("--sensor", choices=("auto", "held", "instant"), default="auto",
                         help="held: values are a sensor's held updates, each the mean since the previous one; "
                              "instant: instantaneous samples; auto: held where values change at most every "
@@ -60,6 +63,26 @@ def _check(args: argparse.Namespace) -> None:
         raise InputError(args.plot, f"plot file must end in {' or '.join(plot.FORMATS)}")
 
 
+def _groups(spec: str | None) -> str | dict[str, str] | None:
+    """``--groups``: a keyword, or the mapping in a JSON file."""
+    import json
+    from pathlib import Path
+
+    from streamline_bridge.errors import InputError
+
+    if spec in (None, "prefix", "channel", "auto"):
+        return spec
+    try:
+        mapping = json.loads(Path(spec).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(spec, exc.strerror or str(exc)) from None
+    except ValueError as exc:
+        raise InputError(spec, f"not JSON: {exc}") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise InputError(spec, 'must be a JSON object {"layer": "group", ...}')
+    return mapping
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -69,11 +92,13 @@ def run(args: argparse.Namespace) -> int:
     from streamline_bridge.report import files, plot, table, trace
 
     _check(args)
+    groups = _groups(args.groups)
     recordings, notes = prefer_measured([ingest.read(p) for p in [*args.inputs, *args.power]])
     offset_ns = None if args.offset is None else round(args.offset * 1e9)
     rec = combine(recordings, offset_ns)
-    result = energy_table(rec, by=args.by, baseline=args.baseline, style=args.style, warmup=args.warmup,
-                          confidence=args.confidence, precision=args.precision, sensor=args.sensor)
+    result = energy_table(rec, by=args.by, baseline=args.baseline, style=args.style, groups=groups,
+                          warmup=args.warmup, confidence=args.confidence, precision=args.precision,
+                          sensor=args.sensor)
     err = Console(stderr=True, soft_wrap=True)
     if args.format == "table" and args.output:
         with open(args.output, "w", encoding="utf-8") as out:
