@@ -14,15 +14,12 @@ default). tegrastats has no CLOCK_MONOTONIC_RAW, so ``meta.clock_base_ns`` is No
 ``time_ns`` equals ``time_rel_ns`` (seconds since the first line): align with an offset later.
 TX1 on L4T 28 prints no rails at all; such a log reads as no power, with an Issue saying so.
 
-:func:`parse_line` is the line parser; the live tegrastats power source reuses it.
+The line grammar is :mod:`streamline_bridge.power.tegrastats_format`, shared with the live source.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,57 +27,10 @@ import numpy as np
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest.streamline_export import text_head
 from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_markers, power_frame
+from streamline_bridge.power.tegrastats_format import NOT_CONNECTED, TegrastatsLine, parse_line
 
 FORMAT = "tegrastats"
 DEFAULT_INTERVAL_MS = 1000
-NOT_CONNECTED = "NC"  # Orin's name for an unconnected monitor channel (always 0 mW)
-
-_STAMP = re.compile(r"^\s*(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2}):(\d{2})\s+")
-_NUM = r"(\d+(?:\.\d+)?)"
-# NAME cur/avg, NAME curmW/avgmW, NAME amW/bmW/cmW; the token must end there (so "RAM 388/3984MB" is no rail)
-_RAIL = re.compile(rf"(?<!\S)([A-Za-z][A-Za-z0-9_]*) {_NUM}(mW)?/{_NUM}(?:mW)?(?:/{_NUM}(?:mW)?)?(?!\S)")
-# Tokens every tegrastats line has, whichever release (for sniffing and for telling a line apart from noise)
-_MARKS = re.compile(r"(?<!\S)(RAM \d+/\d+[kM]B|(?:CPU|cpu) \[|EMC(?:_FREQ)? \d+%|GR3D(?:_FREQ)? \d+%)")
-_NOT_RAILS = frozenset({"RAM", "SWAP", "IRAM", "lfb", "cached"})
-
-
-@dataclass
-class TegrastatsLine:
-    """One tegrastats line: its wall-clock stamp (if any) and the power rails it lists."""
-
-    stamp: datetime | None
-    rails: dict[str, float] = field(default_factory=dict)  # rail -> current power, mW
-    averages: dict[str, tuple[float, ...]] = field(default_factory=dict)  # rail -> tegrastats' average(s), mW
-
-
-def parse_line(line: str) -> TegrastatsLine | None:
-    """The power fields of one tegrastats line; ``None`` when it is not a tegrastats line.
-
-    A rail name seen twice in a line (Orin's ``NC`` "not connected" rails) gets ``#2``, ``#3``...;
-    :func:`read_log` leaves the ``NC`` rails out.
-    """
-    m = _STAMP.match(line)
-    stamp = None
-    if m:
-        mo, d, y, hh, mi, ss = (int(g) for g in m.groups())
-        try:
-            stamp = datetime(y, mo, d, hh, mi, ss)
-        except ValueError:
-            return None
-    if not _MARKS.search(line):
-        return None
-    out = TegrastatsLine(stamp)
-    for name, cur, _unit, avg, avg2 in _RAIL.findall(line):
-        if name in _NOT_RAILS:
-            continue
-        key, k = name, 1
-        while key in out.rails:
-            k += 1
-            key = f"{name}#{k}"
-        out.rails[key] = float(cur)
-        out.averages[key] = (float(avg),) + ((float(avg2),) if avg2 else ())
-    return out
-
 
 def sniff(path: Path) -> bool:
     """A text file whose first non-empty line is a tegrastats line."""

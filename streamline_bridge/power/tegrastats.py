@@ -17,22 +17,18 @@ import time
 from typing import IO, Any
 
 from streamline_bridge.power.source import NAN, Rail, Roots, Source, Unavailable
+from streamline_bridge.power.tegrastats_format import NOT_CONNECTED, parse_line
 
 DEFAULT_INTERVAL_MS = 100
 FIRST_LINE_TIMEOUT_S = 3.0
 
 
 def parse_power(line: str) -> dict[str, float]:
-    """``{rail: current mW}`` from one tegrastats line; ``NC`` (not connected) rails left out.
-
-    The line grammar lives in :func:`streamline_bridge.ingest.tegrastats.parse_line` (the log reader).
-    """
-    from streamline_bridge.ingest.tegrastats import parse_line
-
+    """``{rail: current mW}`` from one tegrastats line; ``NC`` (not connected) rails left out."""
     parsed = parse_line(line)
     if parsed is None:
         return {}
-    return {name: mw for name, mw in parsed.rails.items() if name.split("#")[0] != "NC"}
+    return {name: mw for name, mw in parsed.rails.items() if name.split("#")[0] != NOT_CONNECTED}
 
 
 def _command(options: dict[str, Any]) -> tuple[list[str], int]:
