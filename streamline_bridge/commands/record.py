@@ -9,7 +9,8 @@ log), ``markers.sbm`` (if CMD made markers) and ``manifest.json`` (docs/run-fold
 written at the start and rewritten at the end, also after Ctrl-C. CMD's exit status becomes
 ours (128 + N when a signal N ended it); a sampler failure is reported and makes it 1 when CMD
 itself succeeded. Ctrl-C reaches CMD (forwarded when it did not come from the terminal); the
-idle phase after an interrupted run is skipped.
+idle phase after an interrupted run is skipped. With ``--streamline`` the sampler also sends the
+rails to a running Streamline capture as counters (docs/streamline.md).
 """
 
 from __future__ import annotations
