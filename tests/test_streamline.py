@@ -225,3 +225,13 @@ def test_a_rail_that_drops_out_stops_its_counter_with_a_red_marker(tmp_path: Pat
     assert (in_t > at).sum() >= 100  # the other rails go on
     log = read_log(out)
     assert np.isnan(log.power["VDD_GPU"]).sum() >= 300 and log.trailer["error"] is None
+
+
+def test_a_streamline_rate_of_zero_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["record", "--streamline", "--streamline-rate", "0", "-o", str(tmp_path / "run"),
+               "--sysfs-root", str(FIXTURES / "sysfs/tx1-l4t28"), "--", "true"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--streamline-rate must be above 0" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError):
+        Sampler(tmp_path / "p.sbp", streamline=True, streamline_rate_hz=-1)

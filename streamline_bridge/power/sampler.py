@@ -353,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         options = parse_options(a.option)
     except ValueError as exc:
         ap.error(str(exc))
+    if a.streamline is not None and not a.streamline > 0:
+        ap.error("--streamline wants a rate above 0 Hz")
     cfg = Config(output=a.output, source=a.source, rate_hz=a.rate, sysfs_root=a.sysfs_root,
                  proc_root=a.proc_root, options=options, spin_us=a.spin_us,
                  chunk_ms=a.chunk_ms, gone_after_s=a.gone_after, status_ms=a.status_ms, cpu=a.cpu,
@@ -380,6 +382,8 @@ class Sampler:
                  chunk_ms: float = Config.chunk_ms, gone_after_s: float = Config.gone_after_s,
                  status_ms: float = Config.status_ms, cpu: int | None = None, realtime: bool = False,
                  streamline: bool = False, streamline_rate_hz: float = 1000.0):
+        if streamline and not streamline_rate_hz > 0:
+            raise ValueError(f"streamline_rate_hz must be above 0, not {streamline_rate_hz}")
         self.output = os.fspath(output)
         self.streamline = streamline
         args = ["-o", self.output, "--rate", str(rate_hz), "--spin-us", str(spin_us), "--chunk-ms", str(chunk_ms),
