@@ -9,10 +9,9 @@ decoded (the capture reader's budget).
 
 from __future__ import annotations
 
-import timeit
 
 from annotate import wire
-from bench.run import Result
+from bench.run import Result, best_of
 from streamline_bridge.ingest import annotation_stream
 
 LAYERS = ("conv1", "relu_conv1", "pool1", "fire2/squeeze1x1", "fire2/expand1x1", "fire2/concat", "pool10", "prob")
@@ -33,18 +32,15 @@ def make_stream(n: int) -> bytes:
     return b"".join(parts[: n + 1])
 
 
-def _best(fn, repeat: int) -> float:
-    return min(timeit.repeat(fn, number=1, repeat=repeat))
-
 
 def run(quick: bool) -> list[Result]:
     n = 100_000 if quick else 1_000_000
     repeat = 2 if quick else 3
     data = make_stream(n)
     assert len(annotation_stream.decode(data)) == n
-    walk = _best(lambda: annotation_stream.walk_frames(data, 20), repeat)
-    full = _best(lambda: annotation_stream.decode(data), repeat)
-    table = _best(lambda: annotation_stream.decode(data).markers(), repeat)
+    walk = best_of(lambda: annotation_stream.walk_frames(data, 20), repeat)
+    full = best_of(lambda: annotation_stream.decode(data), repeat)
+    table = best_of(lambda: annotation_stream.decode(data).markers(), repeat)
     floor = n / walk
     return [
         Result("decode", "decode (all fields)", n / full, "msg/s", floor, "framing walk only",

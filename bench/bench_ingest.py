@@ -16,10 +16,9 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench.run import Result
+from bench.run import Result, best_of
 from streamline_bridge.ingest import annotation_stream, apc
 from streamline_bridge.ingest import apc_frames as fr
 
@@ -101,14 +100,6 @@ def _tmp_root(need: int) -> Path:
     raise RuntimeError(f"no temp folder with {2 * need >> 20} MiB free")
 
 
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
 
 def _small_records(raw: bytes, w: fr.Walk, n: int) -> bytes:
     """The first ``n`` EXTERNAL and BLOCK_COUNTER records of the capture, back to back."""
@@ -144,23 +135,23 @@ def run(quick: bool) -> list[Result]:
                 while fh.readinto(buf):
                     pass
 
-        t_floor = _best(floor, 3)
-        t_read = _best(lambda: apc.read_capture(folder), 2)
+        t_floor = best_of(floor, 3)
+        t_read = best_of(lambda: apc.read_capture(folder), 2)
         rec = apc.read_capture(folder).recording
         assert len(rec.markers) == info["messages"], (len(rec.markers), info["messages"])
         assert len(rec.power) == info["samples"] and not rec.meta.partial
 
         raw = data_file.read_bytes()
-        t_walk = _best(lambda: fr.walk(raw), 3)
+        t_walk = best_of(lambda: fr.walk(raw), 3)
         w = fr.walk(raw)
-        t_ext = _best(lambda: [s.data for s in fr.external_streams(raw, w.frames[fr.EXTERNAL]).streams], 3)
+        t_ext = best_of(lambda: [s.data for s in fr.external_streams(raw, w.frames[fr.EXTERNAL]).streams], 3)
         streams = [s.data for s in fr.external_streams(raw, w.frames[fr.EXTERNAL]).streams]
         small = _small_records(raw, w, 50_000)
         n_small = _construct_walk(small)
-        t_fast = _best(lambda: fr.walk(small), 3) / n_small * 1e6
-        t_construct = _best(lambda: _construct_walk(small), 1) / n_small * 1e6
-        t_dec = _best(lambda: [annotation_stream.decode(s) for s in streams], 2)
-        t_mark = _best(lambda: [annotation_stream.decode(s).markers(stream=i, clock_base_ns=BASE)
+        t_fast = best_of(lambda: fr.walk(small), 3) / n_small * 1e6
+        t_construct = best_of(lambda: _construct_walk(small), 1) / n_small * 1e6
+        t_dec = best_of(lambda: [annotation_stream.decode(s) for s in streams], 2)
+        t_mark = best_of(lambda: [annotation_stream.decode(s).markers(stream=i, clock_base_ns=BASE)
                                 for i, s in enumerate(streams)], 2)
         del raw
     finally:

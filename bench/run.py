@@ -12,8 +12,10 @@ import importlib
 import json
 import pkgutil
 import sys
+import timeit
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 
 @dataclass
@@ -35,6 +37,11 @@ class Result:
         if self.baseline in (None, 0):
             return None
         return self.value / self.baseline
+
+
+def best_of(fn: Callable[[], object], repeat: int) -> float:
+    """The shortest wall time of ``repeat`` calls of ``fn``, in seconds (the least disturbed run)."""
+    return min(timeit.repeat(fn, number=1, repeat=repeat))
 
 
 def discover() -> list[str]:

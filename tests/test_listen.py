@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from streamline_bridge.commands.listen import Listener
 from streamline_bridge.ingest import marker_log
 from streamline_bridge.ingest.annotation_stream import decode
 

@@ -19,7 +19,7 @@ gathered and hashed so that each distinct string is decoded once. The rare varia
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
