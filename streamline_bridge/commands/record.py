@@ -36,9 +36,15 @@ CLOCK = time.CLOCK_MONOTONIC_RAW
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder to create")
+    add_sampler_arguments(parser)
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...", help="the command to run")
+
+
+def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the sampler and the idle phases (``record`` and ``profile``)."""
     from streamline_bridge.power.discovery import add_source_arguments
 
-    parser.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder to create")
     parser.add_argument("--rate", type=float, default=1000.0, metavar="HZ", help="samples per second (default 1000)")
     add_source_arguments(parser)
     parser.add_argument("--idle", type=float, default=2.0, metavar="SECONDS",
@@ -50,7 +56,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="also send the rails to a running Streamline capture as counters (docs/streamline.md)")
     parser.add_argument("--streamline-rate", type=float, default=1000.0, metavar="HZ",
                         help="counter values per second and rail sent to Streamline (averages; default 1000)")
-    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...", help="the command to run")
 
 
 def _now() -> int:
@@ -143,15 +148,14 @@ def _in_terminal_foreground() -> bool:
         return False
 
 
-def run(args: argparse.Namespace) -> int:
+def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, dict[str, Any], Any]:
+    """Create the run folder, start the sampler (``add_sampler_arguments``' options) and write the
+    first manifest; returns (run folder, manifest, started ``Sampler``)."""
     from streamline_bridge import __version__
     from streamline_bridge.errors import InputError
-    from streamline_bridge.power import Sampler, SamplerError
+    from streamline_bridge.power import Sampler
     from streamline_bridge.power.discovery import parse_options
 
-    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    if not cmd:
-        raise InputError(None, "no command to run (record -o RUN_DIR -- CMD ARGS...)")
     try:
         options = parse_options(args.option)
     except ValueError as exc:
@@ -162,10 +166,9 @@ def run(args: argparse.Namespace) -> int:
     if (run_dir / MANIFEST).exists():
         raise InputError(run_dir, "already holds a run (manifest.json): choose another folder")
     run_dir.mkdir(parents=True, exist_ok=True)
-    markers = run_dir / MARKERS_FILE
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "complete": False,
-        "command": cmd, "cwd": os.getcwd(), "host": socket.gethostname(), "streamline_bridge": __version__,
+        "command": command, "cwd": os.getcwd(), "host": socket.gethostname(), "streamline_bridge": __version__,
         "clock": "CLOCK_MONOTONIC_RAW", "idle_s": args.idle,
         "files": {"power": POWER_FILE, "markers": MARKERS_FILE},
     }
@@ -178,6 +181,36 @@ def run(args: argparse.Namespace) -> int:
                          "streamline_hz": args.streamline_rate if args.streamline else None}
     manifest["started_monotonic_raw_ns"], manifest["started_realtime_ns"] = _now(), time.time_ns()
     write_manifest(run_dir, manifest)
+    return run_dir, manifest, sampler
+
+
+def finish_run(run_dir: Path, manifest: dict[str, Any], sampler: Any, t: list[int], sampler_error: str | None,
+               **fields: Any) -> str | None:
+    """Stop the sampler and rewrite the manifest as complete, with the phases from ``t`` (t0..t3,
+    missing ones: now) and ``fields``; returns the sampler's error, if any."""
+    from streamline_bridge.power import SamplerError
+
+    while len(t) < 4:
+        t.append(_now())
+    try:
+        manifest["power"]["stats"] = sampler.stop()
+    except SamplerError as exc:
+        sampler_error = sampler_error or str(exc)
+    manifest.update(complete=True, sampler_error=sampler_error, **fields,
+                    phases={"idle_before": t[0:2], "run": t[1:3], "idle_after": t[2:4]})
+    write_manifest(run_dir, manifest)
+    return sampler_error
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamline_bridge.errors import InputError
+    from streamline_bridge.power import SamplerError
+
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise InputError(None, "no command to run (record -o RUN_DIR -- CMD ARGS...)")
+    run_dir, manifest, sampler = start_run(args, cmd)
+    markers = run_dir / MARKERS_FILE
     sampler_error: str | None = None
 
     def check() -> None:
@@ -215,15 +248,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     finally:
         status.close()
-        while len(t) < 4:
-            t.append(_now())
-        try:
-            manifest["power"]["stats"] = sampler.stop()
-        except SamplerError as exc:
-            sampler_error = sampler_error or str(exc)
-        manifest.update(complete=True, exit_code=exit_code, interrupted=interrupted, sampler_error=sampler_error,
-                        phases={"idle_before": t[0:2], "run": t[1:3], "idle_after": t[2:4]})
-        write_manifest(run_dir, manifest)
+        sampler_error = finish_run(run_dir, manifest, sampler, t, sampler_error, exit_code=exit_code,
+                                   interrupted=interrupted)
     if "error" in manifest:
         raise InputError(cmd[0], "cannot run the command: " + manifest["error"].split(": ", 1)[-1])
     stats = manifest["power"].get("stats") or {}
