@@ -14,7 +14,7 @@ import sys
 from streamline_bridge import __version__
 from streamline_bridge.errors import InputError
 
-COMMANDS = ("inspect", "sensors", "record", "report", "listen")
+COMMANDS = ("inspect", "sensors", "record", "report", "listen", "profile")
 
 
 def build_parser() -> argparse.ArgumentParser:

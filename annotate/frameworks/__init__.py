@@ -1,0 +1,82 @@
+"""Framework adapters: per-layer annotations for a network run by Caffe or PyTorch.
+
+Both adapters emit the energy table's conventions (docs/energy-table.md) through :class:`LayerMarks`:
+
+* ``style="channels"``: ``iteration <n>`` on the channel named ``iterations``, each layer's text
+  ``name___type`` on its block's channel (``annotate.layers.ChannelMap``: a channel per block, a
+  channel group per network, a colour per layer type), ended right after the layer's work;
+* ``style="markers"``: bookmarks ``iteration <n>``, then one per layer (``name___type``, coloured
+  by type), then ``end`` after the last layer (the SyNERGY / reference-study style).
+
+The framework itself is imported only when an adapter is used: ``annotate`` stays standard-library
+only at import time. Adapters: :mod:`annotate.frameworks.caffe`, :mod:`annotate.frameworks.torch`.
+"""
+
+from typing import NamedTuple, Optional
+
+from annotate.client import Client
+from annotate.layers import ITERATIONS, ChannelMap, color_for, group_of
+
+STYLES = ("channels", "markers")
+
+
+class Layer(NamedTuple):
+    """One layer as the adapters annotate it: its text, colour and block."""
+
+    name: str
+    type: str
+    text: str  # name___type
+    color: int
+    block: str
+
+
+class LayerMarks:
+    """Emits a network's layer and iteration annotations in one of :data:`STYLES`.
+
+    ``client`` defaults to the module-level client of :mod:`annotate`; ``separator`` splits a
+    layer name into its block (``"/"`` for Caffe's ``fire2/squeeze1x1``, ``"."`` for PyTorch).
+    """
+
+    def __init__(self, network: str, style: str = "channels", client: Optional[Client] = None,
+                 separator: str = "/", group: int = 1) -> None:
+        if style not in STYLES:
+            raise ValueError(f"unknown annotation style {style!r} (use {' or '.join(STYLES)})")
+        if client is None:
+            import annotate
+
+            client = annotate.default_client()
+        self.client = client
+        self.style = style
+        self.separator = separator
+        self.channels = ChannelMap(network, group=group, client=client, separator=separator)
+
+    def layer(self, name: str, layer_type: str) -> Layer:
+        """The annotation of one layer (compute once, emit many times)."""
+        return Layer(name, layer_type, f"{name}___{layer_type}" if layer_type else name, color_for(layer_type),
+                     group_of(name, self.separator))
+
+    def start(self, layer: Layer) -> None:
+        """The layer begins."""
+        if self.style == "channels":
+            self.client.text(layer.text, self.channels.channel(layer.block), layer.color)
+        else:
+            self.client.marker(layer.text, layer.color)
+
+    def stop(self, layer: Layer) -> None:
+        """The layer's work has finished (a bookmark runs to the next one: nothing to send)."""
+        if self.style == "channels":
+            self.client.end(self.channels.channel(layer.block))
+
+    def iteration_start(self, n: int) -> None:
+        """Iteration ``n`` begins (before its first layer)."""
+        if self.style == "channels":
+            self.client.text(f"iteration {n}", self.channels.channel(ITERATIONS))
+        else:
+            self.client.marker(f"iteration {n}")
+
+    def iteration_stop(self) -> None:
+        """The iteration's last layer has finished."""
+        if self.style == "channels":
+            self.client.end(self.channels.channel(ITERATIONS))
+        else:
+            self.client.marker("end")
