@@ -35,6 +35,10 @@ fi
 step "installing the project and its test tools into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e '.[dev,caffe,nvml]'
 
+step "installing torch 2.13 (optional: the PyTorch adapter and its tests)"
+.venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt torch==2.13.0 \
+  || step "torch not installed: the PyTorch adapter tests will skip"
+
 if [ "$caffe" = 1 ]; then
   bash scripts/build-pycaffe.sh .venv/bin/python
 fi
