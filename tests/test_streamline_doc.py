@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from fake_sysfs import FakeSensor
 from streamline_bridge.ingest import marker_log
@@ -34,20 +37,21 @@ def blocks() -> list[tuple[str, str]]:
 def test_every_command_block_is_run_here_or_marked_for_the_board() -> None:
     infos = [info for info, _ in blocks()]
     assert infos.count("sh test") >= 5
-    assert all(i in ("sh test", "sh board") or i.startswith("python file=") for i in infos), infos
+    assert all(i in ("sh test", "sh test-tcp", "sh board") or i.startswith("python file=") for i in infos), infos
     for info, body in blocks():
         if info == "sh board":  # what a test cannot do: start gatord, name a real capture, a shell setting
             assert all(re.match(r"(sudo gatord|gatord|export STREAMLINE_ANNOTATE_TCP=1|CAPTURE=)", line)
                        for line in body.splitlines() if line.strip()), body
 
 
-def test_the_walk_through_runs_against_the_listener(tmp_path: Path) -> None:
+def run_blocks(tmp_path: Path, kind: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """Run the page's ``sh KIND`` blocks in one shell in a fresh folder, on a moving fake TX1 sensor."""
     work = tmp_path / "work"
     work.mkdir()
     for info, body in blocks():
         if info.startswith("python file="):
             (work / info.split("=", 1)[1]).write_text(body)
-    script = "set -e\n" + "".join(body for info, body in blocks() if info == "sh test")
+    script = "set -e\n" + "".join(body for info, body in blocks() if info == kind)
     wrapper = tmp_path / "bin" / "streamline-bridge"
     wrapper.parent.mkdir()
     wrapper.write_text(f'#!/bin/sh\nif [ "$1" = record ]; then shift; set -- record --sysfs-root "$FAKE_SYSFS" "$@"; fi\n'
@@ -61,6 +65,21 @@ def test_the_walk_through_runs_against_the_listener(tmp_path: Path) -> None:
     with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", 0.007, functions):
         done = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    return work, done
+
+
+def values_of(session: Path, run: Path) -> None:
+    """The listener's log holds every counter value the run's sampler sent, a third per rail."""
+    m = marker_log.read(session).markers
+    log = read_log(run / "power.sbp")
+    sent = log.trailer["streamline"]["values_sent"]
+    mine = m[(m["kind"] == "counter_value") & (m["pid"] == log.meta["pid"])]
+    assert len(mine) == sent > 0
+    assert (mine["key"] == rail_key("VDD_GPU")).sum() == sent // 3
+
+
+def test_the_walk_through_runs_against_the_listener(tmp_path: Path) -> None:
+    work, done = run_blocks(tmp_path, "sh test")
     assert "power: annotation counters at" in done.stderr
     assert "power: ina3221x: VDD_IN, VDD_GPU, VDD_CPU" in done.stderr
 
@@ -68,13 +87,23 @@ def test_the_walk_through_runs_against_the_listener(tmp_path: Path) -> None:
     m = rec.markers
     defs = m[m["kind"] == "counter_def"]
     assert set(defs["text"]) == {"VDD_IN", "VDD_GPU", "VDD_CPU"}
-    values = m[m["kind"] == "counter_value"]
     for run in ("run", "run-100hz"):
-        sent = read_log(work / run / "power.sbp").trailer["streamline"]
-        mine = values[values["pid"] == read_log(work / run / "power.sbp").meta["pid"]]
-        assert len(mine) == sent["values_sent"] > 0  # the listener got every value the sampler sent
-        assert (mine["key"] == rail_key("VDD_GPU")).sum() == sent["values_sent"] // 3
+        values_of(work / "session.sbm", work / run)
     texts = m[m["kind"] == "text"]["text"]
     assert (texts == "fire2/concat___Concat").sum() == 10 and (texts == "iteration 4").sum() == 2
     assert list(rec.meta.rails) == ["VDD_IN", "VDD_GPU", "VDD_CPU"]
     assert (work / "table.csv").is_file()
+
+
+def test_the_tcp_section_runs_against_a_tcp_listener(tmp_path: Path) -> None:
+    for port in (8082, 8083):  # gatord's fixed ports: the client has no other
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                pytest.skip(f"127.0.0.1:{port} is in use (a gatord?)")
+    work, done = run_blocks(tmp_path, "sh test-tcp")
+    assert "power: annotation counters at" in done.stderr
+    values_of(work / "session-tcp.sbm", work / "run-tcp")
+    texts = marker_log.read(work / "session-tcp.sbm").markers["text"]
+    assert (texts == "prob___Softmax").sum() == 5
