@@ -83,8 +83,12 @@ def _existing(path: str | None, what: str) -> str | None:
 
 
 def _net_name(prototxt: str) -> str:
-    match = re.search(r'^\s*name\s*:\s*"([^"]+)"', Path(prototxt).read_text(encoding="utf-8", errors="replace"), re.M)
-    return match.group(1) if match else Path(prototxt).stem
+    """The prototxt's top-level ``name``, else its folder's name for a ``deploy.prototxt``, else its stem."""
+    path = Path(prototxt)
+    match = re.search(r'^name\s*:\s*"([^"]+)"', path.read_text(encoding="utf-8", errors="replace"), re.M)
+    if match:
+        return match.group(1)
+    return path.resolve().parent.name if path.stem == "deploy" else path.stem
 
 
 def load_net(caffe: Any, args: argparse.Namespace) -> tuple[Any, str]:

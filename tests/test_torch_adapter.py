@@ -1,0 +1,70 @@
+"""The PyTorch adapter: every leaf module of a small model gets its interval in every iteration, in
+execution order, read back through ingest; the hooks come off again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from annotate import Client
+from streamline_bridge import ingest
+from streamline_bridge.energy.intervals import find_intervals
+
+torch = pytest.importorskip("torch")
+
+from annotate.frameworks.torch import annotate_modules  # noqa: E402
+
+LEAVES = [("features.0", "Conv2d"), ("features.1", "ReLU"), ("features.2", "MaxPool2d"),
+          ("head.0", "Flatten"), ("head.1", "Linear"), ("head.2", "Softmax")]
+
+
+def small_model():
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Module()
+    model.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    model.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 4, 10), nn.Softmax(dim=1))
+    model.forward = lambda x: model.head(model.features(x))
+    return model.eval()
+
+
+@pytest.mark.parametrize("style", ["channels", "markers"])
+def test_every_leaf_module_has_its_interval_in_order(tmp_path: Path, style: str) -> None:
+    model = small_model()
+    log = tmp_path / "torch.sbm"
+    client = Client(file=log, gatord=False)
+    x = torch.ones(1, 3, 8, 8)
+    with annotate_modules(model, "tiny", style=style, client=client) as marks, torch.no_grad():
+        for i in range(3):
+            with marks.iteration() as n:
+                y = model(x)
+            assert n == i
+    client.close()
+    assert y.shape == (1, 10)
+    markers = ingest.read(log).markers
+    iv = find_intervals(markers)
+    assert iv.style == style and iv.iteration_source == "markers" and iv.warnings == []
+    for i in range(3):
+        part = iv.layers[iv.layers["iteration"] == i]
+        assert list(zip(part["name"], part["layer_type"])) == LEAVES
+        start, end = part["start_ns"].to_numpy(), part["end_ns"].to_numpy()
+        assert np.all(end >= start) and np.all(start[1:] >= end[:-1])
+    if style == "channels":  # a channel per block (the name before the first "."), in a group per network
+        texts = markers[(markers["kind"] == "text") & ~markers["text"].str.startswith("iteration")]
+        assert (texts["channel_name"] == texts["text"].str.split(".").str[0]).all()
+        assert set(texts["group_name"]) == {"tiny"}
+
+
+def test_hooks_are_removed_after_the_block(tmp_path: Path) -> None:
+    model = small_model()
+    log = tmp_path / "torch.sbm"
+    client = Client(file=log, gatord=False)
+    with annotate_modules(model, "tiny", client=client):
+        pass
+    with torch.no_grad():
+        model(torch.ones(1, 3, 8, 8))
+    client.close()
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert not log.exists() or not (ingest.read(log).markers["kind"] == "text").any()
