@@ -10,11 +10,10 @@ Goal for the core: under 1 s and within 5x of the floor.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
-from bench.run import Result
+from bench.run import Result, best_of
 from streamline_bridge.energy import energy_table, integrate
 from streamline_bridge.model import Meta, RailInfo, Recording, markers_frame, power_frame
 
@@ -37,14 +36,6 @@ def make_intervals(t: np.ndarray, n: int, seed: int = 1) -> tuple[np.ndarray, np
     starts = np.sort(rng.integers(t[0], t[-1] - 10_000_000, n))
     return starts, starts + rng.integers(50_000, 5_000_000, n)
 
-
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _core(t: np.ndarray, rails: dict[str, np.ndarray], start: np.ndarray, end: np.ndarray,
@@ -74,11 +65,11 @@ def run(quick: bool) -> list[Result]:
     t, rails = make_power(n_samples)
     start, end = make_intervals(t, n_intervals)
     stacked = np.stack(list(rails.values()))
-    floor = _best(lambda: np.cumsum(stacked, axis=1), repeat)
-    core = _best(lambda: _core(t, rails, start, end), repeat)
-    held = _best(lambda: _core(t, rails, start, end, 7_000_000), repeat)
+    floor = best_of(lambda: np.cumsum(stacked, axis=1), repeat)
+    core = best_of(lambda: _core(t, rails, start, end), repeat)
+    held = best_of(lambda: _core(t, rails, start, end, 7_000_000), repeat)
     rec = _recording(t, rails, start, end)
-    api = _best(lambda: energy_table(rec, baseline="none"), 1)
+    api = best_of(lambda: energy_table(rec, baseline="none"), 1)
     total = n_samples * len(RAILS)
     size = f"{n_samples:,} samples x {len(RAILS)} rails, {n_intervals:,} intervals"
     return [

@@ -229,13 +229,25 @@ def power_frame(
 
 
 def rail_arrays(power: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Split a long power table into ``{rail: (time_ns, power_mw)}``, each sorted by time."""
+    """Split a long power table into ``{rail: (time_ns, power_mw)}``, each sorted by time.
+
+    Rows of one rail are usually contiguous (readers write rail by rail): those are sliced without
+    a copy per row; other layouts go through a stable sort by rail.
+    """
+    codes = power["rail"].cat.codes.to_numpy() if len(power) else np.zeros(0, np.int8)
+    t_all = power["time_ns"].to_numpy(np.int64)
+    p_all = power["power_mw"].to_numpy(np.float64)
+    if len(codes) and np.count_nonzero(codes[1:] != codes[:-1]) >= np.count_nonzero(np.bincount(codes)):
+        order = np.argsort(codes, kind="stable")
+        codes, t_all, p_all = codes[order], t_all[order], p_all[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], len(codes)]
+    categories = power["rail"].cat.categories
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for rail, part in power.groupby("rail", observed=True, sort=False):
-        t = part["time_ns"].to_numpy(np.int64)
-        p = part["power_mw"].to_numpy(np.float64)
-        if len(t) > 1 and np.any(np.diff(t) < 0):
+    for a, b in zip(starts, ends):
+        t, p = t_all[a:b], p_all[a:b]
+        if len(t) > 1 and np.any(t[1:] < t[:-1]):
             order = np.argsort(t, kind="stable")
             t, p = t[order], p[order]
-        out[str(rail)] = (t, p)
+        out[str(categories[codes[a]])] = (t, p)
     return out

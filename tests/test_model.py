@@ -36,3 +36,11 @@ def test_power_frame_is_long_and_rail_arrays_round_trip():
     assert list(arrays) == ["VDD_IN", "VDD_GPU"]
     np.testing.assert_array_equal(arrays["VDD_GPU"][0], t)
     assert np.isnan(arrays["VDD_GPU"][1][1])
+
+
+def test_rail_arrays_regroups_interleaved_rows():
+    df = power_frame(np.array([10, 20, 30]), {"A": [1.0, 2.0, 3.0], "B": [4.0, 5.0, 6.0]}, 0)
+    mixed = df.iloc[[0, 3, 2, 5, 1, 4]]  # A10 B10 A30 B30 A20 B20
+    arrays = rail_arrays(mixed)
+    assert {k: v[0].tolist() for k, v in arrays.items()} == {"A": [10, 20, 30], "B": [10, 20, 30]}
+    assert arrays["B"][1].tolist() == [4.0, 5.0, 6.0]
