@@ -14,7 +14,8 @@ per (pid, key), across the threads of a process. The rail is named after the cou
 the same name from several processes (two ``record`` runs in one capture) are one rail; a name the
 reader's own power counters already use gets `` (annotations)``.
 Each rail's :class:`~streamline_bridge.model.RailInfo` says ``source = "annotation counters"``
-and carries the rate of its values.
+and carries the rate of its values; its update period is the sensor's, estimated from when the
+values change (``power/period.py``), as for a power log.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pandas as pd
 
 from streamline_bridge.ingest.annotation_stream import DecodedStream
 from streamline_bridge.model import RailInfo, Recording, empty_power
+from streamline_bridge.power.period import change_times, period_from_changes
 
 SOURCE = "annotation counters"
 TITLE = "power"
@@ -90,7 +92,7 @@ def add_power(rec: Recording, streams: Iterable[DecodedStream]) -> Recording:
         t, mw = t[order], mw[order]
         rates = [(len(c[3]) - 1) / ((c[3][-1] - c[3][0]) / 1e9) for c in counters if c[3][-1] > c[3][0]]
         rails[rail] = RailInfo(name=rail, source=SOURCE, unit=counters[0][2],
-                               update_period_ns=int(np.median(np.diff(t))) if len(t) > 1 else None,
+                               update_period_ns=period_from_changes(change_times(t, mw)),
                                extra={"counter": name, "rate_hz": max(rates) if rates else None,
                                       "pids": [c[0] for c in counters], "keys": [hex(c[1]) for c in counters]})
         parts.append(pd.DataFrame({"time_ns": t, "time_rel_ns": t - (base if base is not None else 0),
