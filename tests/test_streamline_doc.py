@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +63,8 @@ def run_blocks(tmp_path: Path, kind: str) -> tuple[Path, subprocess.CompletedPro
     functions = {f"{IIO}/in_power{i}_input": (lambda k, b=b: b + k % 50) for i, b in enumerate((2000, 100, 300))}
     with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", 0.007, functions):
         done = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    if kind == "sh test-tcp" and "cannot listen on tcp 127.0.0.1:8082/8083: Address already in use" in done.stderr:
+        pytest.skip("gatord's TCP ports are in use (a gatord, or this test running twice at once)")
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     return work, done
 
@@ -96,12 +97,6 @@ def test_the_walk_through_runs_against_the_listener(tmp_path: Path) -> None:
 
 
 def test_the_tcp_section_runs_against_a_tcp_listener(tmp_path: Path) -> None:
-    for port in (8082, 8083):  # gatord's fixed ports: the client has no other
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                pytest.skip(f"127.0.0.1:{port} is in use (a gatord?)")
     work, done = run_blocks(tmp_path, "sh test-tcp")
     assert "power: annotation counters at" in done.stderr
     values_of(work / "session-tcp.sbm", work / "run-tcp")
