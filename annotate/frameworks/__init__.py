@@ -12,7 +12,8 @@ The framework itself is imported only when an adapter is used: ``annotate`` stay
 only at import time. Adapters: :mod:`annotate.frameworks.caffe`, :mod:`annotate.frameworks.torch`.
 """
 
-from typing import NamedTuple, Optional
+import threading
+from typing import Dict, NamedTuple, Optional
 
 from annotate.client import Client
 from annotate.layers import ITERATIONS, ChannelMap, color_for, group_of
@@ -28,6 +29,7 @@ class Layer(NamedTuple):
     text: str  # name___type
     color: int
     block: str
+    channel: int  # the block's channel (style "channels"; 0 for bookmarks)
 
 
 class LayerMarks:
@@ -49,27 +51,38 @@ class LayerMarks:
         self.style = style
         self.separator = separator
         self.channels = ChannelMap(network, group=group, client=client, separator=separator)
+        self._blocks: Dict[str, int] = {}  # block -> channel, named in self._thread
+        self._thread = threading.get_ident()
 
     def layer(self, name: str, layer_type: str) -> Layer:
         """The annotation of one layer (compute once, emit many times)."""
+        block, channel = group_of(name, self.separator), 0
+        if self.style == "channels":
+            channel = self._blocks[block] = self.channels.channel(block)
         return Layer(name, layer_type, f"{name}___{layer_type}" if layer_type else name, color_for(layer_type),
-                     group_of(name, self.separator))
+                     block, channel)
 
     def start(self, layer: Layer) -> None:
         """The layer begins."""
         if self.style == "channels":
-            self.client.text(layer.text, self.channels.channel(layer.block), layer.color)
+            self.client.text(layer.text, layer.channel, layer.color)
         else:
             self.client.marker(layer.text, layer.color)
 
     def stop(self, layer: Layer) -> None:
         """The layer's work has finished (a bookmark runs to the next one: nothing to send)."""
         if self.style == "channels":
-            self.client.end(self.channels.channel(layer.block))
+            self.client.end(layer.channel)
 
     def iteration_start(self, n: int) -> None:
-        """Iteration ``n`` begins (before its first layer)."""
+        """Iteration ``n`` begins (before its first layer). Channels are named per thread
+        (Streamline keeps names per thread): a new thread gets them here, once."""
         if self.style == "channels":
+            thread = threading.get_ident()
+            if thread != self._thread:
+                for block in self._blocks:
+                    self.channels.channel(block)
+                self._thread = thread
             self.client.text(f"iteration {n}", self.channels.channel(ITERATIONS))
         else:
             self.client.marker(f"iteration {n}")
