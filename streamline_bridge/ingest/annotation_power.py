@@ -21,13 +21,13 @@ values change (``power/period.py``), as for a power log.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from streamline_bridge.ingest.annotation_stream import DecodedStream
-from streamline_bridge.model import RailInfo, Recording, empty_power
+from streamline_bridge.model import RailInfo, Recording
 from streamline_bridge.power.period import change_times, period_from_changes
 
 SOURCE = "annotation counters"
@@ -99,8 +99,7 @@ def add_power(rec: Recording, streams: Iterable[DecodedStream]) -> Recording:
                                    "rail": rail, "power_mw": mw}))
     if not parts:
         return rec
-    frames = [p for p in (rec.power, *parts) if len(p)]
-    power = pd.concat(frames, ignore_index=True) if frames else empty_power()
+    power = pd.concat([p for p in (rec.power, *parts) if len(p)], ignore_index=True)
     power["rail"] = pd.Categorical(power["rail"].astype(str), categories=list(dict.fromkeys(power["rail"].astype(str))))
     extra = dict(rec.meta.extra, power_source=describe(rails))
     return Recording(rec.markers, power, replace(rec.meta, rails=rails, extra=extra))

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import sys
 import zlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from annotate import ABSOLUTE, AVERAGE, GREEN, LINE, OVERLAY, RED, Client
 
