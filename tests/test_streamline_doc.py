@@ -83,6 +83,8 @@ def test_the_walk_through_runs_against_the_listener(tmp_path: Path) -> None:
     work, done = run_blocks(tmp_path, "sh test")
     assert "power: annotation counters at" in done.stderr
     assert "power: ina3221x: VDD_IN, VDD_GPU, VDD_CPU" in done.stderr
+    sent = read_log(work / "run" / "power.sbp").trailer["streamline"]["values_sent"]
+    assert "run: exit status 0, " in done.stderr and f"; {sent} counter values sent to Streamline" in done.stderr
 
     rec = marker_log.read(work / "session.sbm")
     m = rec.markers

@@ -256,7 +256,9 @@ def run(args: argparse.Namespace) -> int:
     achieved = stats.get("achieved_hz")
     print(f"streamline-bridge record: {run_dir}: exit status {exit_code}, {stats.get('samples', 0)} power samples"
           + (f" at {achieved:.0f} Hz" if achieved else "") + f" from {sampler.info['source']}"
-          + (" (ESTIMATED power)" if sampler.info["estimated"] else ""), file=sys.stderr)
+          + (" (ESTIMATED power)" if sampler.info["estimated"] else "")
+          + (f"; {stats['streamline']['values_sent']} counter values sent to Streamline" if "streamline" in stats else ""),
+          file=sys.stderr)
     if sampler_error:
         print(f"streamline-bridge: error: {sampler_error}", file=sys.stderr)
         return exit_code or 1
