@@ -119,4 +119,6 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path: Path, capsys) ->
     assert "--iterations" in capsys.readouterr().err
     assert main(["profile", "caffe", "-o", run, "--image", str(tmp_path / "nope.jpg")]) == 2
     assert "nope.jpg: no such image file" in capsys.readouterr().err
+    assert main(["profile", "caffe", "-o", run, "--mean", "104,117"]) == 2
+    assert "expected three numbers B,G,R" in capsys.readouterr().err
     assert not Path(run).exists()

@@ -119,15 +119,19 @@ def load_net(caffe: Any, args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _mean(args: argparse.Namespace) -> Any:
+    """The mean to subtract: ``--mean-file``'s 3 x H x W array, else ``--mean``'s three values."""
     import numpy as np
 
     from streamline_bridge.errors import InputError
 
     if args.mean_file:
         try:
-            return np.load(args.mean_file, allow_pickle=False)
+            mean = np.load(args.mean_file, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise InputError(args.mean_file, f"cannot read the mean array: {exc}") from None
+            raise InputError(args.mean_file, f"cannot read the mean array (a .npy file expected): {exc}") from None
+        if mean.ndim != 3 or mean.shape[0] != 3:
+            raise InputError(args.mean_file, f"the mean array has shape {mean.shape}: expected 3 x H x W (BGR)")
+        return mean
     try:
         values = [float(v) for v in args.mean.split(",")]
     except ValueError:
@@ -137,17 +141,13 @@ def _mean(args: argparse.Namespace) -> Any:
     return values
 
 
-def set_input(net: Any, args: argparse.Namespace) -> None:
+def set_input(net: Any, args: argparse.Namespace, mean: Any) -> None:
     """The preprocessed image (or the synthetic one) in the net's input blob."""
-    from streamline_bridge.errors import InputError
     from streamline_bridge.nets import imagenet
 
     blob = net.blobs[net.inputs[0]]
     height, width = blob.data.shape[2:]
     rgb = imagenet.load_image(args.image) if args.image else imagenet.synthetic_image(max(height, width), args.seed)
-    mean = _mean(args)
-    if getattr(mean, "ndim", 1) == 3 and mean.shape[0] != 3:
-        raise InputError(args.mean_file, f"the mean array has shape {mean.shape}: expected 3 x H x W (BGR)")
     blob.data[0] = imagenet.preprocess(rgb, height, width, mean)
 
 
@@ -258,10 +258,11 @@ def run(args: argparse.Namespace) -> int:
     from streamline_bridge.nets import imagenet
 
     _check_args(args)
-    caffe = import_caffe()
+    mean = _mean(args)
     labels = imagenet.read_labels(args.labels) if args.labels else None
+    caffe = import_caffe()
     net, name = load_net(caffe, args)
-    set_input(net, args)
+    set_input(net, args, mean)
     runner = CaffeRunner(net, name, style=args.style)
     run_dir, manifest, sampler = start_run(args, _command(args))
     manifest["profile"] = {
