@@ -64,6 +64,8 @@ def test_profile_the_real_squeezenet_on_the_cat(tx1: str, shared: Path, tmp_path
     texts = rec.markers[rec.markers["kind"] == "text"]
     assert texts["time_ns"].astype("int64").between(t1, t2).all()
     assert len(texts[texts["text"] == "conv1___Convolution"]) == 2  # warm-up is not annotated
+    named = texts[texts["text"].str.startswith("fire3/")]
+    assert set(named["channel_name"]) == {"fire3"} and set(named["group_name"]) == {"squeezenet_v1.1"}
 
     table = pd.read_csv(run / "table.csv")
     assert table["name"].unique().tolist() == names and table["rail"].unique().tolist() == RAILS
@@ -103,6 +105,19 @@ def test_profile_builtin_squeezenet_with_bookmarks_then_report(tx1: str, tmp_pat
         part = rows[rows["rail"] == rail]
         assert len(part) == len(names) and (part["energy_mj"] > 0).all() and (part["n"] == 3).all()
         assert (part["energy_mj"] / part["time_ms"] > BASES[rail] * 1e-3).all()  # at least the base power
+
+
+@pytest.mark.caffe
+def test_whole_net_mode_is_one_row_per_rail(tx1: str, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("caffe", reason="pycaffe not built (scripts/build-pycaffe.sh .venv/bin/python)")
+    run = tmp_path / "run"
+    rc = main(["profile", "caffe", "-o", str(run), "--whole-net", "--size", "32", "--iterations", "2",
+               "--warmup", "0", "--idle", "0", "--sysfs-root", tx1])
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads((run / "table.json").read_text())
+    assert [(r["name"], r["layer_type"], r["rail"]) for r in doc["rows"]] == [
+        ("SqueezeNet_v1.1", "Net", rail) for rail in RAILS]
+    assert all(r["n"] == 2 and r["energy_mj"] > 0 for r in doc["rows"])
 
 
 def test_without_pycaffe_one_message_says_how_to_build_it(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -93,6 +93,8 @@ def _net_name(prototxt: str) -> str:
 
 def load_net(caffe: Any, args: argparse.Namespace) -> tuple[Any, str]:
     """The ``caffe.Net`` to profile, reshaped to batch 1 (and ``--size``), and its name."""
+    from annotate.frameworks.caffe import net_layers
+
     from streamline_bridge.errors import InputError
     from streamline_bridge.nets.squeezenet import squeezenet_v1_1
 
@@ -115,6 +117,8 @@ def load_net(caffe: Any, args: argparse.Namespace) -> tuple[Any, str]:
     height, width = (args.size, args.size) if args.size else (height, width)
     blob.reshape(1, 3, height, width)
     net.reshape()
+    if not net_layers(net):
+        raise InputError(args.model, "the net has no layer to run")
     return net, name
 
 
@@ -173,6 +177,8 @@ def _command(args: argparse.Namespace) -> list[str]:
         value = getattr(args, flag)
         if value is not None:
             cmd += [f"--{flag.replace('_', '-')}", str(value)]
+    if args.mean_file is None:
+        cmd += ["--mean", args.mean]
     cmd += ["--iterations", str(args.iterations), "--warmup", str(args.warmup), "--seed", str(args.seed),
             "--style", args.style, "--rate", f"{args.rate:g}", "--idle", f"{args.idle:g}"]
     return cmd + (["--whole-net"] if args.whole_net else []) + (["--streamline"] if args.streamline else [])
@@ -263,14 +269,14 @@ def run(args: argparse.Namespace) -> int:
     caffe = import_caffe()
     net, name = load_net(caffe, args)
     set_input(net, args, mean)
-    runner = CaffeRunner(net, name, style=args.style)
     run_dir, manifest, sampler = start_run(args, _command(args))
+    annotate.setup(file=str(run_dir / MARKERS_FILE))  # before the runner: it names its channels at once
+    runner = CaffeRunner(net, name, style=args.style)
     manifest["profile"] = {
         "framework": "caffe", "net": name, "model": args.model or BUILTIN, "weights": args.weights,
         "image": args.image, "input": list(net.blobs[net.inputs[0]].data.shape), "iterations": args.iterations,
         "warmup": args.warmup, "style": args.style, "whole_net": args.whole_net,
         "layers": [layer.text for _, _, layer in runner.layers], "seed": args.seed}
-    annotate.setup(file=str(run_dir / MARKERS_FILE))
     progress = _Progress(args.warmup + args.iterations)
     t, interrupted, sampler_error = [annotate.now()], False, None
     try:
