@@ -161,8 +161,8 @@ def test_exit_paths_flush_everything(tmp_path, mode, sig, returncode):
 
 
 def test_readme_example_runs_and_writes_its_marker_log(tmp_path):
-    doc = (ROOT / "docs" / "readme-annotate.md").read_text()
-    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    section = (ROOT / "README.md").read_text().split("## Annotating a Python program", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
     p = spawn(code, cwd=tmp_path)
     _, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
