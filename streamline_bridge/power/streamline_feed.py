@@ -92,25 +92,32 @@ class StreamlineFeed:
                 print(f"streamline-bridge sampler: Streamline feed stopped: {exc!r}", file=sys.stderr, flush=True)
 
     def _add(self, t_ns: int, values: Sequence[float]) -> None:
-        sums, counts, nan_since, lost = self._sum, self._count, self._nan_since, self._lost
+        sums, counts, nan_since = self._sum, self._count, self._nan_since
         for j, v in enumerate(values):
             if v == v:
                 sums[j] += v
                 counts[j] += 1
                 if nan_since[j]:
-                    nan_since[j] = 0
-                    if lost[j]:
-                        lost[j] = False
-                        self._mark(f"{self.names[j]} back", GREEN)
-            elif not nan_since[j]:
-                nan_since[j] = t_ns
-            elif not lost[j] and t_ns - nan_since[j] >= self._lost_after:
-                lost[j] = True
-                self._mark(f"{self.names[j]} lost", RED)
+                    self._reads_again(j)
+            else:
+                self._read_failed(j, t_ns)
         self._t_sum += t_ns
         self._taken += 1
         if self._taken >= self.block:
             self._send()
+
+    def _reads_again(self, j: int) -> None:
+        self._nan_since[j] = 0
+        if self._lost[j]:
+            self._lost[j] = False
+            self._mark(f"{self.names[j]} back", GREEN)
+
+    def _read_failed(self, j: int, t_ns: int) -> None:
+        if not self._nan_since[j]:
+            self._nan_since[j] = t_ns
+        elif not self._lost[j] and t_ns - self._nan_since[j] >= self._lost_after:
+            self._lost[j] = True
+            self._mark(f"{self.names[j]} lost", RED)
 
     def _mark(self, text: str, color: int) -> None:
         self.client.marker(text, color)
@@ -118,14 +125,16 @@ class StreamlineFeed:
 
     def _send(self) -> None:
         """Send the block's average of every rail that has a value and is not lost."""
-        t = self._t_sum // self._taken
-        value = self.client.counter_value
+        n = self._taken
+        t = self._t_sum // n
+        value, sums, counts, lost = self.client.counter_value, self._sum, self._count, self._lost
         for j, key in enumerate(self.keys):
-            if self._count[j] and not self._lost[j]:
-                value(key, round(self._sum[j] / self._count[j] * MODIFIER), time=t)
+            c = counts[j]
+            if c and not lost[j]:
+                value(key, round(sums[j] * MODIFIER / c), time=t)
                 self.sent += 1
-            self._sum[j] = 0.0
-            self._count[j] = 0
+            sums[j] = 0.0
+            counts[j] = 0
         self._t_sum = self._taken = 0
 
     def finish(self) -> None:
