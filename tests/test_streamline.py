@@ -211,7 +211,8 @@ def test_a_rail_that_drops_out_stops_its_counter_with_a_red_marker(tmp_path: Pat
         samples_past(s, 50)
         fake.vanish(gpu)
         wait_until(lambda: not fake.path(gpu).exists(), 20, "the GPU file gone")
-        samples_past(s, 1)  # a chunk flushed after the unlink: the samples counted from here on are NaN
+        # a status whose own reading of the GPU failed: every sample counted after it is NaN
+        wait_until(lambda: s.latest.get("mw", {}).get("VDD_GPU", 0.0) is None, 20, "a failed GPU read")
         samples_past(s, 300)  # well past the feed's 0.1 s
         s.stop()
     wait_until(lambda: all(e.is_set() for e in gatord.closed), 20, "the sampler's connection closed")
