@@ -8,7 +8,7 @@ import pytest
 
 import annotate
 from annotate import Client, wire
-from test_annotate_support import (
+from annotate_support import (
     TIMED_CODES,
     FakeGatord,
     parse_stream,

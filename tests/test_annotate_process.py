@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from test_annotate_support import FakeGatord, unique_prefix, walk_marker_log
+from annotate_support import FakeGatord, unique_prefix, walk_marker_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def spawn(script: str, *args: str, cwd: Path | None = None) -> subprocess.Popen:
 
 def texts(stream) -> list[str]:
     """The labels of the marker messages of a stream (time field skipped)."""
-    from test_annotate_support import sleb
+    from annotate_support import sleb
 
     return [body[sleb(body, 0)[1] :].decode() for code, body in stream.messages if code == 0x06]
 

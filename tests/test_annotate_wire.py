@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from annotate import wire
-from test_annotate_support import TIMED_CODES, parse_stream, sleb
+from annotate_support import TIMED_CODES, parse_stream, sleb
 
 IMG = bytes.fromhex("89504e470d0a1a0a")
 

@@ -1,6 +1,6 @@
 """The sampler's rails in a live Streamline session: the feed, a capture round trip, gatord or a rail going away.
 
-A fake gatord (test_annotate_support.FakeGatord, on unique abstract names) receives what the
+A fake gatord (annotate_support.FakeGatord, on unique abstract names) receives what the
 sampler process sends; the capture is built from those bytes with tests/apc_writer.py and read
 back by our own reader. Every wait is on a condition, never on timing.
 """
@@ -22,7 +22,7 @@ from streamline_bridge.ingest import annotation_power, annotation_stream, marker
 from streamline_bridge.power import Sampler
 from streamline_bridge.power.log import read_log
 from streamline_bridge.power.streamline_feed import KEY_BASE, MODIFIER, StreamlineFeed, rail_key, rail_keys
-from test_annotate_support import FakeGatord, unique_prefix, wait_until
+from annotate_support import FakeGatord, unique_prefix, wait_until
 from conftest import FIXTURES
 
 IIO = "bus/i2c/drivers/ina3221x/1-0040/iio_device"

@@ -20,7 +20,7 @@ from fake_sysfs import FakeSensor
 from streamline_bridge.ingest import marker_log
 from streamline_bridge.power.log import read_log
 from streamline_bridge.power.streamline_feed import rail_key
-from test_annotate_support import unique_prefix
+from annotate_support import unique_prefix
 from conftest import FIXTURES, ROOT
 
 DOC = ROOT / "docs" / "streamline.md"

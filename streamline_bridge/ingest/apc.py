@@ -13,7 +13,7 @@ multipliers) and the data files ``0000000000`` (+ further ten-digit files, as co
   and returned whole by :func:`read_capture`;
 * every other frame type (perf data, scheduling, names ...) is skipped by its length and counted.
 
-See ``../shared/spec/apc-capture-format.md`` for the layout and ``docs/readme-ingest.md``.
+See ``../shared/spec/apc-capture-format.md`` for the layout and the README's "Reading Streamline captures" section.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reader for Streamline's text exports: FORMAT "streamline-export".
 
-Three kinds of table, told apart by their columns (``docs/readme-ingest.md`` lists them):
+Three kinds of table, told apart by their columns (the README's "Reading Streamline captures" section lists them):
 
 * **Log view** export — ``Time, Duration, Message, Group, Channel, Process/Thread`` (Streamline
   6.1+) or ``Time, Delta, Message, Group, Channel, Core, Process/Thread`` (older). A row with a

@@ -1,4 +1,4 @@
-"""Helpers for the annotate tests: a minimal frame parser, a marker-log walker, a fake gatord.
+"""Test support for the annotate client (no tests here): a stream parser, a marker-log walker and a fake gatord.
 
 Deliberately independent of ``annotate`` (so an encoder bug cannot hide in a shared decoder) and
 of ``streamline_bridge`` (so these tests do not depend on the reader being finished).
