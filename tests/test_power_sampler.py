@@ -67,6 +67,18 @@ def test_samples_are_the_sensor_values_at_or_before_their_time(tmp_path: Path) -
     assert len(rec.power) == 3 * len(log.t_end)
 
 
+def test_the_record_covers_everything_between_start_and_stop(tmp_path: Path) -> None:
+    out = tmp_path / "power.sbp"
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions()):
+        s = Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000).start()
+        after_start = time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
+        before_stop = time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
+        s.stop()
+    log = read_log(out)
+    assert log.t_start[0] == s.info["first_ns"] <= after_start
+    assert log.t_start[-1] >= before_stop
+
+
 def test_a_file_missing_for_a_while_gives_nan_and_sampling_goes_on(tmp_path: Path) -> None:
     gpu = f"{IIO}/in_power1_input"
     out = tmp_path / "power.sbp"
@@ -199,7 +211,8 @@ def test_a_rail_that_recovers_with_its_old_value_is_not_declared_gone(tmp_path: 
     script = [5.0] * 10 + [float("nan")] * 3 + [5.0] * 3000  # 0.3 s at 10 kHz after the failures
     src = ScriptedSource(script, stop)
     writer = PowerLogWriter(tmp_path / "p.sbp", {"rails": [src.rails[0].to_dict()]})
-    loop = _Loop(Config(output="", rate_hz=10_000, gone_after_s=0.05, chunk_ms=10), src, writer, lambda e: None)
+    loop = _Loop(Config(output="", rate_hz=10_000, gone_after_s=0.05, chunk_ms=10), src, writer, lambda e: None,
+                 {"event": "ready"})
     assert loop.run(stop) is None
     loop.flush()
     assert loop.missing == [3] and loop.samples == len(script)

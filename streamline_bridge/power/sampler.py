@@ -13,8 +13,9 @@ counters (:mod:`~streamline_bridge.power.streamline_feed`), after the log in eve
 It stops on SIGTERM/SIGINT, or when the parent's pipe on its stdin closes (the parent died).
 A read that fails gives NaN for that rail and sampling goes on; a rail failing for more than
 ``gone_after_s`` ends the run with exit status 3 and a message naming the file. It talks to
-the parent in JSON lines on stdout: ``ready``, ``status`` (every ``status_ms``), ``done`` or
-``error``.
+the parent in JSON lines on stdout: ``ready`` (once the first sample is taken, with its time
+``first_ns``: whatever the parent starts after it lies inside the record), ``status`` (every
+``status_ms``), ``done`` or ``error``.
 
 :class:`Sampler` starts, watches and stops the child from Python.
 """
@@ -127,8 +128,9 @@ class _Loop:
     """The sampling loop and its bookkeeping (kept out of :func:`run` for readability)."""
 
     def __init__(self, cfg: Config, src: Source, writer: PowerLogWriter, emit: Callable[[dict], None],
-                 feed: StreamlineFeed | None = None):
+                 ready: dict[str, Any], feed: StreamlineFeed | None = None):
         self.cfg, self.src, self.writer, self.emit, self.feed = cfg, src, writer, emit, feed
+        self.ready = ready  # emitted once the first sample is taken: the record covers what follows
         n = len(src.rails)
         self.n = n
         self.samples = 0
@@ -215,9 +217,10 @@ class _Loop:
                     missing[j] += 1
                     if not nan_since[j]:
                         nan_since[j] = t1
+            self.last_ns = t0
             if not self.first_ns:
                 self.first_ns = t0
-            self.last_ns = t0
+                self.emit({**self.ready, "first_ns": t0})
             if t1 >= next_flush:
                 self.flush()
                 next_flush = t1 + chunk_ns
@@ -298,13 +301,13 @@ def run(cfg: Config, emit: Callable[[dict], None]) -> int:
         src.close()
         emit({"event": "error", "message": f"{cfg.output}: {exc.strerror}"})
         return EXIT_FAILED
-    emit({"event": "ready", "source": src.name, "estimated": src.estimated,
-          "rails": [r.name for r in src.rails], "pid": os.getpid(), "realtime": realtime})
+    ready = {"event": "ready", "source": src.name, "estimated": src.estimated,
+             "rails": [r.name for r in src.rails], "pid": os.getpid(), "realtime": realtime}
     feed = None
     if cfg.streamline_hz:
         feed = StreamlineFeed([r.name for r in src.rails], cfg.rate_hz, cfg.streamline_hz,
                               description=f"{src.name} rail, streamline-bridge power sampler")
-    loop = _Loop(cfg, src, writer, emit, feed)
+    loop = _Loop(cfg, src, writer, emit, ready, feed)
     cpu0, wall0 = time.process_time(), time.monotonic()
     error, status = None, EXIT_OK
     try:
