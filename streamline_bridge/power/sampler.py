@@ -10,7 +10,8 @@ the trailer (achieved rate, lateness, CPU share, each rail's measured update per
 With ``--streamline HZ`` it also sends every rail to a live Streamline capture as annotation
 counters (:mod:`~streamline_bridge.power.streamline_feed`), after the log in every respect.
 
-It stops on SIGTERM/SIGINT, or when the parent's pipe on its stdin closes (the parent died).
+It stops on SIGTERM/SIGINT, or when the parent's pipe on its stdin closes (the parent died),
+after one more sample begun after the request: the record spans whatever the parent did before.
 A read that fails gives NaN for that rail and sampling goes on; a rail failing for more than
 ``gone_after_s`` ends the run with exit status 3 and a message naming the file. It talks to
 the parent in JSON lines on stdout: ``ready`` (once the first sample is taken, with its time
@@ -116,6 +117,28 @@ def _go_realtime() -> bool:
         return False
 
 
+def prepare_process(cpu: int | None, realtime: bool) -> bool:
+    """Set this process up for sampling: pinned to ``cpu`` (if given), 1 ns timer slack and, if asked,
+    SCHED_FIFO; returns whether it runs real-time."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    _set_timerslack_ns(1)
+    return realtime and _go_realtime()
+
+
+def sleep_until(target: int, spin_ns: int) -> int:
+    """Wait until CLOCK reads ``target`` ns: sleep to ``spin_ns`` before it, then spin the rest (a
+    wake-up is late by tens of µs, a spin is not); returns how late the call itself came, in ns."""
+    now = time.clock_gettime_ns(CLOCK)
+    if now >= target:
+        return now - target
+    if target - now > spin_ns:
+        time.sleep((target - now - spin_ns) * 1e-9)
+    while time.clock_gettime_ns(CLOCK) < target:
+        pass
+    return 0
+
+
 def _parent_says_stop() -> bool:
     """True when stdin (the parent's pipe) is readable: EOF because the parent is gone, or a line."""
     try:
@@ -167,7 +190,7 @@ class _Loop:
     def run(self, stop: _Stop) -> str | None:
         """Sample until ``stop`` says so; returns an error message when a rail is gone."""
         cfg, src = self.cfg, self.src
-        clock, read, sleep = time.clock_gettime_ns, src.read, time.sleep
+        clock, read, wait_until = time.clock_gettime_ns, src.read, sleep_until
         period = max(1, round(1e9 / cfg.rate_hz))
         spin = int(cfg.spin_us * 1000)
         chunk_ns, status_ns = int(cfg.chunk_ms * 1e6), int(cfg.status_ms * 1e6)
@@ -179,17 +202,12 @@ class _Loop:
         self.last[:] = read()  # warm-up read: the reference for the first change
         begin = clock(CLOCK)
         next_flush, next_status = begin + chunk_ns, begin + status_ns
-        tick = 0
+        tick, last_one = 0, False
         while True:  # at least one sample, even when asked to stop at once
             target = begin + tick * period
-            now = clock(CLOCK)
-            if now < target:
-                if target - now > spin:
-                    sleep((target - now - spin) * 1e-9)
-                while clock(CLOCK) < target:
-                    pass
-            elif now - target >= period:
-                skip = (now - target) // period
+            late = wait_until(target, spin)
+            if late >= period:
+                skip = late // period
                 self.missed += skip
                 self.chunk_missed += skip
                 tick += skip
@@ -234,7 +252,9 @@ class _Loop:
                     self.emit({"event": "status", "samples": self.samples,
                                "mw": {r.name: (None if v != v else v) for r, v in zip(src.rails, values)}})
             if stop.reason is not None:
-                return None
+                if last_one:
+                    return None
+                last_one = True  # one more sample, begun after the request: the record covers it
 
     def summary(self, reason: str, error: str | None, cpu_s: float, wall_s: float) -> dict[str, Any]:
         span = self.last_ns - self.first_ns
@@ -285,10 +305,7 @@ def run(cfg: Config, emit: Callable[[dict], None]) -> int:
     stop = _Stop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop.signal)
-    if cfg.cpu is not None:
-        os.sched_setaffinity(0, {cfg.cpu})
-    _set_timerslack_ns(1)
-    realtime = cfg.realtime and _go_realtime()
+    realtime = prepare_process(cfg.cpu, cfg.realtime)
     try:
         src = find_source(cfg.source, roots(cfg.sysfs_root, cfg.proc_root), cfg.options)
         src.open()
