@@ -104,6 +104,31 @@ def test_interrupt_is_forwarded_and_the_manifest_still_written(tmp_path: Path) -
     assert b - a < 0.1e9  # no idle phase after an interrupted run
 
 
+EARLY_SIGNAL = """
+import os, signal, subprocess, sys
+from streamline_bridge.commands import record
+real_popen = subprocess.Popen
+
+
+def popen_then_interrupt(*args, **kwargs):  # SIGINT (not from a terminal) the moment CMD exists
+    proc = real_popen(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)
+    return proc
+
+
+subprocess.Popen = popen_then_interrupt
+cmd = [sys.executable, "-c", "import time; time.sleep(30)"]
+print(*record._run_command(cmd, dict(os.environ), record._Status(None), lambda: None))
+"""
+
+
+def test_a_signal_as_soon_as_the_command_exists_reaches_the_command() -> None:
+    r = subprocess.run([sys.executable, "-c", EARLY_SIGNAL], cwd=ROOT, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr  # not interrupted itself (the command left running)
+    assert r.stdout.split() == [str(128 + signal.SIGINT), "True"]
+
+
 def test_a_run_folder_whose_record_was_killed_reads_as_partial(tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert main(["record", "-o", str(run), "--idle", "0.1", "--sysfs-root", TX1, "--", "true"]) == 0

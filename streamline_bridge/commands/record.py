@@ -114,19 +114,30 @@ def _wait(seconds: float, status: _Status, check: Callable[[], None]) -> None:
 
 
 def _run_command(cmd: list[str], env: dict[str, str], status: _Status, check: Callable[[], None]) -> tuple[int, bool]:
-    """Run CMD to its end, forwarding SIGINT/SIGTERM; (exit status, interrupted)."""
-    proc = subprocess.Popen(cmd, env=env)
+    """Run CMD to its end, forwarding SIGINT/SIGTERM; (exit status, interrupted).
+
+    The handlers are in place before CMD starts: a signal sent as soon as CMD runs (before
+    ``Popen`` has even returned) is forwarded too, instead of interrupting us and leaving CMD running.
+    """
+    proc: subprocess.Popen[bytes] | None = None
+    early: list[int] = []  # signals to forward that came before ``proc`` was set
     interrupted = False
 
     def forward(signum: int, frame: object) -> None:
         nonlocal interrupted
         interrupted = True
-        from_terminal = signum == signal.SIGINT and _in_terminal_foreground()
-        if not from_terminal and proc.poll() is None:
+        if signum == signal.SIGINT and _in_terminal_foreground():
+            return  # CMD got it from the terminal
+        if proc is None:
+            early.append(signum)
+        elif proc.poll() is None:
             proc.send_signal(signum)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        proc = subprocess.Popen(cmd, env=env)
+        for signum in early:
+            proc.send_signal(signum)
         while True:
             try:
                 rc = proc.wait(timeout=0.1)
