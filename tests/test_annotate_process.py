@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from annotate_support import FakeGatord, unique_prefix, walk_marker_log
+from annotate_support import FakeGatord, unique_prefix, wait_until, walk_marker_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,6 +64,8 @@ def test_fork_child_gets_its_own_connection_and_stream(tmp_path):
         assert p.returncode == 0, err
         child, parent, status = map(int, out.split())
         assert status == 0
+        # gatord's threads may still be accepting or reading what the exited processes sent
+        wait_until(lambda: len(g.closed) == 2 and all(e.is_set() for e in g.closed), 20, "both connections read to EOF")
         g_streams = {(s.pid, s.tid): s for s in g.streams()}
     finally:
         g.stop()
