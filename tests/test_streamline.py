@@ -116,9 +116,14 @@ def gatord(monkeypatch: pytest.MonkeyPatch):
     g.stop()
 
 
-def capture_of(gatord: FakeGatord, base_ns: int, folder: Path) -> Path:
+def all_closed(gatord: FakeGatord, connections: int) -> bool:
+    """``connections`` connections accepted, and each read to its end."""
+    return len(gatord.closed) >= connections and all(e.is_set() for e in gatord.closed)
+
+
+def capture_of(gatord: FakeGatord, connections: int, base_ns: int, folder: Path) -> Path:
     """A capture folder holding what ``gatord`` received, each connection one EXTERNAL stream."""
-    wait_until(lambda: all(e.is_set() for e in gatord.closed), 20, "every connection closed")
+    wait_until(lambda: all_closed(gatord, connections), 20, "every connection closed")
     w = CaptureWriter()
     w.summary(monotonic_raw=base_ns)
     for ident, data in enumerate(gatord.conns, start=1):
@@ -148,7 +153,7 @@ def test_counters_and_markers_round_trip_through_a_capture_and_report_uses_them(
     sent = stats["streamline"]
     assert sent["values_sent"] == 3 * stats["samples"] and sent["block"] == 1 and sent["modifier"] == MODIFIER
 
-    apc = capture_of(gatord, log.meta["monotonic_raw_ns"], tmp_path / "run.apc")
+    apc = capture_of(gatord, 2, log.meta["monotonic_raw_ns"], tmp_path / "run.apc")  # the sampler's and app's
     rec = ingest.read(apc)
     assert rec.meta.format == "apc" and not rec.meta.partial
     assert list(rec.meta.rails) == list(BASES)
@@ -215,7 +220,7 @@ def test_a_rail_that_drops_out_stops_its_counter_with_a_red_marker(tmp_path: Pat
         wait_until(lambda: s.latest.get("mw", {}).get("VDD_GPU", 0.0) is None, 20, "a failed GPU read")
         samples_past(s, 300)  # well past the feed's 0.1 s
         s.stop()
-    wait_until(lambda: all(e.is_set() for e in gatord.closed), 20, "the sampler's connection closed")
+    wait_until(lambda: all_closed(gatord, 1), 20, "the sampler's connection closed")
     (stream,) = [annotation_stream.decode(bytes(c)) for c in gatord.conns]
     m = stream.markers()
     lost = m[m["kind"] == "marker"]
