@@ -11,7 +11,9 @@ With ``--streamline HZ`` it also sends every rail to a live Streamline capture a
 counters (:mod:`~streamline_bridge.power.streamline_feed`), after the log in every respect.
 
 It stops on SIGTERM/SIGINT, or when the parent's pipe on its stdin closes (the parent died),
-after one more sample begun after the request: the record spans whatever the parent did before.
+once every rail has shown its next update after the request (waiting at most ``TAIL_PERIODS``
+update periods and ``TAIL_MAX_S``), and at least one sample later: the record spans whatever the
+parent did before, down to the energy of its last instants.
 A read that fails gives NaN for that rail and sampling goes on; a rail failing for more than
 ``gone_after_s`` ends the run with exit status 3 and a message naming the file. It talks to
 the parent in JSON lines on stdout: ``ready`` (once the first sample is taken, with its time
@@ -48,6 +50,7 @@ from streamline_bridge.power.source import Source, Unavailable
 from streamline_bridge.power.streamline_feed import StreamlineFeed
 
 CLOCK = time.CLOCK_MONOTONIC_RAW
+TAIL_PERIODS, TAIL_MAX_S = 4, 1.0  # after a stop request, how long to wait for the sensors' next update
 FORMAT_NAME = "streamline-bridge power log"
 EXIT_OK, EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_RAIL_GONE = 0, 1, 2, 3
 HIST_US = 20_000  # histogram bins of 1 µs; the last one collects everything slower
@@ -202,7 +205,7 @@ class _Loop:
         self.last[:] = read()  # warm-up read: the reference for the first change
         begin = clock(CLOCK)
         next_flush, next_status = begin + chunk_ns, begin + status_ns
-        tick, last_one = 0, False
+        tick, tail_end, begun_after = 0, None, 0
         while True:  # at least one sample, even when asked to stop at once
             target = begin + tick * period
             late = wait_until(target, spin)
@@ -252,9 +255,24 @@ class _Loop:
                     self.emit({"event": "status", "samples": self.samples,
                                "mw": {r.name: (None if v != v else v) for r, v in zip(src.rails, values)}})
             if stop.reason is not None:
-                if last_one:
-                    return None
-                last_one = True  # one more sample, begun after the request: the record covers it
+                if tail_end is None:  # the request is seen: sample on
+                    tail_end = t1 + self.tail_ns()
+                else:
+                    begun_after = begun_after or t1  # the first sample begun after the request
+                    if t1 >= tail_end or self.updated_since(begun_after):
+                        return None
+
+    def tail_ns(self) -> int:
+        """How long to sample on after a stop request: until each rail's next update, which closes
+        the energy up to the request (held values: docs/energy-table.md), at most ``TAIL_PERIODS`` update
+        periods and ``TAIL_MAX_S``; no longer than one sample for rails with no update period yet."""
+        periods = [p for p in map(period_from_changes, self.changes) if p]
+        return min(TAIL_PERIODS * max(periods), int(TAIL_MAX_S * 1e9)) if periods else 0
+
+    def updated_since(self, t_ns: int) -> bool:
+        """Every rail with an update period has changed value after ``t_ns``: the held model places an
+        update between the samples around it, so this puts it after a sample taken at ``t_ns``."""
+        return all(c[-1] > t_ns for c in self.changes if len(c) > 2)
 
     def summary(self, reason: str, error: str | None, cpu_s: float, wall_s: float) -> dict[str, Any]:
         span = self.last_ns - self.first_ns
