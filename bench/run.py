@@ -31,6 +31,11 @@ class Result:
     goal: str = ""
     ok: bool | None = None  # whether the goal is met (None: no goal)
 
+    def __post_init__(self) -> None:  # plain Python numbers (numpy's do not go into JSON)
+        self.value = float(self.value)
+        self.baseline = None if self.baseline is None else float(self.baseline)
+        self.ok = None if self.ok is None else bool(self.ok)
+
     @property
     def ratio(self) -> float | None:
         """value / baseline (how many times the floor)."""
