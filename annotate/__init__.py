@@ -56,6 +56,7 @@ flush = _default.flush
 shutdown = _default.close
 text = _default.text
 end = _default.end
+prepare_text = _default.prepare_text
 marker = _default.marker
 name_channel = _default.name_channel
 name_group = _default.name_group
@@ -81,7 +82,7 @@ def default_client() -> Client:
 
 __all__ = [
     "Client", "Region", "default_client", "setup", "flush", "shutdown", "shutdown_all", "now", "rgb",
-    "text", "end", "marker", "name_channel", "name_group", "visual", "counter", "absolute_counter",
+    "text", "end", "prepare_text", "marker", "name_channel", "name_group", "visual", "counter", "absolute_counter",
     "delta_counter", "counter_value", "activity_switch", "cam_view_name", "cam_track", "cam_job",
     "cam_job_start", "cam_job_set_dependencies", "cam_job_stop", "region",
     "RED", "BLUE", "GREEN", "PURPLE", "YELLOW", "CYAN", "WHITE", "LTGRAY", "DKGRAY", "BLACK",

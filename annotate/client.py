@@ -502,6 +502,18 @@ class Client:
         if self._on:
             self._put(_text(_clock(_RAW), channel, None))
 
+    def prepare_text(self, s: Optional[Text] = "", channel: int = 0, color: Optional[int] = None) -> Callable[[], None]:
+        """:meth:`text` encoded once: each call of the result sends it, stamped with that call's time
+        (half the cost of :meth:`text`, for texts sent many times, such as a network's layers).
+        ``prepare_text(None, channel)`` is :meth:`end` on ``channel``."""
+        encode = wire.text_encoder(channel, color, s)
+
+        def send() -> None:
+            if self._on:
+                self._put(encode(_clock(_RAW)))
+
+        return send
+
     def marker(self, s: Optional[Text] = "", color: Optional[int] = None) -> None:
         """A marker (bookmark) on the timeline, optionally labelled and coloured."""
         if self._on:

@@ -12,7 +12,7 @@ Strings may be ``str`` (sent as UTF-8) or ``bytes``. Fields that the protocol NU
 
 import struct
 import time
-from typing import Iterable, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, Optional, Sequence, Tuple, Union
 
 Text = Union[str, bytes]
 
@@ -183,6 +183,21 @@ def text_color(time: int, channel: int, col: int, s: Optional[Text]) -> bytes:
     body = ptime(time) + p32(channel) + color_bytes(col) + utf8(s)
     n = len(body)
     return (_HEADERS[TEXT_COLOR][n] if n < 256 else _pack_header(TEXT_COLOR, n)) + body
+
+
+def text_encoder(channel: int, col: Optional[int], s: Optional[Text]) -> Callable[[int], bytes]:
+    """:func:`text` (``col`` None) or :func:`text_color` with all but the time encoded once: the
+    returned function of the time gives the same bytes, for a text sent many times."""
+    code = TEXT if col is None else TEXT_COLOR
+    tail = p32(channel) + (b"" if col is None else color_bytes(col)) + utf8(s)
+    headers = _HEADERS[code]
+
+    def encode(time: int) -> bytes:
+        body = ptime(time) + tail
+        n = len(body)
+        return (headers[n] if n < 256 else _pack_header(code, n)) + body
+
+    return encode
 
 
 def name_channel(time: int, channel: int, group: int, name: Optional[Text]) -> bytes:

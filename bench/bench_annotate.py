@@ -1,4 +1,5 @@
-"""Cost per call of ``annotate.text`` / ``annotate.marker`` next to a bare ``os.write`` of the same bytes.
+"""Cost per call of ``annotate.text`` / ``annotate.marker`` / a ``prepare_text`` result, next to a
+bare ``os.write`` of the same bytes.
 
 Cases: (a) a gatord stand-in (a separate process accepting on private abstract sockets and
 discarding) connected, (b) file only (marker log, default 100 ms flush), (c) file written through
@@ -105,14 +106,17 @@ def run(quick: bool) -> list[Result]:
                 c.marker("warm-up")
                 c.flush()
             fd = os.open(os.path.join(tmp, "floor.bin"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            for call in ("text", "marker"):
-                msg = wire.text(wire.now(), 0, label) if call == "text" else wire.marker(wire.now(), label)
+            prepared = {case: c.prepare_text(label) for case, c in clients.items()}
+            calls = {"text": lambda c, case: c.text, "marker": lambda c, case: c.marker,
+                     "prepare_text(...)": lambda c, case: lambda _, send=prepared[case]: send()}
+            for call, method in calls.items():
+                msg = wire.marker(wire.now(), label) if call == "marker" else wire.text(wire.now(), 0, label)
                 floor = float("inf")
                 best = dict.fromkeys(clients, float("inf"))
                 for _ in range(rounds):
                     for case, c in clients.items():
                         floor = min(floor, _floor(msg, n, fd))
-                        best[case] = min(best[case], _per_call(getattr(c, call), c.flush, n, label))
+                        best[case] = min(best[case], _per_call(method(c, case), c.flush, n, label))
                 for case, us in best.items():
                     if case in INFORMATIVE:  # an os.write per call by design: shown, not judged
                         goal, ok = "(information)", None

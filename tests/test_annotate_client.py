@@ -216,6 +216,23 @@ def test_write_through_file_has_each_message_at_once(tmp_path):
     assert [k for k, _, _ in walk_marker_log(log).records] == [1, 2, 2, 3]
 
 
+def test_prepared_texts_send_what_text_and_end_send(tmp_path):
+    log = tmp_path / "p.sbm"
+    c = Client(file=log, gatord=False)
+    start, stop = c.prepare_text("conv1___Convolution", 3, wire.GREEN), c.prepare_text(None, 3)
+    for _ in range(2):
+        c.text("conv1___Convolution", 3, wire.GREEN)
+        c.end(3)
+        start()
+        stop()
+    c.close()
+    (s,) = walk_marker_log(log).streams().values()
+    sent = without_time(s.messages)
+    assert len(sent) == 8 and sent[:2] == sent[2:4] == sent[4:6] == sent[6:]
+    times = [sleb(body, 0)[0] for _, body in s.messages]
+    assert times == sorted(times)  # each call stamped with its own time
+
+
 def test_buffered_file_flush_and_thread_end(tmp_path):
     log = tmp_path / "b.sbm"
     c = Client(file=log, gatord=False, flush_interval=60)

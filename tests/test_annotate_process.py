@@ -172,7 +172,8 @@ def test_readme_example_runs_and_writes_its_marker_log(tmp_path):
     codes = [code for code, _ in s.messages]
     assert codes[:2] == [0x04, 0x03]
     assert codes.count(0x07) == 2 and codes.count(0x08) == 2 and codes.count(0x09) == 4
-    assert codes.count(0x02) == 2 and codes.count(0x01) == 2 + 4  # 2 coloured + 2 plain texts, 4 ends
+    # 2 coloured texts; 2 plain ones (preprocess) + 2 prepared (relu1); 4 ends of regions + 2 prepared
+    assert codes.count(0x02) == 2 and codes.count(0x01) == 4 + 6
 
 
 MULTIPROCESSING = """

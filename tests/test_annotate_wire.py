@@ -200,3 +200,12 @@ def test_long_bodies_and_nul_terminated_fields():
     assert wire.text(2**40, 0, "é".encode()) == wire.text(2**40, 0, "é")
     assert wire.marker(2**40, "a\udcffb").endswith(b"a?b")  # a lone surrogate does not raise
     assert wire.marker(2**40, 42).endswith(b"42")
+
+
+@pytest.mark.parametrize("channel, col, s", [
+    (3, wire.GREEN, "fire2/squeeze1x1___Convolution"), (3, None, None), (0, None, ""), (-5, wire.RED, "é"),
+    (70000, None, "x" * 300), (1, wire.COLOR_T4, b"raw\0bytes")])
+def test_prepared_text_is_the_same_message(channel, col, s):
+    encode = wire.text_encoder(channel, col, s)
+    for t in (0, 2**14, 2**40 + 12345, 2**63 - 1):
+        assert encode(t) == (wire.text(t, channel, s) if col is None else wire.text_color(t, channel, col, s))

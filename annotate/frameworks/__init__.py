@@ -12,13 +12,18 @@ The framework itself is imported only when an adapter is used: ``annotate`` stay
 only at import time. Adapters: :mod:`annotate.frameworks.caffe`, :mod:`annotate.frameworks.torch`.
 """
 
+import functools
 import threading
-from typing import Dict, NamedTuple, Optional
+from typing import Callable, Dict, NamedTuple, Optional
 
 from annotate.client import Client
 from annotate.layers import ITERATIONS, ChannelMap, color_for, group_of
 
 STYLES = ("channels", "markers")
+
+
+def _nothing() -> None:
+    pass
 
 
 class Layer(NamedTuple):
@@ -30,6 +35,8 @@ class Layer(NamedTuple):
     color: int
     block: str
     channel: int  # the block's channel (style "channels"; 0 for bookmarks)
+    start: Callable[[], None]  # sends the layer's start, encoded once (LayerMarks.start)
+    stop: Callable[[], None]  # sends its end (nothing for a bookmark, which runs to the next)
 
 
 class LayerMarks:
@@ -56,23 +63,24 @@ class LayerMarks:
 
     def layer(self, name: str, layer_type: str) -> Layer:
         """The annotation of one layer (compute once, emit many times)."""
-        block, channel = group_of(name, self.separator), 0
+        block, color = group_of(name, self.separator), color_for(layer_type)
+        text = f"{name}___{layer_type}" if layer_type else name
         if self.style == "channels":
             channel = self._blocks[block] = self.channels.channel(block)
-        return Layer(name, layer_type, f"{name}___{layer_type}" if layer_type else name, color_for(layer_type),
-                     block, channel)
+            return Layer(name, layer_type, text, color, block, channel,
+                         self.client.prepare_text(text, channel, color), self.client.prepare_text(None, channel))
+        return Layer(name, layer_type, text, color, block, 0, functools.partial(self.client.marker, text, color),
+                     _nothing)
 
-    def start(self, layer: Layer) -> None:
+    @staticmethod
+    def start(layer: Layer) -> None:
         """The layer begins."""
-        if self.style == "channels":
-            self.client.text(layer.text, layer.channel, layer.color)
-        else:
-            self.client.marker(layer.text, layer.color)
+        layer.start()
 
-    def stop(self, layer: Layer) -> None:
+    @staticmethod
+    def stop(layer: Layer) -> None:
         """The layer's work has finished (a bookmark runs to the next one: nothing to send)."""
-        if self.style == "channels":
-            self.client.end(layer.channel)
+        layer.stop()
 
     def iteration_start(self, n: int) -> None:
         """Iteration ``n`` begins (before its first layer). Channels are named per thread

@@ -65,11 +65,11 @@ class CaffeRunner:
         marks, forward, sync = self.marks, self.net._forward, self.sync
         marks.iteration_start(self.iteration)
         for first, last, layer in self.layers:
-            marks.start(layer)
+            layer.start()
             forward(first, last)
             if sync is not None:
                 sync()
-            marks.stop(layer)
+            layer.stop()
         marks.iteration_stop()
         self.iteration += 1
 
