@@ -18,6 +18,8 @@ class InputError(Exception):
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
+        if self.path is None and self.offset is None:  # an option or a command line, not a file
+            return self.message
         where = self.path or "<input>"
         if self.offset is not None:
             where += f" at byte {self.offset}"

@@ -129,6 +129,39 @@ def test_a_signal_as_soon_as_the_command_exists_reaches_the_command() -> None:
     assert r.stdout.split() == [str(128 + signal.SIGINT), "True"]
 
 
+AFFINITY = """
+import os, pathlib, sys
+pathlib.Path(sys.argv[1]).write_text(" ".join(map(str, sorted(os.sched_getaffinity(0)))))
+"""
+
+
+def record_process(run: Path, *args: str, preexec_fn=None) -> subprocess.CompletedProcess:
+    """``record`` in its own process (--reserve-cpu changes the affinity of the process it runs in)."""
+    return subprocess.run([sys.executable, "-m", "streamline_bridge", "record", "-o", str(run), "--idle", "0",
+                           "--sysfs-root", TX1, *args], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=60, preexec_fn=preexec_fn)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_reserve_cpu_keeps_the_command_off_the_samplers_cpu(tmp_path: Path) -> None:
+    run, seen = tmp_path / "run", tmp_path / "affinity"
+    r = record_process(run, "--reserve-cpu", "--", sys.executable, "-c", AFFINITY, str(seen))
+    assert r.returncode == 0, r.stderr
+    power = json.loads((run / "manifest.json").read_text())["power"]
+    cpus = os.sched_getaffinity(0)
+    assert power["cpu_reserved"] is True and power["cpu"] == max(cpus)
+    assert list(map(int, seen.read_text().split())) == sorted(cpus - {max(cpus)})
+
+
+def test_reserve_cpu_with_one_cpu_is_one_clear_error(tmp_path: Path) -> None:
+    flag = tmp_path / "ran"
+    r = record_process(tmp_path / "run", "--reserve-cpu", "--cpu", "0", "--", sys.executable, "-c",
+                       f"open({str(flag)!r}, 'w')", preexec_fn=lambda: os.sched_setaffinity(0, {0}))
+    assert r.returncode != 0 and not flag.exists()
+    assert r.stderr.strip().splitlines() == [
+        "streamline-bridge: error: cannot reserve CPU 0 for the sampler: this process may only run on CPU 0"]
+
+
 def test_a_run_folder_whose_record_was_killed_reads_as_partial(tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert main(["record", "-o", str(run), "--idle", "0.1", "--sysfs-root", TX1, "--", "true"]) == 0

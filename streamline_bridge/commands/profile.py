@@ -259,13 +259,14 @@ def run(args: argparse.Namespace) -> int:
     from annotate.frameworks.caffe import CaffeRunner
     from rich.console import Console
 
-    from streamline_bridge.commands.record import MARKERS_FILE, finish_run, start_run
+    from streamline_bridge.commands.record import MARKERS_FILE, finish_run, reserve_sampler_cpu, start_run
     from streamline_bridge.ingest.annotation_power import describe
     from streamline_bridge.nets import imagenet
 
     _check_args(args)
     mean = _mean(args)
     labels = imagenet.read_labels(args.labels) if args.labels else None
+    reserve_sampler_cpu(args)  # before caffe: OpenBLAS sizes its threads from the CPUs left
     caffe = import_caffe()
     net, name = load_net(caffe, args)
     set_input(net, args, mean)

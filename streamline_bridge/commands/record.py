@@ -50,6 +50,9 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle", type=float, default=2.0, metavar="SECONDS",
                         help="idle power measured before and after the command (default 2)")
     parser.add_argument("--cpu", type=int, metavar="N", help="pin the sampler to CPU N")
+    parser.add_argument("--reserve-cpu", action="store_true",
+                        help="run the sampler alone on a CPU (--cpu, or the highest) and keep the profiled program "
+                             "off it: the program has a CPU less, but the sampler no longer interrupts it")
     parser.add_argument("--realtime", action="store_true",
                         help="run the sampler at SCHED_FIFO priority (root/CAP_SYS_NICE): steadier on a busy board")
     parser.add_argument("--streamline", action="store_true",
@@ -159,6 +162,19 @@ def _in_terminal_foreground() -> bool:
         return False
 
 
+def reserve_sampler_cpu(args: argparse.Namespace) -> None:
+    """``--reserve-cpu``: take the sampler's CPU (``--cpu``, or the highest) away from this process
+    and what it starts; call it before the program's libraries start their threads."""
+    from streamline_bridge.errors import InputError
+    from streamline_bridge.power.sampler import reserve_cpu
+
+    if args.reserve_cpu:
+        try:
+            args.cpu = reserve_cpu(args.cpu)
+        except ValueError as exc:
+            raise InputError(None, str(exc)) from None
+
+
 def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, dict[str, Any], Any]:
     """Create the run folder, start the sampler (``add_sampler_arguments``' options) and write the
     first manifest; returns (run folder, manifest, started ``Sampler``)."""
@@ -188,7 +204,7 @@ def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, dict[
                       streamline=args.streamline, streamline_rate_hz=args.streamline_rate).start()
     manifest["power"] = {"source": sampler.info["source"], "rails": sampler.info["rails"],
                          "estimated": sampler.info["estimated"], "rate_hz": args.rate,
-                         "realtime": sampler.info["realtime"],
+                         "realtime": sampler.info["realtime"], "cpu": args.cpu, "cpu_reserved": args.reserve_cpu,
                          "streamline_hz": args.streamline_rate if args.streamline else None}
     manifest["started_monotonic_raw_ns"], manifest["started_realtime_ns"] = _now(), time.time_ns()
     write_manifest(run_dir, manifest)
@@ -220,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise InputError(None, "no command to run (record -o RUN_DIR -- CMD ARGS...)")
+    reserve_sampler_cpu(args)
     run_dir, manifest, sampler = start_run(args, cmd)
     markers = run_dir / MARKERS_FILE
     sampler_error: str | None = None

@@ -129,6 +129,20 @@ def prepare_process(cpu: int | None, realtime: bool) -> bool:
     return realtime and _go_realtime()
 
 
+def reserve_cpu(cpu: int | None = None) -> int:
+    """Keep the calling thread, and what it starts from then on (threads, child processes, thread
+    pools sized from the affinity mask, such as OpenBLAS's), off one CPU for the sampler: ``cpu``, or
+    the highest this process may use; returns it. ValueError when no other CPU would be left."""
+    cpus = os.sched_getaffinity(0)
+    cpu = max(cpus) if cpu is None else cpu
+    rest = cpus - {cpu}
+    if not rest:
+        raise ValueError(f"cannot reserve CPU {cpu} for the sampler: this process may only run on CPU "
+                         f"{', '.join(map(str, sorted(cpus)))}")
+    os.sched_setaffinity(0, rest)
+    return cpu
+
+
 def sleep_until(target: int, spin_ns: int) -> int:
     """Wait until CLOCK reads ``target`` ns: sleep to ``spin_ns`` before it, then spin the rest (a
     wake-up is late by tens of µs, a spin is not); returns how late the call itself came, in ns."""
