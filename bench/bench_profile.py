@@ -9,7 +9,7 @@ source, started before the round's forwards and stopped after them; its CPU shar
 ``wakeups`` (markers + a child that only wakes on the sampler's deadlines, :mod:`bench.wakeups`:
 what waking 1000 times a second costs on this machine, the floor of any 1 kHz sampler), ``whole``
 (the net in one call, no markers: what running layer by layer costs by itself). Each round times N
-forwards per case; a case's figure is the median over rounds of its time divided by ``bare``'s in
+forwards per case after one untimed; a case's figure is the median over rounds of its time divided by ``bare``'s in
 the same round, with a bootstrap 95% confidence interval (the machine's speed changes from round
 to round, more than the effect measured; pairing within a round cancels most of that).
 Goal: ``profiled`` within 3 % of ``bare`` (a Jetson Xavier power workflow in MLCommons' power-dev
@@ -20,12 +20,15 @@ added 14 %).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +39,7 @@ try:
 except ImportError:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bench.run import Result
-from bench.wakeups import Wakeups
+from bench.wakeups import ROOT, Wakeups
 from streamline_bridge.power.sampler import Config
 
 GOAL = 1.03
@@ -57,6 +60,9 @@ def _net(caffe: Any, tmp: Path) -> Any:
 
 
 def _per_forward(fn: Callable[[], None], n: int) -> float:
+    """Mean wall time of ``n`` calls of ``fn``, after one untimed call (the caches after a case
+    switch, a child's start-up: the steady state is what a profile of many iterations sees)."""
+    fn()
     start = time.perf_counter()
     for _ in range(n):
         fn()
@@ -72,19 +78,13 @@ def _paired(times: dict[str, list[float]], name: str, seed: int = 0) -> tuple[fl
     return float(np.median(ratio)), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
-def run(quick: bool) -> list[Result]:
+def _measure(caffe: Any, quick: bool, cpu: int | None) -> list[Result]:
+    """The cases in alternation in this process; ``cpu``: the sampler's (and the waker's) own CPU."""
     from annotate import Client
     from annotate.frameworks.caffe import CaffeRunner
-    from streamline_bridge.commands.profile import import_caffe
-    from streamline_bridge.errors import InputError
     from streamline_bridge.power import Sampler
 
-    try:
-        caffe = import_caffe()
-    except InputError as exc:
-        print(f"bench profile: skipped: {exc}", file=sys.stderr)
-        return []
-    rounds, n = (3, 2) if quick else (40, 5)
+    rounds, n = (3, 2) if quick else (60, 4)
     times: dict[str, list[float]] = {"bare": [], "markers": [], "profiled": [], "wakeups": [], "whole": []}
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
@@ -96,14 +96,14 @@ def run(quick: bool) -> list[Result]:
 
         def profiled() -> float:
             nonlocal source
-            with Sampler(tmp / "power.sbp", rate_hz=RATE_HZ) as sampler:
+            with Sampler(tmp / "power.sbp", rate_hz=RATE_HZ, cpu=cpu) as sampler:
                 source = sampler.info["source"]
                 per_forward = _per_forward(runner.forward_layers, n)
             cpu_share.append(sampler.stats["cpu_share"])
             return per_forward
 
         def wakeups() -> float:
-            with Wakeups(RATE_HZ, Config.spin_us):
+            with Wakeups(RATE_HZ, Config.spin_us, cpu=cpu):
                 return _per_forward(runner.forward_layers, n)
 
         cases: dict[str, Callable[[], float]] = {
@@ -119,25 +119,54 @@ def run(quick: bool) -> list[Result]:
             for name in names:
                 times[name].append(cases[name]())
         client.close()
-    what = f"x bare (median of {rounds} rounds x {n} forwards, {SIZE}px, {os.cpu_count()} CPUs)"
+    where = f", the sampler alone on CPU {cpu}" if cpu is not None else ""
+    what = f"x bare (median of {rounds} rounds x {n} forwards, {SIZE}px, the net on {len(os.sched_getaffinity(0))} CPUs)"
     results = []
     for name, metric, goal in (
-            ("profiled", f"markers + sampler ({source}, {RATE_HZ:g} Hz), layer by layer", f"<= {GOAL:.2f}x (adds < 3%)"),
-            ("markers", "markers only, layer by layer", "information"),
-            ("wakeups", f"markers + a process that only wakes at {RATE_HZ:g} Hz (floor of any sampler)", "information")):
+            ("profiled", f"markers + sampler ({source}, {RATE_HZ:g} Hz){where}", f"<= {GOAL:.2f}x (adds < 3%)"),
+            ("markers", f"markers only{where}", "information"),
+            ("wakeups", f"markers + a process that only wakes at {RATE_HZ:g} Hz{where}", "information")):
         ratio, low, high = _paired(times, name)
         results.append(Result("profile", metric, ratio, f"{what}, 95% CI [{low:.3f}, {high:.3f}]",
                               goal=goal, ok=ratio <= GOAL if name == "profiled" else None))
     bare, whole = statistics.median(times["bare"]) * 1e3, statistics.median(times["whole"]) * 1e3
     return results + [
-        Result("profile", "layer by layer, no markers", bare, "ms/forward (median)", whole,
+        Result("profile", f"layer by layer, no markers{where}", bare, "ms/forward (median)", whole,
                "whole net in one call", "information"),
-        Result("profile", f"sampler CPU share ({source}, {RATE_HZ:g} Hz)", statistics.median(cpu_share) * 100,
+        Result("profile", f"sampler CPU share ({source}, {RATE_HZ:g} Hz){where}", statistics.median(cpu_share) * 100,
                "% of one CPU", goal="information"),
     ]
 
 
-if __name__ == "__main__":
-    from bench.run import _print
+def _reserved(quick: bool) -> list[Result]:
+    """:func:`_measure` in a child process that keeps a CPU for the sampler (``--reserve-cpu``): the
+    net's BLAS threads are sized from the CPUs left when caffe is imported, so not in this process."""
+    out = subprocess.run([sys.executable, "-m", "bench.bench_profile", "--reserved", *(["--quick"] if quick else [])],
+                         cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True).stdout
+    return [Result(**fields) for fields in json.loads(out)]
 
-    _print(run("--quick" in sys.argv))
+
+def run(quick: bool) -> list[Result]:
+    from streamline_bridge.commands.profile import import_caffe
+    from streamline_bridge.errors import InputError
+
+    try:
+        caffe = import_caffe()
+    except InputError as exc:
+        print(f"bench profile: skipped: {exc}", file=sys.stderr)
+        return []
+    results = _measure(caffe, quick, None)
+    return results + (_reserved(quick) if len(os.sched_getaffinity(0)) > 1 else [])
+
+
+if __name__ == "__main__":
+    if "--reserved" in sys.argv:
+        from streamline_bridge.commands.profile import import_caffe
+        from streamline_bridge.power.sampler import reserve_cpu
+
+        cpu = reserve_cpu()
+        print(json.dumps([asdict(r) for r in _measure(import_caffe(), "--quick" in sys.argv, cpu)]))
+    else:
+        from bench.run import _print
+
+        _print(run("--quick" in sys.argv))

@@ -1,7 +1,7 @@
 """The platform's floor for a sampler: a process that only wakes on the sampler's deadlines.
 
 The child sets itself up as the sampler does (``prepare_process``: 1 ns timer slack, optionally
-pinned or SCHED_FIFO), then waits for each deadline ``start + i x period`` as the sampler does
+pinned to a CPU or SCHED_FIFO), then waits for each deadline ``start + i x period`` as the sampler does
 (``sleep_until``: sleep, then spin the last ``spin_us``) and stamps the clock, skipping the ticks it was too late for, with no read and no log. What
 it achieves is what this machine's timers allow any sampler at that rate (its period error), and
 what it costs a workload running beside it is what waking that often costs (bench_profile).
@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 class Wakeups:
     """Runs the wake-up-only child while inside the ``with`` block."""
 
-    def __init__(self, rate_hz: float, spin_us: float, realtime: bool = False) -> None:
-        self.command = [sys.executable, "-m", "bench.wakeups", str(rate_hz), str(spin_us), str(int(realtime))]
+    def __init__(self, rate_hz: float, spin_us: float, realtime: bool = False, cpu: int | None = None) -> None:
+        self.command = [sys.executable, "-m", "bench.wakeups", str(rate_hz), str(spin_us), str(int(realtime)),
+                        "" if cpu is None else str(cpu)]
         self.times = np.zeros(0, dtype=np.int64)
         self.cpu_share = float("nan")
         self.realtime = False
@@ -53,8 +54,8 @@ class Wakeups:
         self.times = np.frombuffer(raw, dtype=np.int64)
 
 
-def _main(rate_hz: float, spin_us: float, realtime: bool) -> None:
-    realtime = prepare_process(None, realtime)
+def _main(rate_hz: float, spin_us: float, realtime: bool, cpu: int | None) -> None:
+    realtime = prepare_process(cpu, realtime)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     clock = time.clock_gettime_ns
@@ -74,4 +75,4 @@ def _main(rate_hz: float, spin_us: float, realtime: bool) -> None:
 
 
 if __name__ == "__main__":
-    _main(float(sys.argv[1]), float(sys.argv[2]), bool(int(sys.argv[3])))
+    _main(float(sys.argv[1]), float(sys.argv[2]), bool(int(sys.argv[3])), int(sys.argv[4]) if sys.argv[4] else None)
