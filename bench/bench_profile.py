@@ -9,11 +9,12 @@ source, started before the round's forwards and stopped after them; its CPU shar
 ``wakeups`` (markers + a child that only wakes on the sampler's deadlines, :mod:`bench.wakeups`:
 what waking 1000 times a second costs on this machine, the floor of any 1 kHz sampler), ``whole``
 (the net in one call, no markers: what running layer by layer costs by itself). Each round times N
-forwards per case after one untimed; a case's figure is the median over rounds of its time divided by ``bare``'s in
-the same round, with a bootstrap 95% confidence interval (the machine's speed changes from round
-to round, more than the effect measured; pairing within a round cancels most of that).
-Goal: ``profiled`` within 3 % of ``bare`` (a Jetson Xavier power workflow in MLCommons' power-dev
-added 14 %).
+forwards per case after one untimed; a case's figure is the median over rounds of its time divided
+by ``bare``'s in the same round, with a bootstrap 95% confidence interval (the machine's speed
+changes from round to round, more than the effect measured; pairing within a round cancels most
+of that). Then the same again in a child process that keeps a CPU for the sampler and the waker
+(``--reserve-cpu``). Goal: ``profiled`` within 3 % of ``bare`` (a Jetson Xavier power workflow in
+MLCommons' power-dev added 14 %).
 
 ``python -m bench profile`` (needs pycaffe: scripts/build-pycaffe.sh .venv/bin/python).
 """
