@@ -52,6 +52,8 @@ class CpuModelSource(Source):
             self.close()
             raise Unavailable(f"{self._path}: {exc}") from None
         self._last_ns = time.clock_gettime_ns(CLOCK)
+        time.sleep(self._window_ns / 1e9)  # one window: the first reading is then an estimate, not NaN
+        self.read()
 
     def read(self) -> list[float]:
         now = time.clock_gettime_ns(CLOCK)
