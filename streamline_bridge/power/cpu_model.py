@@ -52,11 +52,12 @@ class CpuModelSource(Source):
             self.close()
             raise Unavailable(f"{self._path}: {exc}") from None
         self._last_ns = time.clock_gettime_ns(CLOCK)
-        time.sleep(self._window_ns / 1e9)  # one window: the first reading is then an estimate, not NaN
-        self.read()
 
     def read(self) -> list[float]:
         now = time.clock_gettime_ns(CLOCK)
+        if self._power != self._power:  # no estimate yet: wait out the window begun at open (not NaN)
+            time.sleep(max(0, self._last_ns + self._window_ns - now) / 1e9)
+            now = time.clock_gettime_ns(CLOCK)
         if now - self._last_ns >= self._window_ns:
             try:
                 busy, total = _busy_total(os.pread(self._fd, 512, 0))

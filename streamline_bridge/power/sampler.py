@@ -207,7 +207,7 @@ class _Loop:
     def run(self, stop: _Stop) -> str | None:
         """Sample until ``stop`` says so; returns an error message when a rail is gone."""
         cfg, src = self.cfg, self.src
-        clock, read, wait_until = time.clock_gettime_ns, src.read, sleep_until
+        clock, read = time.clock_gettime_ns, src.read
         period = max(1, round(1e9 / cfg.rate_hz))
         spin = int(cfg.spin_us * 1000)
         chunk_ns, status_ns = int(cfg.chunk_ms * 1e6), int(cfg.status_ms * 1e6)
@@ -222,7 +222,7 @@ class _Loop:
         tick, tail_end, begun_after = 0, None, 0
         while True:  # at least one sample, even when asked to stop at once
             target = begin + tick * period
-            late = wait_until(target, spin)
+            late = sleep_until(target, spin)
             if late >= period:
                 skip = late // period
                 self.missed += skip
