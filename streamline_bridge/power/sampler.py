@@ -219,7 +219,7 @@ class _Loop:
         self.last[:] = read()  # warm-up read: the reference for the first change
         begin = clock(CLOCK)
         next_flush, next_status = begin + chunk_ns, begin + status_ns
-        tick, tail_end, begun_after = 0, None, 0
+        tick, tail_end, begun_after, awaited = 0, None, 0, []
         while True:  # at least one sample, even when asked to stop at once
             target = begin + tick * period
             late = sleep_until(target, spin)
@@ -270,23 +270,21 @@ class _Loop:
                                "mw": {r.name: (None if v != v else v) for r, v in zip(src.rails, values)}})
             if stop.reason is not None:
                 if tail_end is None:  # the request is seen: sample on
-                    tail_end = t1 + self.tail_ns()
+                    tail_ns, awaited = self.tail()
+                    tail_end = t1 + tail_ns
                 else:
                     begun_after = begun_after or t1  # the first sample begun after the request
-                    if t1 >= tail_end or self.updated_since(begun_after):
-                        return None
+                    if t1 >= tail_end or all(changes[j][-1] > begun_after for j in awaited):
+                        return None  # each awaited rail's update lies after a sample begun after the request
 
-    def tail_ns(self) -> int:
-        """How long to sample on after a stop request: until each rail's next update, which closes
-        the energy up to the request (held values: docs/energy-table.md), at most ``TAIL_PERIODS`` update
-        periods and ``TAIL_MAX_S``; no longer than one sample for rails with no update period yet."""
-        periods = [p for p in map(period_from_changes, self.changes) if p]
-        return min(TAIL_PERIODS * max(periods), int(TAIL_MAX_S * 1e9)) if periods else 0
-
-    def updated_since(self, t_ns: int) -> bool:
-        """Every rail with an update period has changed value after ``t_ns``: the held model places an
-        update between the samples around it, so this puts it after a sample taken at ``t_ns``."""
-        return all(c[-1] > t_ns for c in self.changes if len(c) > 2)
+    def tail(self) -> tuple[int, list[int]]:
+        """After a stop request: how long to sample on at most, and the rails whose next update to
+        wait for (those with an update period; the update closes the energy up to the request, held
+        values: docs/energy-table.md). ``TAIL_PERIODS`` of the longest period, at most ``TAIL_MAX_S``."""
+        periods = {j: p for j, p in enumerate(map(period_from_changes, self.changes)) if p}
+        if not periods:
+            return 0, []
+        return min(TAIL_PERIODS * max(periods.values()), int(TAIL_MAX_S * 1e9)), list(periods)
 
     def summary(self, reason: str, error: str | None, cpu_s: float, wall_s: float) -> dict[str, Any]:
         span = self.last_ns - self.first_ns
