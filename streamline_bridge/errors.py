@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import os
 
+# Exit statuses of every command (documented in --help and the README).
+EXIT_OK = 0  # done
+EXIT_FAILURE = 1  # could not do it (an OS error, a failed command)
+EXIT_USAGE = 2  # bad arguments
+EXIT_DAMAGED = 3  # the input is damaged or unusable; whatever could be read was still shown
+
 
 class InputError(Exception):
     """Input that cannot be read as what it claims to be.
