@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from streamline_bridge.sensor_model import SensorModel
+
 MARKER_KINDS = (
     "text",
     "end",
@@ -112,6 +114,7 @@ class RailInfo:
     update_period_ns: int | None = None  # measured period of value changes, if known
     estimated: bool = False  # True when the values are a model, not a measurement
     extra: dict[str, Any] = field(default_factory=dict)
+    sensor_model: SensorModel | None = None  # what a reading means (None: not known, decided from the data)
 
 
 @dataclass
