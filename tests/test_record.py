@@ -16,6 +16,7 @@ import pytest
 
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
+from streamline_bridge.power.log import read_log
 from conftest import FIXTURES, ROOT
 
 TX1 = str(FIXTURES / "sysfs/tx1-l4t28")
@@ -220,3 +221,205 @@ while failed_for_s() <= 1.0 and time.monotonic() < deadline:  # past gone_after_
     after = rec.power[rec.power["time_ns"] > a]
     assert after[after["rail"] == "VDD_IN"]["power_mw"].eq(2079.0).all() and len(after) > 0
     assert after[after["rail"] == "VDD_CPU"]["power_mw"].isna().all()
+
+
+HOLD = """
+import os, pathlib, sys, time
+pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))
+while not pathlib.Path(sys.argv[2]).exists():
+    time.sleep(0.02)
+"""
+
+
+def wait_for(predicate, timeout_s: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what}: not reached in time"
+        time.sleep(0.02)
+
+
+def start_holding_record(tmp_path: Path, run: Path) -> tuple[subprocess.Popen, Path, Path]:
+    """``record`` in its own process, its command started and holding until ``release`` exists."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    rec = subprocess.Popen([sys.executable, "-m", "streamline_bridge", "record", "-o", str(run), "--idle", "0",
+                            "--sysfs-root", TX1, "--", sys.executable, "-c", HOLD, str(started), str(release)],
+                           cwd=ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: started.exists() and started.read_text() or rec.poll() is not None, what="command started")
+    assert rec.poll() is None, rec.stderr.read() if rec.stderr else ""
+    return rec, started, release
+
+
+def test_a_second_record_into_the_same_folder_fails_at_once_and_report_says_it_is_being_recorded(
+        tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    rec, _, release = start_holding_record(tmp_path, run)
+    try:
+        flag = tmp_path / "second-ran"
+        assert main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--",
+                     sys.executable, "-c", f"open({str(flag)!r}, 'w')"]) == 2
+        err = capsys.readouterr().err
+        assert err.strip().splitlines() == [
+            f"streamline-bridge: error: {run}: another record is writing this run folder: choose another folder"]
+        assert not flag.exists()
+        live = ingest.read(run)
+        (run_issue,) = [i for i in live.meta.issues if i.file == str(run / "manifest.json")]
+        assert live.meta.partial and run_issue.message.startswith("the run is still being recorded")
+    finally:
+        release.touch()
+        assert rec.wait(60) == 0, rec.stderr.read() if rec.stderr else ""
+    done = ingest.read(run)
+    assert not done.meta.partial and done.meta.issues == []
+    log = read_log(run / "power.sbp")
+    assert not log.problems and np.all(np.diff(log.t_start) > 0)  # one writer: time only moves forward
+    assert sorted(os.listdir(run)) == ["manifest.json", "power.sbp"]  # no markers made: no marker log
+
+
+@pytest.mark.parametrize("planted", ["power.sbp", "manifest.json.tmp", "markers.sbm", "notes.txt"])
+def test_a_folder_with_files_but_no_manifest_is_refused_and_left_alone(tmp_path: Path, capsys, planted) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("root's file\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / planted).symlink_to(precious)
+    assert main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--", "true"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run}: holds files but no run manifest ({planted})" in err and len(err.strip().splitlines()) == 1
+    assert precious.read_text() == "root's file\n" and os.listdir(run) == [planted]
+
+
+PLANT = """
+import os, pathlib, sys
+run = pathlib.Path(os.environ["STREAMLINE_ANNOTATE_FILE"]).parent
+for name in ("manifest.json.tmp", "markers.sbm"):  # swapped for symlinks while record runs
+    (run / name).unlink()
+    (run / name).symlink_to(sys.argv[1])
+"""
+
+
+def test_symlinks_planted_during_the_run_are_never_followed(tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("root's file\n")
+    run = tmp_path / "run"
+    assert main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--",
+                 sys.executable, "-c", PLANT, str(precious)]) == 0
+    assert precious.read_text() == "root's file\n"
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["complete"] and m["exit_code"] == 0 and not (run / "manifest.json").is_symlink()
+    assert not (run / "manifest.json.tmp").exists()
+
+
+def test_the_power_log_is_never_written_through_a_symlink(tmp_path: Path) -> None:
+    from streamline_bridge.power import Sampler, SamplerError
+
+    precious = tmp_path / "precious"
+    precious.write_text("root's file\n")
+    (tmp_path / "power.sbp").symlink_to(precious)
+    with pytest.raises(SamplerError, match="power.sbp"):
+        Sampler(tmp_path / "power.sbp", sysfs_root=TX1).start()
+    assert precious.read_text() == "root's file\n"
+
+
+KILL_SAMPLER = """
+import os, pathlib, signal, time
+from streamline_bridge.power.log import read_log
+log = pathlib.Path(os.environ["STREAMLINE_ANNOTATE_FILE"]).with_name("power.sbp")
+deadline = time.monotonic() + 30
+while len(read_log(log).t_start) < 100 and time.monotonic() < deadline:
+    time.sleep(0.02)
+pid = read_log(log).meta["pid"]
+os.kill(pid, signal.SIGKILL)
+while time.monotonic() < deadline:
+    try:
+        if pathlib.Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z":
+            break
+    except FileNotFoundError:
+        break
+    time.sleep(0.02)
+"""
+
+
+def test_a_killed_sampler_is_reported_and_the_summary_counts_the_samples_in_the_log(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    rc = main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--", sys.executable, "-c", KILL_SAMPLER])
+    err = capsys.readouterr().err
+    assert rc == 1 and "power sampler stopped: killed by signal SIGKILL" in err
+    n = len(read_log(run / "power.sbp").t_start)
+    assert n >= 100 and f"{n} power samples" in err
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["complete"] and m["power"]["stats"]["samples"] == n and "SIGKILL" in m["sampler_error"]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux only")
+def test_the_command_dies_with_a_killed_record(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    rec, started, release = start_holding_record(tmp_path, run)
+    cmd_pid = int(started.read_text())
+    sampler_pid = read_log(run / "power.sbp").meta["pid"]
+    rec.kill()
+    rec.wait(30)
+    try:
+        wait_for(lambda: _gone(cmd_pid), what="the command ended")
+        wait_for(lambda: _gone(sampler_pid), what="the sampler ended")
+    finally:
+        release.touch()  # a command left running ends anyway
+    log = read_log(run / "power.sbp")
+    assert log.trailer is not None and log.trailer["stop_reason"] == "parent closed the pipe"
+
+
+FILL_DISK = """
+import os, pathlib, time
+from streamline_bridge.power.log import read_log
+log = pathlib.Path(os.environ["STREAMLINE_ANNOTATE_FILE"]).with_name("power.sbp")
+pid = read_log(log).meta["pid"]
+with open(log.parent.parent / "filler", "wb", buffering=0) as f:
+    try:
+        while True:
+            f.write(b"x" * 4096)
+    except OSError:
+        pass
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:  # the sampler's next chunk does not fit: it stops
+    try:
+        if pathlib.Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z":
+            break
+    except FileNotFoundError:
+        break
+    time.sleep(0.02)
+"""
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 2 MiB tmpfs (root only)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs (needs root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_stops_the_sampler_cleanly_and_the_manifest_is_still_completed(small_disk: Path, capsys) -> None:
+    run = small_disk / "run"
+    rc = main(["record", "-o", str(run), "--idle", "0.1", "--sysfs-root", TX1, "--", sys.executable, "-c", FILL_DISK])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{run / 'power.sbp'}: cannot write the power log: No space left on device" in err
+    assert "Traceback" not in err
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["complete"] and m["exit_code"] == 0 and "No space left" in m["sampler_error"]
+    assert set(m["phases"]) == {"idle_before", "run", "idle_after"}
+    assert sorted(os.listdir(run)) == ["manifest.json", "power.sbp"]  # no manifest.json.tmp left
+    log = read_log(run / "power.sbp")
+    assert not log.problems and log.truncated_at is None  # whole records only
+    assert m["power"]["stats"]["samples"] == len(log.t_start) > 0
+    assert f"{len(log.t_start)} power samples" in err
