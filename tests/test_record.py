@@ -319,22 +319,30 @@ def test_the_power_log_is_never_written_through_a_symlink(tmp_path: Path) -> Non
     assert precious.read_text() == "root's file\n"
 
 
-KILL_SAMPLER = """
+GONE = """
+def gone(pid):
+    try:  # a zombie has ended too
+        return open(f"/proc/{pid}/stat").read().split(") ")[1][0] in "ZX"
+    except FileNotFoundError:
+        return True
+"""
+exec(GONE)  # gone(pid): the same check here as in the commands below
+IN_RUN = GONE + """
 import os, pathlib, signal, time
 from streamline_bridge.power.log import read_log
 log = pathlib.Path(os.environ["STREAMLINE_ANNOTATE_FILE"]).with_name("power.sbp")
+pid = read_log(log).meta["pid"]  # the sampler's
 deadline = time.monotonic() + 30
-while len(read_log(log).t_start) < 100 and time.monotonic() < deadline:
-    time.sleep(0.02)
-pid = read_log(log).meta["pid"]
+
+
+def wait_for(predicate):
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+"""
+KILL_SAMPLER = IN_RUN + """
+wait_for(lambda: len(read_log(log).t_start) >= 100)
 os.kill(pid, signal.SIGKILL)
-while time.monotonic() < deadline:
-    try:
-        if pathlib.Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z":
-            break
-    except FileNotFoundError:
-        break
-    time.sleep(0.02)
+wait_for(lambda: gone(pid))
 """
 
 
@@ -349,13 +357,6 @@ def test_a_killed_sampler_is_reported_and_the_summary_counts_the_samples_in_the_
     assert m["complete"] and m["power"]["stats"]["samples"] == n and "SIGKILL" in m["sampler_error"]
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
-    except FileNotFoundError:
-        return True
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux only")
 def test_the_command_dies_with_a_killed_record(tmp_path: Path) -> None:
     run = tmp_path / "run"
@@ -365,33 +366,22 @@ def test_the_command_dies_with_a_killed_record(tmp_path: Path) -> None:
     rec.kill()
     rec.wait(30)
     try:
-        wait_for(lambda: _gone(cmd_pid), what="the command ended")
-        wait_for(lambda: _gone(sampler_pid), what="the sampler ended")
+        wait_for(lambda: gone(cmd_pid), what="the command ended")
+        wait_for(lambda: gone(sampler_pid), what="the sampler ended")
     finally:
         release.touch()  # a command left running ends anyway
     log = read_log(run / "power.sbp")
     assert log.trailer is not None and log.trailer["stop_reason"] == "parent closed the pipe"
 
 
-FILL_DISK = """
-import os, pathlib, time
-from streamline_bridge.power.log import read_log
-log = pathlib.Path(os.environ["STREAMLINE_ANNOTATE_FILE"]).with_name("power.sbp")
-pid = read_log(log).meta["pid"]
+FILL_DISK = IN_RUN + """
 with open(log.parent.parent / "filler", "wb", buffering=0) as f:
     try:
         while True:
             f.write(b"x" * 4096)
     except OSError:
         pass
-deadline = time.monotonic() + 30
-while time.monotonic() < deadline:  # the sampler's next chunk does not fit: it stops
-    try:
-        if pathlib.Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z":
-            break
-    except FileNotFoundError:
-        break
-    time.sleep(0.02)
+wait_for(lambda: gone(pid))  # the sampler's next chunk does not fit: it stops
 """
 
 
