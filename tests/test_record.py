@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -319,15 +320,15 @@ def test_the_power_log_is_never_written_through_a_symlink(tmp_path: Path) -> Non
     assert precious.read_text() == "root's file\n"
 
 
-GONE = """
-def gone(pid):
-    try:  # a zombie has ended too
+def gone(pid: int) -> bool:
+    """True once process ``pid`` has ended (a zombie has ended too)."""
+    try:
         return open(f"/proc/{pid}/stat").read().split(") ")[1][0] in "ZX"
     except FileNotFoundError:
         return True
-"""
-exec(GONE)  # gone(pid): the same check here as in the commands below
-IN_RUN = GONE + """
+
+
+IN_RUN = inspect.getsource(gone) + """
 import os, pathlib, signal, time
 from streamline_bridge.power.log import read_log
 log = pathlib.Path(os.environ["STREAMLINE_ANNOTATE_FILE"]).with_name("power.sbp")

@@ -24,6 +24,10 @@ from streamline_bridge.errors import InputError
 from streamline_bridge.power.sampling import Config
 
 
+def _str(path: str | os.PathLike[str] | None) -> str | None:
+    return None if path is None else os.fspath(path)
+
+
 class SamplerError(InputError):
     """The sampler could not start, or stopped with an error; the message names the file."""
 
@@ -42,8 +46,8 @@ class Sampler:
                  streamline_rate_hz: float = 1000.0, **settings: Any):
         if streamline and not streamline_rate_hz > 0:
             raise ValueError(f"streamline_rate_hz must be above 0, not {streamline_rate_hz}")
-        self.config = Config(output=os.fspath(output), source=source, rate_hz=rate_hz, sysfs_root=sysfs_root,
-                             proc_root=proc_root, options=dict(options or {}), watch_stdin=True,
+        self.config = Config(output=os.fspath(output), source=source, rate_hz=rate_hz, sysfs_root=_str(sysfs_root),
+                             proc_root=_str(proc_root), options=dict(options or {}), watch_stdin=True,
                              streamline_hz=streamline_rate_hz if streamline else None, **settings)
         self.output = self.config.output
         self.command = [sys.executable, "-m", "streamline_bridge.power.sampling", self.config.to_json()]

@@ -56,7 +56,8 @@ HIST_US = 20_000  # histogram bins of 1 µs; the last one collects everything sl
 
 @dataclass
 class Config:
-    """What the sampler process samples and how: the one object the parent hands to the child."""
+    """What the sampler process samples and how: the one object the parent hands to the child (as
+    JSON, so paths are strings)."""
 
     output: str
     source: str | None = None
@@ -74,10 +75,6 @@ class Config:
     streamline_hz: float | None = None  # also send the rails to Streamline at this rate (streamline_feed.py)
 
     def __post_init__(self) -> None:
-        for name in ("output", "sysfs_root", "proc_root"):  # paths travel as JSON strings
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, os.fspath(value))
         if not self.rate_hz > 0:
             raise ValueError(f"the sampling rate must be above 0 Hz, not {self.rate_hz:g}")
         if self.streamline_hz is not None and not self.streamline_hz > 0:
@@ -206,7 +203,8 @@ class _Loop:
         self.last[:] = read()  # warm-up read: the reference for the first change
         begin = clock(CLOCK)
         next_flush, next_status = begin + chunk_ns, begin + status_ns
-        tick, tail_end, begun_after, awaited = 0, None, 0, []
+        tick, tail_end, begun_after = 0, None, 0
+        awaited: list[int] = []
         while True:  # at least one sample, even when asked to stop at once
             target = begin + tick * period
             late = sleep_until(target, spin)
