@@ -105,6 +105,11 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
         if not all(isinstance(v, str) and v and "/" not in v for v in m.get("files", {}).values()):
             raise ValueError("'files' must name files inside the run folder")
         _check(m, "complete", (bool,), "true or false")
+        _check(m, "power", (dict,), "an object")
+        stats = m.get("power", {}).get("stats")
+        if stats is not None and not (isinstance(stats, dict) and isinstance(stats.get("failed_rails", {}), dict)
+                                      and all(isinstance(v, str) for v in stats.get("failed_rails", {}).values())):
+            raise ValueError("'power.stats' must be an object, its 'failed_rails' rail names and messages")
         _check(m, "started_monotonic_raw_ns", (int,), "an integer")
         if m.get("phases") is not None:
             Phases.from_dict(m["phases"])
@@ -195,8 +200,12 @@ class RunWriter(MutableMapping[str, Any]):
         return len(self.fields)
 
     def create(self, name: str) -> int:
-        """A new file ``name`` in the folder, open for writing (no symlink followed, never an existing file)."""
-        return os.open(name, _NEW_FILE, 0o644, dir_fd=self._dir)
+        """A new file ``name`` in the folder, open for writing (no symlink followed, never an existing
+        file); OSError naming the file."""
+        try:
+            return os.open(name, _NEW_FILE, 0o644, dir_fd=self._dir)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.path / name)) from None
 
     def placeholder(self, name: str) -> None:
         """Create ``name`` empty for another writer (annotate's marker log) to fill: taken before any

@@ -218,6 +218,7 @@ while failed_for_s() <= 1.0 and time.monotonic() < deadline:  # past gone_after_
     a, b = m["phases"]["idle_after"]
     assert b - a >= 0.1e9  # sampling went on: the idle phase after the run was measured
     rec = ingest.read(run)
+    assert [i.message for i in rec.meta.issues] == [stats["failed_rails"]["VDD_CPU"]]
     assert stats["samples"] == len(rec.power) // 3 and f"{stats['samples']} power samples" in err
     after = rec.power[rec.power["time_ns"] > a]
     assert after[after["rail"] == "VDD_IN"]["power_mw"].eq(2079.0).all() and len(after) > 0

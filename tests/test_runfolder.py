@@ -52,6 +52,9 @@ def finished_run(path: Path) -> Path:
     ("started_monotonic_raw_ns", 1.5, "must be an integer"),
     ("started_monotonic_raw_ns", True, "must be an integer"),
     ("phases", {"run": 1}, "phases must be an object"),
+    ("power", [1], "'power' must be an object"),
+    ("power", {"stats": {"failed_rails": ["x"]}}, "'power.stats' must be an object"),
+    ("power", {"stats": 5}, "'power.stats' must be an object"),
 ])
 def test_a_manifest_with_a_key_of_the_wrong_type_is_one_clear_error(tmp_path: Path, capsys, key, value, says) -> None:
     run = finished_run(tmp_path / "run")
