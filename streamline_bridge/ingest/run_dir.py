@@ -69,7 +69,8 @@ def read(path: Path) -> Recording:
         issues.append(Issue(str(power_path), "no power log in the run folder", None, "missing"))
     power_rec = _part(power_path, "power_log", issues)
     failed = m.get("power", {}).get("stats", {}).get("failed_rails", {})
-    issues += [Issue(str(power_path), message, None, "marked failed, the other rails kept") for message in failed.values()]
+    issues += [Issue(str(power_path), message, None, "marked failed, the other rails kept")
+               for message in failed.values()]
     marker_rec = _part(path / files.get("markers", MARKERS_FILE), "marker_log", issues)
     phases = Phases.from_dict(m["phases"]) if m.get("phases") is not None else None
     base = phases.t1 if phases is not None else m.get("started_monotonic_raw_ns")
