@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -250,3 +251,32 @@ def test_a_rail_that_recovers_with_its_old_value_is_not_declared_gone(tmp_path: 
     # one more sample, begun after the request
     assert loop.missing == [3] and loop.samples == len(script) + 1
     assert len(loop.changes[0]) == 0  # 5 -> (failures) -> 5 is no change of value
+
+
+FILE_LIMIT = """
+import json, resource, signal, sys, time
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # inherited by the sampler: its disk is "full"
+from streamline_bridge.power import Sampler, SamplerError
+s = Sampler(sys.argv[1], sysfs_root=sys.argv[2], rate_hz=1000, chunk_ms=10).start()
+deadline = time.monotonic() + 30
+while s.running and time.monotonic() < deadline:
+    time.sleep(0.02)
+try:
+    s.stop()
+except SamplerError as exc:
+    print(json.dumps({"error": str(exc), "stats": s.stats}))
+"""
+
+
+def test_a_log_that_cannot_grow_stops_the_sampler_cleanly_with_whole_records(tmp_path: Path) -> None:
+    out = tmp_path / "power.sbp"
+    r = subprocess.run([sys.executable, "-c", FILE_LIMIT, str(out), str(FIXTURES / "sysfs/tx1-l4t28")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout, r.stderr
+    said = json.loads(r.stdout)
+    assert said["error"] == f"{out}: power sampler stopped: {out}: cannot write the power log: File too large"
+    assert "Traceback" not in r.stderr
+    log = read_log(out)
+    assert not log.problems and log.truncated_at is None and log.trailer is None  # whole records, no room for more
+    assert said["stats"]["samples"] == len(log.t_start) > 0 and out.stat().st_size <= 20_000

@@ -55,15 +55,19 @@ class PowerLogWriter:
             raise
 
     def _append(self, data: bytes) -> None:
-        """Write ``data`` whole or not at all (a short write is cut off again and raised)."""
+        """Write ``data`` whole or not at all: when the rest of a short write fails too (disk full,
+        file size limit), what was written is cut off again and the OSError raised, naming the file."""
+        view, done = memoryview(data), 0
         try:
-            written = os.write(self._fd, data)
-            if written != len(data):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            while done < len(data):
+                n = os.write(self._fd, view[done:])
+                if n == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += n
         except OSError as exc:
             os.ftruncate(self._fd, self._size)
             raise OSError(exc.errno, exc.strerror, self.path) from None
-        self._size += written
+        self._size += done
 
     def write_samples(self, t_start: array, read_ns: array, columns: list[array], missed: int) -> None:
         """One sample record: ``t_start`` (array 'q'), ``read_ns`` (array 'I'), one array 'f' per rail."""
