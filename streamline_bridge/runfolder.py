@@ -16,7 +16,7 @@ import fcntl
 import json
 import os
 import stat
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -272,23 +272,26 @@ class RunWriter(MutableMapping[str, Any]):
         try:
             self.fields.update(complete=True, **fields, phases=phases.to_dict())
             self.write(reserve_next=False)
-            for name in self._placeholders:
-                st = os.stat(name, dir_fd=self._dir, follow_symlinks=False)
-                if stat.S_ISREG(st.st_mode) and st.st_size == 0:
-                    os.unlink(name, dir_fd=self._dir)
         finally:
             self.close()
 
     def close(self) -> None:
-        """Release the folder (and the reserved space, if still held); safe to call twice."""
+        """Release the folder, removing the reserved space and the placeholders left empty; safe to
+        call twice."""
+        if getattr(self, "_dir", -1) < 0:
+            return
         if self._reserved >= 0:
             os.close(self._reserved)
             self._reserved = -1
-            try:
-                if self._dir >= 0:
-                    os.unlink(MANIFEST_TMP, dir_fd=self._dir)
-            except OSError:
-                pass
-        if getattr(self, "_dir", -1) >= 0:
-            os.close(self._dir)
-            self._dir = -1
+            self._remove_if(MANIFEST_TMP, lambda st: True)
+        for name in self._placeholders:
+            self._remove_if(name, lambda st: stat.S_ISREG(st.st_mode) and st.st_size == 0)
+        os.close(self._dir)
+        self._dir = -1
+
+    def _remove_if(self, name: str, test: Callable[[os.stat_result], bool]) -> None:
+        try:
+            if test(os.stat(name, dir_fd=self._dir, follow_symlinks=False)):
+                os.unlink(name, dir_fd=self._dir)
+        except OSError:
+            pass

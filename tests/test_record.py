@@ -84,7 +84,7 @@ def test_no_power_source_is_one_line_and_no_command_runs(tmp_path: Path, capsys)
                sys.executable, "-c", f"open({str(flag)!r}, 'w')"])
     err = capsys.readouterr().err
     assert rc == 2 and "no RAPL zone" in err and len(err.strip().splitlines()) == 1
-    assert not flag.exists()
+    assert not flag.exists() and os.listdir(tmp_path / "run") == []  # left empty: the folder can be used again
 
 
 def test_interrupt_is_forwarded_and_the_manifest_still_written(tmp_path: Path) -> None:
