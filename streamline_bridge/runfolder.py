@@ -94,7 +94,7 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
             m = json.loads(f.read(16 * 1024 * 1024))
         except OSError as exc:
             raise InputError(path, exc.strerror or str(exc)) from None
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InputError(path, f"not valid JSON ({exc})") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise InputError(path, f"not a run manifest (format is not {FORMAT!r})")
@@ -102,13 +102,14 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(path, f"run manifest version {m.get('version')} is not supported (this reader: {VERSION})")
     try:
         _check(m, "files", (dict,), "an object of file names")
-        if not all(isinstance(v, str) and v and "/" not in v for v in m.get("files", {}).values()):
+        if not all(isinstance(v, str) and v not in ("", ".", "..") and "/" not in v
+                   for v in (m.get("files") or {}).values()):
             raise ValueError("'files' must name files inside the run folder")
         _check(m, "complete", (bool,), "true or false")
         _check(m, "power", (dict,), "an object")
-        stats = m.get("power", {}).get("stats")
-        if stats is not None and not (isinstance(stats, dict) and isinstance(stats.get("failed_rails", {}), dict)
-                                      and all(isinstance(v, str) for v in stats.get("failed_rails", {}).values())):
+        stats = (m.get("power") or {}).get("stats") or {}
+        failed = stats.get("failed_rails") or {} if isinstance(stats, dict) else None
+        if not isinstance(failed, dict) or not all(isinstance(v, str) for v in failed.values()):
             raise ValueError("'power.stats' must be an object, its 'failed_rails' rail names and messages")
         _check(m, "started_monotonic_raw_ns", (int,), "an integer")
         if m.get("phases") is not None:
@@ -126,7 +127,7 @@ def is_run_folder(folder: str | os.PathLike[str]) -> bool:
     try:
         with open(path, "rb") as f:
             return json.loads(f.read(16 * 1024 * 1024)).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
@@ -116,3 +118,29 @@ def test_the_sampler_hands_its_child_one_config(tmp_path: Path) -> None:
         Sampler(tmp_path / "p.sbp", no_such_setting=1)
     with pytest.raises(ValueError, match="above 0"):
         Sampler(tmp_path / "p.sbp", rate_hz=0)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                    max_leaves=8)
+KEYS = ["files", "complete", "phases", "power", "started_monotonic_raw_ns", "command", "exit_code", "interrupted",
+        "sampler_error"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.dictionaries(st.sampled_from(KEYS), JSON | st.sampled_from([{"power": ".."}, {"stats": None}]),
+                               min_size=1, max_size=3))
+def test_any_value_for_any_key_is_read_or_refused_in_one_line(tmp_path: Path, changes: dict) -> None:
+    run = tmp_path / "run"
+    if not run.exists():
+        finished_run(run)
+        (run / "power.sbp").write_bytes(b"")
+    m = json.loads((run / MANIFEST).read_text())
+    m.update(changes)
+    (run / MANIFEST).write_text(json.dumps(m))
+    try:
+        rec = ingest.read(run)
+    except InputError as exc:
+        assert exc.path == str(run / MANIFEST) or exc.path.startswith(str(run))
+    else:
+        assert rec.meta.format == "run-dir"

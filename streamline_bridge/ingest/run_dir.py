@@ -68,7 +68,7 @@ def read(path: Path) -> Recording:
     if not power_path.exists():
         issues.append(Issue(str(power_path), "no power log in the run folder", None, "missing"))
     power_rec = _part(power_path, "power_log", issues)
-    failed = m.get("power", {}).get("stats", {}).get("failed_rails", {})
+    failed = ((m.get("power") or {}).get("stats") or {}).get("failed_rails") or {}  # checked by read_manifest
     issues += [Issue(str(power_path), message, None, "marked failed, the other rails kept")
                for message in failed.values()]
     marker_rec = _part(path / files.get("markers", MARKERS_FILE), "marker_log", issues)
