@@ -23,8 +23,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 try:
     from bench.run import Result
@@ -67,7 +67,7 @@ def _start_listener(prefix: str) -> subprocess.Popen:
         except OSError:
             if time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("benchmark listener did not start")
+                raise RuntimeError("benchmark listener did not start") from None
             time.sleep(0.02)
         finally:
             s.close()

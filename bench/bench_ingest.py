@@ -153,7 +153,6 @@ def run(quick: bool) -> list[Result]:
         t_dec = best_of(lambda: [annotation_stream.decode(s) for s in streams], 2)
         t_mark = best_of(lambda: [annotation_stream.decode(s).markers(stream=i, clock_base_ns=BASE)
                                 for i, s in enumerate(streams)], 2)
-        del raw
     finally:
         shutil.rmtree(folder.parent, ignore_errors=True)
     n = info["messages"]

@@ -13,9 +13,9 @@ import json
 import pkgutil
 import sys
 import timeit
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 
 @dataclass

@@ -15,8 +15,8 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 CLOCK = time.CLOCK_MONOTONIC_RAW
 WIDTH = 12  # every value is written as "%12d\n"
@@ -65,7 +65,7 @@ class FakeSensor:
             os.close(fd)
             os.unlink(self.path(rel))
 
-    def start(self) -> "FakeSensor":
+    def start(self) -> FakeSensor:
         """Write f(0) everywhere (synchronously), then keep the files moving in a thread."""
         self.t0 = time.clock_gettime_ns(CLOCK)
         for rel, f in self.functions.items():
@@ -97,7 +97,7 @@ class FakeSensor:
             os.close(fd)
         self._fds.clear()
 
-    def __enter__(self) -> "FakeSensor":
+    def __enter__(self) -> FakeSensor:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

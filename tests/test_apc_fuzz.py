@@ -11,11 +11,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from apc_writer import CaptureWriter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from annotate import wire
+from apc_writer import CaptureWriter
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest import apc, apc_frames
 from streamline_bridge.ingest.apc_frames import FrameError

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import FIXTURES
 from fake_sysfs import FakeSensor

@@ -14,7 +14,9 @@ import pytest
 
 from annotate import GREEN, RED, Client
 from annotate.layers import ChannelMap
+from annotate_support import FakeGatord, unique_prefix, wait_until
 from apc_writer import CaptureWriter
+from conftest import FIXTURES
 from fake_sysfs import FakeSensor
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
@@ -22,8 +24,6 @@ from streamline_bridge.ingest import annotation_power, annotation_stream, marker
 from streamline_bridge.power import Sampler
 from streamline_bridge.power.log import read_log
 from streamline_bridge.power.streamline_feed import KEY_BASE, MODIFIER, StreamlineFeed, rail_key, rail_keys
-from annotate_support import FakeGatord, unique_prefix, wait_until
-from conftest import FIXTURES
 
 IIO = "bus/i2c/drivers/ina3221x/1-0040/iio_device"
 BASES = {"VDD_IN": 10_000, "VDD_GPU": 20_000, "VDD_CPU": 30_000}

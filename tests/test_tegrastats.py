@@ -7,8 +7,8 @@ import math
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import FIXTURES
 
+from conftest import FIXTURES
 from streamline_bridge import ingest
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest import tegrastats

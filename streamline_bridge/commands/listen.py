@@ -20,8 +20,9 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO, cast
+from typing import Any, TextIO, cast
 
 from annotate.mirror import CLOSED, MESSAGES, OPENED, MarkerLog, record
 from annotate.transport import DEFAULT_PREFIX, DEFAULT_TCP_PORTS, Endpoints

@@ -11,7 +11,8 @@ is at least that fast.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def period_from_changes(change_ns: Sequence[int]) -> int | None:
