@@ -14,7 +14,7 @@ import pytest
 
 from annotate import GREEN, RED, Client
 from annotate.layers import ChannelMap
-from annotate_support import FakeGatord, unique_prefix, wait_until
+from annotate_support import FakeGatord, unique_prefix
 from apc_writer import CaptureWriter
 from conftest import FIXTURES
 from fake_sysfs import FakeSensor
@@ -24,6 +24,7 @@ from streamline_bridge.ingest import annotation_power, annotation_stream, marker
 from streamline_bridge.power import Sampler
 from streamline_bridge.power.log import read_log
 from streamline_bridge.power.streamline_feed import KEY_BASE, MODIFIER, StreamlineFeed, rail_key, rail_keys
+from waiting import wait_until
 
 IIO = "bus/i2c/drivers/ina3221x/1-0040/iio_device"
 BASES = {"VDD_IN": 10_000, "VDD_GPU": 20_000, "VDD_CPU": 30_000}

@@ -125,6 +125,8 @@ def test_random_text_only_input_errors(tmp_path, body):
     p.write_text("RAM 1/2MB CPU [1%@2] VDD_IN 5/5\n" + body)
     try:
         rec = tegrastats.read_log(p)
-    except InputError:
+    except InputError as exc:
+        assert str(exc).startswith(f"{p}") and "\n" not in str(exc)
         return
     assert len(rec.power) % max(len(rec.meta.rails), 1) == 0
+    assert all(i.file == str(p) for i in rec.meta.issues)
