@@ -21,6 +21,14 @@ from pathlib import Path
 CLOCK = time.CLOCK_MONOTONIC_RAW
 WIDTH = 12  # every value is written as "%12d\n"
 
+TX1_IIO = "bus/i2c/drivers/ina3221x/1-0040/iio_device"  # in fixtures/sysfs/tx1-l4t28
+TX1_BASES = {"VDD_IN": 10_000, "VDD_GPU": 20_000, "VDD_CPU": 30_000}  # mW at update 0
+
+
+def tx1_ramps(slope: int = 1) -> dict[str, Callable[[int], int]]:
+    """The TX1's power files as ``base + slope x k`` mW: every value says which sensor update it is."""
+    return {f"{TX1_IIO}/in_power{i}_input": (lambda k, b=b: b + slope * k) for i, b in enumerate(TX1_BASES.values())}
+
 
 class FakeSensor:
     """Copies ``fixture`` to ``dest`` and rewrites ``functions`` ({relative path: f(k) -> int}) every ``period_s``."""

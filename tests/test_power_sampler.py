@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_sysfs import FakeSensor
+from fake_sysfs import TX1_BASES, TX1_IIO, FakeSensor, tx1_ramps
 from streamline_bridge import ingest
 from streamline_bridge.power import Sampler, SamplerError
 from streamline_bridge.power.log import PowerLogWriter, read_log
@@ -21,19 +21,13 @@ from streamline_bridge.power.source import Rail, Source
 from conftest import FIXTURES, ROOT
 from waiting import wait_until
 
-IIO = "bus/i2c/drivers/ina3221x/1-0040/iio_device"
-BASES = {"VDD_IN": 10_000, "VDD_GPU": 20_000, "VDD_CPU": 30_000}
+IIO, BASES = TX1_IIO, TX1_BASES
 PERIOD_S = 0.007
-
-
-def tx1_functions() -> dict:
-    """in_powerK_input = base + k: the update index k can be read back from every sample."""
-    return {f"{IIO}/in_power{i}_input": (lambda k, b=b: b + k) for i, b in enumerate(BASES.values())}
 
 
 def test_samples_are_the_sensor_values_at_or_before_their_time(tmp_path: Path) -> None:
     out = tmp_path / "power.sbp"
-    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions()) as fake:
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_ramps()) as fake:
         with Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000) as s:
             assert s.info["source"] == "ina3221x" and s.info["rails"] == list(BASES)
             wait_until(lambda: s.latest.get("samples", 0) >= 200)
@@ -63,7 +57,7 @@ def test_samples_are_the_sensor_values_at_or_before_their_time(tmp_path: Path) -
 
 def test_the_record_covers_everything_between_start_and_stop(tmp_path: Path) -> None:
     out = tmp_path / "power.sbp"
-    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions()):
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_ramps()):
         s = Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, status_ms=20).start()
         after_start = time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
         wait_until(lambda: s.latest.get("samples", 0) >= 50)  # a few updates: the sensor's period is known
@@ -79,7 +73,7 @@ def test_the_record_covers_everything_between_start_and_stop(tmp_path: Path) -> 
 def test_a_file_missing_for_a_while_gives_nan_and_sampling_goes_on(tmp_path: Path) -> None:
     gpu = f"{IIO}/in_power1_input"
     out = tmp_path / "power.sbp"
-    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions()) as fake:
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_ramps()) as fake:
         with Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, gone_after_s=60.0, status_ms=20) as s:
             wait_until(lambda: s.latest.get("samples", 0) >= 100)
             vanished_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
@@ -107,7 +101,7 @@ def test_a_file_missing_for_a_while_gives_nan_and_sampling_goes_on(tmp_path: Pat
 def test_a_rail_gone_for_good_ends_the_run_naming_the_file(tmp_path: Path) -> None:
     cpu = f"{IIO}/in_power2_input"
     out = tmp_path / "power.sbp"
-    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions()) as fake:
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_ramps()) as fake:
         s = Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, gone_after_s=0.3, status_ms=20).start()
         wait_until(lambda: s.latest.get("samples", 0) > 100)  # counted, not hoped for from 0.3 s on a busy machine
         fake.vanish(cpu)
