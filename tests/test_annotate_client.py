@@ -16,7 +16,7 @@ from annotate_support import (
     unique_prefix,
     walk_marker_log,
 )
-from waiting import wait_until
+from helpers import wait_until
 
 IMG = bytes.fromhex("89504e470d0a1a0a")
 

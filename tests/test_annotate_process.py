@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from annotate_support import FakeGatord, unique_prefix, walk_marker_log
-from waiting import wait_until
+from helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 

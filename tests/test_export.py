@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES
+from helpers import assert_one_line_error
 from streamline_bridge import ingest
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest import streamline_export as ex
@@ -136,7 +137,7 @@ def test_random_text_only_input_errors(tmp_path, header, body):
     try:
         rec = ex.read(p)
     except InputError as exc:
-        assert str(exc).startswith(f"{p}: ") and "\n" not in str(exc)
+        assert_one_line_error(exc, p)
         return
     assert all(i.file == str(p) for i in rec.meta.issues)
     if "Message" in header:

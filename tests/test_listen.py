@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from helpers import wait_until
 from streamline_bridge.ingest import marker_log
 from streamline_bridge.ingest.annotation_stream import decode
-from waiting import wait_until
 
 TIMEOUT = 20.0
 

@@ -19,7 +19,7 @@ from streamline_bridge.power.log import PowerLogWriter, read_log
 from streamline_bridge.power.sampler import Config, _Loop, _Stop
 from streamline_bridge.power.source import Rail, Source
 from conftest import FIXTURES, ROOT
-from waiting import wait_until
+from helpers import wait_until
 
 IIO, BASES = TX1_IIO, TX1_BASES
 PERIOD_S = 0.007

@@ -17,7 +17,7 @@ from streamline_bridge.power.counter import CounterPower
 from streamline_bridge.power.source import Unavailable
 from streamline_bridge.power.tegrastats import parse_power
 from conftest import FIXTURES
-from waiting import wait_until
+from helpers import wait_until
 
 SYSFS = FIXTURES / "sysfs"
 

@@ -16,7 +16,7 @@ import pytest
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 from conftest import FIXTURES, ROOT
-from waiting import wait_until
+from helpers import wait_until
 
 TX1 = str(FIXTURES / "sysfs/tx1-l4t28")
 MARKING = """

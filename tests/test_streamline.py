@@ -18,13 +18,13 @@ from annotate_support import FakeGatord, unique_prefix
 from apc_writer import CaptureWriter
 from conftest import FIXTURES
 from fake_sysfs import TX1_BASES, TX1_IIO, FakeSensor, tx1_ramps
+from helpers import wait_until
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 from streamline_bridge.ingest import annotation_power, annotation_stream, marker_log
 from streamline_bridge.power import Sampler
 from streamline_bridge.power.log import read_log
 from streamline_bridge.power.streamline_feed import KEY_BASE, MODIFIER, StreamlineFeed, rail_key, rail_keys
-from waiting import wait_until
 
 IIO, BASES = TX1_IIO, TX1_BASES
 PERIOD_S = 0.007

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES
+from helpers import assert_one_line_error
 from streamline_bridge import ingest
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest import tegrastats
@@ -126,7 +127,7 @@ def test_random_text_only_input_errors(tmp_path, body):
     try:
         rec = tegrastats.read_log(p)
     except InputError as exc:
-        assert str(exc).startswith(f"{p}") and "\n" not in str(exc)
+        assert_one_line_error(exc, p)
         return
     assert len(rec.power) % max(len(rec.meta.rails), 1) == 0
     assert all(i.file == str(p) for i in rec.meta.issues)

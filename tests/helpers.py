@@ -1,12 +1,14 @@
-"""Waiting for what another thread or process does: poll an observable condition until it holds.
+"""The suite's general helpers (the topical ones: annotate_support, apc_writer, fake_sysfs).
 
-The suite's one helper for it. Tests never sleep a fixed time and hope (a flaky test is a
-defect): they wait for the state they need, with a deadline generous enough for a loaded
-2-core machine, and fail naming what never happened.
+:func:`wait_until`: tests never sleep a fixed time and hope (a flaky test is a defect); they
+wait for the state they need, with a deadline generous enough for a loaded 2-core machine, and
+fail naming what never happened. :func:`assert_one_line_error`: bad input is reported as one
+line that names the file.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -30,3 +32,9 @@ def wait_until(condition: Callable[[], T], timeout: float = TIMEOUT_S, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(poll_s)
+
+
+def assert_one_line_error(exc: BaseException, path: str | os.PathLike[str]) -> None:
+    """``exc`` reads as one line that starts with ``path``."""
+    text = str(exc)
+    assert text.startswith(f"{os.fspath(path)}") and "\n" not in text, text
