@@ -139,7 +139,7 @@ def _measure(caffe: Any, quick: bool, cpu: int | None) -> list[Result]:
 def _reserved(quick: bool) -> list[Result]:
     """:func:`_measure` in a child process that keeps a CPU for the sampler (``--reserve-cpu``): the
     net's BLAS threads are sized from the CPUs left when caffe is imported, so not in this process."""
-    out = subprocess.run([sys.executable, "-m", "bench.bench_profile", *(["--quick"] if quick else [])],
+    out = subprocess.run([sys.executable, "-m", "bench.bench_profile", "--reserved", *(["--quick"] if quick else [])],
                          cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True).stdout
     return [Result(**fields) for fields in json.loads(out)]
 
@@ -157,9 +157,14 @@ def run(quick: bool) -> list[Result]:
     return results + (_reserved(quick) if len(os.sched_getaffinity(0)) > 1 else [])
 
 
-if __name__ == "__main__":  # the child of _reserved (``python -m bench profile`` runs the benchmark)
-    from streamline_bridge.commands.profile import import_caffe
-    from streamline_bridge.power.sampler import reserve_cpu
+if __name__ == "__main__":
+    if "--reserved" in sys.argv:
+        from streamline_bridge.commands.profile import import_caffe
+        from streamline_bridge.power.sampler import reserve_cpu
 
-    cpu = reserve_cpu()
-    print(json.dumps([asdict(r) for r in _measure(import_caffe(), "--quick" in sys.argv, cpu)]))
+        cpu = reserve_cpu()
+        print(json.dumps([asdict(r) for r in _measure(import_caffe(), "--quick" in sys.argv, cpu)]))
+    else:
+        from bench.run import _print
+
+        _print(run("--quick" in sys.argv))

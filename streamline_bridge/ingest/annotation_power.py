@@ -20,8 +20,8 @@ values change (``power/period.py``), as for a power log.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -69,10 +69,10 @@ def _values(streams: Sequence[DecodedStream], pid: int, key: int) -> tuple[np.nd
     return t[order], v[order]
 
 
-def add_power(rec: Recording, streams: Iterable[DecodedStream | None]) -> Recording:
+def add_power(rec: Recording, streams: Iterable[DecodedStream]) -> Recording:
     """``rec`` with the power counters of ``streams`` added to its power table and rails."""
-    present = [st for st in streams if st is not None]
-    defs = _definitions(present)
+    streams = [st for st in streams if st is not None]
+    defs = _definitions(streams)
     if not defs:
         return rec
     base = rec.meta.clock_base_ns
@@ -80,7 +80,7 @@ def add_power(rec: Recording, streams: Iterable[DecodedStream | None]) -> Record
     taken = set(rails) | {str(r) for r in rec.power["rail"].unique()}
     found: dict[str, list[tuple[int, int, str, np.ndarray, np.ndarray]]] = {}
     for (pid, key), (name, units, to_mw) in defs.items():
-        t, raw = _values(present, pid, key)
+        t, raw = _values(streams, pid, key)
         if len(t):
             found.setdefault(name, []).append((pid, key, units, t, raw.astype(np.float64) * to_mw))
     parts: list[pd.DataFrame] = []

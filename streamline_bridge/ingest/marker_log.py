@@ -161,11 +161,11 @@ def _records(r: _Reader, data: bytes, pos: int) -> list[_Stream]:
             else:
                 r.issue(f"messages record for stream {ident}, which is not open", pos)
         elif kind == CLOSED:
-            closing = open_.pop(ident, None)
-            if closing is None:
+            st = open_.pop(ident, None)
+            if st is None:
                 r.issue(f"close record for stream {ident}, which is not open", pos, action="ignored", damage=False)
             else:
-                closing.closed = True
+                st.closed = True
         else:
             r.issue(f"unknown record type {kind} (stream {ident}, {n} bytes)", pos)
         pos = body + n
@@ -175,7 +175,6 @@ def _records(r: _Reader, data: bytes, pos: int) -> list[_Stream]:
 def _decode(r: _Reader, st: _Stream) -> tuple[annotation_stream.DecodedStream | None, dict[str, Any]]:
     """The decoded stream (None if its handshake is bad) and its entry for ``meta.extra["streams"]``."""
     entry: dict[str, Any] = {"stream": st.ordinal, "id": st.id}
-    decoded: annotation_stream.DecodedStream | None
     try:
         decoded = annotation_stream.decode(b"".join(st.chunks), f"{r.name} stream {st.id}")
     except annotation_stream.DecodeError as exc:

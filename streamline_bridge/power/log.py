@@ -95,8 +95,7 @@ def read_log(path: str | os.PathLike[str], data: bytes | None = None) -> LogCont
     meta = json.loads(text)
     rails = [r["name"] for r in meta["rails"]]
     out = LogContent(meta, None, None, {})
-    starts, durs = [], []
-    cols: list[list[np.ndarray]] = [[] for _ in rails]
+    starts, durs, cols = [], [], [[] for _ in rails]
     pos = end + CRC.size
     while pos < len(buf):
         if pos + RECORD.size > len(buf):
