@@ -12,13 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from helpers import wait_until
 from streamline_bridge.ingest import marker_log
 from streamline_bridge.ingest.annotation_stream import decode
 
@@ -46,6 +46,16 @@ class Running:
         self.proc.send_signal(signal.SIGTERM)
         out, err = self.proc.communicate(timeout=TIMEOUT)
         return self.proc.returncode, out, err
+
+
+def wait_for(condition, what: str):
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +98,7 @@ def test_many_connections_garbage_dropped(tmp_path, streams):
         rec = marker_log.read(out)
         return rec if sum(e["closed"] for e in rec.meta.extra["streams"]) == 5 else None
 
-    rec = wait_until(all_closed, TIMEOUT, "5 closed streams in the log")  # written while running (flush interval)
+    rec = wait_for(all_closed, "5 closed streams in the log")  # written while running (flush interval)
     rc, stdout, stderr = lst.stop()
     assert rc == 0
     assert "messages from 6 connection(s), 2 dropped for bad bytes" in stdout

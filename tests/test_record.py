@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,6 @@ import pytest
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 from conftest import FIXTURES, ROOT
-from helpers import wait_until
 
 TX1 = str(FIXTURES / "sysfs/tx1-l4t28")
 MARKING = """
@@ -92,8 +92,10 @@ def test_interrupt_is_forwarded_and_the_manifest_still_written(tmp_path: Path) -
     rec = subprocess.Popen([sys.executable, "-m", "streamline_bridge", "record", "-o", str(run), "--idle", "0.1",
                             "--sysfs-root", TX1, "--", sys.executable, "-c", child],
                            cwd=ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: started.exists() or rec.poll() is not None, 30, "the child to start")
-    assert started.exists(), rec.stderr.read() if rec.stderr else ""
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert time.monotonic() < deadline and rec.poll() is None, rec.stderr.read() if rec.stderr else ""
+        time.sleep(0.02)
     rec.send_signal(signal.SIGINT)
     assert rec.wait(30) == 128 + signal.SIGINT
     m = json.loads((run / "manifest.json").read_text())
