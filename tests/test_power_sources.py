@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FIXTURES
+from helpers import wait_until
 from streamline_bridge.power import discovery, sysfs
 from streamline_bridge.power.counter import CounterPower
 from streamline_bridge.power.source import Unavailable
 from streamline_bridge.power.tegrastats import parse_power
-from conftest import FIXTURES
-from helpers import wait_until
 
 SYSFS = FIXTURES / "sysfs"
 
