@@ -11,8 +11,7 @@ is at least that fast.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Sequence
 
 
 def period_from_changes(change_ns: Sequence[int]) -> int | None:
