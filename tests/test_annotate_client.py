@@ -348,8 +348,8 @@ def test_a_stalled_gatord_never_blocks_a_caller():
         flusher.start()
 
         def sender_stuck() -> bool:  # the flush holds the send lock, blocked in send()
-            if c._lock.acquire(blocking=False):
-                c._lock.release()
+            if c._sender.lock.acquire(blocking=False):
+                c._sender.lock.release()
                 return False
             return flusher.is_alive()
 
