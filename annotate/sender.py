@@ -246,9 +246,24 @@ class Sender:
             st.link.close()
         self.changed()
 
+    def _settle(self, deadline: float) -> None:
+        """Until ``deadline``: retry the connections still owed bytes (refused, busy or stalled) as their backoff allows."""
+        while self.capturing:
+            with self.state_lock:
+                links = [st.link for st in [*self.streams.values(), *self.retired]]
+            owed = [link for link in links if link.sent < len(link.pending)]
+            now = time.monotonic()
+            if not owed or now >= deadline:
+                return
+            time.sleep(max(0.0, min(min(link.backoff.at for link in owed), deadline) - now))
+            for link in owed:
+                self.gatord.send(link, b"", deadline)
+
     def flush(self) -> None:
         with self.lock:
-            self.guarded(self.service, time.monotonic() + self.settings.send_timeout)
+            deadline = time.monotonic() + self.settings.send_timeout
+            self.guarded(self.service, deadline)
+            self.guarded(self._settle, deadline)
 
     def close(self) -> None:
         """Last round, every stream closed (marker log "closed" records), connections and log closed."""
@@ -257,6 +272,7 @@ class Sender:
             self.wake.set()
             deadline = time.monotonic() + self.settings.send_timeout
             self.guarded(self.service, deadline)
+            self.guarded(self._settle, deadline)
             with self.state_lock:
                 streams = [*self.retired, *self.streams.values()]
                 self.retired = []

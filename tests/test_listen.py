@@ -185,3 +185,66 @@ def test_large_message_in_small_pieces(tmp_path):
     assert rc == 0 and "warning" not in stderr and "2 messages from 1 connection(s)" in stdout
     rec = marker_log.read(out)
     assert list(rec.markers["kind"]) == ["visual", "text"] and rec.meta.extra["streams"][0]["bytes"] == len(stream)
+
+
+BURST = """
+import sys, threading
+from annotate import Client
+prefix, n_clients, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+clients = [Client(address_prefix=prefix, flush_interval=60, retry_interval=0.2, send_timeout=30) for _ in range(n_clients)]
+start = threading.Barrier(n_clients)
+def work(k):
+    c = clients[k]
+    start.wait()
+    c.setup()  # all at once: control and data connections in one burst
+    for i in range(n):
+        c.marker(f"{k}:{i}")
+    c.close()  # waits (up to send_timeout) until every byte is taken
+threads = [threading.Thread(target=work, args=(k,)) for k in range(n_clients)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+def test_a_burst_of_200_clients_is_delivered_whole(tmp_path):
+    out = tmp_path / "burst.sbm"
+    lst = Running(out)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLINE_ANNOTATE_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    r = subprocess.run([sys.executable, "-c", BURST, lst.prefix, "200", "20"], env=env, capture_output=True,
+                       text=True, timeout=120)
+    rc, stdout, stderr = lst.stop()
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert rc == 0 and "warning" not in stderr, stderr
+    assert "4000 messages from 200 connection(s)" in stdout
+    rec = marker_log.read(out)
+    by_stream = rec.markers.groupby("stream")["text"].apply(list)
+    assert sorted(by_stream, key=lambda t: int(t[0].split(":")[0])) == [
+        [f"{k}:{i}" for i in range(20)] for k in range(200)]
+
+
+def test_a_burst_while_the_listener_is_stopped_waits_in_the_backlog(tmp_path, streams):
+    """200 connects while the listener cannot accept (SIGSTOP): all fit in its backlog, none is refused."""
+    if int(Path("/proc/sys/net/core/somaxconn").read_text()) < 200:
+        pytest.skip("net.core.somaxconn caps every backlog below 200 here")
+    out = tmp_path / "backlog.sbm"
+    lst = Running(out)
+    lst.proc.send_signal(signal.SIGSTOP)
+    try:
+        socks = []
+        for _ in range(200):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect(f"\0{lst.prefix}".encode())  # BlockingIOError (EAGAIN) if the backlog were full
+            socks.append(s)
+    finally:
+        lst.proc.send_signal(signal.SIGCONT)
+    for s in socks:
+        s.setblocking(True)
+        s.sendall(streams["worker"])
+        s.close()
+    wait_for(lambda: out.exists() and len(marker_log.read(out).meta.extra["streams"]) == 200, "200 streams")
+    rc, stdout, stderr = lst.stop()
+    assert rc == 0 and "400 messages from 200 connection(s)" in stdout and "warning" not in stderr
