@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import errno
+import gc
 import os
 import selectors
 import signal
@@ -192,7 +193,8 @@ class Listener:
                 key.fileobj.close()
             self._sel.close()
             self._flush()
-            os.close(self._spare_fd)
+            if self._spare_fd >= 0:
+                os.close(self._spare_fd)
 
     def _flush(self) -> None:
         if self._pending:
@@ -256,16 +258,16 @@ class Listener:
         if not self._warned_fds:
             self._warned_fds = True
             self._warning("out of file descriptors (ulimit -n); refusing new connections until some close")
-        os.close(self._spare_fd)
+        if self._spare_fd >= 0:
+            os.close(self._spare_fd)
         try:
             sock, _ = server.accept()
         except OSError:
             sock = None
-        finally:
-            self._spare_fd = _spare_fd()
-        if sock is not None:
+        else:
             sock.close()
             self.stats["refused"] += 1
+        self._spare_fd = _spare_fd()
         return sock
 
     def _warning(self, text: str) -> None:
@@ -333,11 +335,10 @@ class _Reader:
 
     def _too_big(self, size: int) -> None:
         lst = self.listener
-        limit = (f"over {lst.max_message // _MIB} MiB" if size > lst.max_message
-                 else f"the listener already holds {lst._held // _MIB} MiB of unfinished messages")
+        limit = (f"message over {_mib_text(lst.max_message)}" if size > lst.max_message
+                 else f"unfinished messages over {_mib_text(lst.max_memory)} in all connections")
         print(f"streamline-bridge listen: warning: connection {self.conn.id} ({self.conn.peer}) at byte "
-              f"{self.conn.decoder.offset}: message {limit}; message and connection dropped",
-              file=lst.warn, flush=True)
+              f"{self.conn.decoder.offset}: {limit}; message and connection dropped", file=lst.warn, flush=True)
         lst.stats["too_big"] += 1
         self._finish()
 
@@ -409,12 +410,22 @@ def _tcp_peer_uid(sock: socket.socket) -> int | None:
     return None
 
 
+def _mib_text(size: int) -> str:
+    return f"{size / _MIB:g} MiB"
+
+
 def _spare_fd() -> int:
-    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    """A descriptor held in reserve (-1 when none is free: the next refusal waits for one)."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
 
 
 def _return_freed_memory_promptly() -> None:
-    """Large unfinished messages are many 64 KiB chunks: have glibc hand freed memory back to the system."""
+    """Large unfinished messages are many 64 KiB chunks: free them now (a decoding error's traceback holds
+    them in a reference cycle) and have glibc hand the memory back to the system."""
+    gc.collect()
     try:
         libc = ctypes.CDLL(None)
         libc.malloc_trim(0)
