@@ -18,6 +18,7 @@ import pytest
 from annotate_support import FakeGatord, unique_prefix, wait_until, walk_marker_log
 
 ROOT = Path(__file__).resolve().parents[1]
+PYTHON = os.environ.get("ANNOTATE_TEST_PYTHON", sys.executable)  # the scripts' interpreter: any Python 3.6+
 
 
 def spawn(script: str, *args: str, cwd: Path | None = None) -> subprocess.Popen:
@@ -27,7 +28,7 @@ def spawn(script: str, *args: str, cwd: Path | None = None) -> subprocess.Popen:
         if k.startswith("STREAMLINE_ANNOTATE_"):
             del env[k]
     p = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script), *args],
+        [PYTHON, "-c", textwrap.dedent(script), *args],
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
     )
     p.stdin_w, p.stdin = p.stdin, None  # communicate() leaves it alone; closing it is the test's signal
@@ -255,7 +256,7 @@ def test_no_returned_call_is_lost_when_the_process_ends_with_threads_writing(tmp
     else:
         p.send_signal(sig)
     _, err = p.communicate(timeout=30)
-    assert p.returncode == returncode, err
+    assert p.returncode == returncode or (sig == signal.SIGINT and p.returncode == 1), err  # 1 before Python 3.8
     made = returned()  # final: the process is gone
     streams = {s.tid: texts(s) for s in walk_marker_log(log).streams().values()}
     got = sorted(streams.values(), key=lambda t: t[0] if t else "")
