@@ -85,13 +85,13 @@ class Client:
         send_timeout: float = 2.0,
     ) -> None:
         self._options = dict(OPTIONS)
-        self._counters = []  # type: List[bytes]  # definitions, for re-sending after a capture restart
-        self._tracks = []  # type: List[bytes]
-        self._views = []  # type: List[bytes]
-        self._sender = None  # type: Optional[Sender]
+        self._counters: List[bytes] = []  # definitions, for re-sending after a capture restart
+        self._tracks: List[bytes] = []
+        self._views: List[bytes] = []
+        self._sender: Optional[Sender] = None
         self._configured = self._closed = self._dying = False
         self._on = True  # accept messages (capturing, or a file to write); optimistic until set up
-        self._put = self._put_first  # type: Callable[[bytes], None]
+        self._put: Callable[[bytes], None] = self._put_first
         self._reset_process_state()
         self._store_options(
             file=file, protocol=protocol, tcp=tcp, flush_interval=flush_interval, address_prefix=address_prefix,

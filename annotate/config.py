@@ -43,7 +43,7 @@ class Settings:
         if protocol is None:
             protocol = int(env.get("STREAMLINE_ANNOTATE_PROTOCOL") or wire.DEFAULT_PROTOCOL)
         if protocol not in wire.PROTOCOLS:
-            raise ValueError("annotation protocol {} is not supported (use 4 or 5)".format(protocol))
+            raise ValueError(f"annotation protocol {protocol} is not supported (use 4 or 5)")
         self.protocol = protocol
         tcp = o["tcp"] if o["tcp"] is not None else bool(env_flag("STREAMLINE_ANNOTATE_TCP", env))
         if o["flush_interval"] is not None:

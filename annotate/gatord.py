@@ -71,7 +71,7 @@ class Link:
 
     def __init__(self, hello: bytes, retry: float) -> None:
         self.hello = hello
-        self.sock = None  # type: Optional[socket.socket]
+        self.sock: Optional[socket.socket] = None
         self.pending = bytearray()  # starts with a whole message
         self.sent = 0
         self.backoff = Backoff(retry)
@@ -97,7 +97,7 @@ class Gatord:
         self.definitions = definitions
         self.warn = warn
         self.state = CAPTURING  # assume a capture is running; connect at once
-        self.ctrl = None  # type: Optional[socket.socket]
+        self.ctrl: Optional[socket.socket] = None
         self.ctrl_backoff = Backoff(retry)
         self.resend = False  # the next data connection carries every definition first
 
@@ -117,7 +117,7 @@ class Gatord:
                 self.ctrl_backoff.failed(now)
                 if _busy(exc) or self.state == ABSENT:
                     return None
-                return self._lose("no gatord at {} ({})".format(self.endpoints.describe(), exc.strerror or exc))
+                return self._lose(f"no gatord at {self.endpoints.describe()} ({exc.strerror or exc})")
             self.ctrl_backoff.succeeded()
             if self.state == ABSENT:
                 self.state = WAITING

@@ -15,9 +15,9 @@ import threading
 import weakref
 from typing import Any, Dict
 
-_clients = weakref.WeakSet()  # type: weakref.WeakSet[Any]
+_clients: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _hooked_pid = 0
-_previous_handlers = {}  # type: Dict[int, Any]
+_previous_handlers: Dict[int, Any] = {}
 
 
 def shutdown_all() -> None:

@@ -64,12 +64,12 @@ class Sender:
         self.settings = settings
         self.definitions = definitions
         self.changed = changed
-        self.log = None  # type: Optional[MarkerLog]
+        self.log: Optional[MarkerLog] = None
         if settings.file is not None:
             try:
                 self.log = MarkerLog(settings.file, settings.protocol)
             except OSError as exc:
-                warn("cannot write the marker log: {}".format(exc))
+                warn(f"cannot write the marker log: {exc}")
         self.write_through = self.log is not None and settings.flush_interval == 0
         self._reset()
 
@@ -78,9 +78,9 @@ class Sender:
         self.lock = threading.RLock()  # sending and writing (sender, flush, close)
         self.state_lock = threading.RLock()  # the stream registry; never held while sending
         self.wake = threading.Event()
-        self.streams = {}  # type: Dict[int, Stream]
-        self.retired = []  # type: List[Stream]  # ended, their last bytes not yet written or sent
-        self.thread = None  # type: Optional[threading.Thread]
+        self.streams: Dict[int, Stream] = {}
+        self.retired: List[Stream] = []  # ended, their last bytes not yet written or sent
+        self.thread: Optional[threading.Thread] = None
         self.stop = False
         self.warned = self.errored = False
         s = self.settings
@@ -141,7 +141,7 @@ class Sender:
         except OSError as exc:
             with self.state_lock:
                 if self.log is log:
-                    warn("marker log {} failed, no longer written: {}".format(log.path, exc))
+                    warn(f"marker log {log.path} failed, no longer written: {exc}")
                     self.log = None
                     self.write_through = False
             self.changed()
@@ -168,7 +168,7 @@ class Sender:
         except Exception as exc:  # the channel must never fail the application
             if not self.errored:
                 self.errored = True
-                warn("internal error, annotations may be incomplete: {!r}".format(exc))
+                warn(f"internal error, annotations may be incomplete: {exc!r}")
 
     def service(self, deadline: float) -> None:
         """One round: follow gatord's state, then drain every stream; sends to gatord wait until ``deadline``."""

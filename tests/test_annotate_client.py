@@ -6,9 +6,6 @@ import socket
 import threading
 
 import pytest
-
-import annotate
-from annotate import Client, wire
 from annotate_support import (
     TIMED_CODES,
     FakeGatord,
@@ -18,6 +15,9 @@ from annotate_support import (
     wait_until,
     walk_marker_log,
 )
+
+import annotate
+from annotate import Client, wire
 
 IMG = bytes.fromhex("89504e470d0a1a0a")
 

@@ -14,7 +14,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from annotate_support import FakeGatord, unique_prefix, wait_until, walk_marker_log
 
 ROOT = Path(__file__).resolve().parents[1]
