@@ -398,7 +398,7 @@ def test_only_this_user_and_root_may_write_unless_allowed(tmp_path, tcp):
                            timeout=TIMEOUT, cwd="/")
         assert r.returncode == 0, r.stderr
         if allow:
-            wait_for(lambda: out.exists() and len(marker_log.read(out).markers) == 2, "the stranger's messages")
+            wait_for(lambda log=out: log.exists() and len(marker_log.read(log).markers) == 2, "the stranger's messages")
         rc, stdout, stderr = lst.stop()
         assert rc == 0
         if allow:
