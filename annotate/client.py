@@ -231,6 +231,8 @@ class Client:
         except AttributeError:
             st = self._attach()
             if st is None:
+                if self._dying:
+                    self._hold()
                 return
             buf = st.buf
         if len(buf) < self._wake_at:

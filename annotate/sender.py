@@ -196,7 +196,7 @@ class Sender:
         if n or st.inflight:
             # ``inflight``: what a drain took and had not delivered when a signal handler (same
             # thread, so the lock lets it in) drained again before the process dies
-            data = st.inflight + buf[:n] if st.inflight else bytes(buf[:n])
+            data = st.inflight + buf[:n] if st.inflight else buf[:n]
             st.inflight = data
             del buf[:n]
             if self.log is not None and not self.write_through:
