@@ -52,9 +52,8 @@ class Region(contextlib.ContextDecorator):
         self.client.text(self.name, self.channel, self.color)
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.client.end(self.channel)
-        return False
 
 
 class Client:
@@ -68,6 +67,8 @@ class Client:
     ``\\0<prefix>-parent``/``\\0<prefix>``); ``gatord`` (``STREAMLINE_ANNOTATE_GATORD``, default on:
     off = file only, no sockets).
     """
+
+    _sender: Sender  # set up with the configuration (every use is behind ``_configured``)
 
     def __init__(
         self,
@@ -88,7 +89,6 @@ class Client:
         self._counters: List[bytes] = []  # definitions, for re-sending after a capture restart
         self._tracks: List[bytes] = []
         self._views: List[bytes] = []
-        self._sender: Optional[Sender] = None
         self._configured = self._closed = self._dying = False
         self._on = True  # accept messages (capturing, or a file to write); optimistic until set up
         self._put: Callable[[bytes], None] = self._put_first
@@ -182,7 +182,7 @@ class Client:
         """The child gets its own buffers, connections and sender; the parent's are not its."""
         self._reset_process_state()
         self._dying = False
-        if self._sender is not None and self._configured:
+        if self._configured and not self._closed:
             self._sender.after_fork_in_child()
             self._changed()
 

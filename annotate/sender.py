@@ -196,7 +196,7 @@ class Sender:
         if n or st.inflight:
             # ``inflight``: what a drain took and had not delivered when a signal handler (same
             # thread, so the lock lets it in) drained again before the process dies
-            data = st.inflight + buf[:n] if st.inflight else buf[:n]
+            data = st.inflight + buf[:n] if st.inflight else bytes(buf[:n])
             st.inflight = data
             del buf[:n]
             if self.log is not None and not self.write_through:
@@ -207,8 +207,9 @@ class Sender:
                 self.log_write(out)
         else:
             data = b""
-        if to_gatord and self.capturing and (data or st.link.sent < len(st.link.pending)):
-            self.gatord.send(st.link, data, deadline)
+        g = self.gatord
+        if to_gatord and g is not None and g.capturing and (data or st.link.sent < len(st.link.pending)):
+            g.send(st.link, data, deadline)
         st.inflight = b""
 
     def finish(self, st: Stream, deadline: float, final: bool = False) -> None:
@@ -232,6 +233,7 @@ class Sender:
             streams = [*self.streams.values(), *self.retired]
         for st in streams:
             self.drain(st, 0.0, to_gatord=False)
+        assert self.gatord is not None  # (only gatord reports a capture start)
         self.gatord.started([st.link for st in streams], bool(self.definitions()))
         self.changed()
 
@@ -248,7 +250,8 @@ class Sender:
 
     def _settle(self, deadline: float) -> None:
         """Until ``deadline``: retry the connections still owed bytes (refused, busy or stalled) as their backoff allows."""
-        while self.capturing:
+        g = self.gatord
+        while g is not None and g.capturing:
             with self.state_lock:
                 links = [st.link for st in [*self.streams.values(), *self.retired]]
             owed = [link for link in links if link.sent < len(link.pending)]
@@ -257,7 +260,7 @@ class Sender:
                 return
             time.sleep(max(0.0, min(min(link.backoff.at for link in owed), deadline) - now))
             for link in owed:
-                self.gatord.send(link, b"", deadline)
+                g.send(link, b"", deadline)
 
     def flush(self) -> None:
         with self.lock:

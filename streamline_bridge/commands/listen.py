@@ -263,10 +263,10 @@ class Listener:
         try:
             sock, _ = server.accept()
         except OSError:
-            sock = None
-        else:
-            sock.close()
-            self.stats["refused"] += 1
+            self._spare_fd = _spare_fd()
+            return None
+        sock.close()
+        self.stats["refused"] += 1
         self._spare_fd = _spare_fd()
         return sock
 
