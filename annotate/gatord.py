@@ -26,6 +26,7 @@ STARTED = "started"  # what poll() returns when a capture starts; a str otherwis
 _BUSY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ETIMEDOUT)
 _FIRST_RETRY = 0.02  # s, doubled after each failure up to the retry interval
 _TRIM_AT = 1 << 20  # bytes sent but kept while stalled: forget whole messages beyond this
+_GIVE_UP_AFTER = 3  # connections broken in a row during the same message: it is not sent again
 
 
 def _busy(exc: OSError) -> bool:
@@ -67,7 +68,7 @@ class Backoff:
 class Link:
     """One stream's data connection and the bytes gatord has not taken yet (``pending[sent:]``)."""
 
-    __slots__ = ("hello", "sock", "pending", "sent", "backoff", "dropped")
+    __slots__ = ("hello", "sock", "pending", "sent", "backoff", "dropped", "breaks")
 
     def __init__(self, hello: bytes, retry: float) -> None:
         self.hello = hello
@@ -76,6 +77,7 @@ class Link:
         self.sent = 0
         self.backoff = Backoff(retry)
         self.dropped = False
+        self.breaks = 0  # connections broken in a row without everything sent
 
     def close(self) -> None:
         """Close the connection; the unsent bytes are forgotten (gatord went away, or the stream ended)."""
@@ -182,7 +184,14 @@ class Gatord:
                 return
             link.sock.close()
             link.sock = None
-            del link.pending[:message_start(link.pending, link.sent)]  # resend the message cut short
+            cut = message_start(link.pending, link.sent)  # resend the message cut short...
+            link.breaks += 1
+            if link.breaks >= _GIVE_UP_AFTER and cut < len(link.pending):  # ...unless gatord keeps refusing it
+                end = cut + 5 + int.from_bytes(link.pending[cut + 1:cut + 5], "little")
+                self.warn(f"gatord closed the connection {link.breaks} times during one {end - cut} byte message; "
+                          "it is not sent to gatord (the marker log has it)")
+                cut, link.breaks = min(end, len(link.pending)), 0
+            del link.pending[:cut]
             link.sent = 0
             link.backoff.failed(now)
             self.resend = True
@@ -191,6 +200,7 @@ class Gatord:
         link.sent = 0
         link.backoff.succeeded()
         link.dropped = False
+        link.breaks = 0
 
     def close_control(self) -> None:
         if self.ctrl is not None:

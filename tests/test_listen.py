@@ -408,3 +408,26 @@ def test_only_this_user_and_root_may_write_unless_allowed(tmp_path, tcp):
             (w,) = [line for line in stderr.splitlines() if "warning" in line]
             assert "refused a connection from" in w and "user 65534" in w and "--allow-any-user" in w
             assert len(marker_log.read(out).markers) == 0
+
+
+def test_a_message_the_listener_keeps_refusing_is_given_up_by_the_client(tmp_path, capfd):
+    """The listener drops the connection at a message over --max-message; the client resends it on new
+    connections, gives it up after three, and what follows arrives."""
+    from annotate import Client
+
+    out = tmp_path / "refused.sbm"
+    lst = Running(out, "--max-message", "1")
+    c = Client(address_prefix=lst.prefix, flush_interval=60, retry_interval=0.05, send_timeout=20)
+    c.setup()
+    c.marker("before")
+    c.visual(bytes(2 << 20), "too big")
+    c.marker("after")
+    c.flush()  # waits (up to send_timeout) for the retries
+    c.close()
+    wait_for(lambda: out.exists() and list(marker_log.read(out).markers["text"]) == ["before", "after"],
+             "both markers at the listener")
+    rc, stdout, stderr = lst.stop()
+    assert rc == 0 and "2 messages from 4 connection(s), 3 dropped for size" in stdout
+    assert stderr.count("message over 1 MiB") == 3
+    err = capfd.readouterr().err
+    assert "gatord closed the connection 3 times during one" in err and "it is not sent to gatord" in err
