@@ -27,7 +27,6 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any, Callable, TextIO
 
 from annotate.mirror import CLOSED, MESSAGES, OPENED, MarkerLog, record
 from annotate.transport import DEFAULT_PREFIX, DEFAULT_TCP_PORTS, Endpoints
+from streamline_bridge.peers import peer_of
 
 HELP = "accept annotation clients like gatord does and write their messages to a marker log"
 
@@ -229,7 +229,7 @@ class Listener:
             if exc.errno not in _OUT_OF_FDS:
                 raise
             return self._refuse_for_fds(server)
-        peer, uid = _peer(sock, self.endpoints.tcp)
+        peer, uid = peer_of(sock, self.endpoints.tcp)
         if not (self.allow_any_user or uid in (self._uid, 0)):
             who = "an unknown user" if uid is None else f"user {uid}"
             self._warning(f"refused a connection from {peer} ({who}; only this user and root may write here, "
@@ -377,37 +377,6 @@ class _Reader:
         lst._held -= held
         if held >= _MIB:
             _return_freed_memory_promptly()
-
-
-def _peer(sock: socket.socket, tcp: bool) -> tuple[str, int | None]:
-    """Who is on the other end: (``pid N`` or ``host:port``, their user id or None when unknown)."""
-    if tcp:
-        host, port = sock.getpeername()[:2]
-        return f"{host}:{port}", _tcp_peer_uid(sock)
-    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-    return f"pid {pid}", uid
-
-
-def _tcp_peer_uid(sock: socket.socket) -> int | None:
-    """The owner of a local TCP peer's socket, from ``/proc/net/tcp``/``tcp6`` (its local end is our remote end)."""
-    peer, ours = sock.getpeername(), sock.getsockname()
-    family = "tcp6" if sock.family == socket.AF_INET6 else "tcp"
-
-    def hexaddr(addr: tuple) -> str:
-        packed = socket.inet_pton(sock.family, addr[0])
-        words = [packed[i:i + 4][::-1].hex().upper() for i in range(0, len(packed), 4)]
-        return "".join(words) + f":{addr[1]:04X}"
-
-    want = (hexaddr(peer), hexaddr(ours))
-    try:
-        with open(f"/proc/net/{family}") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) > 7 and (fields[1], fields[2]) == want:
-                    return int(fields[7])
-    except (OSError, ValueError):
-        pass
-    return None
 
 
 def _mib_text(size: int) -> str:
