@@ -232,6 +232,12 @@ def parse_assignments(text: str, source: str = "user") -> dict[str | None, Senso
     return out
 
 
+def shown(entry: dict[str, Any] | None) -> str:
+    """A model as stored (:meth:`SensorModel.to_dict`, None: not known) in a table cell:
+    ``ina3221:0x7c07 (from device tree)``, or ``from the data``."""
+    return "from the data" if entry is None else f"{entry['model']} (from {entry['source']})"
+
+
 def assign(names: Iterable[str], models: Mapping[str | None, SensorModel]) -> tuple[dict[str, SensorModel], list[str]]:
     """The model of each of ``names`` under ``models`` (:func:`parse_assignments`: a rail's own, else
     the one for every rail), and the rails ``models`` names that are not among ``names``."""

@@ -173,7 +173,7 @@ def _check_args(args: argparse.Namespace) -> None:
 def _command(args: argparse.Namespace) -> list[str]:
     """The profile as the command line that would repeat it (the manifest's ``command``)."""
     cmd = ["streamline-bridge", "profile", args.framework, "-o", str(args.output)]
-    for flag in ("model", "weights", "image", "labels", "mean_file", "size", "source", "sysfs_root"):
+    for flag in ("model", "weights", "image", "labels", "mean_file", "size", "source", "sysfs_root", "sensor_model"):
         value = getattr(args, flag)
         if value is not None:
             cmd += [f"--{flag.replace('_', '-')}", str(value)]

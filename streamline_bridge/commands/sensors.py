@@ -94,14 +94,11 @@ def run(args: argparse.Namespace) -> int:
     return 0 if any(s["available"] for s in found) else 1
 
 
-def _model_cell(model: dict[str, Any] | None) -> str:
-    """``spec (from source)``, or what happens when nothing is known."""
-    return "from the data" if model is None else f"{model['model']} (from {model['source']})"
-
-
 def _print_rich(found: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from streamline_bridge.sensor_model import shown
 
     con = Console()
     for s in found:
@@ -116,7 +113,7 @@ def _print_rich(found: list[dict[str, Any]]) -> None:
             t.add_row(r["name"], "-" if r["value_mw"] is None else f"{r['value_mw']:.1f}", r["unit"],
                       "-" if r["configured_update_ms"] is None else f"{r['configured_update_ms']:g}",
                       "-" if r["measured_update_ms"] is None else f"{r['measured_update_ms']:.2f}",
-                      _model_cell(r["sensor_model"]),
+                      shown(r["sensor_model"]),
                       "\n".join(r["files"]) or "-")
         con.print(t)
         if s["config"]:

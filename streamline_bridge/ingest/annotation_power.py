@@ -111,15 +111,18 @@ def is_annotation_rail(info: RailInfo | None) -> bool:
 
 
 def describe(rails: dict[str, RailInfo]) -> str:
-    """One line naming each source of the rails, e.g. ``annotation counters at 1000 Hz: VDD_IN, VDD_GPU``."""
-    by_source: dict[str, list[str]] = {}
+    """One line naming each source of the rails and their sensor model, e.g. ``annotation counters at
+    1000 Hz: VDD_IN, VDD_GPU (sensor model ina3221:0x7c07 from device tree)``."""
+    by_source: dict[tuple[str, str], list[str]] = {}
     for name, info in rails.items():
         label = info.source or "unknown source"
         rate = info.extra.get("rate_hz") if is_annotation_rail(info) else None
         if rate:
             label += f" at {rate:.0f} Hz"
-        by_source.setdefault(label, []).append(name)
-    return "; ".join(f"{label}: {', '.join(names)}" for label, names in by_source.items())
+        model = info.sensor_model
+        how = "from the data" if model is None else f"{model.spec} from {model.source}"
+        by_source.setdefault((label, how), []).append(name)
+    return "; ".join(f"{label}: {', '.join(names)} (sensor model {how})" for (label, how), names in by_source.items())
 
 
 def prefer_measured(recordings: Sequence[Recording]) -> tuple[list[Recording], list[str]]:
