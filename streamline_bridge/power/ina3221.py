@@ -57,7 +57,7 @@ def device_model(hw: str, config: dict[str, Any]) -> tuple[SensorModel | None, l
     except ValueError as exc:
         return None, [f"{exc}: the sensor model is left to the data"]
     notes = []
-    expected = (model.update_ns or 0) / 1e6
+    expected = model.memory_ns / 1e6  # update_interval = C x S x (BC + SC)
     if abs(expected - interval) > max(1.0, 0.1 * interval):
         notes.append(f"update_interval {interval} ms does not fit samples {samples} x {len(enabled)} channel(s) "
                      f"at any conversion time (nearest: {expected:.3g} ms): the configuration contradicts itself, "
