@@ -176,3 +176,22 @@ def test_model_in_free_text_round_trips() -> None:
     assert from_text(f"ina3221x rail; {in_text(model)}") == model
     assert from_text("no model here") is None and from_text("sensor model bogus (from user)") is None
     assert isinstance(model, SensorModel)
+
+
+def test_streamline_counters_carry_the_sampler_model(tmp_path: Path) -> None:
+    from annotate import Client
+
+    from streamline_bridge.ingest import marker_log
+    from streamline_bridge.power.streamline_feed import StreamlineFeed
+
+    log = tmp_path / "feed.sbm"
+    feed = StreamlineFeed(["VDD_IN", "VDD_GPU", "X"], sample_hz=1000, rate_hz=250,
+                          client=Client(file=log, gatord=False, flush_interval=60),
+                          models=[parse("ina3221:0x7c07", "device tree"), parse("instant", "source")])
+    for i in range(8):
+        feed.add(5_000_000_000 + i * 1_000_000, [2000.0, 100.0, 1.0])
+    feed.close()
+    rails = marker_log.read(log).meta.rails
+    assert (rails["VDD_IN"].sensor_model.spec, rails["VDD_IN"].sensor_model.source) == ("ina3221:0x7c07", "device tree")
+    assert rails["VDD_GPU"].sensor_model.spec == "window:4ms"  # blocks of 4 instant reads
+    assert rails["X"].sensor_model is None
