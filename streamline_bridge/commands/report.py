@@ -16,6 +16,7 @@ HELP = "per-layer energy table, files, plot and Perfetto trace from markers and 
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from streamline_bridge.commands.method import add_method_argument
     from streamline_bridge.power.discovery import add_sensor_model_argument
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -43,6 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "instant: instantaneous samples; auto: held where values change at most every "
                              "other sample (default)")
     add_sensor_model_argument(parser)
+    add_method_argument(parser)
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
     parser.add_argument("--precision", type=float, default=0.05,
                         help="relative CI half-width that 'n needed' aims at (default 0.05)")
@@ -95,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from streamline_bridge import ingest
+    from streamline_bridge.commands.method import apply_method, print_side_by_side
     from streamline_bridge.energy import combine, energy_table
+    from streamline_bridge.energy.isolate import without_isolation
     from streamline_bridge.errors import InputError
     from streamline_bridge.ingest.annotation_power import describe, prefer_measured
     from streamline_bridge.report import files, plot, table, trace
@@ -109,9 +113,10 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(None, f"--sensor-model names no rail {', '.join(unknown)} "
                                f"(rails: {', '.join(rec.power['rail'].astype(str).unique())})")
-    result = energy_table(rec, by=args.by, baseline=args.baseline, style=args.style, groups=groups,
+    result = energy_table(without_isolation(rec), by=args.by, baseline=args.baseline, style=args.style, groups=groups,
                           warmup=args.warmup, confidence=args.confidence, precision=args.precision,
                           sensor=args.sensor)
+    side = apply_method(result, rec, args.method if args.by == "layer" else "sequence")
     err = Console(stderr=True, soft_wrap=True)
     if args.format == "table" and args.output:
         with open(args.output, "w", encoding="utf-8") as out:
@@ -123,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"wrote {', '.join(map(str, written))}", highlight=False)
         for w in result.warnings:
             err.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    if side is not None:
+        print_side_by_side(side)
     if args.plot:
         err.print(f"wrote {plot.write(result, args.plot)}", highlight=False)
     if args.trace:
