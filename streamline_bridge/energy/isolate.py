@@ -7,7 +7,8 @@ marks each loop with one interval on the channel named ``isolate``; here, for ea
 and rail:
 
 * the first ``SETTLE_CONSTANTS`` x the rail's memory (:attr:`SensorModel.memory_ns`; for a model
-  left to the data, its update period) is the sensor settling and is left out;
+  left to the data, its update period), plus two sampling periods, is the sensor settling and is
+  left out;
 * the rest is cut into batches at least one memory long (at most ``MAX_BATCHES``), and the settled
   power is the mean of the batch means with a Student-t CI over them (batch means: readings one
   memory apart are nearly independent), widened by half the reading's resolution;
@@ -124,8 +125,8 @@ def isolate_table(rec: Recording, sequence: pd.DataFrame, confidence: float = 0.
         memory = memory_ns(model, info.update_period_ns if info else None)
         t, p = arrays[row.rail]
         start, end = int(loops.at[name, "start_ns"]), int(loops.at[name, "end_ns"])
-        settle = SETTLE_CONSTANTS * memory
         spacing = int(np.median(np.diff(t))) if len(t) > 1 else 0
+        settle = SETTLE_CONSTANTS * memory + 2 * spacing  # and the read in progress at the start
         batch = max(memory, (model.update_ns or 0) if model is not None else 0, 2 * spacing)
         mw, ci, k = settled_power(t, p, start, end, min(settle, end - start), batch, confidence)
         time_ms, time_ci = float(row.time_ms), float(getattr(row, "time_ms_ci", np.nan))
