@@ -176,3 +176,30 @@ def test_isolation_on_a_real_sampler_and_a_file_that_follows_the_running_layer(t
     for row in iso.itertuples():
         assert row.power_w * 1e3 == pytest.approx(powers[row.name], abs=max(row.power_w_ci * 1e3, 1.0))
     assert not math.isnan(iso["energy_mj_ci"].iloc[0])
+
+
+@pytest.mark.caffe
+def test_profile_method_isolate_then_report_both(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("caffe", reason="pycaffe not built (scripts/build-pycaffe.sh .venv/bin/python)")
+    import json
+
+    from fake_sysfs import FakeSensor
+    from streamline_bridge.cli import main
+
+    iio = "bus/i2c/drivers/ina3221x/1-0040/iio_device"
+    functions = {f"{iio}/in_power{i}_input": (lambda k, b=b: b + 20 * (k % 7)) for i, b in enumerate((1000, 2000, 3000))}
+    run = tmp_path / "run"
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", 0.005, functions):
+        rc = main(["profile", "caffe", "-o", str(run), "--size", "32", "--iterations", "2", "--warmup", "0",
+                   "--idle", "0.1", "--sysfs-root", str(tmp_path / "sys"), "--sensor-model", "window:5ms",
+                   "--method", "isolate"])
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads((run / "table.json").read_text())
+    assert doc["meta"]["method"] == "isolate" and {r["method"] for r in doc["rows"]} == {"isolate"}
+    assert all(r["resolved"] and 1.0 <= r["power_w"] <= 3.2 for r in doc["rows"])
+    assert doc["meta"]["rails"]["VDD_IN"]["sensor_model"] == "window:5ms"
+    assert doc["meta"]["rails"]["VDD_IN"]["sensor_model_source"] == "user"
+    capsys.readouterr()
+    assert main(["report", str(run), "--method", "both"]) == 0
+    out = capsys.readouterr().out
+    assert "sequence vs isolation" in out and "conv1" in out
