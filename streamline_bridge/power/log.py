@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import zlib
 from array import array
 from dataclasses import dataclass, field
@@ -48,8 +49,22 @@ SAMPLES_RECORD, TRAILER_RECORD = 1, 2
 MAX_READ_NS = 0xFFFFFFFF
 
 
-def _payload_crc(ctx: Any) -> int:
-    return zlib.crc32(ctx.payload)
+class _Code:
+    """A context function that construct can also compile: called on the context when interpreted,
+    spelled as ``code`` (an expression over the context ``this``) in a compiled parser/builder."""
+
+    def __init__(self, code: str):
+        self.code = code
+        self.func = eval(f"lambda this: {code}", {"__builtins__": {"__import__": __import__}})
+
+    def __call__(self, ctx: Any) -> Any:
+        return self.func(ctx)
+
+    def __repr__(self) -> str:
+        return self.code
+
+
+_payload_crc = _Code("__import__('zlib').crc32(this['payload'])")  # the records' checksum
 
 
 HEADER = Struct(
@@ -63,8 +78,8 @@ RECORD = Struct(
     "length" / Rebuild(Int32ul, len_(this.payload)),
     "crc" / Rebuild(Int32ul, _payload_crc),
     "payload" / Bytes(this.length),
-    "intact" / Computed(lambda ctx: ctx.crc == _payload_crc(ctx)),  # parsed: the CRC matches the payload
-)
+    "intact" / Computed(_Code(f"this['crc'] == {_payload_crc!r}")),  # parsed: the CRC matches the payload
+).compile()
 RECORD_HEAD_SIZE = 9  # type, length, CRC
 SAMPLES = Struct(
     "first" / Int64ul,  # index of the record's first sample
@@ -75,7 +90,7 @@ SAMPLES = Struct(
     "read_ns" / Bytes(4 * this.count),  # u32 ns each read took
     "power" / Bytes(4 * this.count * this.rails),  # f32 mW, rail-major
     Terminated,
-)
+).compile()
 
 
 class PowerLogWriter:
@@ -162,7 +177,10 @@ def read_log(path: str | os.PathLike[str], data: bytes | None = None) -> LogCont
     while pos < len(buf):
         try:
             rec = RECORD.parse_stream(stream)
-        except ConstructError:
+        except (ConstructError, struct.error):  # the compiled parser's short reads
+            out.truncated_at = pos
+            break
+        if len(rec.payload) != rec.length:
             out.truncated_at = pos
             break
         if not rec.intact:
@@ -170,8 +188,8 @@ def read_log(path: str | os.PathLike[str], data: bytes | None = None) -> LogCont
         elif rec.type == SAMPLES_RECORD:
             try:
                 s = SAMPLES.parse(rec.payload)
-                fits = s.rails == len(rails)
-            except ConstructError:
+                fits = s.rails == len(rails) and len(s.power) == 4 * s.count * s.rails
+            except (ConstructError, struct.error):
                 fits = False
             if not fits:
                 out.problems.append((pos, f"sample record does not fit the header's {len(rails)} rails "
