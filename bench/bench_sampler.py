@@ -27,7 +27,7 @@ from bench.run import Result
 from bench.wakeups import Wakeups
 from streamline_bridge.power import Sampler
 from streamline_bridge.power.log import read_log
-from streamline_bridge.power.sampler import Config
+from streamline_bridge.power.sampling import Config
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures/sysfs/tx1-l4t28"
 FILES = [f"bus/i2c/drivers/ina3221x/1-0040/iio_device/in_power{k}_input" for k in range(3)]

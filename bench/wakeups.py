@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamline_bridge.power.sampler import CLOCK, prepare_process, sleep_until
+from streamline_bridge.power.tuning import CLOCK, prepare_process, sleep_until
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from fake_sysfs import FakeSensor
 from streamline_bridge import ingest
 from streamline_bridge.power import Sampler, SamplerError
 from streamline_bridge.power.log import PowerLogWriter, read_log
-from streamline_bridge.power.sampler import Config, _Loop, _Stop
+from streamline_bridge.power.sampling import Config, _Loop, _Stop
 from streamline_bridge.power.source import Rail, Source
 from conftest import FIXTURES, ROOT
 
@@ -110,20 +112,46 @@ def test_a_file_missing_for_a_while_gives_nan_and_sampling_goes_on(tmp_path: Pat
     assert log.trailer["error"] is None
 
 
-def test_a_rail_gone_for_good_ends_the_run_naming_the_file(tmp_path: Path) -> None:
+def test_a_rail_gone_for_good_is_marked_failed_naming_the_file_and_the_others_go_on(tmp_path: Path) -> None:
     cpu = f"{IIO}/in_power2_input"
     out = tmp_path / "power.sbp"
     with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions()) as fake:
         s = Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, gone_after_s=0.3, status_ms=20).start()
         wait_for(lambda: s.latest.get("samples", 0) > 100)  # counted, not hoped for from 0.3 s on a busy machine
         fake.vanish(cpu)
-        wait_for(lambda: not s.running)
-        with pytest.raises(SamplerError) as err:
-            s.stop()
-    assert "in_power2_input" in str(err.value) and "VDD_CPU" in str(err.value)
+        wait_for(lambda: "VDD_CPU" in s.failed_rails)
+        n = s.latest["samples"]
+        wait_for(lambda: s.latest["samples"] > n + 200)  # the others go on
+        assert s.running
+        stats = s.stop()
+    assert list(s.failed_rails) == ["VDD_CPU"] and "in_power2_input" in s.failed_rails["VDD_CPU"]
+    assert stats["failed_rails"] == s.failed_rails and stats["error"] is None
     log = read_log(out)
-    assert log.trailer is not None and "in_power2_input" in log.trailer["error"]
-    assert len(log.t_start) > 100 and not np.isnan(log.power["VDD_IN"]).any()
+    assert log.trailer is not None and log.trailer["failed_rails"] == s.failed_rails
+    assert len(log.t_start) == log.trailer["samples"] > n + 200
+    assert not np.isnan(log.power["VDD_IN"]).any() and not np.isnan(log.power["VDD_GPU"]).any()
+    assert np.isnan(log.power["VDD_CPU"][n:]).all()
+
+
+def test_garbage_in_a_rail_is_marked_failed_and_when_every_rail_fails_the_run_ends(tmp_path: Path) -> None:
+    tree = tmp_path / "sys"
+    shutil.copytree(FIXTURES / "sysfs/tx1-l4t28", tree)
+    out = tmp_path / "power.sbp"
+    s = Sampler(out, sysfs_root=tree, rate_hz=1000, gone_after_s=0.1, status_ms=20).start()
+    wait_for(lambda: s.latest.get("samples", 0) > 50)
+    (tree / IIO / "in_power0_input").write_text("garbage\n")
+    wait_for(lambda: "VDD_IN" in s.failed_rails)
+    assert s.running and "no number" in s.failed_rails["VDD_IN"] and "in_power0_input" in s.failed_rails["VDD_IN"]
+    for i in (1, 2):
+        (tree / IIO / f"in_power{i}_input").write_text("x\n")
+    wait_for(lambda: not s.running)
+    with pytest.raises(SamplerError, match="every rail failed") as err:
+        s.stop()
+    assert "in_power1_input" in str(err.value) and "in_power2_input" in str(err.value)
+    log = read_log(out)
+    assert log.trailer is not None and set(log.trailer["failed_rails"]) == set(BASES)
+    assert s.stats["samples"] == len(log.t_start) > 50
+    assert log.power["VDD_GPU"][:50].tolist() == [96.0] * 50
 
 
 def test_sigkill_keeps_every_completed_chunk(tmp_path: Path) -> None:
@@ -223,3 +251,32 @@ def test_a_rail_that_recovers_with_its_old_value_is_not_declared_gone(tmp_path: 
     # one more sample, begun after the request
     assert loop.missing == [3] and loop.samples == len(script) + 1
     assert len(loop.changes[0]) == 0  # 5 -> (failures) -> 5 is no change of value
+
+
+FILE_LIMIT = """
+import json, resource, signal, sys, time
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # inherited by the sampler: its disk is "full"
+from streamline_bridge.power import Sampler, SamplerError
+s = Sampler(sys.argv[1], sysfs_root=sys.argv[2], rate_hz=1000, chunk_ms=10).start()
+deadline = time.monotonic() + 30
+while s.running and time.monotonic() < deadline:
+    time.sleep(0.02)
+try:
+    s.stop()
+except SamplerError as exc:
+    print(json.dumps({"error": str(exc), "stats": s.stats}))
+"""
+
+
+def test_a_log_that_cannot_grow_stops_the_sampler_cleanly_with_whole_records(tmp_path: Path) -> None:
+    out = tmp_path / "power.sbp"
+    r = subprocess.run([sys.executable, "-c", FILE_LIMIT, str(out), str(FIXTURES / "sysfs/tx1-l4t28")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout, r.stderr
+    said = json.loads(r.stdout)
+    assert said["error"] == f"{out}: power sampler stopped: {out}: cannot write the power log: File too large"
+    assert "Traceback" not in r.stderr
+    log = read_log(out)
+    assert not log.problems and log.truncated_at is None and log.trailer is None  # whole records, no room for more
+    assert said["stats"]["samples"] == len(log.t_start) > 0 and out.stat().st_size <= 20_000
