@@ -203,3 +203,14 @@ def test_profile_method_isolate_then_report_both(tmp_path: Path, capsys: pytest.
     assert main(["report", str(run), "--method", "both"]) == 0
     out = capsys.readouterr().out
     assert "sequence vs isolation" in out and "conv1" in out
+
+
+def test_auto_loops_the_longest_unresolved_layers_within_its_budget() -> None:
+    table = pd.DataFrame({"name": ["a", "b", "b", "c#2", "d"], "rail": ["R", "R", "S", "R", "R"],
+                          "time_ms": [1.0, 5.0, 5.0, 3.0, 9.0], "resolved": [False, False, True, False, True]})
+    from streamline_bridge.energy.isolate import to_isolate
+
+    assert to_isolate(table, 1.0, 30.0) == ["b", "c", "a"]
+    assert to_isolate(table, 10.0, 25.0) == ["b", "c"]
+    assert to_isolate(table, 100.0, 30.0) == ["b"]  # at least one
+    assert to_isolate(table.drop(columns="resolved"), 1.0, 30.0) == []

@@ -5,7 +5,8 @@
   energy per invocation = settled power x the layer's time in sequence;
 * ``both``: the sequence table, then both side by side, layers whose CIs do not overlap flagged;
 * ``auto`` (default): the sequence where the rails' sensor models resolve the layers (the table's
-  ``resolved`` column), isolation where they do not; ``profile`` runs the loops only for those.
+  ``resolved`` column), isolation where they do not; ``profile`` runs the loops only for those,
+  the longest layers first, for at most ``AUTO_BUDGET_S`` (the rest stay unresolved, and say so).
 
 Not a command: the helpers ``profile`` and ``report`` call.
 """
@@ -22,6 +23,7 @@ METHOD_HELP = ("sequence: the layers as they ran; isolate: each layer alone in a
                "both: the two side by side; auto: isolation only for the layers the sequence does not resolve "
                "(default)")
 SIDE_BY_SIDE = "methods.csv"
+AUTO_BUDGET_S = 30.0  # auto: at most this long in loops, the longest unresolved layers first
 
 
 def add_method_argument(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +39,7 @@ def layers_to_isolate(run_dir: Path, method: str, style: str) -> tuple[Collectio
     import annotate
 
     from streamline_bridge.energy import combine, energy_table
-    from streamline_bridge.energy.isolate import loop_seconds, without_isolation
+    from streamline_bridge.energy.isolate import loop_seconds, to_isolate, without_isolation
     from streamline_bridge.errors import InputError
     from streamline_bridge.commands.record import MARKERS_FILE, POWER_FILE
     from streamline_bridge.ingest import marker_log, power_log
@@ -54,9 +56,7 @@ def layers_to_isolate(run_dir: Path, method: str, style: str) -> tuple[Collectio
         table = energy_table(without_isolation(rec), style=style).table
     except InputError:
         return None, seconds
-    if "resolved" not in table.columns:
-        return (), seconds
-    return set(table.loc[~table["resolved"].astype(bool), "name"].astype(str).str.rsplit("#", n=1).str[0]), seconds
+    return to_isolate(table, seconds, AUTO_BUDGET_S), seconds
 
 
 def isolation_phase(isolate: Callable[[float, Collection[str] | None], dict[str, int]], run_dir: Path,

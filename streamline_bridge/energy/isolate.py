@@ -152,6 +152,15 @@ def _resolved(sequence: pd.DataFrame) -> pd.Series:
     return pd.Series(True, index=sequence.index)
 
 
+def to_isolate(sequence: pd.DataFrame, seconds: float, budget_s: float) -> list[str]:
+    """``auto``'s loops: the layers with a row the sequence does not resolve (none without a ``resolved``
+    column), longest first, as many as ``budget_s`` holds at ``seconds`` each (at least one)."""
+    unresolved = sequence[~_resolved(sequence).to_numpy(bool)]
+    longest = unresolved.groupby("name", sort=False)["time_ms"].max().sort_values(ascending=False, kind="stable")
+    names = list(dict.fromkeys(str(n).rsplit("#", 1)[0] for n in longest.index))
+    return names[:max(1, int(budget_s // max(seconds, 1e-9)))]
+
+
 def choose(sequence: pd.DataFrame, isolated: pd.DataFrame, method: str) -> tuple[pd.DataFrame, list[str]]:
     """The table of ``method`` (``sequence``, ``isolate`` or ``auto``) and notes saying which rows came from where.
 
@@ -176,7 +185,8 @@ def choose(sequence: pd.DataFrame, isolated: pd.DataFrame, method: str) -> tuple
         unresolved = int((~_resolved(seq)).sum())
         notes.append(f"method auto: {int(replace.sum())} of {len(seq)} rows by isolation (not resolved in "
                      f"sequence by their rails' sensor models), {len(seq) - int(replace.sum())} in sequence"
-                     + (f"; {unresolved - int(replace.sum())} unresolved row(s) had no isolation loop"
+                     + (f"; {unresolved - int(replace.sum())} unresolved row(s) had no isolation loop "
+                        "(profile --method isolate loops every layer)"
                         if unresolved > replace.sum() else ""))
     iso = isolated.set_index(key)
     picked = iso.loc[pd.MultiIndex.from_frame(seq.loc[replace, key])].reset_index() if replace.any() else iso.iloc[:0]
