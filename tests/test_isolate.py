@@ -107,7 +107,7 @@ def test_isolation_recovers_each_layer_power_under_a_430_ms_averaging_sensor() -
 
 
 def test_a_loop_shorter_than_the_settling_is_unresolved_not_confident() -> None:
-    rec, truth = _simulated(0.5)  # ~1 time constant: the reading is still far from the layer's power
+    rec, _ = _simulated(0.5)  # ~1 time constant: the reading is still far from the layer's power
     iso = isolate_table(rec, _sequence_table())
     assert not iso["resolved"].any()
 

@@ -14,6 +14,7 @@ Not a command: the helpers ``profile`` and ``report`` call.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -126,7 +127,7 @@ def print_side_by_side(side: Any, console: Any = None) -> None:
         t.add_column(col, justify="left" if col in ("layer", "rail") else "right")
 
     def pm(mean: float, ci: float) -> str:
-        return "-" if mean != mean else f"{mean:.4g} ±{ci:.2g}" if ci == ci else f"{mean:.4g}"
+        return "-" if math.isnan(mean) else f"{mean:.4g}" if math.isnan(ci) else f"{mean:.4g} ±{ci:.2g}"
 
     for r in side.itertuples(index=False):
         t.add_row(str(r.name), str(r.rail), pm(r.energy_mj_sequence, r.energy_mj_ci_sequence),

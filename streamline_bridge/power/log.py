@@ -199,7 +199,9 @@ def read_log(path: str | os.PathLike[str], data: bytes | None = None) -> LogCont
     version, meta = read_header(stream)
     rails = [r["name"] for r in meta["rails"]]
     out = LogContent(meta, None, None, {}, version=version)
-    starts, durs, cols = [], [], [[] for _ in rails]
+    starts: list[Any] = []
+    durs: list[Any] = []
+    cols: list[list[Any]] = [[] for _ in rails]
     pos = stream.tell()
     while pos < len(buf):
         try:

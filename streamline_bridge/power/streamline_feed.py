@@ -84,10 +84,10 @@ class StreamlineFeed:
         self.markers = 0
         self._on = True
         for key, name, model in zip(self.keys, self.names, [*models, *[None] * (n - len(models))]):
-            model = self.counter_model(model, sample_hz)
+            meaning = self.counter_model(model, sample_hz)
             self.client.counter(key, TITLE, name, counter_class=ABSOLUTE, display=AVERAGE, units=UNITS,
                                 modifier=MODIFIER, series_composition=OVERLAY, rendering_type=LINE,
-                                description="; ".join(filter(None, [description, model and in_text(model)])))
+                                description="; ".join(filter(None, [description, in_text(meaning) if meaning else ""])))
 
     def counter_model(self, model: SensorModel | None, sample_hz: float) -> SensorModel | None:
         """What a counter value means: the rail's model, or a window of the block for an instant rail."""
