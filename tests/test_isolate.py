@@ -214,3 +214,18 @@ def test_auto_loops_the_longest_unresolved_layers_within_its_budget() -> None:
     assert to_isolate(table, 10.0, 25.0) == ["b", "c"]
     assert to_isolate(table, 100.0, 30.0) == ["b"]  # at least one
     assert to_isolate(table.drop(columns="resolved"), 1.0, 30.0) == []
+
+
+def test_torch_isolate_modules_loops_each_leaf_module_on_its_own_inputs(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from annotate.frameworks.torch import isolate_modules
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten()).eval()
+    client = Client(file=tmp_path / "m.sbm", gatord=False)
+    with torch.no_grad():
+        runs = isolate_modules(model, (torch.zeros(1, 3, 8, 8),), 0.01, names={"0", "1"}, client=client)
+    client.close()
+    assert list(runs) == ["0", "1"] and all(n >= 3 for n in runs.values())
+    loops = isolation_intervals(marker_log.read(tmp_path / "m.sbm"))
+    assert loops["name"].tolist() == ["0", "1"] and loops["layer_type"].tolist() == ["Conv2d", "ReLU"]
+    assert ((loops["end_ns"] - loops["start_ns"]) >= 10_000_000).all()

@@ -195,3 +195,13 @@ def test_streamline_counters_carry_the_sampler_model(tmp_path: Path) -> None:
     assert (rails["VDD_IN"].sensor_model.spec, rails["VDD_IN"].sensor_model.source) == ("ina3221:0x7c07", "device tree")
     assert rails["VDD_GPU"].sensor_model.spec == "window:4ms"  # blocks of 4 instant reads
     assert rails["X"].sensor_model is None
+
+
+def test_the_notes_of_the_log_header_reach_the_recording(tmp_path: Path) -> None:
+    from streamline_bridge.power.log import PowerLogWriter
+
+    src = found(SYSFS / "tx1-l4t28")  # no device tree: a note
+    path = tmp_path / "p.sbp"
+    PowerLogWriter(path, src.describe()).close()
+    notes = ingest.read(path).meta.extra["sensor_model_notes"]
+    assert len(notes) == 1 and notes[0].startswith("1-0040: device tree not readable")

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"wrote {trace.write(result, rec, args.trace)}", highlight=False)
     in_power = set(rec.power["rail"].astype(str))
     err.print(f"power: {describe({n: i for n, i in rec.meta.rails.items() if n in in_power})}", highlight=False)
-    for note in notes:
+    for note in [*notes, *rec.meta.extra.get("sensor_model_notes", [])]:
         err.print(f"note: {note}", highlight=False)
     for issue in rec.meta.issues:
         err.print(f"[yellow]warning:[/yellow] {issue}", highlight=False)

@@ -97,6 +97,9 @@ def read(path: Path) -> Recording:
         "realtime_ns": head.get("realtime_ns"),
         "read_ns": _read_stats(content),
         "log_version": content.version,
+        "sensor_model_notes": [f"{device}: {note}"  # how the sensor models were found, or why not
+                               for device, cfg in (head.get("config") or {}).get("devices", {}).items()
+                               if isinstance(cfg, dict) for note in cfg.get("notes") or []],
     }
     if trailer:
         extra["sampler"] = {k: trailer.get(k) for k in ("lateness_us", "cpu_share", "stop_reason", "error")}
