@@ -4,6 +4,7 @@ carried through the power log (version 2; version 1 still reads) to inspect and 
 from __future__ import annotations
 
 import json
+import sys
 import shutil
 from pathlib import Path
 
@@ -205,3 +206,17 @@ def test_the_notes_of_the_log_header_reach_the_recording(tmp_path: Path) -> None
     PowerLogWriter(path, src.describe()).close()
     notes = ingest.read(path).meta.extra["sensor_model_notes"]
     assert len(notes) == 1 and notes[0].startswith("1-0040: device tree not readable")
+
+
+def test_record_stores_the_users_model_in_the_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    rc = main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", str(SYSFS / "tx1-l4t28-dt"),
+               "--sensor-model", "VDD_IN=ina3221:0x7127,VDD_NOPE=instant", "--", sys.executable, "-c", "pass"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "--sensor-model names no rail VDD_NOPE" in err
+    rails = ingest.read(run / "power.sbp").meta.rails
+    assert (rails["VDD_IN"].sensor_model.spec, rails["VDD_IN"].sensor_model.source) == ("ina3221:0x7127", "user")
+    assert (rails["VDD_GPU"].sensor_model.spec, rails["VDD_GPU"].sensor_model.source) == ("ina3221:0x7c07", "device tree")
+    assert main(["report", str(run / "power.sbp"), "--sensor-model", "VDD_NOPE=instant"]) == 2
+    assert "names no rail VDD_NOPE" in capsys.readouterr().err
