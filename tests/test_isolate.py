@@ -229,3 +229,54 @@ def test_torch_isolate_modules_loops_each_leaf_module_on_its_own_inputs(tmp_path
     loops = isolation_intervals(marker_log.read(tmp_path / "m.sbm"))
     assert loops["name"].tolist() == ["0", "1"] and loops["layer_type"].tolist() == ["Conv2d", "ReLU"]
     assert ((loops["end_ns"] - loops["start_ns"]) >= 10_000_000).all()
+
+
+def _sensor(model, times: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """What a sampler reading every 1 ms sees through ``model`` (known truth ``true`` on the same grid)."""
+    if model.kind == "instant":
+        return true.copy()
+    step = int(model.update_ns // 1_000_000) or 1  # the grid is 1 ms
+    if model.kind == "window":
+        blocks = true[: len(true) // step * step].reshape(-1, step).mean(axis=1)
+        held = np.repeat(np.r_[true[0], blocks[:-1]], step)
+        return np.r_[held, np.full(len(true) - len(held), blocks[-1])]
+    out, value = np.empty(len(true)), true[0]
+    alpha = model.update_ns / model.memory_ns
+    for i in range(len(true)):
+        if i % step == 0:
+            value += (true[i] - value) * alpha
+        out[i] = value
+    return out
+
+
+@pytest.mark.parametrize("spec", ["instant", "window:100ms", "ina3221:0x7127", "ina3221:0x7607", "ina3221:0x7c07"])
+def test_isolation_ci_covers_the_truth_under_each_sensor_model(spec: str) -> None:
+    model = parse(spec, "user")
+    rng = np.random.default_rng(7)
+    names = [f"layer{i}" for i in range(150)]  # enough rows that 95% coverage cannot look like < 90% by chance
+    powers = dict(zip(names, rng.uniform(500, 8000, len(names))))
+    loop = int(loop_seconds([(model, None)]) * 1e9) // 1_000_000 * 1_000_000
+    t, schedule, rows = 0, [], []
+    for name in names:
+        schedule.append((t, t + 30_000_000, 1000.0))
+        t += 30_000_000
+        rows += [(t, "text", f"{name}___Conv"), (t + loop, "end", "")]
+        schedule.append((t, t + loop, powers[name]))
+        t += loop
+    times = np.arange(0, t + 50_000_000, 1_000_000, dtype=np.int64)
+    true = np.full(len(times), 1000.0)
+    for a, b, mw in schedule:
+        true[(times >= a) & (times < b)] = mw
+    reading = _sensor(model, times, true) + rng.normal(0, 5.0, len(times))
+    markers = markers_frame({"time_ns": [r[0] for r in rows], "kind": [r[1] for r in rows],
+                             "channel": [4000] * len(rows), "channel_name": [ISOLATE_CHANNEL] * len(rows),
+                             "text": [r[2] for r in rows]}, 0)
+    rec = Recording(markers, power_frame(times, {"R": reading}, 0),
+                    Meta(format="simulated", clock_base_ns=0, rails={"R": RailInfo("R", sensor_model=model)}))
+    seq = pd.DataFrame({"order": range(len(names)), "name": names, "layer_type": "Conv", "group": "", "rail": "R",
+                        "time_ms": 2.0, "time_ms_ci": 0.0})
+    iso = isolate_table(rec, seq)
+    error = (iso["power_w"] * 1e3 - iso["name"].map(powers)).abs()
+    assert iso["resolved"].all()
+    assert (error <= iso["power_w_ci"] * 1e3).mean() >= 0.9  # the 95% CI covers the truth
+    assert (error / iso["name"].map(powers)).median() <= 0.02

@@ -86,7 +86,7 @@ def settled_power(t: np.ndarray, p: np.ndarray, start: int, end: int, settle: in
                   confidence: float = 0.95) -> tuple[float, float, int]:
     """(mean mW, CI half-width mW, batches) of the readings in ``[start + settle, end]``, in batches of
     at least ``batch`` ns; CI NaN with fewer than two batches."""
-    lo, hi = np.searchsorted(t, start + settle), np.searchsorted(t, end, side="right")
+    lo, hi = np.searchsorted(t, start + settle), np.searchsorted(t, end)  # readings before the loop ends
     tt, pp = t[lo:hi], p[lo:hi]
     ok = ~np.isnan(pp)
     tt, pp = tt[ok], pp[ok]
