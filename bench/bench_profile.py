@@ -29,17 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-try:
-    from bench.run import Result
-except ImportError:  # run as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.run import Result
+from bench.run import Result
 from bench.wakeups import ROOT, Wakeups
 from streamline_bridge.power.sampling import Config
 

@@ -184,7 +184,7 @@ def _column(values: Any, dtype: Any) -> pd.Series:
     """``values`` as a Series of ``dtype``, converting only when needed (strings through pyarrow: 4x faster)."""
     if isinstance(values, (pd.Series, pd.api.extensions.ExtensionArray)) and values.dtype == dtype:
         return pd.Series(values).reset_index(drop=True)
-    if dtype == "string" and getattr(values, "dtype", None) == object:
+    if dtype == "string" and getattr(values, "dtype", None) == np.dtype(object):
         try:
             strings = pa.array(np.asarray(values, dtype=object), type=pa.large_string())
             return pd.Series(pd.array(strings, dtype="string"))

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import FIXTURES, ROOT
+from helpers import wait_until
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 from streamline_bridge.power.log import read_log
-from conftest import FIXTURES, ROOT
 
 TX1 = str(FIXTURES / "sysfs/tx1-l4t28")
 MARKING = """
@@ -233,20 +234,13 @@ while not pathlib.Path(sys.argv[2]).exists():
 """
 
 
-def wait_for(predicate, timeout_s: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}: not reached in time"
-        time.sleep(0.02)
-
-
 def start_holding_record(tmp_path: Path, run: Path) -> tuple[subprocess.Popen, Path, Path]:
     """``record`` in its own process, its command started and holding until ``release`` exists."""
     started, release = tmp_path / "started", tmp_path / "release"
     rec = subprocess.Popen([sys.executable, "-m", "streamline_bridge", "record", "-o", str(run), "--idle", "0",
                             "--sysfs-root", TX1, "--", sys.executable, "-c", HOLD, str(started), str(release)],
                            cwd=ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: started.exists() and started.read_text() or rec.poll() is not None, what="command started")
+    wait_until(lambda: started.exists() and started.read_text() or rec.poll() is not None, what="command started")
     assert rec.poll() is None, rec.stderr.read() if rec.stderr else ""
     return rec, started, release
 
@@ -368,8 +362,8 @@ def test_the_command_dies_with_a_killed_record(tmp_path: Path) -> None:
     rec.kill()
     rec.wait(30)
     try:
-        wait_for(lambda: gone(cmd_pid), what="the command ended")
-        wait_for(lambda: gone(sampler_pid), what="the sampler ended")
+        wait_until(lambda: gone(cmd_pid), what="the command ended")
+        wait_until(lambda: gone(sampler_pid), what="the sampler ended")
     finally:
         release.touch()  # a command left running ends anyway
     log = read_log(run / "power.sbp")
