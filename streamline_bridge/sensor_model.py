@@ -74,7 +74,7 @@ class SensorModel:
     def spec(self) -> str:
         """``instant``, ``window:<ms>ms`` or ``ina3221:0x....``: what ``parse`` reads back."""
         if self.kind == "window":
-            return f"window:{self.period_ns / 1e6:g}ms"
+            return f"window:{(self.period_ns or 0) / 1e6:g}ms"
         if self.kind == "ina3221":
             return f"ina3221:{self.config:#06x}"
         return "instant"
@@ -87,10 +87,10 @@ class SensorModel:
         if self.kind == "ina3221":
             known = KNOWN_CONFIGS.get(self.config or 0)
             what = (f"{len(self.channels)} ch, AVG {self.averages}, shunt {self.shunt_ct_ns / 1e3:g} us + "
-                    f"bus {self.bus_ct_ns / 1e3:g} us: refreshed every {self.update_ns / 1e6:.3g} ms, "
+                    f"bus {self.bus_ct_ns / 1e3:g} us: refreshed every {(self.update_ns or 0) / 1e6:.3g} ms, "
                     f"memory ~{self.memory_ns / 1e6:.3g} ms" + (f"; {known}" if known else ""))
         elif self.kind == "window":
-            what = f"mean over {self.period_ns / 1e6:.3g} ms blocks"
+            what = f"mean over {(self.period_ns or 0) / 1e6:.3g} ms blocks"
         else:
             what = "value at the read"
         return f"{self.spec} ({what}; from {self.source})"

@@ -41,8 +41,10 @@ def _simulated(seconds_per_loop: float, noise_mw: float = 5.0, seed: int = 1) ->
     for _ in range(30):
         for name, ch in (("conv1", 1), ("fire2", 2)):
             dur = int(SEQ_MS[name] * 1e6)
-            rows += [(t, "text", ch, "conv1" if ch == 1 else "fire2", f"{name}___Convolution"),
-                     (t + dur, "end", ch, "", "")]
+            rows += [
+                (t, "text", ch, "conv1" if ch == 1 else "fire2", f"{name}___Convolution"),
+                (t + dur, "end", ch, "", ""),
+            ]
             schedule.append((t, t + dur, TRUE_MW[name]))
             t += dur
         schedule.append((t, t + 1_000_000, TRUE_MW["gap"]))
@@ -67,19 +69,36 @@ def _simulated(seconds_per_loop: float, noise_mw: float = 5.0, seed: int = 1) ->
         reading[i] = out
     reading += np.random.default_rng(seed).normal(0, noise_mw, len(times))
     rows.sort(key=lambda r: r[0])
-    markers = markers_frame({"time_ns": [r[0] for r in rows], "kind": [r[1] for r in rows],
-                             "channel": [r[2] for r in rows], "channel_name": [r[3] or None for r in rows],
-                             "text": [r[4] for r in rows]}, 0)
+    markers = markers_frame(
+        {
+            "time_ns": [r[0] for r in rows],
+            "kind": [r[1] for r in rows],
+            "channel": [r[2] for r in rows],
+            "channel_name": [r[3] or None for r in rows],
+            "text": [r[4] for r in rows],
+        },
+        0,
+    )
     markers["channel_name"] = markers.groupby("channel")["channel_name"].transform("first")
     meta = Meta(format="simulated", clock_base_ns=0, rails={"VDD_GPU": RailInfo("VDD_GPU", sensor_model=MODEL)})
     return Recording(markers, power_frame(times, {"VDD_GPU": reading}, 0), meta), TRUE_MW
 
 
 def _sequence_table(resolved: list[bool] | None = None) -> pd.DataFrame:
-    table = pd.DataFrame({"order": [0, 1], "name": ["conv1", "fire2"], "layer_type": ["Convolution"] * 2,
-                          "group": ["conv1", "fire2"], "rail": ["VDD_GPU"] * 2, "n": [30, 30],
-                          "time_ms": [SEQ_MS["conv1"], SEQ_MS["fire2"]], "time_ms_ci": [0.01, 0.01],
-                          "energy_mj": [9.0, 9.0], "energy_mj_ci": [0.5, 0.5]})
+    table = pd.DataFrame(
+        {
+            "order": [0, 1],
+            "name": ["conv1", "fire2"],
+            "layer_type": ["Convolution"] * 2,
+            "group": ["conv1", "fire2"],
+            "rail": ["VDD_GPU"] * 2,
+            "n": [30, 30],
+            "time_ms": [SEQ_MS["conv1"], SEQ_MS["fire2"]],
+            "time_ms_ci": [0.01, 0.01],
+            "energy_mj": [9.0, 9.0],
+            "energy_mj_ci": [0.5, 0.5],
+        }
+    )
     if resolved is not None:
         table["resolved"] = resolved
     return table
@@ -139,8 +158,14 @@ def test_both_flags_rows_whose_cis_do_not_overlap() -> None:
     seq.loc[1, "energy_mj"] = iso.loc[1, "energy_mj"]  # fire2 agrees; conv1 (9 mJ vs ~6 mJ) does not
     side = side_by_side(seq, iso)
     assert side["disagree"].tolist() == [True, False]
-    assert list(side.columns[:6]) == ["order", "name", "rail", "energy_mj_sequence", "energy_mj_ci_sequence",
-                                      "resolved_sequence"]
+    assert list(side.columns[:6]) == [
+        "order",
+        "name",
+        "rail",
+        "energy_mj_sequence",
+        "energy_mj_ci_sequence",
+        "resolved_sequence",
+    ]
 
 
 def test_isolation_on_a_real_sampler_and_a_file_that_follows_the_running_layer(tmp_path: Path) -> None:
@@ -161,9 +186,12 @@ def test_isolation_on_a_real_sampler_and_a_file_that_follows_the_running_layer(t
         def work() -> None:  # the layer's power, as a sysfs attribute changes: same file, one pwrite
             os.pwrite(fd, b"%12d\n" % mw, 0)
             time.sleep(0.0005)
+
         return work
 
-    with Sampler(tmp_path / "p.sbp", source="ina3221x", sysfs_root=tree, rate_hz=1000, options={"sensor_model": "instant"}):
+    with Sampler(
+        tmp_path / "p.sbp", source="ina3221x", sysfs_root=tree, rate_hz=1000, options={"sensor_model": "instant"}
+    ):
         for name, mw in powers.items():
             run_isolated(f"{name}___Convolution", layer(mw), 0.15, client)
     client.close()
@@ -187,12 +215,33 @@ def test_profile_method_isolate_then_report_both(tmp_path: Path, capsys: pytest.
     from streamline_bridge.cli import main
 
     iio = "bus/i2c/drivers/ina3221x/1-0040/iio_device"
-    functions = {f"{iio}/in_power{i}_input": (lambda k, b=b: b + 20 * (k % 7)) for i, b in enumerate((1000, 2000, 3000))}
+    functions = {
+        f"{iio}/in_power{i}_input": (lambda k, b=b: b + 20 * (k % 7)) for i, b in enumerate((1000, 2000, 3000))
+    }
     run = tmp_path / "run"
     with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", 0.005, functions):
-        rc = main(["profile", "caffe", "-o", str(run), "--size", "32", "--iterations", "2", "--warmup", "0",
-                   "--idle", "0.1", "--sysfs-root", str(tmp_path / "sys"), "--sensor-model", "window:5ms",
-                   "--method", "isolate"])
+        rc = main(
+            [
+                "profile",
+                "caffe",
+                "-o",
+                str(run),
+                "--size",
+                "32",
+                "--iterations",
+                "2",
+                "--warmup",
+                "0",
+                "--idle",
+                "0.1",
+                "--sysfs-root",
+                str(tmp_path / "sys"),
+                "--sensor-model",
+                "window:5ms",
+                "--method",
+                "isolate",
+            ]
+        )
     assert rc == 0, capsys.readouterr().err
     doc = json.loads((run / "table.json").read_text())
     assert doc["meta"]["method"] == "isolate" and {r["method"] for r in doc["rows"]} == {"isolate"}
@@ -206,8 +255,14 @@ def test_profile_method_isolate_then_report_both(tmp_path: Path, capsys: pytest.
 
 
 def test_auto_loops_the_longest_unresolved_layers_within_its_budget() -> None:
-    table = pd.DataFrame({"name": ["a", "b", "b", "c#2", "d"], "rail": ["R", "R", "S", "R", "R"],
-                          "time_ms": [1.0, 5.0, 5.0, 3.0, 9.0], "resolved": [False, False, True, False, True]})
+    table = pd.DataFrame(
+        {
+            "name": ["a", "b", "b", "c#2", "d"],
+            "rail": ["R", "R", "S", "R", "R"],
+            "time_ms": [1.0, 5.0, 5.0, 3.0, 9.0],
+            "resolved": [False, False, True, False, True],
+        }
+    )
     from streamline_bridge.energy.isolate import to_isolate
 
     assert to_isolate(table, 1.0, 30.0) == ["b", "c", "a"]
@@ -268,13 +323,32 @@ def test_isolation_ci_covers_the_truth_under_each_sensor_model(spec: str) -> Non
     for a, b, mw in schedule:
         true[(times >= a) & (times < b)] = mw
     reading = _sensor(model, times, true) + rng.normal(0, 5.0, len(times))
-    markers = markers_frame({"time_ns": [r[0] for r in rows], "kind": [r[1] for r in rows],
-                             "channel": [4000] * len(rows), "channel_name": [ISOLATE_CHANNEL] * len(rows),
-                             "text": [r[2] for r in rows]}, 0)
-    rec = Recording(markers, power_frame(times, {"R": reading}, 0),
-                    Meta(format="simulated", clock_base_ns=0, rails={"R": RailInfo("R", sensor_model=model)}))
-    seq = pd.DataFrame({"order": range(len(names)), "name": names, "layer_type": "Conv", "group": "", "rail": "R",
-                        "time_ms": 2.0, "time_ms_ci": 0.0})
+    markers = markers_frame(
+        {
+            "time_ns": [r[0] for r in rows],
+            "kind": [r[1] for r in rows],
+            "channel": [4000] * len(rows),
+            "channel_name": [ISOLATE_CHANNEL] * len(rows),
+            "text": [r[2] for r in rows],
+        },
+        0,
+    )
+    rec = Recording(
+        markers,
+        power_frame(times, {"R": reading}, 0),
+        Meta(format="simulated", clock_base_ns=0, rails={"R": RailInfo("R", sensor_model=model)}),
+    )
+    seq = pd.DataFrame(
+        {
+            "order": range(len(names)),
+            "name": names,
+            "layer_type": "Conv",
+            "group": "",
+            "rail": "R",
+            "time_ms": 2.0,
+            "time_ms_ci": 0.0,
+        }
+    )
     iso = isolate_table(rec, seq)
     error = (iso["power_w"] * 1e3 - iso["name"].map(powers)).abs()
     assert iso["resolved"].all()

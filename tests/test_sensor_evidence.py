@@ -4,8 +4,8 @@ carried through the power log (version 2; version 1 still reads) to inspect and 
 from __future__ import annotations
 
 import json
-import sys
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,8 +26,9 @@ def found(tree: Path | str, name: str | None = None, **options: str):
 
 
 def models(src) -> dict[str, str | None]:
-    return {r.name: None if r.sensor_model is None else f"{r.sensor_model.spec} {r.sensor_model.source}"
-            for r in src.rails}
+    return {
+        r.name: None if r.sensor_model is None else f"{r.sensor_model.spec} {r.sensor_model.source}" for r in src.rails
+    }
 
 
 def test_l4t_device_tree_continuous_config_on_the_device_bus() -> None:
@@ -84,7 +85,8 @@ def test_l4t_config_that_disables_a_channel_with_a_rail_is_a_contradiction(tmp_p
     tree = tmp_path / "sys"
     shutil.copytree(SYSFS / "tx1-l4t28-dt", tree)
     (tree / "firmware/devicetree/base/i2c@7000c400/ina3221x@40/ti,continuous-config").write_bytes(
-        (0x6C07).to_bytes(4, "big"))  # channels 1 and 2 only: rail_name_2 (VDD_CPU) contradicts it
+        (0x6C07).to_bytes(4, "big")
+    )  # channels 1 and 2 only: rail_name_2 (VDD_CPU) contradicts it
     src = found(tree)
     assert set(models(src).values()) == {"ina3221:0x6c07 device tree"}
     assert any("contradicts" in a and "channel(s) 2" in a for a in src.advice())
@@ -127,13 +129,17 @@ def test_the_user_wins_and_travels_as_a_source_option() -> None:
         found(SYSFS / "tx1-l4t28-dt", "ina3221x", sensor_model="ina3221:0x0007")
 
 
-@pytest.mark.parametrize("argv", [
-    ["report", str(V1), "--sensor-model", "ina3221:zz"],
-    ["report", str(V1), "--sensor-model", "window:-3ms"],
-    ["record", "-o", "never", "--sensor-model", "bogus", "--", "true"],
-])
-def test_bad_sensor_model_is_one_line_and_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str],
-                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", str(V1), "--sensor-model", "ina3221:zz"],
+        ["report", str(V1), "--sensor-model", "window:-3ms"],
+        ["record", "-o", "never", "--sensor-model", "bogus", "--", "true"],
+    ],
+)
+def test_bad_sensor_model_is_one_line_and_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -150,7 +156,8 @@ def test_log_v2_round_trip_and_v1_still_reads(tmp_path: Path, capsys: pytest.Cap
     assert read_log(path).version == 2
     rec = ingest.read(path)
     assert {n: (i.sensor_model.spec, i.sensor_model.source) for n, i in rec.meta.rails.items()} == {
-        n: ("ina3221:0x7c07", "device tree") for n in ("VDD_IN", "VDD_GPU", "VDD_CPU")}
+        n: ("ina3221:0x7c07", "device tree") for n in ("VDD_IN", "VDD_GPU", "VDD_CPU")
+    }
     old = ingest.read(V1)
     assert old.meta.extra["log_version"] == 1 and not old.meta.partial
     assert {n: i.sensor_model for n, i in old.meta.rails.items()} == {"VDD_IN": None, "VDD_GPU": None}
@@ -181,14 +188,17 @@ def test_model_in_free_text_round_trips() -> None:
 
 def test_streamline_counters_carry_the_sampler_model(tmp_path: Path) -> None:
     from annotate import Client
-
     from streamline_bridge.ingest import marker_log
     from streamline_bridge.power.streamline_feed import StreamlineFeed
 
     log = tmp_path / "feed.sbm"
-    feed = StreamlineFeed(["VDD_IN", "VDD_GPU", "X"], sample_hz=1000, rate_hz=250,
-                          client=Client(file=log, gatord=False, flush_interval=60),
-                          models=[parse("ina3221:0x7c07", "device tree"), parse("instant", "source")])
+    feed = StreamlineFeed(
+        ["VDD_IN", "VDD_GPU", "X"],
+        sample_hz=1000,
+        rate_hz=250,
+        client=Client(file=log, gatord=False, flush_interval=60),
+        models=[parse("ina3221:0x7c07", "device tree"), parse("instant", "source")],
+    )
     for i in range(8):
         feed.add(5_000_000_000 + i * 1_000_000, [2000.0, 100.0, 1.0])
     feed.close()
@@ -210,13 +220,31 @@ def test_the_notes_of_the_log_header_reach_the_recording(tmp_path: Path) -> None
 
 def test_record_stores_the_users_model_in_the_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
-    rc = main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", str(SYSFS / "tx1-l4t28-dt"),
-               "--sensor-model", "VDD_IN=ina3221:0x7127,VDD_NOPE=instant", "--", sys.executable, "-c", "pass"])
+    rc = main(
+        [
+            "record",
+            "-o",
+            str(run),
+            "--idle",
+            "0",
+            "--sysfs-root",
+            str(SYSFS / "tx1-l4t28-dt"),
+            "--sensor-model",
+            "VDD_IN=ina3221:0x7127,VDD_NOPE=instant",
+            "--",
+            sys.executable,
+            "-c",
+            "pass",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "--sensor-model names no rail VDD_NOPE" in err
     rails = ingest.read(run / "power.sbp").meta.rails
     assert (rails["VDD_IN"].sensor_model.spec, rails["VDD_IN"].sensor_model.source) == ("ina3221:0x7127", "user")
-    assert (rails["VDD_GPU"].sensor_model.spec, rails["VDD_GPU"].sensor_model.source) == ("ina3221:0x7c07", "device tree")
+    assert (rails["VDD_GPU"].sensor_model.spec, rails["VDD_GPU"].sensor_model.source) == (
+        "ina3221:0x7c07",
+        "device tree",
+    )
     assert main(["report", str(run / "power.sbp"), "--sensor-model", "VDD_NOPE=instant"]) == 2
     assert "names no rail VDD_NOPE" in capsys.readouterr().err

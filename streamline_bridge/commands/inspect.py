@@ -33,10 +33,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_rich(info: dict) -> None:
-    from streamline_bridge.sensor_model import shown
-
     from rich.console import Console
     from rich.table import Table
+
+    from streamline_bridge.sensor_model import shown
 
     con = Console()
     con.print(f"[bold]{', '.join(info['sources'])}[/bold]  format [cyan]{info['format']}[/cyan]"

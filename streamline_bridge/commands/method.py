@@ -20,9 +20,11 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-METHOD_HELP = ("sequence: the layers as they ran; isolate: each layer alone in a loop until its power has settled; "
-               "both: the two side by side; auto: isolation only for the layers the sequence does not resolve "
-               "(default)")
+METHOD_HELP = (
+    "sequence: the layers as they ran; isolate: each layer alone in a loop until its power has settled; "
+    "both: the two side by side; auto: isolation only for the layers the sequence does not resolve "
+    "(default)"
+)
 SIDE_BY_SIDE = "methods.csv"
 AUTO_BUDGET_S = 30.0  # auto: at most this long in loops, the longest unresolved layers first
 
@@ -38,11 +40,10 @@ def layers_to_isolate(run_dir: Path, method: str, style: str) -> tuple[Collectio
     """Which layers the isolation phase runs (None: all; empty: none) and for how long each, from
     what the run folder holds so far (markers flushed, power log being written)."""
     import annotate
-
+    from streamline_bridge.commands.record import MARKERS_FILE, POWER_FILE
     from streamline_bridge.energy import combine, energy_table
     from streamline_bridge.energy.isolate import loop_seconds, to_isolate, without_isolation
     from streamline_bridge.errors import InputError
-    from streamline_bridge.commands.record import MARKERS_FILE, POWER_FILE
     from streamline_bridge.ingest import marker_log, power_log
 
     if method == "sequence":
@@ -60,8 +61,13 @@ def layers_to_isolate(run_dir: Path, method: str, style: str) -> tuple[Collectio
     return to_isolate(table, seconds, AUTO_BUDGET_S), seconds
 
 
-def isolation_phase(isolate: Callable[[float, Collection[str] | None], dict[str, int]], run_dir: Path,
-                    method: str, style: str, say: Callable[[str], None]) -> dict[str, int]:
+def isolation_phase(
+    isolate: Callable[[float, Collection[str] | None], dict[str, int]],
+    run_dir: Path,
+    method: str,
+    style: str,
+    say: Callable[[str], None],
+) -> dict[str, int]:
     """Run the isolation phase of ``method`` (``isolate(seconds, names)``: the adapter's loop, e.g.
     ``CaffeRunner.isolate``); returns the runs per layer."""
     names, seconds = layers_to_isolate(run_dir, method, style)
@@ -87,8 +93,10 @@ def apply_method(result: Any, rec: Any, method: str) -> Any:
         side = side_by_side(result.table, iso)
         flagged = side[side["disagree"]]
         if len(flagged):
-            result.warnings.append(f"{len(flagged)} row(s) where sequence and isolation disagree beyond their CIs: "
-                                   + ", ".join(f"{n} ({r})" for n, r in zip(flagged["name"][:8], flagged["rail"][:8])))
+            result.warnings.append(
+                f"{len(flagged)} row(s) where sequence and isolation disagree beyond their CIs: "
+                + ", ".join(f"{n} ({r})" for n, r in zip(flagged["name"][:8], flagged["rail"][:8]))
+            )
         return side
     result.table, notes = choose(result.table, iso, method)
     result.warnings += notes
@@ -130,6 +138,11 @@ def print_side_by_side(side: Any, console: Any = None) -> None:
         return "-" if math.isnan(mean) else f"{mean:.4g}" if math.isnan(ci) else f"{mean:.4g} ±{ci:.2g}"
 
     for r in side.itertuples(index=False):
-        t.add_row(str(r.name), str(r.rail), pm(r.energy_mj_sequence, r.energy_mj_ci_sequence),
-                  pm(r.energy_mj_isolate, r.energy_mj_ci_isolate), "!" if r.disagree else "")
+        t.add_row(
+            str(r.name),
+            str(r.rail),
+            pm(r.energy_mj_sequence, r.energy_mj_ci_sequence),
+            pm(r.energy_mj_isolate, r.energy_mj_ci_isolate),
+            "!" if r.disagree else "",
+        )
     console.print(t)

@@ -221,7 +221,6 @@ def _idle(seconds: float, check: Callable[[], None]) -> None:
 def measure(runner: Any, args: argparse.Namespace, sampler: Any, t: list[int], progress: _Progress) -> None:
     """Idle, warm-up, the annotated iterations, idle; appends t1..t3 (docs/run-folder.md) to ``t``."""
     from annotate import now
-
     from streamline_bridge.commands.method import isolation_phase
 
     check = sampler.check

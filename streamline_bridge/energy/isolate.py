@@ -38,9 +38,26 @@ SETTLE_CONSTANTS = 5  # time constants of the sensor's memory left out at the st
 MIN_BATCHES, MAX_BATCHES = 5, 20  # batches a loop is made long enough for / at most cut into
 MIN_MEASURE_NS = 20_000_000  # the shortest measured part of a loop (instant sensors)
 TYPE_SEPARATOR = "___"
-ISOLATE_COLUMNS = ("order", "name", "layer_type", "group", "rail", "n", "time_ms", "time_ms_ci", "power_w",
-                   "power_w_ci", "energy_mj", "energy_mj_ci", "dynamic_mj", "method", "resolved", "sensor_model",
-                   "settle_ms", "measured_ms")
+ISOLATE_COLUMNS = (
+    "order",
+    "name",
+    "layer_type",
+    "group",
+    "rail",
+    "n",
+    "time_ms",
+    "time_ms_ci",
+    "power_w",
+    "power_w_ci",
+    "energy_mj",
+    "energy_mj_ci",
+    "dynamic_mj",
+    "method",
+    "resolved",
+    "sensor_model",
+    "settle_ms",
+    "measured_ms",
+)
 
 
 def memory_ns(model: SensorModel | None, update_ns: int | None) -> int:
@@ -69,10 +86,14 @@ def isolation_intervals(rec: Recording) -> pd.DataFrame:
     end = m.groupby(["pid", "tid"], sort=False)["time_ns"].shift(-1)
     opened = (m["kind"] == "text") & (m["text"].fillna("") != "") & end.notna()
     text = m["text"][opened].astype(str)
-    return pd.DataFrame({"name": text.str.split(TYPE_SEPARATOR, n=1).str[0].to_numpy(object),
-                         "layer_type": text.str.split(TYPE_SEPARATOR, n=1).str[1].fillna("").to_numpy(object),
-                         "start_ns": m["time_ns"][opened].to_numpy(np.int64),
-                         "end_ns": end[opened].to_numpy(np.int64)})
+    return pd.DataFrame(
+        {
+            "name": text.str.split(TYPE_SEPARATOR, n=1).str[0].to_numpy(object),
+            "layer_type": text.str.split(TYPE_SEPARATOR, n=1).str[1].fillna("").to_numpy(object),
+            "start_ns": m["time_ns"][opened].to_numpy(np.int64),
+            "end_ns": end[opened].to_numpy(np.int64),
+        }
+    )
 
 
 def without_isolation(rec: Recording) -> Recording:
@@ -82,8 +103,9 @@ def without_isolation(rec: Recording) -> Recording:
     return Recording(rec.markers[keep].reset_index(drop=True), rec.power, rec.meta)
 
 
-def settled_power(t: np.ndarray, p: np.ndarray, start: int, end: int, settle: int, batch: int,
-                  confidence: float = 0.95) -> tuple[float, float, int]:
+def settled_power(
+    t: np.ndarray, p: np.ndarray, start: int, end: int, settle: int, batch: int, confidence: float = 0.95
+) -> tuple[float, float, int]:
     """(mean mW, CI half-width mW, batches) of the readings in ``[start + settle, end]``, in batches of
     at least ``batch`` ns; CI NaN with fewer than two batches."""
     lo, hi = np.searchsorted(t, start + settle), np.searchsorted(t, end)  # readings before the loop ends
@@ -134,13 +156,30 @@ def isolate_table(rec: Recording, sequence: pd.DataFrame, confidence: float = 0.
         energy_ci = float(np.hypot(ci / 1e3 * time_ms, mw / 1e3 * np.nan_to_num(time_ci)))
         base = idle.get(row.rail)
         dynamic = np.nan if base is None else (mw - base) / 1e3 * time_ms
-        rows.append({**row._asdict(), "n": k, "time_ms": time_ms, "time_ms_ci": time_ci, "power_w": mw / 1e3,
-                     "power_w_ci": ci / 1e3, "energy_mj": energy, "energy_mj_sd": np.nan, "energy_mj_ci": energy_ci,
-                     "dynamic_mj": dynamic, "dynamic_mj_sd": np.nan, "dynamic_w": np.nan if base is None else dynamic / time_ms,
-                     "dynamic_mj_ci": energy_ci if base is not None else np.nan, "under_period": False,
-                     "n_needed": pd.NA, "method": "isolate", "resolved": bool(np.isfinite(ci) and settle <= end - start),
-                     "sensor_model": model.spec if model else "", "settle_ms": settle / 1e6,
-                     "measured_ms": max(0, end - start - settle) / 1e6})
+        rows.append(
+            {
+                **row._asdict(),
+                "n": k,
+                "time_ms": time_ms,
+                "time_ms_ci": time_ci,
+                "power_w": mw / 1e3,
+                "power_w_ci": ci / 1e3,
+                "energy_mj": energy,
+                "energy_mj_sd": np.nan,
+                "energy_mj_ci": energy_ci,
+                "dynamic_mj": dynamic,
+                "dynamic_mj_sd": np.nan,
+                "dynamic_w": np.nan if base is None else dynamic / time_ms,
+                "dynamic_mj_ci": energy_ci if base is not None else np.nan,
+                "under_period": False,
+                "n_needed": pd.NA,
+                "method": "isolate",
+                "resolved": bool(np.isfinite(ci) and settle <= end - start),
+                "sensor_model": model.spec if model else "",
+                "settle_ms": settle / 1e6,
+                "measured_ms": max(0, end - start - settle) / 1e6,
+            }
+        )
     columns = list(dict.fromkeys([*sequence.columns, *ISOLATE_COLUMNS]))
     return pd.DataFrame(rows, columns=columns)
 
@@ -158,7 +197,7 @@ def to_isolate(sequence: pd.DataFrame, seconds: float, budget_s: float) -> list[
     unresolved = sequence[~_resolved(sequence).to_numpy(bool)]
     longest = unresolved.groupby("name", sort=False)["time_ms"].max().sort_values(ascending=False, kind="stable")
     names = list(dict.fromkeys(str(n).rsplit("#", 1)[0] for n in longest.index))
-    return names[:max(1, int(budget_s // max(seconds, 1e-9)))]
+    return names[: max(1, int(budget_s // max(seconds, 1e-9)))]
 
 
 def choose(sequence: pd.DataFrame, isolated: pd.DataFrame, method: str) -> tuple[pd.DataFrame, list[str]]:
@@ -183,11 +222,16 @@ def choose(sequence: pd.DataFrame, isolated: pd.DataFrame, method: str) -> tuple
         notes.append(f"{int((~in_iso).sum())} row(s) had no isolation loop: left in sequence")
     if method == "auto":
         unresolved = int((~_resolved(seq)).sum())
-        notes.append(f"method auto: {int(replace.sum())} of {len(seq)} rows by isolation (not resolved in "
-                     f"sequence by their rails' sensor models), {len(seq) - int(replace.sum())} in sequence"
-                     + (f"; {unresolved - int(replace.sum())} unresolved row(s) had no isolation loop "
-                        "(profile --method isolate loops every layer)"
-                        if unresolved > replace.sum() else ""))
+        notes.append(
+            f"method auto: {int(replace.sum())} of {len(seq)} rows by isolation (not resolved in "
+            f"sequence by their rails' sensor models), {len(seq) - int(replace.sum())} in sequence"
+            + (
+                f"; {unresolved - int(replace.sum())} unresolved row(s) had no isolation loop "
+                "(profile --method isolate loops every layer)"
+                if unresolved > replace.sum()
+                else ""
+            )
+        )
     iso = isolated.set_index(key)
     picked = iso.loc[pd.MultiIndex.from_frame(seq.loc[replace, key])].reset_index() if replace.any() else iso.iloc[:0]
     out = pd.concat([seq[~replace], picked], ignore_index=True)

@@ -102,5 +102,6 @@ def i2c_node(roots: Roots, device_dir: str, device: str, compatible: str) -> str
     if len(found) == 1:
         return found[0]
     what = "no" if not found else f"{len(found)}"
-    raise TreeUnreadable(f"{what} {compatible} node with reg {reg:#x} in {base}"
-                         + (" that the i2c aliases tell apart" if found else ""))
+    raise TreeUnreadable(
+        f"{what} {compatible} node with reg {reg:#x} in {base}" + (" that the i2c aliases tell apart" if found else "")
+    )
