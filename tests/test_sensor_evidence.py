@@ -248,3 +248,18 @@ def test_record_stores_the_users_model_in_the_log(tmp_path: Path, capsys: pytest
     )
     assert main(["report", str(run / "power.sbp"), "--sensor-model", "VDD_NOPE=instant"]) == 2
     assert "names no rail VDD_NOPE" in capsys.readouterr().err
+
+
+def test_sensors_shows_each_rail_model_with_its_source(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
+    tree = str(SYSFS / "tx1-l4t28-dt-triggered")
+    assert main(["sensors", "--sysfs-root", tree, "--source", "ina3221x", "--measure", "0", "--json"]) == 0
+    rails = json.loads(capsys.readouterr().out)[0]["rails"]
+    assert {r["name"]: r["sensor_model"]["model"] for r in rails} == dict.fromkeys(
+        ["VDD_IN", "VDD_GPU", "VDD_CPU"], "window:430.08ms"
+    )
+    assert main(["sensors", "--sysfs-root", tree, "--source", "ina3221x", "--measure", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "window:430.08ms (from device tree)" in out
