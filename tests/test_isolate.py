@@ -354,3 +354,10 @@ def test_isolation_ci_covers_the_truth_under_each_sensor_model(spec: str) -> Non
     assert iso["resolved"].all()
     assert (error <= iso["power_w_ci"] * 1e3).mean() >= 0.9  # the 95% CI covers the truth
     assert (error / iso["name"].map(powers)).median() <= 0.02
+
+
+def test_auto_says_nothing_when_every_row_is_resolved_and_no_loop_ran() -> None:
+    out, notes = choose(_sequence_table([True, True]), _sequence_table().iloc[:0], "auto")
+    assert notes == [] and out["method"].tolist() == ["sequence"] * 2
+    _, notes = choose(_sequence_table([True, False]), _sequence_table().iloc[:0], "auto")
+    assert "1 unresolved row(s) had no isolation loop" in notes[0]

@@ -135,6 +135,9 @@ def isolate_table(rec: Recording, sequence: pd.DataFrame, confidence: float = 0.
     with the isolation's power and energy, and :data:`ISOLATE_COLUMNS`."""
     loops = isolation_intervals(rec)
     loops = loops.drop_duplicates("name", keep="last").set_index("name")
+    columns = list(dict.fromkeys([*sequence.columns, *ISOLATE_COLUMNS]))
+    if loops.empty:
+        return pd.DataFrame(columns=columns)
     arrays = rail_arrays(rec.power)
     idle = rec.meta.extra.get("idle_mw", {})
     rows = []
@@ -180,7 +183,6 @@ def isolate_table(rec: Recording, sequence: pd.DataFrame, confidence: float = 0.
                 "measured_ms": max(0, end - start - settle) / 1e6,
             }
         )
-    columns = list(dict.fromkeys([*sequence.columns, *ISOLATE_COLUMNS]))
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -220,8 +222,8 @@ def choose(sequence: pd.DataFrame, isolated: pd.DataFrame, method: str) -> tuple
     notes = []
     if method == "isolate" and (~in_iso).any():
         notes.append(f"{int((~in_iso).sum())} row(s) had no isolation loop: left in sequence")
-    if method == "auto":
-        unresolved = int((~_resolved(seq)).sum())
+    unresolved = int((~_resolved(seq)).sum())
+    if method == "auto" and (unresolved or len(isolated)):  # nothing to say when all is resolved, no loop run
         notes.append(
             f"method auto: {int(replace.sum())} of {len(seq)} rows by isolation (not resolved in "
             f"sequence by their rails' sensor models), {len(seq) - int(replace.sum())} in sequence"
