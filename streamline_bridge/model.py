@@ -36,14 +36,14 @@ A :class:`Recording` is two pandas tables and their metadata:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from streamline_bridge.sensor_model import SensorModel
+from streamline_bridge.sensor_model import SensorModel, assign
 
 MARKER_KINDS = (
     "text",
@@ -130,6 +130,15 @@ class Meta:
     issues: list[Issue] = field(default_factory=list)
     partial: bool = False  # True when input ended or broke before its natural end
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def assign_sensor_models(self, models: Mapping[str | None, SensorModel], rails: Iterable[str]) -> list[str]:
+        """Give ``rails`` the models of ``models`` (the user's ``--sensor-model``, winning over the
+        recording's own); returns the rail names ``models`` gives that are not among ``rails``."""
+        rails = list(rails)
+        chosen, unknown = assign(rails, models)
+        for name, model in chosen.items():
+            self.rails[name] = replace(self.rails.get(name) or RailInfo(name), sensor_model=model)
+        return unknown
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy."""

@@ -36,6 +36,8 @@ def _print_rich(info: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from streamline_bridge.sensor_model import shown
+
     con = Console()
     con.print(f"[bold]{', '.join(info['sources'])}[/bold]  format [cyan]{info['format']}[/cyan]"
               + (f"  protocol {info['protocol']}" if info["protocol"] is not None else "")
@@ -53,12 +55,13 @@ def _print_rich(info: dict) -> None:
     if p["samples"]:
         t = Table(title=f"{p['samples']} power samples"
                   + (f", {p['duration_s']:.3f} s" if p["duration_s"] is not None else ""))
-        for col in ("rail", "samples", "missing", "mean mW", "update period ms", "source unit"):
+        for col in ("rail", "samples", "missing", "mean mW", "update period ms", "source unit", "sensor model"):
             t.add_column(col, justify="left" if col == "rail" else "right")
         for rail, r in p["rails"].items():
             t.add_row(rail + (" [red](estimated)[/red]" if r["estimated"] else ""), str(r["samples"]),
                       str(r["missing"]), "-" if r["mean_mw"] is None else f"{r['mean_mw']:.1f}",
-                      "-" if r["update_period_ms"] is None else f"{r['update_period_ms']:.2f}", r["unit"])
+                      "-" if r["update_period_ms"] is None else f"{r['update_period_ms']:.2f}", r["unit"],
+                      shown(r["sensor_model"]))
         con.print(t)
     for key, value in info["extra"].items():
         con.print(f"{key}: {value}")

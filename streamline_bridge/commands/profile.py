@@ -37,6 +37,7 @@ OUTPUTS = ("table.csv", "table.json", "plot.png", "trace.json")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from streamline_bridge.commands.method import add_method_argument
     from streamline_bridge.commands.record import add_sampler_arguments
 
     parser.add_argument("framework", choices=FRAMEWORKS, help="the framework that runs the net")
@@ -58,6 +59,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--whole-net", action="store_true",
                         help="one interval per forward (the whole net in one call) instead of one per layer")
     add_sampler_arguments(parser)
+    add_method_argument(parser)
 
 
 def import_caffe() -> Any:
@@ -173,14 +175,14 @@ def _check_args(args: argparse.Namespace) -> None:
 def _command(args: argparse.Namespace) -> list[str]:
     """The profile as the command line that would repeat it (the manifest's ``command``)."""
     cmd = ["streamline-bridge", "profile", args.framework, "-o", str(args.output)]
-    for flag in ("model", "weights", "image", "labels", "mean_file", "size", "source", "sysfs_root"):
+    for flag in ("model", "weights", "image", "labels", "mean_file", "size", "source", "sysfs_root", "sensor_model"):
         value = getattr(args, flag)
         if value is not None:
             cmd += [f"--{flag.replace('_', '-')}", str(value)]
     if args.mean_file is None:
         cmd += ["--mean", args.mean]
     cmd += ["--iterations", str(args.iterations), "--warmup", str(args.warmup), "--seed", str(args.seed),
-            "--style", args.style, "--rate", f"{args.rate:g}", "--idle", f"{args.idle:g}"]
+            "--style", args.style, "--rate", f"{args.rate:g}", "--idle", f"{args.idle:g}", "--method", args.method]
     return cmd + (["--whole-net"] if args.whole_net else []) + (["--streamline"] if args.streamline else [])
 
 
@@ -219,6 +221,7 @@ def _idle(seconds: float, check: Callable[[], None]) -> None:
 def measure(runner: Any, args: argparse.Namespace, sampler: Any, t: list[int], progress: _Progress) -> None:
     """Idle, warm-up, the annotated iterations, idle; appends t1..t3 (docs/run-folder.md) to ``t``."""
     from annotate import now
+    from streamline_bridge.commands.method import isolation_phase
 
     check = sampler.check
     progress.phase(f"idle before ({args.idle:g} s)")
@@ -234,23 +237,32 @@ def measure(runner: Any, args: argparse.Namespace, sampler: Any, t: list[int], p
         forward()
         check()
         progress.step()
+    if not args.whole_net:
+        isolation_phase(runner.isolate, Path(args.output), args.method, args.style, progress.phase)
     t.append(now())
     progress.phase(f"idle after ({args.idle:g} s)")
     _idle(args.idle, check)
     t.append(now())
 
 
-def write_outputs(run_dir: Path, style: str) -> tuple[Any, list[Path]]:
-    """The energy table of the run folder, printed to stdout, and its files written into it."""
+def write_outputs(run_dir: Path, style: str, method: str = "sequence") -> tuple[Any, list[Path]]:
+    """The energy table of the run folder (by ``method``), printed to stdout, and its files written into it."""
     from streamline_bridge import ingest
+    from streamline_bridge.commands.method import apply_method, print_side_by_side, write_side_by_side
     from streamline_bridge.energy import energy_table
+    from streamline_bridge.energy.isolate import without_isolation
     from streamline_bridge.report import files, plot, table, trace
 
     rec = ingest.read(run_dir)
-    result = energy_table(rec, style=style)
+    result = energy_table(without_isolation(rec), style=style)
+    side = apply_method(result, rec, method)
     table.render(result)
+    if side is not None:
+        print_side_by_side(side)
     written = files.write(result, run_dir / "table.csv") + files.write(result, run_dir / "table.json")
     written += [plot.write(result, run_dir / "plot.png"), trace.write(result, rec, run_dir / "trace.json")]
+    if side is not None:
+        written.append(write_side_by_side(side, run_dir))
     return rec, written
 
 
@@ -295,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError(run_dir, f"power sampling failed, the run is incomplete: {sampler_error}")
 
-    rec, written = write_outputs(run_dir, args.style)
+    rec, written = write_outputs(run_dir, args.style, "sequence" if args.whole_net else args.method)
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     prob = net.blobs[net.outputs[-1]].data[0]
     if labels is not None:

@@ -44,10 +44,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the sampler and the idle phases (``record`` and ``profile``)."""
-    from streamline_bridge.power.discovery import add_source_arguments
+    from streamline_bridge.power.discovery import add_sensor_model_argument, add_source_arguments
 
     parser.add_argument("--rate", type=float, default=1000.0, metavar="HZ", help="samples per second (default 1000)")
     add_source_arguments(parser)
+    add_sensor_model_argument(parser)
     parser.add_argument("--idle", type=float, default=2.0, metavar="SECONDS",
                         help="idle power measured before and after the command (default 2)")
     parser.add_argument("--cpu", type=int, metavar="N", help="pin the sampler to CPU N")
@@ -194,12 +195,15 @@ def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, RunWr
     from streamline_bridge import __version__
     from streamline_bridge.errors import InputError
     from streamline_bridge.power import Sampler
-    from streamline_bridge.power.discovery import parse_options
+    from streamline_bridge.power.discovery import SENSOR_MODEL_OPTION, parse_options, sensor_models
 
     try:
         options = parse_options(args.option)
+        models = sensor_models(args.sensor_model)
     except ValueError as exc:
         raise InputError(None, str(exc)) from None
+    if args.sensor_model is not None:
+        options[SENSOR_MODEL_OPTION] = args.sensor_model
     if args.streamline and not args.streamline_rate > 0:
         raise InputError(None, "--streamline-rate must be above 0")
     if not args.rate > 0:
@@ -216,6 +220,10 @@ def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, RunWr
     except BaseException:
         manifest.close()
         raise
+    unknown = [name for name in models if name is not None and name not in sampler.info["rails"]]
+    if unknown:
+        print(f"streamline-bridge: warning: --sensor-model names no rail {', '.join(unknown)} "
+              f"(rails: {', '.join(sampler.info['rails'])})", file=sys.stderr)
     manifest["power"] = {"source": sampler.info["source"], "rails": sampler.info["rails"],
                          "estimated": sampler.info["estimated"], "rate_hz": args.rate,
                          "realtime": sampler.info["realtime"], "cpu": args.cpu, "cpu_reserved": args.reserve_cpu,

@@ -16,6 +16,9 @@ HELP = "per-layer energy table, files, plot and Perfetto trace from markers and 
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from streamline_bridge.commands.method import add_method_argument
+    from streamline_bridge.power.discovery import add_sensor_model_argument
+
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="run folder, capture (.apc), Streamline export or marker log")
     parser.add_argument("--power", action="append", default=[], metavar="LOG",
@@ -40,6 +43,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="held: values are a sensor's held updates, each the mean since the previous one; "
                              "instant: instantaneous samples; auto: held where values change at most every "
                              "other sample (default)")
+    add_sensor_model_argument(parser)
+    add_method_argument(parser)
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
     parser.add_argument("--precision", type=float, default=0.05,
                         help="relative CI half-width that 'n needed' aims at (default 0.05)")
@@ -47,12 +52,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     from streamline_bridge.errors import InputError
+    from streamline_bridge.power.discovery import sensor_models
     from streamline_bridge.report import files, plot
 
     if args.warmup < 0:
         raise InputError(None, "--warmup must be 0 or more")
     if not 0 < args.confidence < 1 or not 0 < args.precision:
         raise InputError(None, "--confidence must be in (0, 1) and --precision above 0")
+    try:
+        args.sensor_models = sensor_models(args.sensor_model)
+    except ValueError as exc:
+        raise InputError(None, str(exc)) from None
     fmt = args.format or (files.format_of(args.output) if args.output else "table")
     if fmt not in ("table",) + files.FORMATS:
         raise InputError(args.output, f"cannot tell the format from the suffix: use --format {'|'.join(files.FORMATS)}")
@@ -87,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from streamline_bridge import ingest
+    from streamline_bridge.commands.method import apply_method, print_side_by_side
     from streamline_bridge.energy import combine, energy_table
+    from streamline_bridge.energy.isolate import without_isolation
+    from streamline_bridge.errors import InputError
     from streamline_bridge.ingest.annotation_power import describe, prefer_measured
     from streamline_bridge.report import files, plot, table, trace
 
@@ -96,9 +109,14 @@ def run(args: argparse.Namespace) -> int:
     recordings, notes = prefer_measured([ingest.read(p) for p in [*args.inputs, *args.power]])
     offset_ns = None if args.offset is None else round(args.offset * 1e9)
     rec = combine(recordings, offset_ns)
-    result = energy_table(rec, by=args.by, baseline=args.baseline, style=args.style, groups=groups,
+    unknown = rec.meta.assign_sensor_models(args.sensor_models, rec.power["rail"].astype(str).unique())
+    if unknown:
+        raise InputError(None, f"--sensor-model names no rail {', '.join(unknown)} "
+                               f"(rails: {', '.join(rec.power['rail'].astype(str).unique())})")
+    result = energy_table(without_isolation(rec), by=args.by, baseline=args.baseline, style=args.style, groups=groups,
                           warmup=args.warmup, confidence=args.confidence, precision=args.precision,
                           sensor=args.sensor)
+    side = apply_method(result, rec, args.method if args.by == "layer" else "sequence")
     err = Console(stderr=True, soft_wrap=True)
     if args.format == "table" and args.output:
         with open(args.output, "w", encoding="utf-8") as out:
@@ -110,13 +128,15 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"wrote {', '.join(map(str, written))}", highlight=False)
         for w in result.warnings:
             err.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    if side is not None:
+        print_side_by_side(side)
     if args.plot:
         err.print(f"wrote {plot.write(result, args.plot)}", highlight=False)
     if args.trace:
         err.print(f"wrote {trace.write(result, rec, args.trace)}", highlight=False)
     in_power = set(rec.power["rail"].astype(str))
     err.print(f"power: {describe({n: i for n, i in rec.meta.rails.items() if n in in_power})}", highlight=False)
-    for note in notes:
+    for note in [*notes, *rec.meta.extra.get("sensor_model_notes", [])]:
         err.print(f"note: {note}", highlight=False)
     for issue in rec.meta.issues:
         err.print(f"[yellow]warning:[/yellow] {issue}", highlight=False)

@@ -1,6 +1,7 @@
 """List the power sensors this machine has (or a copy of its /sys has): every source in discovery
-order, each rail with its driver, files, unit, current value, and update interval, both as
-configured and as measured by polling for a moment. Sources that cannot be used say why.
+order, each rail with its driver, files, unit, current value, update interval (both as
+configured and as measured by polling for a moment) and sensor model with where it came from
+(docs/energy-table.md). Sources that cannot be used say why.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def _describe(candidate: Any, seconds: float) -> dict[str, Any]:
         "rails": [
             {"name": r.name, "unit": r.unit, "files": list(r.files), "extra": r.extra,
              "value_mw": None if v != v else v,
+             "sensor_model": None if r.sensor_model is None else r.sensor_model.to_dict(),
              "configured_update_ms": None if configured is None else configured / 1e6,
              "measured_update_ms": None if p is None else p / 1e6}
             for r, v, p in zip(src.rails, values, periods)
@@ -96,18 +98,22 @@ def _print_rich(found: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from streamline_bridge.sensor_model import shown
+
     con = Console()
     for s in found:
         if not s["available"]:
             continue
         title = f"[bold]{s['source']}[/bold]" + ("  [red]ESTIMATED, not measured[/red]" if s["estimated"] else "")
         t = Table(title=title, title_justify="left")
-        for col in ("rail", "now mW", "unit", "update ms (configured)", "update ms (measured)", "files"):
+        for col in ("rail", "now mW", "unit", "update ms (configured)", "update ms (measured)", "sensor model",
+                    "files"):
             t.add_column(col, justify="right" if "ms" in col or "mW" in col else "left")
         for r in s["rails"]:
             t.add_row(r["name"], "-" if r["value_mw"] is None else f"{r['value_mw']:.1f}", r["unit"],
                       "-" if r["configured_update_ms"] is None else f"{r['configured_update_ms']:g}",
                       "-" if r["measured_update_ms"] is None else f"{r['measured_update_ms']:.2f}",
+                      shown(r["sensor_model"]),
                       "\n".join(r["files"]) or "-")
         con.print(t)
         if s["config"]:
