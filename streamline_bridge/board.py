@@ -208,3 +208,18 @@ def differences(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[str]
     sa, sb = _settings(a), _settings(b)
     return [f"{key}: {sa.get(key)!r} vs {sb.get(key)!r}" for key in dict.fromkeys([*sa, *sb])
             if sa.get(key) != sb.get(key)]
+
+
+def of_recording(recording: Any) -> dict[str, Any] | None:
+    """The board's state at the start of a recording's run (``meta.extra["board"]["start"]``; None: not recorded)."""
+    return (recording.meta.extra.get("board") or {}).get("start")
+
+
+def start(sysfs_root: str | None, proc_root: str | None) -> dict[str, Any]:
+    """The manifest's ``board`` at the start of a run: where it is read from and the state now."""
+    return {"sysfs_root": sysfs_root, "proc_root": proc_root, "start": snapshot(sysfs_root, proc_root)}
+
+
+def end(state: dict[str, Any]) -> None:
+    """Add the state at the end of the run to a manifest's ``board`` (from :func:`start`)."""
+    state["end"] = snapshot(state.get("sysfs_root"), state.get("proc_root"))

@@ -39,16 +39,17 @@ class Renderer:
     name: str
     suffixes: tuple[str, ...]
     write: Callable[[Any, Any, Path], list[Path]]
-    accepts: tuple[type, ...]
+    accepts: tuple[str, ...]  # class names of the results it renders (modules stay light to import)
     help: str
     option: str | None = None
     run_file: str | None = None
     meta: bool = False
     binary: bool = False
+    show: Callable[[Any, Any], None] | None = None  # how it prints on stdout, where that differs from the file
 
     def renders(self, result: Any) -> bool:
         """True when this renderer draws ``result``'s type."""
-        return isinstance(result, self.accepts)
+        return type(result).__name__ in self.accepts
 
 
 @lru_cache(maxsize=1)
@@ -60,14 +61,18 @@ def registry() -> tuple[Renderer, ...]:
     return tuple(found)
 
 
-def renderers(result_type: type, option: str | None = None) -> list[Renderer]:
-    """Renderers of ``result_type``: the table formats (``option=None``) or the extra output ``option``."""
-    return [r for r in registry() if issubclass(result_type, r.accepts) and r.option == option]
+def renderers(result_type: str, option: str | None = None) -> list[Renderer]:
+    """Renderers of results of class ``result_type``: the table formats (``option=None``) or the extra output ``option``."""
+    return [r for r in registry() if result_type in r.accepts and r.option == option]
 
 
-def extra_options(result_type: type) -> list[str]:
-    """The extra-output options (``plot``, ``trace`` ...) that renderers of ``result_type`` offer."""
-    return list(dict.fromkeys(r.option for r in registry() if issubclass(result_type, r.accepts) and r.option))
+def extra_options(result_type: str) -> list[Renderer]:
+    """The first renderer of each extra-output option (``plot``, ``trace`` ...) for results of class ``result_type``."""
+    first: dict[str, Renderer] = {}
+    for r in registry():
+        if result_type in r.accepts and r.option:
+            first.setdefault(r.option, r)
+    return list(first.values())
 
 
 def by_suffix(candidates: list[Renderer], path: str | Path) -> Renderer | None:
@@ -96,7 +101,9 @@ def emit(renderer: Renderer, result: Any, recording: Any, target: str | Path,
     from streamline_bridge.report import files
 
     written: list[Path] = []
-    if is_stream(target):
+    if str(target) == STDOUT and renderer.show is not None:
+        renderer.show(result, recording)
+    elif is_stream(target):
         with tempfile.TemporaryDirectory() as tmp:
             main = renderer.write(result, recording, Path(tmp) / f"out{renderer.suffixes[0]}")[0]
             if str(target) == STDOUT:

@@ -11,13 +11,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
-import pandas as pd
-
-from streamline_bridge.energy import EnergyResult
-from streamline_bridge.energy.compare import Comparison
 from streamline_bridge.report import Renderer
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from streamline_bridge.energy import EnergyResult
+    from streamline_bridge.energy.compare import Comparison
+
+    Result = Union[EnergyResult, Comparison]
 
 FILES_VERSION = 2  # 2: table.json is an array of rows, its metadata in table.meta.json
 PARQUET_KEY = b"streamline_bridge"
@@ -25,6 +29,8 @@ PARQUET_KEY = b"streamline_bridge"
 
 def _plain(value: Any) -> Any:
     """JSON-safe: NaN and <NA> become null, numpy scalars Python numbers."""
+    import pandas as pd
+
     if value is None or value is pd.NA:
         return None
     if hasattr(value, "item"):
@@ -48,12 +54,12 @@ def dumps(obj: Any, indent: int | None = None) -> str:
     return json.dumps(_clean(obj), indent=indent, allow_nan=False, default=str)
 
 
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def records(frame: "pd.DataFrame") -> list[dict[str, Any]]:
     """The rows of ``frame`` as dicts of plain Python values."""
     return frame.astype(object).to_dict(orient="records")
 
 
-def document_meta(result: EnergyResult | Comparison) -> dict[str, Any]:
+def document_meta(result: "Result") -> dict[str, Any]:
     """What goes with the rows: the result's meta, the files version, its warnings and totals (if any)."""
     totals = getattr(result, "totals", None)
     meta = {**result.meta, "files_version": FILES_VERSION, "warnings": list(result.warnings)}
@@ -65,23 +71,23 @@ def meta_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".meta.json")
 
 
-def write_meta(result: EnergyResult | Comparison, path: Path) -> Path:
+def write_meta(result: "Result", path: Path) -> Path:
     """Write :func:`document_meta` to ``path``."""
     path.write_text(dumps(document_meta(result), 2) + "\n", encoding="utf-8")
     return path
 
 
-def _csv(result: EnergyResult | Comparison, recording: Any, path: Path) -> list[Path]:
+def _csv(result: "Result", recording: Any, path: Path) -> list[Path]:
     result.table.to_csv(path, index=False)
     return [path]
 
 
-def _json(result: EnergyResult | Comparison, recording: Any, path: Path) -> list[Path]:
+def _json(result: "Result", recording: Any, path: Path) -> list[Path]:
     path.write_text(dumps(records(result.table), 1) + "\n", encoding="utf-8")
     return [path]
 
 
-def _parquet(result: EnergyResult | Comparison, recording: Any, path: Path) -> list[Path]:
+def _parquet(result: "Result", recording: Any, path: Path) -> list[Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -91,7 +97,7 @@ def _parquet(result: EnergyResult | Comparison, recording: Any, path: Path) -> l
     return [path]
 
 
-_RESULTS = (EnergyResult, Comparison)
+_RESULTS = ("EnergyResult", "Comparison")
 RENDERERS = [
     Renderer("csv", (".csv",), _csv, _RESULTS, "CSV, one row per line", run_file="table.csv", meta=True),
     Renderer("json", (".json",), _json, _RESULTS, "JSON array of row objects", run_file="table.json",
