@@ -64,7 +64,12 @@ def setup_logging(level: int | None) -> None:
 
 
 def exit_status(error: InputError) -> int:
-    """2 for a bad option or command line (no file named), 3 for a damaged or unusable input file."""
+    """1 when the power sampler could not start or failed, 2 for a bad option or command line (no file
+    named), 3 for a damaged or unusable input file."""
+    from streamline_bridge.power.sampler import SamplerError  # imported only once something went wrong
+
+    if isinstance(error, SamplerError):
+        return EXIT_FAILURE
     return EXIT_USAGE if error.path is None else EXIT_DAMAGED
 
 

@@ -81,7 +81,7 @@ def test_no_power_source_is_one_line_and_no_command_runs(tmp_path: Path, capsys)
     rc = main(["record", "-o", str(tmp_path / "run"), "--source", "rapl", "--sysfs-root", TX1, "--",
                sys.executable, "-c", f"open({str(flag)!r}, 'w')"])
     err = capsys.readouterr().err
-    assert rc == 2 and "no RAPL zone" in err and len(err.strip().splitlines()) == 1
+    assert rc == 1 and "no RAPL zone" in err and len(err.strip().splitlines()) == 1  # EXIT_FAILURE
     assert not flag.exists()
 
 

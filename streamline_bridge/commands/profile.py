@@ -241,16 +241,19 @@ def measure(runner: Any, args: argparse.Namespace, sampler: Any, t: list[int], p
 
 
 def write_outputs(run_dir: Path, style: str) -> tuple[Any, list[Path]]:
-    """The energy table of the run folder, printed to stdout, and its files written into it."""
-    from streamline_bridge import ingest
+    """The energy table of the run folder, printed to stdout, and every renderer's run file written into it."""
+    from streamline_bridge import board, ingest
     from streamline_bridge.energy import energy_table
-    from streamline_bridge.report import files, plot, table, trace
+    from streamline_bridge.report import emit, registry, table
 
     rec = ingest.read(run_dir)
     result = energy_table(rec, style=style)
+    result.meta["board"] = board.of_recording(rec)
     table.render(result)
-    written = files.write(result, run_dir / "table.csv") + files.write(result, run_dir / "table.json")
-    written += [plot.write(result, run_dir / "plot.png"), trace.write(result, rec, run_dir / "trace.json")]
+    written: list[Path] = []
+    for renderer in registry():
+        if renderer.run_file and renderer.renders(result):
+            written += emit(renderer, result, rec, run_dir / renderer.run_file)
     return rec, written
 
 
@@ -298,18 +301,17 @@ def run(args: argparse.Namespace) -> int:
     rec, written = write_outputs(run_dir, args.style)
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     prob = net.blobs[net.outputs[-1]].data[0]
-    if labels is not None:
-        err.print("top-5 classes" + (" (random weights: meaningless)" if args.weights is None else "") + ":")
+    if labels is not None:  # a result: on stdout with the table
+        print("top-5 classes" + (" (random weights: meaningless)" if args.weights is None else "") + ":")
         for index, p, label in imagenet.top_k(prob, labels):
-            err.print(f"  {p:7.4f}  {index:4d}  {label}")
+            print(f"  {p:7.4f}  {index:4d}  {label}")
     if args.weights is None:
         err.print(f"note: random weights (seed {args.seed}): time and energy are real, the classes are meaningless")
     if args.image is None:
         err.print(f"note: synthetic input image (seed {args.seed}); --image IMG to classify a real one")
     in_power = set(rec.power["rail"].astype(str))
     err.print(f"power: {describe({n: i for n, i in rec.meta.rails.items() if n in in_power})}")
-    if sampler.info.get("estimated"):
-        err.print(f"[bold red]ESTIMATED POWER[/bold red]: no power sensor found, the '{sampler.info['source']}' "
-                  "source models power from CPU use: the energies are estimates, not measurements")
+    if sampler.info.get("estimated"):  # the table has said ESTIMATED; here, why
+        err.print(f"note: no power sensor found, the '{sampler.info['source']}' source models power from CPU use")
     err.print(f"wrote {run_dir}: markers, power, manifest, {', '.join(p.name for p in written)}")
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -46,6 +47,8 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     from streamline_bridge.power.discovery import add_source_arguments
 
     parser.add_argument("--rate", type=float, default=1000.0, metavar="HZ", help="samples per second (default 1000)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the run in RUN_DIR if it holds one (its run files only; nothing else is touched)")
     add_source_arguments(parser)
     parser.add_argument("--idle", type=float, default=2.0, metavar="SECONDS",
                         help="idle power measured before and after the command (default 2)")
@@ -88,14 +91,18 @@ class _Status:
             self._live = Live("", console=Console(stderr=True), refresh_per_second=4, transient=True)
             self._live.start()
 
-    def enter(self, phase: str) -> None:
+    def enter(self, phase: str, live: bool = True) -> None:
+        """A new phase; ``live=False`` while CMD runs: its lines would interleave with a live line, so
+        the phase is one line on stderr and the live line comes back with the next phase."""
         self.phase = phase
-        if not self.tty:
+        if self._live is not None and live != self._live.is_started:
+            (self._live.start if live else self._live.stop)()
+        if not self.tty or not live:
             print(f"streamline-bridge record: {phase}", file=sys.stderr, flush=True)
         self.update()
 
     def update(self) -> None:
-        if self._live is None:
+        if self._live is None or not self._live.is_started:
             return
         latest = self.sampler.latest
         mw = latest.get("mw", {})
@@ -175,10 +182,20 @@ def reserve_sampler_cpu(args: argparse.Namespace) -> None:
             raise InputError(None, str(exc)) from None
 
 
+def _remove_run(run_dir: Path) -> None:
+    """``--force``: delete the files a run folder holds (run files and report outputs), nothing else."""
+    from streamline_bridge.report import registry
+    from streamline_bridge.report.files import meta_path
+
+    outputs = [r.run_file for r in registry() if r.run_file]
+    for name in [MANIFEST, POWER_FILE, MARKERS_FILE, *outputs, *(meta_path(n).name for n in outputs)]:
+        (run_dir / name).unlink(missing_ok=True)
+
+
 def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, dict[str, Any], Any]:
     """Create the run folder, start the sampler (``add_sampler_arguments``' options) and write the
     first manifest; returns (run folder, manifest, started ``Sampler``)."""
-    from streamline_bridge import __version__
+    from streamline_bridge import __version__, board
     from streamline_bridge.errors import InputError
     from streamline_bridge.power import Sampler
     from streamline_bridge.power.discovery import parse_options
@@ -191,13 +208,17 @@ def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, dict[
         raise InputError(None, "--streamline-rate must be above 0")
     run_dir = Path(args.output)
     if (run_dir / MANIFEST).exists():
-        raise InputError(run_dir, "already holds a run (manifest.json): choose another folder")
+        if not args.force:
+            raise InputError(None, f"{run_dir}: already holds a run (manifest.json): choose another folder, "
+                                   "or --force to replace it")
+        _remove_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "complete": False,
         "command": command, "cwd": os.getcwd(), "host": socket.gethostname(), "streamline_bridge": __version__,
         "clock": "CLOCK_MONOTONIC_RAW", "idle_s": args.idle,
         "files": {"power": POWER_FILE, "markers": MARKERS_FILE},
+        "board": board.start(args.sysfs_root, args.proc_root),
     }
     sampler = Sampler(run_dir / POWER_FILE, source=args.source, rate_hz=args.rate, sysfs_root=args.sysfs_root,
                       proc_root=args.proc_root, options=options, cpu=args.cpu, realtime=args.realtime,
@@ -215,8 +236,10 @@ def finish_run(run_dir: Path, manifest: dict[str, Any], sampler: Any, t: list[in
                **fields: Any) -> str | None:
     """Stop the sampler and rewrite the manifest as complete, with the phases from ``t`` (t0..t3,
     missing ones: now) and ``fields``; returns the sampler's error, if any."""
+    from streamline_bridge import board
     from streamline_bridge.power import SamplerError
 
+    board.end(manifest["board"])
     while len(t) < 4:
         t.append(_now())
     try:
@@ -257,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         status.enter(f"idle before ({args.idle:g} s)")
         _wait(args.idle, status, check)
         t.append(_now())
-        status.enter("running " + " ".join(cmd))
+        status.enter("running " + shlex.join(cmd), live=False)
         try:
             exit_code, interrupted = _run_command(cmd, env, status, check)
         except OSError as exc:
@@ -279,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
         sampler_error = finish_run(run_dir, manifest, sampler, t, sampler_error, exit_code=exit_code,
                                    interrupted=interrupted)
     if "error" in manifest:
-        raise InputError(cmd[0], "cannot run the command: " + manifest["error"].split(": ", 1)[-1])
+        raise InputError(None, f"{cmd[0]}: cannot run the command: " + manifest["error"].split(": ", 1)[-1])
     stats = manifest["power"].get("stats") or {}
     achieved = stats.get("achieved_hz")
     print(f"streamline-bridge record: {run_dir}: exit status {exit_code}, {stats.get('samples', 0)} power samples"

@@ -103,6 +103,7 @@ def read(path: Path) -> Recording:
         "exit_code": m.get("exit_code"),
         "interrupted": m.get("interrupted"),
         "sampler_error": m.get("sampler_error"),
+        "board": m.get("board"),  # streamline_bridge.board: the state at the start and the end
     }
     if power_rec is not None:
         extra["power"] = power_rec.meta.extra
