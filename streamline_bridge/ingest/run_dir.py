@@ -117,6 +117,7 @@ def read(path: Path) -> Recording:
         clock_base_ns=base,
         protocol=marker_rec.meta.protocol if marker_rec is not None else None,
         counter_keys=marker_rec.meta.counter_keys if marker_rec is not None else {},
+        counters=marker_rec.meta.counters if marker_rec is not None else {},
         rails=power_rec.meta.rails if power_rec is not None else {},
         issues=issues,
         partial=not m.get("complete") or any(r.meta.partial for r in (power_rec, marker_rec) if r is not None),
