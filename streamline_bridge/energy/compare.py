@@ -46,7 +46,7 @@ def welch(mean_a: np.ndarray, sd_a: np.ndarray, n_a: np.ndarray, mean_b: np.ndar
         den = a**2 / (np.asarray(n_a) - 1) + b**2 / (np.asarray(n_b) - 1)
         df = np.where(den > 0, (a + b) ** 2 / den, np.asarray(n_a) + np.asarray(n_b) - 2)
     ok = (np.asarray(n_a) >= 2) & (np.asarray(n_b) >= 2) & np.isfinite(df)
-    t = stats.t_quantiles(np.where(ok, np.floor(df), 0).astype(np.int64), confidence)
+    t = stats.t_quantiles(np.where(ok, np.floor(df + 1e-9), 0).astype(np.int64), confidence)  # 1e-9: rounding
     half = np.where(ok, t * np.sqrt(a + b), np.nan)
     return np.asarray(mean_b, np.float64) - np.asarray(mean_a, np.float64), half
 
