@@ -96,9 +96,12 @@ def _print_markers(listing: Any, args: argparse.Namespace) -> None:
 
         print(dumps(records(listing), 1))
         return
+    from rich.measure import Measurement
     from rich.table import Table
 
-    con = _console()
+    from streamline_bridge.report import stdout_console
+
+    con = stdout_console()
     con.print(f"{len(listing)} message(s)")
     shown = [c for c in MARKER_COLUMNS if listing[c].notna().any()]  # the columns these messages use
     if not shown:
@@ -106,20 +109,14 @@ def _print_markers(listing: Any, args: argparse.Namespace) -> None:
     t = Table()
     for col in shown:
         t.add_column(col, justify="right" if col in ("time_s", "pid", "tid", "stream", "channel", "group", "key",
-                                                      "value", "core") else "left")
+                                                      "value", "core") else "left",
+                     overflow="fold")  # never cut a value short
     for row in listing[shown].itertuples(index=False):
         t.add_row(*("" if _na(v) else f"{v:.9f}" if col == "time_s" else str(v) for col, v in zip(shown, row)))
+    if not con.is_terminal:  # a file or a pipe: as wide as the listing needs
+        con.width = max(con.width, Measurement.get(con, con.options.update_width(100_000), t).maximum)
     con.print(t)
 
-
-def _console() -> Any:
-    """stdout; off a terminal (a file, a pipe) 160 columns at least, so that tables do not wrap."""
-    from rich.console import Console
-
-    con = Console()
-    if not con.is_terminal:
-        con.width = max(con.width, 160)
-    return con
 
 
 def _na(value: Any) -> bool:
@@ -161,8 +158,9 @@ def _print_rich(info: dict) -> None:
     from rich.table import Table
 
     from streamline_bridge import board
+    from streamline_bridge.report import stdout_console
 
-    con = _console()
+    con = stdout_console()
     con.print(f"[bold]{', '.join(info['sources'])}[/bold]  format [cyan]{info['format']}[/cyan]"
               + (f"  protocol {info['protocol']}" if info["protocol"] is not None else "")
               + (f"  clock base {info['clock_base_ns']} ns" if info["clock_base_ns"] is not None else ""),

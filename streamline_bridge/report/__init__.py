@@ -86,6 +86,16 @@ def by_name(candidates: list[Renderer], name: str) -> Renderer | None:
     return next((r for r in candidates if r.name == name), None)
 
 
+def stdout_console() -> Any:
+    """A rich console on stdout; off a terminal (a file, a pipe) 160 columns at least, so tables do not wrap."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    return console
+
+
 def is_stream(target: str | Path) -> bool:
     """``-`` (stdout) or something that exists and is not a regular file (``/dev/stdout``, a pipe)."""
     return str(target) == STDOUT or (Path(target).exists() and not Path(target).is_file())

@@ -33,12 +33,12 @@ def _cell(value: float, ci: float, significant: Any, pct: float) -> str:
 
 def render(comparison: Comparison, console: Console | None = None) -> None:
     """One table per rail (time only where the runs have no power), then the warnings."""
-    from rich.console import Console
     from rich.table import Table
 
+    from streamline_bridge.report import stdout_console
     from streamline_bridge.report.table import _pm
 
-    con = console or Console()
+    con = console or stdout_console()
     tab, m = comparison.table, comparison.meta
     for rail in dict.fromkeys(tab["rail"]):
         rows = tab[tab["rail"] == rail]

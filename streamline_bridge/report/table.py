@@ -104,15 +104,10 @@ def _title(result: EnergyResult, what: str = "energy") -> str:
 
 def render(result: EnergyResult, console: Console | None = None) -> None:
     """Print one table per rail, then every warning, to ``console`` (default: stdout)."""
-    from rich.console import Console
-
     from streamline_bridge import board
+    from streamline_bridge.report import stdout_console
 
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # a file or a pipe: no terminal width to fit
-            console.width = max(console.width, 160)
-    con = console
+    con = console or stdout_console()
     if result.meta.get("board"):
         con.print(f"board: {board.summary(result.meta['board'])}", highlight=False, soft_wrap=True)
     estimated = [w for w in result.warnings if w.startswith("ESTIMATED")]
