@@ -186,7 +186,7 @@ def summary(state: dict[str, Any] | None) -> str:
         parts.append(f"EMC {_mhz(state['emc_hz'])}")
     temps = state.get("thermal_c") or {}
     if temps:
-        hottest = max(temps, key=temps.get)
+        hottest = max(temps, key=lambda zone: temps[zone])
         parts.append(f"max {temps[hottest]:.1f} °C ({hottest})")
     return ", ".join(parts)
 

@@ -66,7 +66,9 @@ def setup_logging(level: int | None) -> None:
 def exit_status(error: InputError) -> int:
     """1 when the power sampler could not start or failed, 2 for a bad option or command line (no file
     named), 3 for a damaged or unusable input file."""
-    from streamline_bridge.power.sampler import SamplerError  # imported only once something went wrong
+    from streamline_bridge.power.sampler import (
+        SamplerError,  # imported only once something went wrong
+    )
 
     if isinstance(error, SamplerError):
         return EXIT_FAILURE

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES
+
 from streamline_bridge import board
 from streamline_bridge.cli import main
 

@@ -9,6 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_report import (
+    ITERATIONS,
+    LAYERS,
+    MS,
+    layer_times,
+    write_marker_log,
+    write_power_log,
+)
 
 from streamline_bridge import ingest
 from streamline_bridge.cli import COMMANDS, build_parser, main
@@ -16,7 +24,6 @@ from streamline_bridge.commands.outputs import table_of
 from streamline_bridge.energy import COLUMNS, combine
 from streamline_bridge.energy.timetable import power_gap, time_table
 from streamline_bridge.model import Recording
-from test_report import ITERATIONS, LAYERS, MS, layer_times, write_marker_log, write_power_log
 
 
 @pytest.fixture
@@ -90,7 +97,7 @@ def test_markers_without_power_give_the_time_table(logs, tmp_path, capsys) -> No
     assert len(iterations) == ITERATIONS and iterations["iteration"].tolist() == list(range(ITERATIONS))
 
     assert main(["report", str(m), "--plot", str(tmp_path / "t.svg"), "--trace", str(tmp_path / "t.json")]) == 0
-    out, err = capsys.readouterr()
+    out = capsys.readouterr().out
     assert "time per layer" in out and "time only: no power samples" in out and out.count("time only") == 1
     assert b"no power" in (tmp_path / "t.svg").read_bytes()
     trace = json.loads((tmp_path / "t.json").read_text())["traceEvents"]

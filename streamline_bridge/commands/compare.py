@@ -28,8 +28,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamline_bridge.commands.outputs import (check_table_arguments, log_input_notes, plan_outputs,
-                                                    read_inputs, table_of, write_outputs)
+    from streamline_bridge.commands.outputs import (
+        check_table_arguments,
+        log_input_notes,
+        plan_outputs,
+        read_inputs,
+        table_of,
+        write_outputs,
+    )
     from streamline_bridge.energy.compare import compare
     from streamline_bridge.errors import EXIT_DAMAGED, EXIT_OK
 
@@ -42,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
         log_input_notes(rec, notes)
         results.append(table_of(rec, args))
         partial |= rec.meta.partial
-    comparison = compare(*results, confidence=args.confidence)
+    comparison = compare(results[0], results[1], confidence=args.confidence)
     write_outputs(plan, comparison, None, args.meta)
     return EXIT_DAMAGED if partial else EXIT_OK

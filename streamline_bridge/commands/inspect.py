@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any
 
 HELP = "summarise (or list the markers of) a marker log, power log, capture, export or run folder"
@@ -34,7 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="--markers: only this thread; repeatable")
 
 
-def marker_list(rec: Any, kinds: list[str] = (), channels: list[str] = (), tids: list[int] = ()) -> Any:
+def marker_list(rec: Any, kinds: Sequence[str] = (), channels: Sequence[str] = (), tids: Sequence[int] = ()) -> Any:
     """The recording's markers as the listing's columns (``MARKER_COLUMNS``), filtered; ``time_s``
     is seconds from the recording's clock base (absolute CLOCK_MONOTONIC_RAW seconds without one)."""
     import pandas as pd

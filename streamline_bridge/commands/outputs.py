@@ -63,7 +63,13 @@ def check_table_arguments(args: argparse.Namespace) -> None:
 def plan_outputs(args: argparse.Namespace, result_type: str) -> list[tuple[Any, str]]:
     """(renderer, target) of every output asked for: the result, then each extra output; checked first."""
     from streamline_bridge.errors import InputError
-    from streamline_bridge.report import STDOUT, by_name, by_suffix, extra_options, renderers
+    from streamline_bridge.report import (
+        STDOUT,
+        by_name,
+        by_suffix,
+        extra_options,
+        renderers,
+    )
 
     tables = renderers(result_type)
     target = args.output or STDOUT
@@ -79,11 +85,12 @@ def plan_outputs(args: argparse.Namespace, result_type: str) -> list[tuple[Any, 
                                    f"use --format {'|'.join(r.name for r in tables)}")
     plan = [(main, target)]
     for option in extra_options(result_type):
-        path = getattr(args, option.option)
+        name = str(option.option)
+        path = getattr(args, name)
         if path:
-            chosen = by_suffix(renderers(result_type, option.option), path)
+            chosen = by_suffix(renderers(result_type, name), path)
             if chosen is None:
-                raise InputError(None, f"--{option.option} {path}: the file must end in {' or '.join(option.suffixes)}")
+                raise InputError(None, f"--{name} {path}: the file must end in {' or '.join(option.suffixes)}")
             plan.append((chosen, path))
     return plan
 

@@ -33,8 +33,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamline_bridge.commands.outputs import (check_table_arguments, log_input_notes, plan_outputs,
-                                                    read_inputs, table_of, write_outputs)
+    from streamline_bridge.commands.outputs import (
+        check_table_arguments,
+        log_input_notes,
+        plan_outputs,
+        read_inputs,
+        table_of,
+        write_outputs,
+    )
     from streamline_bridge.errors import EXIT_DAMAGED, EXIT_OK
 
     check_table_arguments(args)

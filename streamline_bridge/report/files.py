@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from streamline_bridge.report import Renderer
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from streamline_bridge.energy import EnergyResult
     from streamline_bridge.energy.compare import Comparison
 
-    Result = Union[EnergyResult, Comparison]
+    Result = EnergyResult | Comparison
 
 FILES_VERSION = 2  # 2: table.json is an array of rows, its metadata in table.meta.json
 PARQUET_KEY = b"streamline_bridge"
@@ -54,12 +54,12 @@ def dumps(obj: Any, indent: int | None = None) -> str:
     return json.dumps(_clean(obj), indent=indent, allow_nan=False, default=str)
 
 
-def records(frame: "pd.DataFrame") -> list[dict[str, Any]]:
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """The rows of ``frame`` as dicts of plain Python values."""
     return frame.astype(object).to_dict(orient="records")
 
 
-def document_meta(result: "Result") -> dict[str, Any]:
+def document_meta(result: Result) -> dict[str, Any]:
     """What goes with the rows: the result's meta, the files version, its warnings and totals (if any)."""
     totals = getattr(result, "totals", None)
     meta = {**result.meta, "files_version": FILES_VERSION, "warnings": list(result.warnings)}
@@ -71,23 +71,23 @@ def meta_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".meta.json")
 
 
-def write_meta(result: "Result", path: Path) -> Path:
+def write_meta(result: Result, path: Path) -> Path:
     """Write :func:`document_meta` to ``path``."""
     path.write_text(dumps(document_meta(result), 2) + "\n", encoding="utf-8")
     return path
 
 
-def _csv(result: "Result", recording: Any, path: Path) -> list[Path]:
+def _csv(result: Result, recording: Any, path: Path) -> list[Path]:
     result.table.to_csv(path, index=False)
     return [path]
 
 
-def _json(result: "Result", recording: Any, path: Path) -> list[Path]:
+def _json(result: Result, recording: Any, path: Path) -> list[Path]:
     path.write_text(dumps(records(result.table), 1) + "\n", encoding="utf-8")
     return [path]
 
 
-def _parquet(result: "Result", recording: Any, path: Path) -> list[Path]:
+def _parquet(result: Result, recording: Any, path: Path) -> list[Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -50,7 +50,7 @@ def _slices(result: EnergyResult, base: int) -> tuple[list[dict[str, Any]], set[
     cat = "estimated" if result.estimated else result.meta["by"]
     events = []
     for i, (name, iteration, group) in enumerate(zip(info["name"], info["iteration"], info["group"])):
-        args = {f"{r} mJ": round(float(energy[r][i]), 6) for r in rails if np.isfinite(energy[r][i])}
+        args: dict[str, Any] = {f"{r} mJ": round(float(energy[r][i]), 6) for r in rails if np.isfinite(energy[r][i])}
         args["iteration"] = int(iteration)
         if group:
             args["group"] = str(group)
@@ -104,7 +104,7 @@ def build(result: EnergyResult, recording: Recording) -> dict[str, Any]:
     base = min(times + [a for a, _ in phases.values()])  # time zero: the earliest event
     slices, threads = _slices(result, base)
     slices += [{"ph": "X", "name": name.replace("_", " "), "cat": "phase", "pid": ENERGY_PID, "tid": PHASES_TID,
-                "ts": float(_us(a, base)), "dur": (b - a) / 1e3} for name, (a, b) in phases.items()]
+                "ts": (a - base) / 1e3, "dur": (b - a) / 1e3} for name, (a, b) in phases.items()]
     starts = result.samples.groupby("iteration")["start_ns"].min()
     instants = [{"ph": "i", "s": "g", "name": f"iteration {int(i)}", "pid": ENERGY_PID, "tid": ENERGY_PID,
                  "ts": float(ts)} for i, ts in zip(starts.index, _us(starts.to_numpy(), base))]
