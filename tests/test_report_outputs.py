@@ -9,14 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_report import (
-    ITERATIONS,
-    LAYERS,
-    MS,
-    layer_times,
-    write_marker_log,
-    write_power_log,
-)
+import test_report
+from test_report import ITERATIONS, LAYERS, MS, layer_times
 
 from streamline_bridge import ingest
 from streamline_bridge.cli import COMMANDS, build_parser, main
@@ -25,12 +19,7 @@ from streamline_bridge.energy import COLUMNS, combine
 from streamline_bridge.energy.timetable import power_gap, time_table
 from streamline_bridge.model import Recording
 
-
-@pytest.fixture
-def logs(tmp_path: Path) -> tuple[Path, Path]:
-    write_marker_log(tmp_path / "markers.sbm")
-    write_power_log(tmp_path / "power.sbp")
-    return tmp_path / "markers.sbm", tmp_path / "power.sbp"
+logs = test_report.logs  # the marker and power logs of known times (fixture)
 
 
 def test_format_without_output_goes_to_stdout_and_writes_no_file(logs, tmp_path, capsys, monkeypatch) -> None:

@@ -28,26 +28,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamline_bridge.commands.outputs import (
-        check_table_arguments,
-        log_input_notes,
-        plan_outputs,
-        read_inputs,
-        table_of,
-        write_outputs,
-    )
+    from streamline_bridge.commands import outputs
     from streamline_bridge.energy.compare import compare
     from streamline_bridge.errors import EXIT_DAMAGED, EXIT_OK
 
-    check_table_arguments(args)
-    plan = plan_outputs(args, "Comparison")
-    partial = False
-    results = []
-    for path in (args.run_a, args.run_b):
-        rec, notes = read_inputs([path])
-        log_input_notes(rec, notes)
-        results.append(table_of(rec, args))
-        partial |= rec.meta.partial
-    comparison = compare(results[0], results[1], confidence=args.confidence)
-    write_outputs(plan, comparison, None, args.meta)
+    outputs.check_table_arguments(args)
+    plan = outputs.plan_outputs(args, "Comparison")
+    recordings = [outputs.read_inputs([path]) for path in (args.run_a, args.run_b)]
+    for rec, notes in recordings:
+        outputs.log_input_notes(rec, notes)
+    result_a, result_b = (outputs.table_of(rec, args) for rec, _ in recordings)
+    outputs.write_outputs(plan, compare(result_a, result_b, confidence=args.confidence), None, args.meta)
+    partial = any(rec.meta.partial for rec, _ in recordings)
     return EXIT_DAMAGED if partial else EXIT_OK

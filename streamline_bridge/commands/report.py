@@ -33,20 +33,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamline_bridge.commands.outputs import (
-        check_table_arguments,
-        log_input_notes,
-        plan_outputs,
-        read_inputs,
-        table_of,
-        write_outputs,
-    )
+    from streamline_bridge.commands import outputs
     from streamline_bridge.errors import EXIT_DAMAGED, EXIT_OK
 
-    check_table_arguments(args)
-    plan = plan_outputs(args, "EnergyResult")
-    rec, notes = read_inputs([*args.inputs, *args.power], args.offset)
-    result = table_of(rec, args)
-    write_outputs(plan, result, rec, args.meta)
-    log_input_notes(rec, notes)
+    outputs.check_table_arguments(args)
+    plan = outputs.plan_outputs(args, "EnergyResult")
+    rec, notes = outputs.read_inputs([*args.inputs, *args.power], args.offset)
+    result = outputs.table_of(rec, args)
+    outputs.write_outputs(plan, result, rec, args.meta)
+    outputs.log_input_notes(rec, notes)
     return EXIT_DAMAGED if rec.meta.partial else EXIT_OK

@@ -82,13 +82,11 @@ def run(args: argparse.Namespace) -> int:
     from streamline_bridge.errors import InputError
     from streamline_bridge.power import discovery
 
+    state = board.snapshot(args.sysfs_root, args.proc_root)
+    if args.board and args.json:
+        print(json.dumps(state, indent=2))
     if args.board:
-        state = board.snapshot(args.sysfs_root, args.proc_root)
-        if args.json:
-            print(json.dumps(state, indent=2))
-        else:
-            _print_board(state)
-        return 0
+        return 0 if args.json else _print_board(state)
     try:
         options = discovery.parse_options(args.option)
     except ValueError as exc:
@@ -102,12 +100,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(found, indent=2))
     else:
         _print_rich(found)
-        _print_board(board.snapshot(args.sysfs_root, args.proc_root))
+        _print_board(state)
     return 0 if any(s["available"] for s in found) else 1
 
 
-def _print_board(state: dict[str, Any]) -> None:
-    """The board's summary line, then its clocks and temperatures as tables."""
+def _print_board(state: dict[str, Any]) -> int:
+    """The board's summary line, then its clocks and temperatures as tables; returns 0 (exit status)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -133,6 +131,7 @@ def _print_board(state: dict[str, Any]) -> None:
     if state["thermal_c"]:
         con.print("temperatures: " + ", ".join(f"{k} {v:.1f} °C" for k, v in state["thermal_c"].items()),
                   highlight=False, soft_wrap=True)
+    return 0
 
 
 def _print_rich(found: list[dict[str, Any]]) -> None:
