@@ -22,9 +22,9 @@ v1.1 at 224x224 (``streamline_bridge.nets.squeezenet``) with seeded random weigh
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -199,7 +199,7 @@ class _Progress:
 
     def phase(self, text: str) -> None:
         if not self.console.is_terminal:
-            print(f"streamline-bridge profile: {text}", file=sys.stderr, flush=True)
+            logging.getLogger("streamline_bridge").info(f"streamline-bridge profile: {text}")
         self.bar.update(self.task, description=text)
 
     def step(self) -> None:
@@ -260,7 +260,6 @@ def write_outputs(run_dir: Path, style: str) -> tuple[Any, list[Path]]:
 def run(args: argparse.Namespace) -> int:
     import annotate
     from annotate.frameworks.caffe import CaffeRunner
-    from rich.console import Console
 
     from streamline_bridge.commands.record import MARKERS_FILE, finish_run, reserve_sampler_cpu, start_run
     from streamline_bridge.ingest.annotation_power import describe
@@ -299,19 +298,19 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(run_dir, f"power sampling failed, the run is incomplete: {sampler_error}")
 
     rec, written = write_outputs(run_dir, args.style)
-    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    log = logging.getLogger("streamline_bridge")  # diagnostics: -q silences them
     prob = net.blobs[net.outputs[-1]].data[0]
     if labels is not None:  # a result: on stdout with the table
         print("top-5 classes" + (" (random weights: meaningless)" if args.weights is None else "") + ":")
         for index, p, label in imagenet.top_k(prob, labels):
             print(f"  {p:7.4f}  {index:4d}  {label}")
     if args.weights is None:
-        err.print(f"note: random weights (seed {args.seed}): time and energy are real, the classes are meaningless")
+        log.info(f"note: random weights (seed {args.seed}): time and energy are real, the classes are meaningless")
     if args.image is None:
-        err.print(f"note: synthetic input image (seed {args.seed}); --image IMG to classify a real one")
+        log.info(f"note: synthetic input image (seed {args.seed}); --image IMG to classify a real one")
     in_power = set(rec.power["rail"].astype(str))
-    err.print(f"power: {describe({n: i for n, i in rec.meta.rails.items() if n in in_power})}")
+    log.info(f"power: {describe({n: i for n, i in rec.meta.rails.items() if n in in_power})}")
     if sampler.info.get("estimated"):  # the table has said ESTIMATED; here, why
-        err.print(f"note: no power sensor found, the '{sampler.info['source']}' source models power from CPU use")
-    err.print(f"wrote {run_dir}: markers, power, manifest, {', '.join(p.name for p in written)}")
+        log.info(f"note: no power sensor found, the '{sampler.info['source']}' source models power from CPU use")
+    log.info(f"wrote {run_dir}: markers, power, manifest, {', '.join(p.name for p in written)}")
     return 0

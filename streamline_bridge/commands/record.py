@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shlex
 import signal
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 HELP = "run a command with the power sampler and idle phases; write a run folder"
+log = logging.getLogger("streamline_bridge")
 MANIFEST = "manifest.json"
 POWER_FILE = "power.sbp"
 MARKERS_FILE = "markers.sbm"
@@ -98,7 +100,7 @@ class _Status:
         if self._live is not None and live != self._live.is_started:
             (self._live.start if live else self._live.stop)()
         if not self.tty or not live:
-            print(f"streamline-bridge record: {phase}", file=sys.stderr, flush=True)
+            log.info(f"streamline-bridge record: {phase}")
         self.update()
 
     def update(self) -> None:
@@ -305,12 +307,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(None, f"{cmd[0]}: cannot run the command: " + manifest["error"].split(": ", 1)[-1])
     stats = manifest["power"].get("stats") or {}
     achieved = stats.get("achieved_hz")
-    print(f"streamline-bridge record: {run_dir}: exit status {exit_code}, {stats.get('samples', 0)} power samples"
+    log.info(f"streamline-bridge record: {run_dir}: exit status {exit_code}, {stats.get('samples', 0)} power samples"
           + (f" at {achieved:.0f} Hz" if achieved else "") + f" from {sampler.info['source']}"
           + (" (ESTIMATED power)" if sampler.info["estimated"] else "")
-          + (f"; {stats['streamline']['values_sent']} counter values sent to Streamline" if "streamline" in stats else ""),
-          file=sys.stderr)
+          + (f"; {stats['streamline']['values_sent']} counter values sent to Streamline" if "streamline" in stats else ""))
     if sampler_error:
-        print(f"streamline-bridge: error: {sampler_error}", file=sys.stderr)
+        log.error(f"streamline-bridge: error: {sampler_error}")
         return exit_code or 1
     return exit_code
