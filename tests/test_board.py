@@ -124,3 +124,4 @@ def test_record_keeps_the_board_state_at_start_and_end_and_force_replaces_a_run(
 
 
 CHILD = "import annotate; annotate.marker('iteration 0'); annotate.text('conv1', channel=3); annotate.end(channel=3)"
+
