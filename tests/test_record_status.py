@@ -8,7 +8,10 @@ from streamline_bridge.commands import record
 
 
 class _Sampler:
-    latest = {"mw": {"VDD_IN": 1500.0}, "samples": 3}
+    """What the status line reads of a running sampler."""
+
+    def __init__(self) -> None:
+        self.latest = {"mw": {"VDD_IN": 1500.0}, "samples": 3}
 
 
 def test_live_status_only_on_a_terminal_and_never_while_the_command_runs(monkeypatch, capsys) -> None:
