@@ -312,5 +312,5 @@ def run(args: argparse.Namespace) -> int:
     log.info(f"power: {describe({n: i for n, i in rec.meta.rails.items() if n in in_power})}")
     if sampler.info.get("estimated"):  # the table has said ESTIMATED; here, why
         log.info(f"note: no power sensor found, the '{sampler.info['source']}' source models power from CPU use")
-    log.info(f"wrote {run_dir}: markers, power, manifest, {', '.join(p.name for p in written)}")
+    log.info(f"wrote {run_dir}: markers, power, manifest, {', '.join(dict.fromkeys(p.name for p in written))}")
     return 0
