@@ -87,7 +87,7 @@ def test_record_then_report_gives_the_fake_sensors_energy(tmp_path: Path, capsys
     base = trace["otherData"]["clock_base_ns"]
     assert base == min(rec.meta.extra["phases"]["idle_before"][0], int(rec.power["time_ns"].min()))
     assert_trace_event_format(events)
-    assert sorted({e["name"] for e in events if e["ph"] == "C"}) == ["VDD_CPU mW", "VDD_GPU mW", "VDD_IN mW"]
+    assert sorted({e["name"] for e in events if e["ph"] == "C"}) == ["VDD_CPU", "VDD_GPU", "VDD_IN"]
 
 
 # Trace Event Format (Google's "Trace Event Format" document): fields every event of a phase must have

@@ -82,10 +82,11 @@ def _power(recording: Recording, result: EnergyResult) -> dict[str, tuple[np.nda
 
 def _counters(power: dict[str, tuple[np.ndarray, np.ndarray]], result: EnergyResult, base: int
               ) -> list[dict[str, Any]]:
-    """One counter track per rail, ``<rail> mW``."""
+    """One counter track per rail: the event's name is the rail, its one argument ``mW`` (viewers name
+    a counter track ``<name> <argument>``: ``VDD_IN mW``)."""
     events = []
     for rail, (t, p) in power.items():
-        name = rail + (" (ESTIMATED) mW" if result.meta["rails"].get(rail, {}).get("estimated") else " mW")
+        name = rail + (" (ESTIMATED)" if result.meta["rails"].get(rail, {}).get("estimated") else "")
         events += [{"ph": "C", "name": name, "pid": POWER_PID, "ts": float(ts), "args": {"mW": float(v)}}
                    for ts, v in zip(_us(t, base), p)]
     return events
