@@ -12,14 +12,18 @@ and one at the end (``manifest.json``'s ``board``, docs/run-folder.md); ``report
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 from streamline_bridge.power.source import Roots
 
 VERSION = 1
+LOG_FILE = "board.jsonl"  # a run folder's samples of the moving values (BoardLog)
+LOG_PERIOD_S = 1.0
 GPU_NAMES = re.compile(r"gpu|gv11b|ga10b|gp10b|gm20b", re.IGNORECASE)
 # what decides the energy (settings, not the moment's values): compared between runs
 SETTINGS = ("model", "l4t", "kernel", "cpu_model", "nvpmodel", "jetson_clocks")
@@ -131,8 +135,6 @@ def _jetson_clocks(l4t: str | None, cpus: list[dict[str, Any]], devfreq: list[di
 
 def snapshot(sysfs_root: str | None = None, proc_root: str | None = None) -> dict[str, Any]:
     """The board's state now, as a JSON-ready dict (docs/run-folder.md, ``board``); never raises."""
-    import time
-
     roots = Roots(sys=sysfs_root or "/sys", proc=proc_root or "/proc")
     top = Path(roots.sys).resolve().parent
     etc, var = top / "etc", top / "var"
@@ -223,3 +225,55 @@ def start(sysfs_root: str | None, proc_root: str | None) -> dict[str, Any]:
 def end(state: dict[str, Any]) -> None:
     """Add the state at the end of the run to a manifest's ``board`` (from :func:`start`)."""
     state["end"] = snapshot(state.get("sysfs_root"), state.get("proc_root"))
+
+
+def moving(state: dict[str, Any]) -> dict[str, Any]:
+    """What changes while a board runs: current clocks and temperatures (one line of ``board.jsonl``)."""
+    return {"time_ns": state["time_ns"],
+            "cpu_khz": {str(c["cpu"]): c["cur_khz"] for c in state["cpus"] if c["online"]},
+            "devfreq_hz": {d["name"]: d["cur_hz"] for d in state["devfreq"]},
+            "emc_hz": state["emc_hz"], "thermal_c": state["thermal_c"]}
+
+
+class BoardLog:
+    """Samples the board's moving values at a low rate into ``board.jsonl`` (one JSON object a line).
+
+    ``poll()`` is called from a loop that runs anyway (``record``'s), and writes when a period has
+    passed since the last line: no thread, no process of its own.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], sysfs_root: str | None, proc_root: str | None,
+                 period_s: float = LOG_PERIOD_S):
+        self.path = Path(path)
+        self.roots = (sysfs_root, proc_root)
+        self.period_ns = int(period_s * 1e9)
+        self.next_ns: int | None = None
+        self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (open for the run; close() closes it)
+
+    def poll(self, now_ns: int | None = None) -> bool:
+        """Write a line if a period has passed since the last one (the first call always writes)."""
+        now_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW) if now_ns is None else now_ns
+        if self._file.closed or (self.next_ns is not None and now_ns < self.next_ns):
+            return False
+        self.next_ns = now_ns + self.period_ns
+        self._file.write(json.dumps(moving(snapshot(*self.roots))) + "\n")
+        self._file.flush()
+        return True
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The lines of a ``board.jsonl`` (a last line cut short by a crash is left out; none: ``[]``)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            break
+    return out

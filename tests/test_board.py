@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 
-from streamline_bridge import board
+from streamline_bridge import board, ingest
 from streamline_bridge.cli import main
 
 BOARDS = FIXTURES / "board"
@@ -106,6 +106,8 @@ def test_record_keeps_the_board_state_at_start_and_end_and_force_replaces_a_run(
     assert shlex.split(echoed) == [sys.executable, "-c", CHILD]  # quoted: a shell gives back the same argv
     m = json.loads((run / "manifest.json").read_text())
     assert m["board"]["start"]["model"] == "NVIDIA Jetson TX1" and m["board"]["end"]["l4t"] == "R28.2.1"
+    samples = ingest.read(run).meta.extra["board"]["samples"]  # board.jsonl: the first line at the start
+    assert samples and samples[0]["thermal_c"]["CPU-therm"] == 33.5 and samples[0]["cpu_khz"]["0"] == 1734000
     assert m["board"]["end"]["time_ns"] >= m["board"]["start"]["time_ns"]
     first_start = m["started_monotonic_raw_ns"]
     (run / "notes.txt").write_text("mine")
@@ -125,3 +127,18 @@ def test_record_keeps_the_board_state_at_start_and_end_and_force_replaces_a_run(
 
 CHILD = "import annotate; annotate.marker('iteration 0'); annotate.text('conv1', channel=3); annotate.end(channel=3)"
 
+
+
+def test_board_log_writes_once_a_period_and_reads_back_what_a_crash_left(tmp_path: Path) -> None:
+    root = BOARDS / "orin-l4t36"
+    log = board.BoardLog(tmp_path / "b.jsonl", str(root / "sys"), str(root / "proc"), period_s=1.0)
+    assert [log.poll(t) for t in (0, 500_000_000, 999_999_999, 1_000_000_000, 1_500_000_000, 2_100_000_000)] == [
+        True, False, False, True, False, True]
+    log.close()
+    assert not log.poll(10**12)  # closed: nothing more
+    lines = board.read_log(tmp_path / "b.jsonl")
+    assert len(lines) == 3 and lines[0]["devfreq_hz"] == {"17000000.ga10b": 306000000}
+    assert lines[0]["emc_hz"] == 3199000000 and len(lines[0]["cpu_khz"]) == 12
+    with open(tmp_path / "b.jsonl", "a") as f:
+        f.write('{"time_ns": 1, "cpu_')  # cut short
+    assert len(board.read_log(tmp_path / "b.jsonl")) == 3 and board.read_log(tmp_path / "none") == []

@@ -197,6 +197,8 @@ def _print_rich(info: dict) -> None:
             for when in ("start", "end"):
                 if value.get(when):
                     con.print(f"board at the {when}: {board.summary(value[when])}", highlight=False, soft_wrap=True)
+            if value.get("samples"):
+                con.print(f"board samples: {len(value['samples'])} (clocks and temperatures, {board.LOG_FILE})")
         else:
             _print_value(con, key, value)
     for issue in info["issues"]:

@@ -189,8 +189,10 @@ def _remove_run(run_dir: Path) -> None:
     from streamline_bridge.report import registry
     from streamline_bridge.report.files import meta_path
 
+    from streamline_bridge.board import LOG_FILE
+
     outputs = [r.run_file for r in registry() if r.run_file]
-    for name in [MANIFEST, POWER_FILE, MARKERS_FILE, *outputs, *(meta_path(n).name for n in outputs)]:
+    for name in [MANIFEST, POWER_FILE, MARKERS_FILE, LOG_FILE, *outputs, *(meta_path(n).name for n in outputs)]:
         (run_dir / name).unlink(missing_ok=True)
 
 
@@ -255,6 +257,7 @@ def finish_run(run_dir: Path, manifest: dict[str, Any], sampler: Any, t: list[in
 
 
 def run(args: argparse.Namespace) -> int:
+    from streamline_bridge import board
     from streamline_bridge.errors import InputError
     from streamline_bridge.power import SamplerError
 
@@ -265,9 +268,12 @@ def run(args: argparse.Namespace) -> int:
     run_dir, manifest, sampler = start_run(args, cmd)
     markers = run_dir / MARKERS_FILE
     sampler_error: str | None = None
+    board_log = board.BoardLog(run_dir / board.LOG_FILE, args.sysfs_root, args.proc_root)  # clocks, temperatures
+    manifest["files"]["board"] = board.LOG_FILE
 
     def check() -> None:
         nonlocal sampler_error
+        board_log.poll()
         if sampler_error is None:
             try:
                 sampler.check()
@@ -301,6 +307,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     finally:
         status.close()
+        board_log.close()
         sampler_error = finish_run(run_dir, manifest, sampler, t, sampler_error, exit_code=exit_code,
                                    interrupted=interrupted)
     if "error" in manifest:

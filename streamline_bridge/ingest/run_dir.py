@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from streamline_bridge import board
 from streamline_bridge.errors import InputError
 from streamline_bridge.model import Issue, Meta, Recording, empty_markers, empty_power, rail_arrays
 
@@ -105,6 +106,8 @@ def read(path: Path) -> Recording:
         "sampler_error": m.get("sampler_error"),
         "board": m.get("board"),  # streamline_bridge.board: the state at the start and the end
     }
+    if m.get("board") and "board" in files:  # and its moving values once a second (record)
+        extra["board"] = {**m["board"], "samples": board.read_log(path / files["board"])}
     if power_rec is not None:
         extra["power"] = power_rec.meta.extra
         issues += power_rec.meta.issues
