@@ -121,8 +121,12 @@ def test_record_keeps_the_board_state_at_start_and_end_and_force_replaces_a_run(
     assert main(["report", str(run), "--format", "csv"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("order,name,") and "conv1" in out  # the table, not the board, on stdout as CSV
-    assert main(["report", str(run)]) == 0
+    assert main(["report", str(run), "--trace", str(tmp_path / "t.json")]) == 0
     assert "board: NVIDIA Jetson TX1, L4T R28.2.1, kernel 4.4.38-tegra" in capsys.readouterr().out
+    events = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    temperatures = [e for e in events if e["ph"] == "C" and e["name"] == "temperature °C"]
+    assert temperatures and temperatures[0]["args"]["CPU-therm"] == 33.5 and temperatures[0]["ts"] >= 0
+    assert [e for e in events if e["name"] == "clock MHz"][0]["args"] == {"57000000.gpu": 76.8, "EMC": 1600.0}
 
 
 CHILD = "import annotate; annotate.marker('iteration 0'); annotate.text('conv1', channel=3); annotate.end(channel=3)"

@@ -15,6 +15,7 @@ from fake_sysfs import FakeSensor
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 from streamline_bridge.energy import energy_table
+from streamline_bridge.report import trace as trace_module
 
 IIO = "bus/i2c/drivers/ina3221x/1-0040/iio_device"
 BASES = {"VDD_IN": 10_000, "VDD_GPU": 20_000, "VDD_CPU": 30_000}  # mW at the start
@@ -87,7 +88,9 @@ def test_record_then_report_gives_the_fake_sensors_energy(tmp_path: Path, capsys
     base = trace["otherData"]["clock_base_ns"]
     assert base == min(rec.meta.extra["phases"]["idle_before"][0], int(rec.power["time_ns"].min()))
     assert_trace_event_format(events)
-    assert sorted({e["name"] for e in events if e["ph"] == "C"}) == ["VDD_CPU", "VDD_GPU", "VDD_IN"]
+    rails = [e for e in events if e["ph"] == "C" and e["pid"] == trace_module.POWER_PID]
+    assert sorted({e["name"] for e in rails}) == ["VDD_CPU", "VDD_GPU", "VDD_IN"]
+    assert all(list(e["args"]) == ["mW"] for e in rails)  # one track per rail: "VDD_IN mW"
 
 
 # Trace Event Format (Google's "Trace Event Format" document): fields every event of a phase must have
@@ -104,8 +107,8 @@ def assert_trace_event_format(events: list[dict]) -> None:
             assert isinstance(e["ts"], (int, float)) and e["ts"] >= 0
         if e["ph"] == "X":
             assert e["dur"] >= 0
-        if e["ph"] == "C":
-            assert list(e["args"]) == ["mW"] and isinstance(e["args"]["mW"], float)
+        if e["ph"] == "C":  # a counter: numbers only, one track per argument
+            assert e["args"] and all(isinstance(v, (int, float)) for v in e["args"].values())
         if e["ph"] == "i":
             assert e["s"] in ("g", "p", "t")
         if e["ph"] == "M":

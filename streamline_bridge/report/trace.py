@@ -3,7 +3,8 @@
 Each layer (group, iteration) occurrence is a complete ``X`` slice on its thread with its energy
 per rail in ``args``; each rail is a counter ``C`` track (mW, written where the value changes);
 each iteration start is a global instant ``i`` event; a run folder's phases (idle before, run, idle
-after) are slices on a ``phases`` track. Times are µs from the earliest event (never negative:
+after) are slices on a ``phases`` track; its board samples (``board.jsonl``) are temperature and clock
+counters of a ``board`` process. Times are µs from the earliest event (never negative:
 Perfetto does not take negative times); ``otherData.clock_base_ns`` is that instant. Power is written
 from 1 s before the first slice to 1 s after the last (a long record stays small).
 """
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 POWER_PID = 10_000_001  # holds the rails' counter tracks
 ENERGY_PID = 10_000_002  # holds the iteration instants and the group / iteration slices
 PHASES_TID = 10_000_003  # the run folder's phases, a thread of ENERGY_PID
+BOARD_PID = 10_000_004  # the board's temperatures and clocks (a run folder's board.jsonl)
 MARGIN_NS = 1_000_000_000  # power shown before the first and after the last slice
 
 
@@ -92,6 +94,20 @@ def _counters(power: dict[str, tuple[np.ndarray, np.ndarray]], result: EnergyRes
     return events
 
 
+def _board(recording: Recording, base: int) -> list[dict[str, Any]]:
+    """The board's samples (``board.jsonl``) as counters: temperatures (°C) and clocks (MHz) per zone and device."""
+    events = []
+    for s in (recording.meta.extra.get("board") or {}).get("samples") or []:
+        ts = (s["time_ns"] - base) / 1e3
+        tracks = {"temperature °C": s.get("thermal_c") or {},
+                  "CPU MHz": {f"cpu{c}": v / 1e3 for c, v in (s.get("cpu_khz") or {}).items() if v is not None},
+                  "clock MHz": {**{d: v / 1e6 for d, v in (s.get("devfreq_hz") or {}).items() if v is not None},
+                                **({"EMC": s["emc_hz"] / 1e6} if s.get("emc_hz") else {})}}
+        events += [{"ph": "C", "name": name, "pid": BOARD_PID, "ts": ts, "args": args}
+                   for name, args in tracks.items() if args]
+    return events
+
+
 def _phases(recording: Recording) -> dict[str, tuple[int, int]]:
     """A run folder's phases that have a start and an end (ns)."""
     phases = recording.meta.extra.get("phases") or {}
@@ -102,7 +118,8 @@ def build(result: EnergyResult, recording: Recording) -> dict[str, Any]:
     """The trace as a JSON-ready dict (Chrome Trace Event Format, JSON object form)."""
     power, phases = _power(recording, result), _phases(recording)
     times = [int(result.samples["start_ns"].min())] + [int(t[0]) for t, _ in power.values() if len(t)]
-    base = min(times + [a for a, _ in phases.values()])  # time zero: the earliest event
+    samples = (recording.meta.extra.get("board") or {}).get("samples") or []
+    base = min(times + [a for a, _ in phases.values()] + [s["time_ns"] for s in samples])  # zero: the earliest event
     slices, threads = _slices(result, base)
     slices += [{"ph": "X", "name": name.replace("_", " "), "cat": "phase", "pid": ENERGY_PID, "tid": PHASES_TID,
                 "ts": (a - base) / 1e3, "dur": (b - a) / 1e3} for name, (a, b) in phases.items()]
@@ -115,12 +132,14 @@ def build(result: EnergyResult, recording: Recording) -> dict[str, Any]:
             {"ph": "M", "name": "thread_name", "pid": ENERGY_PID, "tid": ENERGY_PID, "args": {"name": "iterations"}}]
     if phases:
         meta.append({"ph": "M", "name": "thread_name", "pid": ENERGY_PID, "tid": PHASES_TID, "args": {"name": "phases"}})
+    if samples:
+        meta.append({"ph": "M", "name": "process_name", "pid": BOARD_PID, "args": {"name": "board"}})
     for p in sorted({p for p, _ in threads} - {ENERGY_PID}):
         meta.append({"ph": "M", "name": "process_name", "pid": p, "args": {"name": f"process {p}"}})
     meta += [{"ph": "M", "name": "thread_name", "pid": p, "tid": t, "args": {"name": f"thread {t}"}}
              for p, t in sorted(threads) if (p, t) != (ENERGY_PID, ENERGY_PID)]
     return {
-        "traceEvents": meta + slices + instants + _counters(power, result, base),
+        "traceEvents": meta + slices + instants + _counters(power, result, base) + _board(recording, base),
         "displayTimeUnit": "ms",
         "otherData": {"generator": "streamline-bridge report", "clock": "CLOCK_MONOTONIC_RAW",
                       "clock_base_ns": int(base), "estimated_power": result.estimated,
