@@ -41,27 +41,35 @@ def durations(seed: int, means_us: tuple[int, ...], sd_us: float, n: int) -> np.
     return np.maximum(np.rint(rng.normal(means_us, sd_us, size=(n, len(means_us)))), 10)
 
 
-def scipy_welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """(difference, exact Welch df, half-width at the exact df) from SciPy."""
-    stats = pytest.importorskip("scipy.stats")
+T_975_14 = 2.1447866879169  # Student's t, 97.5 % quantile, 14 degrees of freedom (statistical tables)
+
+
+def exact_welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """(difference, Welch df, standard error) from the samples themselves."""
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return b.mean() - a.mean(), df, float(stats.t.ppf(0.975, df)) * math.sqrt(va + vb)
+    return b.mean() - a.mean(), df, math.sqrt(va + vb)
 
 
-def test_welch_equals_scipy_where_the_degrees_of_freedom_are_whole_and_errs_wide_elsewhere() -> None:
+def test_welch_interval_where_the_degrees_of_freedom_are_whole() -> None:
     rng = np.random.default_rng(1)
     a, b = rng.normal(10, 1, 8), rng.normal(11, 1, 8)
     b = (b - b.mean()) / b.std(ddof=1) * a.std(ddof=1) + b.mean()  # equal sd and n: df = 2n - 2 exactly
-    d, df, half = scipy_welch(a, b)
+    d, df, se = exact_welch(a, b)
     got_d, got_half = welch(a.mean(), a.std(ddof=1), 8, b.mean(), b.std(ddof=1), 8)
-    assert df == pytest.approx(14) and got_d == pytest.approx(d) and got_half == pytest.approx(half, rel=1e-9)
+    assert df == pytest.approx(14) and got_d == pytest.approx(d) and got_half == pytest.approx(T_975_14 * se, rel=1e-9)
+    assert np.isnan(welch(1.0, 0.1, 1, 2.0, 0.1, 5)[1])  # one iteration: no interval
+
+
+def test_welch_interval_errs_wide_against_scipy_where_they_are_not() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(1)
     a, b = rng.normal(10, 1, 5), rng.normal(10.5, 3, 12)
-    d, df, half = scipy_welch(a, b)
+    _, df, se = exact_welch(a, b)
+    exact = float(stats.t.ppf(0.975, df)) * se  # the interval at the fractional degrees of freedom
     _, got_half = welch(a.mean(), a.std(ddof=1), 5, b.mean(), b.std(ddof=1), 12)
     # df rounded down: never narrower than the exact interval, at most one degree of freedom wider
-    assert half <= got_half <= half * t_quantile(math.floor(df) - 1) / t_quantile(math.floor(df))
-    assert np.isnan(welch(1.0, 0.1, 1, 2.0, 0.1, 5)[1])  # one iteration: no interval
+    assert exact <= got_half <= exact * t_quantile(math.floor(df) - 1) / t_quantile(math.floor(df))
 
 
 def test_compare_gives_each_rows_difference_its_ci_and_significance(tmp_path: Path) -> None:
@@ -77,9 +85,9 @@ def test_compare_gives_each_rows_difference_its_ci_and_significance(tmp_path: Pa
     assert list(c.table.columns) == list(COLUMNS) and len(c.table) == 3 * 3
     vdd_in = c.table[c.table["rail"] == "VDD_IN"].set_index("name")
     for j, name in enumerate(LAYERS):
-        d, _, half = scipy_welch(da[:, j] / 1e3, db[:, j] / 1e3)
+        d, df, se = exact_welch(da[:, j] / 1e3, db[:, j] / 1e3)
         assert vdd_in.loc[name, "time_ms_diff"] == pytest.approx(d, abs=1e-9)
-        assert vdd_in.loc[name, "time_ms_diff_ci"] >= half * (1 - 1e-9)
+        assert vdd_in.loc[name, "time_ms_diff_ci"] == pytest.approx(t_quantile(math.floor(df)) * se, rel=1e-6)
         ea = ra.samples[(ra.samples["rail"] == "VDD_IN") & (ra.samples["name"] == name)]["energy_mj"].to_numpy()
         eb = rb.samples[(rb.samples["rail"] == "VDD_IN") & (rb.samples["name"] == name)]["energy_mj"].to_numpy()
         assert vdd_in.loc[name, "energy_mj_diff"] == pytest.approx(eb.mean() - ea.mean(), rel=1e-9)
