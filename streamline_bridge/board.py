@@ -168,6 +168,13 @@ def summary(state: dict[str, Any] | None) -> str:
     """One line: model, release, kernel, power mode, clocks, frequencies, hottest zone."""
     if not state:
         return "board state not recorded"
+    try:
+        return _summary(state)
+    except (TypeError, KeyError, AttributeError, ValueError):  # a manifest edited by hand
+        return "board state unreadable"
+
+
+def _summary(state: dict[str, Any]) -> str:
     parts = [state.get("model") or state.get("cpu_model") or "unknown board"]
     if state.get("l4t"):
         parts.append(f"L4T {state['l4t']}")
@@ -212,9 +219,28 @@ def differences(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[str]
             if sa.get(key) != sb.get(key)]
 
 
+def from_manifest(entry: Any, log: Path | None) -> dict[str, Any] | None:
+    """A run's ``board`` for ``meta.extra``: the manifest's entry (start and end states) and the samples of
+    its ``board.jsonl`` (``log``); None when the run has none (or the entry is not an object)."""
+    if not isinstance(entry, dict):
+        return None
+    return {**entry, "samples": read_log(log) if log is not None else []}
+
+
+def _entry(recording: Any) -> dict[str, Any]:
+    entry = recording.meta.extra.get("board")
+    return entry if isinstance(entry, dict) else {}
+
+
 def of_recording(recording: Any) -> dict[str, Any] | None:
     """The board's state at the start of a recording's run (``meta.extra["board"]["start"]``; None: not recorded)."""
-    return (recording.meta.extra.get("board") or {}).get("start")
+    start = _entry(recording).get("start")
+    return start if isinstance(start, dict) else None
+
+
+def samples_of(recording: Any) -> list[dict[str, Any]]:
+    """The board's samples of a recording's run (``board.jsonl``; ``[]``: none)."""
+    return [s for s in _entry(recording).get("samples") or [] if isinstance(s, dict) and type(s.get("time_ns")) is int]
 
 
 def start(sysfs_root: str | None, proc_root: str | None) -> dict[str, Any]:
@@ -242,13 +268,13 @@ class BoardLog:
     passed since the last line: no thread, no process of its own.
     """
 
-    def __init__(self, path: str | os.PathLike[str], sysfs_root: str | None, proc_root: str | None,
+    def __init__(self, target: str | os.PathLike[str] | int, sysfs_root: str | None, proc_root: str | None,
                  period_s: float = LOG_PERIOD_S):
-        self.path = Path(path)
+        """``target``: the file to create, or a descriptor open for writing (a run folder's new file)."""
         self.roots = (sysfs_root, proc_root)
         self.period_ns = int(period_s * 1e9)
         self.next_ns: int | None = None
-        self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (open for the run; close() closes it)
+        self._file = open(target, "w", encoding="utf-8")  # noqa: SIM115 (open for the run; close() closes it)
 
     def poll(self, now_ns: int | None = None) -> bool:
         """Write a line if a period has passed since the last one (the first call always writes)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -110,13 +111,19 @@ def test_record_keeps_the_board_state_at_start_and_end_and_force_replaces_a_run(
     assert samples and samples[0]["thermal_c"]["CPU-therm"] == 33.5 and samples[0]["cpu_khz"]["0"] == 1734000
     assert m["board"]["end"]["time_ns"] >= m["board"]["start"]["time_ns"]
     first_start = m["started_monotonic_raw_ns"]
-    (run / "notes.txt").write_text("mine")
     assert main(args) == 2  # a run is there: bad arguments, nothing touched
     assert "--force" in capsys.readouterr().err
     assert json.loads((run / "manifest.json").read_text())["started_monotonic_raw_ns"] == first_start
-    assert main([*args[:3], "--force", *args[3:]]) == 0
+    force = [*args[:3], "--force", *args[3:]]
+    (run / "notes.txt").write_text("mine")
+    assert main(force) == 2  # not only a run's files: --force refuses before deleting anything
+    assert "holds other files than a run's (notes.txt)" in capsys.readouterr().err
+    assert json.loads((run / "manifest.json").read_text())["started_monotonic_raw_ns"] == first_start
+    assert (run / "notes.txt").read_text() == "mine"
+    (run / "notes.txt").unlink()
+    assert main(force) == 0 and main(force) == 0  # a run replaced, twice in a row
     assert json.loads((run / "manifest.json").read_text())["started_monotonic_raw_ns"] > first_start
-    assert (run / "notes.txt").read_text() == "mine"  # --force replaces the run's files only
+    assert sorted(os.listdir(run)) == ["board.jsonl", "manifest.json", "markers.sbm", "power.sbp"]
     capsys.readouterr()
     assert main(["report", str(run), "--format", "csv"]) == 0
     out = capsys.readouterr().out

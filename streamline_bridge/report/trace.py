@@ -97,13 +97,16 @@ def _counters(power: dict[str, tuple[np.ndarray, np.ndarray]], result: EnergyRes
 def _board(recording: Recording, base: int) -> list[dict[str, Any]]:
     """The board's samples (``board.jsonl``) as counters: temperatures (°C) and clocks (MHz) per zone and device."""
     events = []
-    for s in (recording.meta.extra.get("board") or {}).get("samples") or []:
-        ts = (s["time_ns"] - base) / 1e3
-        tracks = {"temperature °C": s.get("thermal_c") or {},
-                  "CPU MHz": {f"cpu{c}": v / 1e3 for c, v in (s.get("cpu_khz") or {}).items() if v is not None},
-                  "clock MHz": {**{d: v / 1e6 for d, v in (s.get("devfreq_hz") or {}).items() if v is not None},
-                                **({"EMC": s["emc_hz"] / 1e6} if s.get("emc_hz") else {})}}
-        events += [{"ph": "C", "name": name, "pid": BOARD_PID, "ts": ts, "args": args}
+    from streamline_bridge.board import samples_of
+
+    def numbers(values: Any, scale: float, prefix: str = "") -> dict[str, float]:
+        items = values.items() if isinstance(values, dict) else ()
+        return {f"{prefix}{k}": v / scale for k, v in items if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    for s in samples_of(recording):
+        tracks = {"temperature °C": numbers(s.get("thermal_c"), 1), "CPU MHz": numbers(s.get("cpu_khz"), 1e3, "cpu"),
+                  "clock MHz": {**numbers(s.get("devfreq_hz"), 1e6), **numbers({"EMC": s.get("emc_hz")}, 1e6)}}
+        events += [{"ph": "C", "name": name, "pid": BOARD_PID, "ts": (s["time_ns"] - base) / 1e3, "args": args}
                    for name, args in tracks.items() if args]
     return events
 
@@ -118,7 +121,9 @@ def build(result: EnergyResult, recording: Recording) -> dict[str, Any]:
     """The trace as a JSON-ready dict (Chrome Trace Event Format, JSON object form)."""
     power, phases = _power(recording, result), _phases(recording)
     times = [int(result.samples["start_ns"].min())] + [int(t[0]) for t, _ in power.values() if len(t)]
-    samples = (recording.meta.extra.get("board") or {}).get("samples") or []
+    from streamline_bridge.board import samples_of
+
+    samples = samples_of(recording)
     base = min(times + [a for a, _ in phases.values()] + [s["time_ns"] for s in samples])  # zero: the earliest event
     slices, threads = _slices(result, base)
     slices += [{"ph": "X", "name": name.replace("_", " "), "cat": "phase", "pid": ENERGY_PID, "tid": PHASES_TID,
