@@ -27,8 +27,13 @@ LOG_PERIOD_S = 1.0
 GPU_NAMES = re.compile(r"gpu|gv11b|ga10b|gp10b|gm20b", re.IGNORECASE)
 # what decides the energy (settings, not the moment's values): compared between runs
 SETTINGS = ("model", "l4t", "kernel", "cpu_model", "nvpmodel", "jetson_clocks")
-ARM_PARTS = {"0xd03": "Cortex-A53", "0xd07": "Cortex-A57", "0xd08": "Cortex-A72", "0x004": "NVIDIA Carmel",
-             "0xd42": "Cortex-A78AE"}  # /proc/cpuinfo "CPU part" where the kernel gives no model name
+ARM_PARTS = {
+    "0xd03": "Cortex-A53",
+    "0xd07": "Cortex-A57",
+    "0xd08": "Cortex-A72",
+    "0x004": "NVIDIA Carmel",
+    "0xd42": "Cortex-A78AE",
+}  # /proc/cpuinfo "CPU part" where the kernel gives no model name
 
 
 def _text(path: str | Path) -> str | None:
@@ -84,14 +89,23 @@ def _nvpmodel(etc: Path, var: Path) -> dict[str, Any] | None:
 
 def _cpus(roots: Roots) -> list[dict[str, Any]]:
     out = []
-    for path in sorted(glob.glob(roots.sys_path("devices", "system", "cpu", "cpu[0-9]*")),
-                       key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)))):
+    for path in sorted(
+        glob.glob(roots.sys_path("devices", "system", "cpu", "cpu[0-9]*")),
+        key=lambda p: int(re.sub(r"\D", "", os.path.basename(p))),
+    ):
         freq = Path(path, "cpufreq")
         online = _int(Path(path, "online"))
-        out.append({"cpu": int(os.path.basename(path)[3:]), "online": online != 0,
-                    "governor": _text(freq / "scaling_governor"), "cur_khz": _int(freq / "scaling_cur_freq"),
-                    "min_khz": _int(freq / "scaling_min_freq"), "max_khz": _int(freq / "scaling_max_freq"),
-                    "hw_max_khz": _int(freq / "cpuinfo_max_freq")})
+        out.append(
+            {
+                "cpu": int(os.path.basename(path)[3:]),
+                "online": online != 0,
+                "governor": _text(freq / "scaling_governor"),
+                "cur_khz": _int(freq / "scaling_cur_freq"),
+                "min_khz": _int(freq / "scaling_min_freq"),
+                "max_khz": _int(freq / "scaling_max_freq"),
+                "hw_max_khz": _int(freq / "cpuinfo_max_freq"),
+            }
+        )
     return out
 
 
@@ -100,14 +114,24 @@ def _devfreq(roots: Roots) -> list[dict[str, Any]]:
     for path in sorted(glob.glob(roots.sys_path("class", "devfreq", "*"))):
         name = os.path.basename(path)
         kind = "gpu" if GPU_NAMES.search(name) else "emc" if "emc" in name.lower() else "other"
-        out.append({"name": name, "kind": kind, "governor": _text(Path(path, "governor")),
-                    "cur_hz": _int(Path(path, "cur_freq")), "min_hz": _int(Path(path, "min_freq")),
-                    "max_hz": _int(Path(path, "max_freq"))})
+        out.append(
+            {
+                "name": name,
+                "kind": kind,
+                "governor": _text(Path(path, "governor")),
+                "cur_hz": _int(Path(path, "cur_freq")),
+                "min_hz": _int(Path(path, "min_freq")),
+                "max_hz": _int(Path(path, "max_freq")),
+            }
+        )
     return out
 
 
 def _emc_hz(roots: Roots, devfreq: list[dict[str, Any]]) -> int | None:
-    for rel in (("kernel", "debug", "bpmp", "debug", "clk", "emc", "rate"), ("kernel", "debug", "clk", "emc", "clk_rate")):
+    for rel in (
+        ("kernel", "debug", "bpmp", "debug", "clk", "emc", "rate"),
+        ("kernel", "debug", "clk", "emc", "clk_rate"),
+    ):
         value = _int(roots.sys_path(*rel))
         if value is not None:
             return value
@@ -116,8 +140,10 @@ def _emc_hz(roots: Roots, devfreq: list[dict[str, Any]]) -> int | None:
 
 def _thermal(roots: Roots) -> dict[str, float]:
     out = {}
-    for path in sorted(glob.glob(roots.sys_path("class", "thermal", "thermal_zone*")),
-                       key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0)):
+    for path in sorted(
+        glob.glob(roots.sys_path("class", "thermal", "thermal_zone*")),
+        key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0),
+    ):
         name, milli = _text(Path(path, "type")), _int(Path(path, "temp"))
         if name and milli is not None:
             out[name] = milli / 1000
@@ -142,10 +168,18 @@ def snapshot(sysfs_root: str | None = None, proc_root: str | None = None) -> dic
     cpus, devfreq = _cpus(roots), _devfreq(roots)
     model = _text(roots.sys_path("firmware", "devicetree", "base", "model"))
     return {
-        "version": VERSION, "time_ns": time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW),
-        "model": model, "l4t": l4t, "kernel": _kernel(roots), "cpu_model": _cpu_model(roots),
-        "nvpmodel": _nvpmodel(etc, var), "jetson_clocks": _jetson_clocks(l4t, cpus, devfreq),
-        "cpus": cpus, "devfreq": devfreq, "emc_hz": _emc_hz(roots, devfreq), "thermal_c": _thermal(roots),
+        "version": VERSION,
+        "time_ns": time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW),
+        "model": model,
+        "l4t": l4t,
+        "kernel": _kernel(roots),
+        "cpu_model": _cpu_model(roots),
+        "nvpmodel": _nvpmodel(etc, var),
+        "jetson_clocks": _jetson_clocks(l4t, cpus, devfreq),
+        "cpus": cpus,
+        "devfreq": devfreq,
+        "emc_hz": _emc_hz(roots, devfreq),
+        "thermal_c": _thermal(roots),
     }
 
 
@@ -159,8 +193,9 @@ def _cpu_line(cpus: list[dict[str, Any]]) -> str | None:
         return None
     governors = sorted({c["governor"] for c in online if c["governor"]})
     khz = [c["cur_khz"] for c in online if c["cur_khz"] is not None]
-    freq = f" {_mhz(min(khz) * 1e3)}" + (f"-{_mhz(max(khz) * 1e3)}" if khz and max(khz) != min(khz) else "") \
-        if khz else ""
+    freq = (
+        f" {_mhz(min(khz) * 1e3)}" + (f"-{_mhz(max(khz) * 1e3)}" if khz and max(khz) != min(khz) else "") if khz else ""
+    )
     return f"CPU {len(online)}/{len(cpus)} online{freq}" + (f" ({', '.join(governors)})" if governors else "")
 
 
@@ -215,8 +250,9 @@ def differences(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[str]
     if not a or not b:
         return []
     sa, sb = _settings(a), _settings(b)
-    return [f"{key}: {sa.get(key)!r} vs {sb.get(key)!r}" for key in dict.fromkeys([*sa, *sb])
-            if sa.get(key) != sb.get(key)]
+    return [
+        f"{key}: {sa.get(key)!r} vs {sb.get(key)!r}" for key in dict.fromkeys([*sa, *sb]) if sa.get(key) != sb.get(key)
+    ]
 
 
 def from_manifest(entry: Any, log: Path | None) -> dict[str, Any] | None:
@@ -255,10 +291,13 @@ def end(state: dict[str, Any]) -> None:
 
 def moving(state: dict[str, Any]) -> dict[str, Any]:
     """What changes while a board runs: current clocks and temperatures (one line of ``board.jsonl``)."""
-    return {"time_ns": state["time_ns"],
-            "cpu_khz": {str(c["cpu"]): c["cur_khz"] for c in state["cpus"] if c["online"]},
-            "devfreq_hz": {d["name"]: d["cur_hz"] for d in state["devfreq"]},
-            "emc_hz": state["emc_hz"], "thermal_c": state["thermal_c"]}
+    return {
+        "time_ns": state["time_ns"],
+        "cpu_khz": {str(c["cpu"]): c["cur_khz"] for c in state["cpus"] if c["online"]},
+        "devfreq_hz": {d["name"]: d["cur_hz"] for d in state["devfreq"]},
+        "emc_hz": state["emc_hz"],
+        "thermal_c": state["thermal_c"],
+    }
 
 
 class BoardLog:
@@ -268,8 +307,13 @@ class BoardLog:
     passed since the last line: no thread, no process of its own.
     """
 
-    def __init__(self, target: str | os.PathLike[str] | int, sysfs_root: str | None, proc_root: str | None,
-                 period_s: float = LOG_PERIOD_S):
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | int,
+        sysfs_root: str | None,
+        proc_root: str | None,
+        period_s: float = LOG_PERIOD_S,
+    ):
         """``target``: the file to create, or a descriptor open for writing (a run folder's new file)."""
         self.roots = (sysfs_root, proc_root)
         self.period_ns = int(period_s * 1e9)

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
 
+from conftest import FIXTURES
 from streamline_bridge import board, ingest
 from streamline_bridge.cli import main
 
@@ -27,8 +27,16 @@ def test_tx1_l4t28() -> None:
     assert (s["model"], s["l4t"], s["kernel"]) == ("NVIDIA Jetson TX1", "R28.2.1", "4.4.38-tegra")
     assert s["cpu_model"] == "ARMv8 Processor rev 1 (v8l)" and s["nvpmodel"] is None  # the TX1 has no nvpmodel
     assert [c["governor"] for c in s["cpus"]] == ["interactive"] * 4 and s["cpus"][0]["hw_max_khz"] == 1734000
-    assert s["devfreq"] == [{"name": "57000000.gpu", "kind": "gpu", "governor": "nvhost_podgov",
-                             "cur_hz": 76800000, "min_hz": 76800000, "max_hz": 998400000}]
+    assert s["devfreq"] == [
+        {
+            "name": "57000000.gpu",
+            "kind": "gpu",
+            "governor": "nvhost_podgov",
+            "cur_hz": 76800000,
+            "min_hz": 76800000,
+            "max_hz": 998400000,
+        }
+    ]
     assert s["emc_hz"] == 1600000000 and s["thermal_c"]["CPU-therm"] == 33.5
     assert s["jetson_clocks"] is False  # CPU min 102 MHz < max
 
@@ -80,7 +88,10 @@ def test_differences_name_the_settings_that_differ_not_the_moment_values() -> No
 
 def test_sensors_board_json_and_table(capsys) -> None:
     root = BOARDS / "orin-l4t36"
-    assert main(["sensors", "--board", "--json", "--sysfs-root", str(root / "sys"), "--proc-root", str(root / "proc")]) == 0
+    assert (
+        main(["sensors", "--board", "--json", "--sysfs-root", str(root / "sys"), "--proc-root", str(root / "proc")])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["nvpmodel"]["name"] == "MAXN"
     assert main(["sensors", "--board", "--sysfs-root", str(root / "sys"), "--proc-root", str(root / "proc")]) == 0
     out = capsys.readouterr().out
@@ -96,11 +107,25 @@ def tx1_tree(tmp_path: Path) -> Path:
     return tree
 
 
-def test_record_keeps_the_board_state_at_start_and_end_and_force_replaces_a_run(tx1_tree: Path, tmp_path: Path,
-                                                                                 capsys) -> None:
+def test_record_keeps_the_board_state_at_start_and_end_and_force_replaces_a_run(
+    tx1_tree: Path, tmp_path: Path, capsys
+) -> None:
     run = tmp_path / "run"
-    args = ["record", "-o", str(run), "--idle", "0", "--sysfs-root", str(tx1_tree / "sys"), "--proc-root",
-            str(tx1_tree / "proc"), "--", sys.executable, "-c", CHILD]
+    args = [
+        "record",
+        "-o",
+        str(run),
+        "--idle",
+        "0",
+        "--sysfs-root",
+        str(tx1_tree / "sys"),
+        "--proc-root",
+        str(tx1_tree / "proc"),
+        "--",
+        sys.executable,
+        "-c",
+        CHILD,
+    ]
     assert main(args) == 0
     err = capsys.readouterr().err
     echoed = next(line for line in err.splitlines() if "running " in line).split("running ", 1)[1]
@@ -139,12 +164,17 @@ def test_record_keeps_the_board_state_at_start_and_end_and_force_replaces_a_run(
 CHILD = "import annotate; annotate.marker('iteration 0'); annotate.text('conv1', channel=3); annotate.end(channel=3)"
 
 
-
 def test_board_log_writes_once_a_period_and_reads_back_what_a_crash_left(tmp_path: Path) -> None:
     root = BOARDS / "orin-l4t36"
     log = board.BoardLog(tmp_path / "b.jsonl", str(root / "sys"), str(root / "proc"), period_s=1.0)
     assert [log.poll(t) for t in (0, 500_000_000, 999_999_999, 1_000_000_000, 1_500_000_000, 2_100_000_000)] == [
-        True, False, False, True, False, True]
+        True,
+        False,
+        False,
+        True,
+        False,
+        True,
+    ]
     log.close()
     assert not log.poll(10**12)  # closed: nothing more
     lines = board.read_log(tmp_path / "b.jsonl")

@@ -24,11 +24,22 @@ def log(tmp_path: Path) -> Path:
     data = mirror.header({**mirror.metadata(5), "monotonic_raw_ns": BASE})
     data += mirror.record(mirror.OPENED, 1, wire.handshake(101, 100, 5))
     data += mirror.record(mirror.OPENED, 2, wire.handshake(102, 100, 5))
-    main_thread = [wire.name_group(BASE, 1, "net"), wire.name_channel(BASE + 1 * US, 3, 1, "layers"),
-                   wire.text_color(BASE + 10 * US, 3, wire.GREEN, "conv1___Convolution"), wire.text(BASE + 25 * US, 3, ""),
-                   wire.counter(7, "Power", "GPU rail", units="W", description="the GPU's rail", activities=("idle", "busy"),
-                                activity_colors=(wire.BLUE,)),
-                   wire.counter_value(BASE + 30 * US, 0, 7, 1500)]
+    main_thread = [
+        wire.name_group(BASE, 1, "net"),
+        wire.name_channel(BASE + 1 * US, 3, 1, "layers"),
+        wire.text_color(BASE + 10 * US, 3, wire.GREEN, "conv1___Convolution"),
+        wire.text(BASE + 25 * US, 3, ""),
+        wire.counter(
+            7,
+            "Power",
+            "GPU rail",
+            units="W",
+            description="the GPU's rail",
+            activities=("idle", "busy"),
+            activity_colors=(wire.BLUE,),
+        ),
+        wire.counter_value(BASE + 30 * US, 0, 7, 1500),
+    ]
     worker = [wire.marker(BASE + 20 * US, "epoch 1"), wire.text(BASE + 40 * US, 5, "load")]
     data += mirror.record(mirror.MESSAGES, 1, b"".join(main_thread))
     data += mirror.record(mirror.MESSAGES, 2, b"".join(worker))
@@ -49,12 +60,25 @@ def test_counter_definitions_are_kept_in_the_recording(log: Path) -> None:
 def test_markers_listing_every_message_with_names_colours_and_counters(log: Path, capsys) -> None:
     assert main(["inspect", str(log), "--markers", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["kind"] for r in rows] == ["name_group", "name_channel", "text", "end", "counter_def", "counter_value",
-                                         "marker", "text"]
+    assert [r["kind"] for r in rows] == [
+        "name_group",
+        "name_channel",
+        "text",
+        "end",
+        "counter_def",
+        "counter_value",
+        "marker",
+        "text",
+    ]
     assert list(rows[0]) == list(MARKER_COLUMNS)
     text = rows[2]
     assert (text["time_s"], text["tid"], text["channel"], text["channel_name"], text["group_name"]) == (
-        10e-6, 101, 3, "layers", "net")
+        10e-6,
+        101,
+        3,
+        "layers",
+        "net",
+    )
     assert text["text"] == "conv1___Convolution" and text["color"] == "#00ff00"
     value = rows[5]
     assert (value["key"], value["counter"], value["value"], value["core"]) == (7, "Power", 1500, 0)
@@ -67,7 +91,10 @@ def test_markers_filters_and_csv(log: Path, capsys) -> None:
     assert table["kind"].tolist() == ["marker", "text"] and (table["tid"] == 102).all()
     assert main(["inspect", str(log), "--markers", "--csv", "--kind", "text", "--kind", "end"]) == 0
     assert pd.read_csv(io.StringIO(capsys.readouterr().out))["text"].fillna("").tolist() == [
-        "conv1___Convolution", "", "load"]
+        "conv1___Convolution",
+        "",
+        "load",
+    ]
     assert main(["inspect", str(log), "--markers", "--csv", "--channel", "layers"]) == 0
     by_name = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert main(["inspect", str(log), "--markers", "--csv", "--channel", "3"]) == 0

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import test_report
-from test_report import ITERATIONS, LAYERS, MS, layer_times
 
+import test_report
 from streamline_bridge import ingest
 from streamline_bridge.cli import COMMANDS, build_parser, main
 from streamline_bridge.commands.outputs import table_of
 from streamline_bridge.energy import COLUMNS, combine
 from streamline_bridge.energy.timetable import power_gap, time_table
 from streamline_bridge.model import Recording
+from test_report import ITERATIONS, LAYERS, MS, layer_times
 
 logs = test_report.logs  # the marker and power logs of known times (fixture)
 
@@ -38,8 +38,10 @@ def test_format_without_output_goes_to_stdout_and_writes_no_file(logs, tmp_path,
 
 def test_meta_goes_beside_a_real_file_or_to_meta_file_never_beside_a_stream(logs, tmp_path, capsys) -> None:
     m, p = logs
-    assert main(["report", str(m), "--power", str(p), "-o", "-", "--format", "csv", "--meta",
-                 str(tmp_path / "m.json")]) == 0
+    assert (
+        main(["report", str(m), "--power", str(p), "-o", "-", "--format", "csv", "--meta", str(tmp_path / "m.json")])
+        == 0
+    )
     assert json.loads((tmp_path / "m.json").read_text())["by"] == "layer"
     assert main(["report", str(m), "--power", str(p), "-o", "/dev/null", "--format", "csv"]) == 0
     assert not Path("/dev/null.meta.json").exists()  # a device is a stream, not a file to put metadata beside
@@ -98,8 +100,9 @@ def test_markers_without_power_give_the_time_table(logs, tmp_path, capsys) -> No
 def test_power_that_does_not_overlap_the_markers_gives_the_time_table_and_one_note(logs, capsys) -> None:
     m, p = logs
     power = ingest.read(p)
-    late = Recording(ingest.read(m).markers, power.power.assign(time_ns=power.power["time_ns"] + 1000 * 10**9),
-                     power.meta)
+    late = Recording(
+        ingest.read(m).markers, power.power.assign(time_ns=power.power["time_ns"] + 1000 * 10**9), power.meta
+    )
     gap = power_gap(late)
     assert gap.startswith("the power record (6000.000..6000.149 s) does not overlap the markers (5000.000..5000.060 s")
     options = build_parser().parse_args(["report", "x", "--warmup", "1"])

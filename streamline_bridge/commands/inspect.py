@@ -16,8 +16,23 @@ from collections.abc import Sequence
 from typing import Any
 
 HELP = "summarise (or list the markers of) a marker log, power log, capture, export or run folder"
-MARKER_COLUMNS = ("time_s", "pid", "tid", "stream", "kind", "channel", "channel_name", "group", "group_name",
-                  "text", "color", "key", "counter", "value", "core")
+MARKER_COLUMNS = (
+    "time_s",
+    "pid",
+    "tid",
+    "stream",
+    "kind",
+    "channel",
+    "channel_name",
+    "group",
+    "group_name",
+    "text",
+    "color",
+    "key",
+    "counter",
+    "value",
+    "core",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,12 +42,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON instead of a table")
     out.add_argument("--csv", action="store_true", help="print CSV instead of a table (--markers)")
-    parser.add_argument("--kind", action="append", default=[], metavar="KIND",
-                        help="--markers: only messages of this kind (text, end, marker, counter_value ...); repeatable")
-    parser.add_argument("--channel", action="append", default=[], metavar="N|NAME",
-                        help="--markers: only this channel (number or name); repeatable")
-    parser.add_argument("--tid", action="append", type=int, default=[], metavar="TID",
-                        help="--markers: only this thread; repeatable")
+    parser.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="--markers: only messages of this kind (text, end, marker, counter_value ...); repeatable",
+    )
+    parser.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        metavar="N|NAME",
+        help="--markers: only this channel (number or name); repeatable",
+    )
+    parser.add_argument(
+        "--tid", action="append", type=int, default=[], metavar="TID", help="--markers: only this thread; repeatable"
+    )
 
 
 def marker_list(rec: Any, kinds: Sequence[str] = (), channels: Sequence[str] = (), tids: Sequence[int] = ()) -> Any:
@@ -60,9 +86,11 @@ def marker_list(rec: Any, kinds: Sequence[str] = (), channels: Sequence[str] = (
     names = {**rec.meta.counter_keys, **{k: d.get("title") or d.get("name") for k, d in rec.meta.counters.items()}}
     from streamline_bridge.ingest.annotation_stream import color_json
 
-    out = m.assign(time_s=rel.astype("Float64") / 1e9,
-                   color=m["color"].map(lambda c: color_json(int(c))["rgb"], na_action="ignore"),
-                   counter=m["key"].map(names, na_action="ignore"))
+    out = m.assign(
+        time_s=rel.astype("Float64") / 1e9,
+        color=m["color"].map(lambda c: color_json(int(c))["rgb"], na_action="ignore"),
+        counter=m["key"].map(names, na_action="ignore"),
+    )
     return out[list(MARKER_COLUMNS)].reset_index(drop=True)
 
 
@@ -109,15 +137,18 @@ def _print_markers(listing: Any, args: argparse.Namespace) -> None:
         return
     t = Table()
     for col in shown:
-        t.add_column(col, justify="right" if col in ("time_s", "pid", "tid", "stream", "channel", "group", "key",
-                                                      "value", "core") else "left",
-                     overflow="fold")  # never cut a value short
+        t.add_column(
+            col,
+            justify="right"
+            if col in ("time_s", "pid", "tid", "stream", "channel", "group", "key", "value", "core")
+            else "left",
+            overflow="fold",
+        )  # never cut a value short
     for row in listing[shown].itertuples(index=False):
         t.add_row(*("" if _na(v) else f"{v:.9f}" if col == "time_s" else str(v) for col, v in zip(shown, row)))
     if not con.is_terminal:  # a file or a pipe: as wide as the listing needs
         con.width = max(con.width, Measurement.get(con, con.options.update_width(100_000), t).maximum)
     con.print(t)
-
 
 
 def _na(value: Any) -> bool:
@@ -162,14 +193,19 @@ def _print_rich(info: dict) -> None:
     from streamline_bridge.report import stdout_console
 
     con = stdout_console()
-    con.print(f"[bold]{', '.join(info['sources'])}[/bold]  format [cyan]{info['format']}[/cyan]"
-              + (f"  protocol {info['protocol']}" if info["protocol"] is not None else "")
-              + (f"  clock base {info['clock_base_ns']} ns" if info["clock_base_ns"] is not None else ""),
-              soft_wrap=True)
+    con.print(
+        f"[bold]{', '.join(info['sources'])}[/bold]  format [cyan]{info['format']}[/cyan]"
+        + (f"  protocol {info['protocol']}" if info["protocol"] is not None else "")
+        + (f"  clock base {info['clock_base_ns']} ns" if info["clock_base_ns"] is not None else ""),
+        soft_wrap=True,
+    )
     m = info["markers"]
     if m["count"]:
-        con.print(f"{m['count']} markers, {len(m['threads'])} thread(s)"
-                  + (f", {m['duration_s']:.6f} s" if m["duration_s"] is not None else ""), highlight=False)
+        con.print(
+            f"{m['count']} markers, {len(m['threads'])} thread(s)"
+            + (f", {m['duration_s']:.6f} s" if m["duration_s"] is not None else ""),
+            highlight=False,
+        )
         t = Table()
         t.add_column("kind")
         t.add_column("count", justify="right")
@@ -178,20 +214,46 @@ def _print_rich(info: dict) -> None:
         con.print(t)
     p = info["power"]
     if p["samples"]:
-        con.print(f"{p['samples']} power samples"
-                  + (f", {p['duration_s']:.3f} s" if p["duration_s"] is not None else ""), highlight=False)
+        con.print(
+            f"{p['samples']} power samples" + (f", {p['duration_s']:.3f} s" if p["duration_s"] is not None else ""),
+            highlight=False,
+        )
         t = Table()
         for col in ("rail", "samples", "missing", "mean mW", "update period ms", "source unit"):
             t.add_column(col, justify="left" if col == "rail" else "right")
         for rail, r in p["rails"].items():
-            t.add_row(rail + (" [red](estimated)[/red]" if r["estimated"] else ""), str(r["samples"]),
-                      str(r["missing"]), "-" if r["mean_mw"] is None else f"{r['mean_mw']:.1f}",
-                      "-" if r["update_period_ms"] is None else f"{r['update_period_ms']:.2f}", r["unit"])
+            t.add_row(
+                rail + (" [red](estimated)[/red]" if r["estimated"] else ""),
+                str(r["samples"]),
+                str(r["missing"]),
+                "-" if r["mean_mw"] is None else f"{r['mean_mw']:.1f}",
+                "-" if r["update_period_ms"] is None else f"{r['update_period_ms']:.2f}",
+                r["unit"],
+            )
         con.print(t)
     if info["counters"]:
-        _print_value(con, "annotation counters", {k: {c: d.get(c) for c in (
-            "name", "title", "units", "class", "display", "modifier", "per_cpu", "cores", "description", "activities")}
-            for k, d in info["counters"].items()})
+        _print_value(
+            con,
+            "annotation counters",
+            {
+                k: {
+                    c: d.get(c)
+                    for c in (
+                        "name",
+                        "title",
+                        "units",
+                        "class",
+                        "display",
+                        "modifier",
+                        "per_cpu",
+                        "cores",
+                        "description",
+                        "activities",
+                    )
+                }
+                for k, d in info["counters"].items()
+            },
+        )
     for key, value in info["extra"].items():
         if key == "board" and isinstance(value, dict):
             for when in ("start", "end"):

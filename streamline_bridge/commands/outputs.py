@@ -18,21 +18,38 @@ log = logging.getLogger("streamline_bridge")
 def add_table_arguments(parser: argparse.ArgumentParser, by: tuple[str, ...]) -> None:
     """How the table is computed: ``--by``, ``--baseline``, ``--warmup``, marker style, groups, sensor, statistics."""
     parser.add_argument("--by", choices=by, default="layer")
-    parser.add_argument("--baseline", choices=("idle", "none"), default="idle",
-                        help="also give the energy above the idle power measured by record (default idle)")
+    parser.add_argument(
+        "--baseline",
+        choices=("idle", "none"),
+        default="idle",
+        help="also give the energy above the idle power measured by record (default idle)",
+    )
     parser.add_argument("--warmup", type=int, default=0, metavar="K", help="drop the first K iterations")
-    parser.add_argument("--style", choices=("auto", "channels", "markers"), default="auto",
-                        help="marker style: channel annotations or bookmarks (default: detect)")
-    parser.add_argument("--groups", metavar="prefix|channel|FILE.json", default=None,
-                        help="groups for --by group: name before '/' (prefix), the channel's group name "
-                             "(channel), or a JSON object {layer: group} (default: prefix if names have '/')")
-    parser.add_argument("--sensor", choices=("auto", "held", "instant"), default="auto",
-                        help="held: values are a sensor's held updates, each the mean since the previous one; "
-                             "instant: instantaneous samples; auto: held where values change at most every "
-                             "other sample (default)")
+    parser.add_argument(
+        "--style",
+        choices=("auto", "channels", "markers"),
+        default="auto",
+        help="marker style: channel annotations or bookmarks (default: detect)",
+    )
+    parser.add_argument(
+        "--groups",
+        metavar="prefix|channel|FILE.json",
+        default=None,
+        help="groups for --by group: name before '/' (prefix), the channel's group name "
+        "(channel), or a JSON object {layer: group} (default: prefix if names have '/')",
+    )
+    parser.add_argument(
+        "--sensor",
+        choices=("auto", "held", "instant"),
+        default="auto",
+        help="held: values are a sensor's held updates, each the mean since the previous one; "
+        "instant: instantaneous samples; auto: held where values change at most every "
+        "other sample (default)",
+    )
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
-    parser.add_argument("--precision", type=float, default=0.05,
-                        help="relative CI half-width that 'n needed' aims at (default 0.05)")
+    parser.add_argument(
+        "--precision", type=float, default=0.05, help="relative CI half-width that 'n needed' aims at (default 0.05)"
+    )
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, result_type: str) -> None:
@@ -40,11 +57,19 @@ def add_output_arguments(parser: argparse.ArgumentParser, result_type: str) -> N
     from streamline_bridge.report import extra_options, renderers
 
     tables = renderers(result_type)
-    parser.add_argument("--format", choices=[r.name for r in tables], default=None,
-                        help="output format (default: from -o's suffix, else table); without -o: to stdout")
-    parser.add_argument("-o", "--output", metavar="FILE",
-                        help="write the result to FILE ('-': stdout; default stdout); a CSV or JSON file gets its "
-                             "metadata beside it in NAME.meta.json")
+    parser.add_argument(
+        "--format",
+        choices=[r.name for r in tables],
+        default=None,
+        help="output format (default: from -o's suffix, else table); without -o: to stdout",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the result to FILE ('-': stdout; default stdout); a CSV or JSON file gets its "
+        "metadata beside it in NAME.meta.json",
+    )
     parser.add_argument("--meta", metavar="FILE", help="also write the metadata (JSON) to FILE")
     for r in extra_options(result_type):
         parser.add_argument(f"--{r.option}", metavar="FILE", help=f"also write {r.help} ({', '.join(r.suffixes)})")
@@ -81,8 +106,11 @@ def plan_outputs(args: argparse.Namespace, result_type: str) -> list[tuple[Any, 
         main = by_suffix(tables, target)
         if main is None:
             suffixes = ", ".join(s for r in tables for s in r.suffixes)
-            raise InputError(None, f"-o {target}: cannot tell the format from the suffix ({suffixes}): "
-                                   f"use --format {'|'.join(r.name for r in tables)}")
+            raise InputError(
+                None,
+                f"-o {target}: cannot tell the format from the suffix ({suffixes}): "
+                f"use --format {'|'.join(r.name for r in tables)}",
+            )
     plan = [(main, target)]
     for option in extra_options(result_type):
         name = str(option.option)
@@ -153,12 +181,21 @@ def table_of(rec: Any, args: argparse.Namespace) -> Any:
     groups = groups_option(args.groups)
     gap = power_gap(rec)
     if gap is None:
-        result = energy_table(rec, by=args.by, baseline=args.baseline, style=args.style, groups=groups,
-                              warmup=args.warmup, confidence=args.confidence, precision=args.precision,
-                              sensor=args.sensor)
+        result = energy_table(
+            rec,
+            by=args.by,
+            baseline=args.baseline,
+            style=args.style,
+            groups=groups,
+            warmup=args.warmup,
+            confidence=args.confidence,
+            precision=args.precision,
+            sensor=args.sensor,
+        )
     else:
-        result = time_table(rec, by=args.by, style=args.style, groups=groups, warmup=args.warmup,
-                            confidence=args.confidence, reason=gap)
+        result = time_table(
+            rec, by=args.by, style=args.style, groups=groups, warmup=args.warmup, confidence=args.confidence, reason=gap
+        )
     result.meta["board"] = board.of_recording(rec)
     return result
 

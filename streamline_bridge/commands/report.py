@@ -22,14 +22,24 @@ HELP = "per-layer energy table, files, plot and Perfetto trace from markers and 
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="run folder, capture (.apc), Streamline export or marker log")
-    parser.add_argument("--power", action="append", default=[], metavar="LOG",
-                        help="power log (or anything with power samples); repeatable")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="run folder, capture (.apc), Streamline export or marker log"
+    )
+    parser.add_argument(
+        "--power",
+        action="append",
+        default=[],
+        metavar="LOG",
+        help="power log (or anything with power samples); repeatable",
+    )
     add_table_arguments(parser, ("layer", "group", "iteration"))
     add_output_arguments(parser, "EnergyResult")
-    parser.add_argument("--offset", type=float, metavar="SECONDS",
-                        help="place an export: its capture started SECONDS after the power record started")
+    parser.add_argument(
+        "--offset",
+        type=float,
+        metavar="SECONDS",
+        help="place an export: its capture started SECONDS after the power record started",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

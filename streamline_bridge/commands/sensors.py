@@ -21,8 +21,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from streamline_bridge.power.discovery import add_source_arguments
 
     add_source_arguments(parser)
-    parser.add_argument("--measure", type=float, default=0.3, metavar="SECONDS",
-                        help="poll each source this long to measure its update interval (default 0.3; 0: skip)")
+    parser.add_argument(
+        "--measure",
+        type=float,
+        default=0.3,
+        metavar="SECONDS",
+        help="poll each source this long to measure its update interval (default 0.3; 0: skip)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--board", action="store_true", help="show only the board's state (no power sources)")
 
@@ -68,10 +73,15 @@ def _describe(candidate: Any, seconds: float) -> dict[str, Any]:
         "config": src.config,
         "advice": src.advice(),
         "rails": [
-            {"name": r.name, "unit": r.unit, "files": list(r.files), "extra": r.extra,
-             "value_mw": None if v != v else v,
-             "configured_update_ms": None if configured is None else configured / 1e6,
-             "measured_update_ms": None if p is None else p / 1e6}
+            {
+                "name": r.name,
+                "unit": r.unit,
+                "files": list(r.files),
+                "extra": r.extra,
+                "value_mw": None if v != v else v,
+                "configured_update_ms": None if configured is None else configured / 1e6,
+                "measured_update_ms": None if p is None else p / 1e6,
+            }
             for r, v, p in zip(src.rails, values, periods)
         ],
     }
@@ -94,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
     where = discovery.roots(args.sysfs_root, args.proc_root)
     if args.source and args.source not in discovery.SOURCES:
         raise InputError(None, f"unknown power source {args.source!r} (known: {', '.join(discovery.SOURCES)})")
-    found = [_describe(c, args.measure)
-             for c in discovery.survey(where, options, [args.source] if args.source else None)]
+    found = [
+        _describe(c, args.measure) for c in discovery.survey(where, options, [args.source] if args.source else None)
+    ]
     if args.json:
         print(json.dumps(found, indent=2))
     else:
@@ -119,18 +130,25 @@ def _print_board(state: dict[str, Any]) -> int:
     mhz = [lambda v, k=k: "-" if v is None else f"{v / k:.0f}" for k in (1e3, 1e6)]  # kHz, Hz
     for c in state["cpus"]:
         if c["online"]:
-            t.add_row(f"cpu{c['cpu']}", c["governor"] or "-", *(mhz[0](c[f]) for f in ("cur_khz", "min_khz", "max_khz")))
+            t.add_row(
+                f"cpu{c['cpu']}", c["governor"] or "-", *(mhz[0](c[f]) for f in ("cur_khz", "min_khz", "max_khz"))
+            )
         else:
             t.add_row(f"cpu{c['cpu']}", "offline", "-", "-", "-")
     for d in state["devfreq"]:
-        t.add_row(f"{d['name']} ({d['kind']})", d["governor"] or "-", *(mhz[1](d[f]) for f in ("cur_hz", "min_hz", "max_hz")))
+        t.add_row(
+            f"{d['name']} ({d['kind']})", d["governor"] or "-", *(mhz[1](d[f]) for f in ("cur_hz", "min_hz", "max_hz"))
+        )
     if state["emc_hz"] is not None:
         t.add_row("EMC", "-", mhz[1](state["emc_hz"]), "-", "-")
     if t.row_count:
         con.print(t)
     if state["thermal_c"]:
-        con.print("temperatures: " + ", ".join(f"{k} {v:.1f} °C" for k, v in state["thermal_c"].items()),
-                  highlight=False, soft_wrap=True)
+        con.print(
+            "temperatures: " + ", ".join(f"{k} {v:.1f} °C" for k, v in state["thermal_c"].items()),
+            highlight=False,
+            soft_wrap=True,
+        )
     return 0
 
 
@@ -147,10 +165,14 @@ def _print_rich(found: list[dict[str, Any]]) -> None:
         for col in ("rail", "now mW", "unit", "update ms (configured)", "update ms (measured)", "files"):
             t.add_column(col, justify="right" if "ms" in col or "mW" in col else "left")
         for r in s["rails"]:
-            t.add_row(r["name"], "-" if r["value_mw"] is None else f"{r['value_mw']:.1f}", r["unit"],
-                      "-" if r["configured_update_ms"] is None else f"{r['configured_update_ms']:g}",
-                      "-" if r["measured_update_ms"] is None else f"{r['measured_update_ms']:.2f}",
-                      "\n".join(r["files"]) or "-")
+            t.add_row(
+                r["name"],
+                "-" if r["value_mw"] is None else f"{r['value_mw']:.1f}",
+                r["unit"],
+                "-" if r["configured_update_ms"] is None else f"{r['configured_update_ms']:g}",
+                "-" if r["measured_update_ms"] is None else f"{r['measured_update_ms']:.2f}",
+                "\n".join(r["files"]) or "-",
+            )
         con.print(t)
         if s["config"]:
             con.print(f"  configuration: {json.dumps(s['config'])}", highlight=False)

@@ -25,7 +25,8 @@ from streamline_bridge.energy.table import EnergyResult
 VERSION = 1
 METRICS = ("time_ms", "energy_mj")
 COLUMNS = ("order", "name", "rail", "n_a", "n_b") + tuple(
-    f"{m}{suffix}" for m in METRICS for suffix in ("_a", "_b", "_diff", "_diff_ci", "_diff_pct", "_significant"))
+    f"{m}{suffix}" for m in METRICS for suffix in ("_a", "_b", "_diff", "_diff_ci", "_diff_pct", "_significant")
+)
 
 
 @dataclass
@@ -37,8 +38,15 @@ class Comparison:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def welch(mean_a: np.ndarray, sd_a: np.ndarray, n_a: np.ndarray, mean_b: np.ndarray, sd_b: np.ndarray,
-          n_b: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def welch(
+    mean_a: np.ndarray,
+    sd_a: np.ndarray,
+    n_a: np.ndarray,
+    mean_b: np.ndarray,
+    sd_b: np.ndarray,
+    n_b: np.ndarray,
+    confidence: float = 0.95,
+) -> tuple[np.ndarray, np.ndarray]:
     """``mean_b - mean_a`` and the half-width of its Welch confidence interval (NaN where n < 2)."""
     a = np.asarray(sd_a, np.float64) ** 2 / np.asarray(n_a, np.float64)
     b = np.asarray(sd_b, np.float64) ** 2 / np.asarray(n_b, np.float64)
@@ -59,13 +67,22 @@ def _key_table(result: EnergyResult) -> pd.DataFrame:
 def compare(result_a: EnergyResult, result_b: EnergyResult, confidence: float | None = None) -> Comparison:
     """Run B against run A, row by row (same ``by``); ``confidence`` defaults to run A's."""
     if result_a.meta["by"] != result_b.meta["by"]:
-        raise ValueError(f"the runs are tables by {result_a.meta['by']} and by {result_b.meta['by']}: compare like with like")
+        raise ValueError(
+            f"the runs are tables by {result_a.meta['by']} and by {result_b.meta['by']}: compare like with like"
+        )
     confidence = confidence or result_a.meta["confidence"]
     a, b = _key_table(result_a), _key_table(result_b)
     both = [k for k in a.index if k in b.index]
     ta, tb = a.loc[both], b.loc[both]
-    out = pd.DataFrame({"order": np.arange(len(both)), "name": [k[0] for k in both], "rail": [k[1] for k in both],
-                        "n_a": ta["n"].to_numpy(), "n_b": tb["n"].to_numpy()})
+    out = pd.DataFrame(
+        {
+            "order": np.arange(len(both)),
+            "name": [k[0] for k in both],
+            "rail": [k[1] for k in both],
+            "n_a": ta["n"].to_numpy(),
+            "n_b": tb["n"].to_numpy(),
+        }
+    )
     for m in METRICS:
         diff, half = welch(ta[m], ta[f"{m}_sd"], ta["n"], tb[m], tb[f"{m}_sd"], tb["n"], confidence)
         out[f"{m}_a"], out[f"{m}_b"] = ta[m].to_numpy(np.float64), tb[m].to_numpy(np.float64)
@@ -76,11 +93,21 @@ def compare(result_a: EnergyResult, result_b: EnergyResult, confidence: float | 
         sig[np.isnan(half)] = pd.NA
         out[f"{m}_significant"] = sig
     warnings = _warnings(result_a, result_b, a, b)
-    meta = {"version": VERSION, "by": result_a.meta["by"], "confidence": confidence,
-            "a": {"sources": result_a.meta.get("sources"), "iterations_used": result_a.meta.get("iterations_used"),
-                  "board": result_a.meta.get("board")},
-            "b": {"sources": result_b.meta.get("sources"), "iterations_used": result_b.meta.get("iterations_used"),
-                  "board": result_b.meta.get("board")}}
+    meta = {
+        "version": VERSION,
+        "by": result_a.meta["by"],
+        "confidence": confidence,
+        "a": {
+            "sources": result_a.meta.get("sources"),
+            "iterations_used": result_a.meta.get("iterations_used"),
+            "board": result_a.meta.get("board"),
+        },
+        "b": {
+            "sources": result_b.meta.get("sources"),
+            "iterations_used": result_b.meta.get("iterations_used"),
+            "board": result_b.meta.get("board"),
+        },
+    }
     return Comparison(out[list(COLUMNS)], warnings, meta)
 
 
@@ -89,8 +116,10 @@ def _warnings(result_a: EnergyResult, result_b: EnergyResult, a: pd.DataFrame, b
     for label, (x, y) in (("A", (a, b)), ("B", (b, a))):
         only = [f"{n} ({r})" if r else n for n, r in x.index if (n, r) not in y.index]
         if only:
-            out.append(f"{len(only)} row(s) only in run {label}, not compared: {', '.join(only[:5])}"
-                       + (" ..." if len(only) > 5 else ""))
+            out.append(
+                f"{len(only)} row(s) only in run {label}, not compared: {', '.join(only[:5])}"
+                + (" ..." if len(only) > 5 else "")
+            )
     differ = board.differences(result_a.meta.get("board"), result_b.meta.get("board"))
     if differ:
         out.append("the runs' board states differ (energy depends on them): " + "; ".join(differ))

@@ -25,17 +25,23 @@ def power_gap(recording: Recording) -> str | None:
     if times.empty:
         return None  # no markers: energy_table says so
     lo, hi = int(times.min()), int(times.max())
-    spans = [(t[~np.isnan(p)].min(), t[~np.isnan(p)].max()) for t, p in rail_arrays(recording.power).values()
-             if (~np.isnan(p)).any()]
+    spans = [
+        (t[~np.isnan(p)].min(), t[~np.isnan(p)].max())
+        for t, p in rail_arrays(recording.power).values()
+        if (~np.isnan(p)).any()
+    ]
     if any(first <= hi and last >= lo for first, last in spans):
         return None
     first, last = min(s[0] for s in spans), max(s[1] for s in spans)
-    return (f"the power record ({first / 1e9:.3f}..{last / 1e9:.3f} s) does not overlap the markers "
-            f"({lo / 1e9:.3f}..{hi / 1e9:.3f} s, CLOCK_MONOTONIC_RAW)")
+    return (
+        f"the power record ({first / 1e9:.3f}..{last / 1e9:.3f} s) does not overlap the markers "
+        f"({lo / 1e9:.3f}..{hi / 1e9:.3f} s, CLOCK_MONOTONIC_RAW)"
+    )
 
 
-def _occurrences(recording: Recording, by: str, style: str, groups: GroupSpec, warmup: int
-                 ) -> tuple[pd.DataFrame, dict, list[str]]:
+def _occurrences(
+    recording: Recording, by: str, style: str, groups: GroupSpec, warmup: int
+) -> tuple[pd.DataFrame, dict, list[str]]:
     """One row per occurrence (name, iteration, seq, start_ns, end_ns ...) from ``warmup`` on, facts, warnings."""
     where = align.name_of(recording)
     if recording.markers.empty:
@@ -49,14 +55,29 @@ def _occurrences(recording: Recording, by: str, style: str, groups: GroupSpec, w
     layers = iv.layers.assign(duration_ns=iv.layers["end_ns"] - iv.layers["start_ns"])
     if by == "iteration":
         done = iv.iterations[iv.iterations["end_ns"].notna()]
-        occ = pd.DataFrame({"name": done["label"], "layer_type": "", "group": "", "iteration": done["iteration"],
-                            "seq": done["iteration"], "start_ns": done["start_ns"].astype(np.int64),
-                            "end_ns": done["end_ns"].astype(np.int64)})
+        occ = pd.DataFrame(
+            {
+                "name": done["label"],
+                "layer_type": "",
+                "group": "",
+                "iteration": done["iteration"],
+                "seq": done["iteration"],
+                "start_ns": done["start_ns"].astype(np.int64),
+                "end_ns": done["end_ns"].astype(np.int64),
+            }
+        )
         occ["duration_ns"] = occ["end_ns"] - occ["start_ns"]
     elif by == "group":
-        occ = layers.groupby(["iteration", "group"], sort=False).agg(
-            seq=("seq", "min"), start_ns=("start_ns", "min"), end_ns=("end_ns", "max"),
-            duration_ns=("duration_ns", "sum")).reset_index()
+        occ = (
+            layers.groupby(["iteration", "group"], sort=False)
+            .agg(
+                seq=("seq", "min"),
+                start_ns=("start_ns", "min"),
+                end_ns=("end_ns", "max"),
+                duration_ns=("duration_ns", "sum"),
+            )
+            .reset_index()
+        )
         occ = occ.assign(name=occ["group"], layer_type="")
     else:
         occ = layers.drop(columns="name").rename(columns={"key": "name"})
@@ -74,8 +95,15 @@ def _stats(frame: pd.DataFrame, keys: list[str], confidence: float) -> pd.DataFr
     return out
 
 
-def time_table(recording: Recording, by: str = "layer", style: str = "auto", groups: GroupSpec = None,
-               warmup: int = 0, confidence: float = 0.95, reason: str = "no power") -> EnergyResult:
+def time_table(
+    recording: Recording,
+    by: str = "layer",
+    style: str = "auto",
+    groups: GroupSpec = None,
+    warmup: int = 0,
+    confidence: float = 0.95,
+    reason: str = "no power",
+) -> EnergyResult:
     """Time per layer (``by="layer"``), group or iteration, with statistics over iterations; no energy.
 
     ``reason`` (why there is no energy) is the first warning.
@@ -83,22 +111,41 @@ def time_table(recording: Recording, by: str = "layer", style: str = "auto", gro
     occ, facts, warnings = _occurrences(recording, by, style, groups, warmup)
     samples = occ.assign(rail="", time_ms=occ["duration_ns"] / 1e6, energy_mj=np.nan, dynamic_mj=np.nan)
     table = _stats(samples, ["name"], confidence)
-    first = samples.groupby("name", sort=False).agg(seq=("seq", "min"), layer_type=("layer_type", "first"),
-                                                      group=("group", "first"), iteration=("iteration", "first"))
+    first = samples.groupby("name", sort=False).agg(
+        seq=("seq", "min"),
+        layer_type=("layer_type", "first"),
+        group=("group", "first"),
+        iteration=("iteration", "first"),
+    )
     table = table.join(first, on="name").sort_values("seq", kind="stable").reset_index(drop=True)
     table["order"] = np.arange(len(table))
     table["iteration"] = pd.array(table["iteration"] if by == "iteration" else [pd.NA] * len(table), dtype="Int64")
     per_iteration = samples.groupby("iteration", sort=False)["time_ms"].sum().reset_index()
     totals = _stats(per_iteration.assign(rail=""), ["rail"], confidence)
     table["share"] = table["time_ms"] / table["time_ms"].sum()
-    table = table.assign(rail="", under_period=False, estimated=False,
-                         n_needed=pd.array([pd.NA] * len(table), dtype="Int64"),
-                         sensor_period_ms=pd.array([pd.NA] * len(table), dtype="Float64"))
+    table = table.assign(
+        rail="",
+        under_period=False,
+        estimated=False,
+        n_needed=pd.array([pd.NA] * len(table), dtype="Int64"),
+        sensor_period_ms=pd.array([pd.NA] * len(table), dtype="Float64"),
+    )
     for column in COLUMNS:
         if column not in table:
             table[column] = np.nan
-    meta = {"version": TABLE_VERSION, "by": by, "baseline": "none", **facts, "warmup": warmup,
-            "iterations_used": int(occ["iteration"].nunique()), "confidence": confidence, "precision": None,
-            "estimated": False, "time_only": True, "sources": list(recording.meta.sources),
-            "clock_base_ns": recording.meta.clock_base_ns, "rails": {}}
+    meta = {
+        "version": TABLE_VERSION,
+        "by": by,
+        "baseline": "none",
+        **facts,
+        "warmup": warmup,
+        "iterations_used": int(occ["iteration"].nunique()),
+        "confidence": confidence,
+        "precision": None,
+        "estimated": False,
+        "time_only": True,
+        "sources": list(recording.meta.sources),
+        "clock_base_ns": recording.meta.clock_base_ns,
+        "rails": {},
+    }
     return EnergyResult(table[list(COLUMNS)], totals, samples, [f"time only: {reason}", *warnings], meta)

@@ -102,8 +102,9 @@ def is_stream(target: str | Path) -> bool:
     return str(target) == STDOUT or (Path(target).exists() and not Path(target).is_file())
 
 
-def emit(renderer: Renderer, result: Any, recording: Any, target: str | Path,
-         meta_file: str | Path | None = None) -> list[Path]:
+def emit(
+    renderer: Renderer, result: Any, recording: Any, target: str | Path, meta_file: str | Path | None = None
+) -> list[Path]:
     """Write ``result`` with ``renderer`` to ``target`` (a file, ``-`` or a stream); returns the files written.
 
     A stream gets only the main output (written to a temporary file first, then copied). The

@@ -43,19 +43,30 @@ def render(comparison: Comparison, console: Console | None = None) -> None:
     for rail in dict.fromkeys(tab["rail"]):
         rows = tab[tab["rail"] == rail]
         energy = bool(rows["energy_mj_a"].notna().any())
-        t = Table(title=f"{rail + ': ' if rail else ''}B - A per {m['by']}, ± {m['confidence']:.0%} CI (Welch), "
-                        "* significant, ? cannot be said")
+        t = Table(
+            title=f"{rail + ': ' if rail else ''}B - A per {m['by']}, ± {m['confidence']:.0%} CI (Welch), "
+            "* significant, ? cannot be said"
+        )
         t.add_column(m["by"], no_wrap=True)
         t.add_column("n A/B", justify="right")
-        for head in ("time ms A", "time ms B", "Δ time ms") + (("energy mJ A", "energy mJ B", "Δ energy mJ")
-                                                                   if energy else ()):
+        for head in ("time ms A", "time ms B", "Δ time ms") + (
+            ("energy mJ A", "energy mJ B", "Δ energy mJ") if energy else ()
+        ):
             t.add_column(head, justify="right")
         for r in rows.itertuples(index=False):
-            cells = [r.name, f"{r.n_a}/{r.n_b}", _pm(r.time_ms_a, float("nan")), _pm(r.time_ms_b, float("nan")),
-                     _cell(r.time_ms_diff, r.time_ms_diff_ci, r.time_ms_significant, r.time_ms_diff_pct)]
+            cells = [
+                r.name,
+                f"{r.n_a}/{r.n_b}",
+                _pm(r.time_ms_a, float("nan")),
+                _pm(r.time_ms_b, float("nan")),
+                _cell(r.time_ms_diff, r.time_ms_diff_ci, r.time_ms_significant, r.time_ms_diff_pct),
+            ]
             if energy:
-                cells += [_pm(r.energy_mj_a, float("nan")), _pm(r.energy_mj_b, float("nan")),
-                          _cell(r.energy_mj_diff, r.energy_mj_diff_ci, r.energy_mj_significant, r.energy_mj_diff_pct)]
+                cells += [
+                    _pm(r.energy_mj_a, float("nan")),
+                    _pm(r.energy_mj_b, float("nan")),
+                    _cell(r.energy_mj_diff, r.energy_mj_diff_ci, r.energy_mj_significant, r.energy_mj_diff_pct),
+                ]
             t.add_row(*cells)
         con.print(t)
     for w in comparison.warnings:
@@ -84,17 +95,34 @@ def write_plot(comparison: Comparison, recording: Any, path: Path) -> list[Path]
     rails = [r for r in dict.fromkeys(tab["rail"]) if tab.loc[tab["rail"] == r, "energy_mj_a"].notna().any()]
     x = np.arange(len(names))
     panels = 2 if rails else 1
-    fig, axes = plt.subplots(panels, 1, figsize=(max(8.0, 0.32 * len(names) + 4.5), 3.5 + 3.5 * panels),
-                             sharex=True, constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        panels,
+        1,
+        figsize=(max(8.0, 0.32 * len(names) + 4.5), 3.5 + 3.5 * panels),
+        sharex=True,
+        constrained_layout=True,
+        squeeze=False,
+    )
     first = tab.drop_duplicates("name").set_index("name").loc[names]
-    axes[0, 0].bar(x, first["time_ms_diff"], yerr=first["time_ms_diff_ci"].fillna(0), capsize=2,
-                   color=["0.3" if s is True else "0.7" for s in first["time_ms_significant"]])
+    axes[0, 0].bar(
+        x,
+        first["time_ms_diff"],
+        yerr=first["time_ms_diff_ci"].fillna(0),
+        capsize=2,
+        color=["0.3" if s is True else "0.7" for s in first["time_ms_significant"]],
+    )
     axes[0, 0].set_ylabel("Δ time (ms), B - A")
     step = 0.8 / max(len(rails), 1)
     for i, rail in enumerate(rails):
         part = tab[tab["rail"] == rail].set_index("name").reindex(names)
-        axes[-1, 0].bar(x - 0.4 + step * (i + 0.5), part["energy_mj_diff"], step, label=rail,
-                        yerr=part["energy_mj_diff_ci"].fillna(0), capsize=2)
+        axes[-1, 0].bar(
+            x - 0.4 + step * (i + 0.5),
+            part["energy_mj_diff"],
+            step,
+            label=rail,
+            yerr=part["energy_mj_diff_ci"].fillna(0),
+            capsize=2,
+        )
     if rails:
         axes[-1, 0].set_ylabel("Δ energy (mJ), B - A")
         axes[-1, 0].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -109,8 +137,21 @@ def write_plot(comparison: Comparison, recording: Any, path: Path) -> list[Path]
 
 
 RENDERERS = [
-    Renderer("table", (".txt",), write_text, ("Comparison",), "the comparison as text (the terminal's default)",
-             show=lambda comparison, recording: render(comparison)),
-    Renderer("plot", PLOT_FORMATS, write_plot, ("Comparison",), "the differences with their CIs, PNG or SVG",
-             option="plot", binary=True),
+    Renderer(
+        "table",
+        (".txt",),
+        write_text,
+        ("Comparison",),
+        "the comparison as text (the terminal's default)",
+        show=lambda comparison, recording: render(comparison),
+    ),
+    Renderer(
+        "plot",
+        PLOT_FORMATS,
+        write_plot,
+        ("Comparison",),
+        "the differences with their CIs, PNG or SVG",
+        option="plot",
+        binary=True,
+    ),
 ]

@@ -100,8 +100,6 @@ def _parquet(result: Result, recording: Any, path: Path) -> list[Path]:
 _RESULTS = ("EnergyResult", "Comparison")
 RENDERERS = [
     Renderer("csv", (".csv",), _csv, _RESULTS, "CSV, one row per line", run_file="table.csv", meta=True),
-    Renderer("json", (".json",), _json, _RESULTS, "JSON array of row objects", run_file="table.json",
-             meta=True),
-    Renderer("parquet", (".parquet", ".pq"), _parquet, _RESULTS, "Parquet, metadata in the schema",
-             binary=True),
+    Renderer("json", (".json",), _json, _RESULTS, "JSON array of row objects", run_file="table.json", meta=True),
+    Renderer("parquet", (".parquet", ".pq"), _parquet, _RESULTS, "Parquet, metadata in the schema", binary=True),
 ]

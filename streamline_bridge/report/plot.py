@@ -36,13 +36,15 @@ def write(result: EnergyResult, recording: Any, path: str | Path) -> list[Path]:
     x = np.arange(len(names))
     width = max(8.0, 0.32 * len(names) + 4.5)  # room for the legend on the right
     panels = 2 if rails else 1
-    fig, axes = plt.subplots(panels, 1, figsize=(width, 4 + 3.5 * (panels - 1)), sharex=True, constrained_layout=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        panels, 1, figsize=(width, 4 + 3.5 * (panels - 1)), sharex=True, constrained_layout=True, squeeze=False
+    )
     ax_t, ax_e = axes[0, 0], axes[-1, 0]
     under_any = tab.groupby("name", sort=False)["under_period"].any().loc[names].to_numpy()
     hatch = ["//" if u else "" for u in under_any]
-    bars = ax_t.bar(x, first["time_ms"], yerr=first["time_ms_ci"].fillna(0), color="0.55", capsize=2,
-                    error_kw={"elinewidth": 0.8})
+    bars = ax_t.bar(
+        x, first["time_ms"], yerr=first["time_ms_ci"].fillna(0), color="0.55", capsize=2, error_kw={"elinewidth": 0.8}
+    )
     for b, h in zip(bars, hatch):
         b.set_hatch(h)
     ax_t.set_ylabel("time (ms)")
@@ -51,8 +53,15 @@ def write(result: EnergyResult, recording: Any, path: str | Path) -> list[Path]:
     for i, rail in enumerate(rails):
         part = tab[tab["rail"] == rail].set_index("name").reindex(names)
         label = rail + (" (ESTIMATED)" if meta["rails"][rail]["estimated"] else "")
-        bars = ax_e.bar(x - 0.4 + step * (i + 0.5), part["energy_mj"], step, label=label,
-                        yerr=part["energy_mj_ci"].fillna(0), capsize=2, error_kw={"elinewidth": 0.8})
+        bars = ax_e.bar(
+            x - 0.4 + step * (i + 0.5),
+            part["energy_mj"],
+            step,
+            label=label,
+            yerr=part["energy_mj_ci"].fillna(0),
+            capsize=2,
+            error_kw={"elinewidth": 0.8},
+        )
         for b, u in zip(bars, part["under_period"].fillna(False)):
             b.set_hatch("//" if u else "")
     note = f"error bars: {meta['confidence']:.0%} CI over {meta['iterations_used']} iteration(s)"
@@ -70,12 +79,32 @@ def write(result: EnergyResult, recording: Any, path: str | Path) -> list[Path]:
         ax.set_axisbelow(True)
     if result.estimated:
         fig.suptitle("ESTIMATED POWER: modelled, not measured", color="red", fontweight="bold")
-        fig.text(0.5, 0.5, "ESTIMATED", color="red", alpha=0.15, fontsize=60, ha="center", va="center",
-                 rotation=20, transform=fig.transFigure)
+        fig.text(
+            0.5,
+            0.5,
+            "ESTIMATED",
+            color="red",
+            alpha=0.15,
+            fontsize=60,
+            ha="center",
+            va="center",
+            rotation=20,
+            transform=fig.transFigure,
+        )
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return [path]
 
 
-RENDERERS = [Renderer("plot", FORMATS, write, ("EnergyResult",), "time and energy per row, PNG or SVG",
-                      option="plot", run_file="plot.png", binary=True)]
+RENDERERS = [
+    Renderer(
+        "plot",
+        FORMATS,
+        write,
+        ("EnergyResult",),
+        "time and energy per row, PNG or SVG",
+        option="plot",
+        run_file="plot.png",
+        binary=True,
+    )
+]

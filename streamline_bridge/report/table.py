@@ -74,8 +74,11 @@ def build(result: EnergyResult, rail: str) -> Table:
         cells += [str(r.n), _pm(r.time_ms, r.time_ms_ci), _pm(r.energy_mj, r.energy_mj_ci)]
         if dynamic:
             cells.append(_pm(r.dynamic_mj, r.dynamic_mj_ci))
-        cells += [_num(r.power_w), "-" if _missing(r.share) else f"{r.share:.1%}",
-                  str(r.n_needed) if r.under_period and not _missing(r.n_needed) else ""]
+        cells += [
+            _num(r.power_w),
+            "-" if _missing(r.share) else f"{r.share:.1%}",
+            str(r.n_needed) if r.under_period and not _missing(r.n_needed) else "",
+        ]
         t.add_row(*cells, style="yellow" if r.under_period else None)
     return t
 
@@ -117,14 +120,19 @@ def render(result: EnergyResult, console: Console | None = None) -> None:
         con.print(build(result, rail))
     if not result.meta["rails"]:
         con.print(build_times(result))
-    periods = ", ".join(f"{r} {v['sensor_period_ms']:.3g} ms ({v['period_source']})"
-                        for r, v in result.meta["rails"].items() if v["sensor_period_ms"] is not None
-                        and not math.isnan(v["sensor_period_ms"]))
+    periods = ", ".join(
+        f"{r} {v['sensor_period_ms']:.3g} ms ({v['period_source']})"
+        for r, v in result.meta["rails"].items()
+        if v["sensor_period_ms"] is not None and not math.isnan(v["sensor_period_ms"])
+    )
     if periods:
         con.print(f"sensor periods: {periods}", highlight=False)
     if result.table["under_period"].any():
-        con.print(f"* shorter than the sensor period: statistical value; 'n needed' = iterations for "
-                  f"±{result.meta['precision']:.0%} at {result.meta['confidence']:.0%}", highlight=False)
+        con.print(
+            f"* shorter than the sensor period: statistical value; 'n needed' = iterations for "
+            f"±{result.meta['precision']:.0%} at {result.meta['confidence']:.0%}",
+            highlight=False,
+        )
     for w in result.warnings:
         if w not in estimated:
             con.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
@@ -139,5 +147,13 @@ def write(result: EnergyResult, recording: Any, path: Path) -> list[Path]:
     return [path]
 
 
-RENDERERS = [Renderer("table", (".txt",), write, ("EnergyResult",), "the tables as text (the terminal's default)",
-                      show=lambda result, recording: render(result))]
+RENDERERS = [
+    Renderer(
+        "table",
+        (".txt",),
+        write,
+        ("EnergyResult",),
+        "the tables as text (the terminal's default)",
+        show=lambda result, recording: render(result),
+    )
+]

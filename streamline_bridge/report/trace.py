@@ -56,8 +56,18 @@ def _slices(result: EnergyResult, base: int) -> tuple[list[dict[str, Any]], set[
         args["iteration"] = int(iteration)
         if group:
             args["group"] = str(group)
-        events.append({"ph": "X", "name": str(name), "cat": cat, "pid": int(pid[i]), "tid": int(tid[i]),
-                       "ts": float(ts[i]), "dur": float(dur[i]), "args": args})
+        events.append(
+            {
+                "ph": "X",
+                "name": str(name),
+                "cat": cat,
+                "pid": int(pid[i]),
+                "tid": int(tid[i]),
+                "ts": float(ts[i]),
+                "dur": float(dur[i]),
+                "args": args,
+            }
+        )
     return events, set(zip(pid.tolist(), tid.tolist()))
 
 
@@ -74,7 +84,7 @@ def _power(recording: Recording, result: EnergyResult) -> dict[str, tuple[np.nda
         ok = ~np.isnan(p)
         t, p = t[ok], p[ok]
         first, last = np.searchsorted(t, [lo, hi])
-        t, p = t[max(first - 1, 0):last + 1], p[max(first - 1, 0):last + 1]
+        t, p = t[max(first - 1, 0) : last + 1], p[max(first - 1, 0) : last + 1]
         keep = np.ones(len(p), dtype=bool)
         keep[1:] = p[1:] != p[:-1]
         keep[-1:] = True
@@ -82,15 +92,16 @@ def _power(recording: Recording, result: EnergyResult) -> dict[str, tuple[np.nda
     return out
 
 
-def _counters(power: dict[str, tuple[np.ndarray, np.ndarray]], result: EnergyResult, base: int
-              ) -> list[dict[str, Any]]:
+def _counters(power: dict[str, tuple[np.ndarray, np.ndarray]], result: EnergyResult, base: int) -> list[dict[str, Any]]:
     """One counter track per rail: the event's name is the rail, its one argument ``mW`` (viewers name
     a counter track ``<name> <argument>``: ``VDD_IN mW``)."""
     events = []
     for rail, (t, p) in power.items():
         name = rail + (" (ESTIMATED)" if result.meta["rails"].get(rail, {}).get("estimated") else "")
-        events += [{"ph": "C", "name": name, "pid": POWER_PID, "ts": float(ts), "args": {"mW": float(v)}}
-                   for ts, v in zip(_us(t, base), p)]
+        events += [
+            {"ph": "C", "name": name, "pid": POWER_PID, "ts": float(ts), "args": {"mW": float(v)}}
+            for ts, v in zip(_us(t, base), p)
+        ]
     return events
 
 
@@ -104,10 +115,16 @@ def _board(recording: Recording, base: int) -> list[dict[str, Any]]:
         return {f"{prefix}{k}": v / scale for k, v in items if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
     for s in samples_of(recording):
-        tracks = {"temperature °C": numbers(s.get("thermal_c"), 1), "CPU MHz": numbers(s.get("cpu_khz"), 1e3, "cpu"),
-                  "clock MHz": {**numbers(s.get("devfreq_hz"), 1e6), **numbers({"EMC": s.get("emc_hz")}, 1e6)}}
-        events += [{"ph": "C", "name": name, "pid": BOARD_PID, "ts": (s["time_ns"] - base) / 1e3, "args": args}
-                   for name, args in tracks.items() if args]
+        tracks = {
+            "temperature °C": numbers(s.get("thermal_c"), 1),
+            "CPU MHz": numbers(s.get("cpu_khz"), 1e3, "cpu"),
+            "clock MHz": {**numbers(s.get("devfreq_hz"), 1e6), **numbers({"EMC": s.get("emc_hz")}, 1e6)},
+        }
+        events += [
+            {"ph": "C", "name": name, "pid": BOARD_PID, "ts": (s["time_ns"] - base) / 1e3, "args": args}
+            for name, args in tracks.items()
+            if args
+        ]
     return events
 
 
@@ -126,29 +143,52 @@ def build(result: EnergyResult, recording: Recording) -> dict[str, Any]:
     samples = samples_of(recording)
     base = min(times + [a for a, _ in phases.values()] + [s["time_ns"] for s in samples])  # zero: the earliest event
     slices, threads = _slices(result, base)
-    slices += [{"ph": "X", "name": name.replace("_", " "), "cat": "phase", "pid": ENERGY_PID, "tid": PHASES_TID,
-                "ts": (a - base) / 1e3, "dur": (b - a) / 1e3} for name, (a, b) in phases.items()]
+    slices += [
+        {
+            "ph": "X",
+            "name": name.replace("_", " "),
+            "cat": "phase",
+            "pid": ENERGY_PID,
+            "tid": PHASES_TID,
+            "ts": (a - base) / 1e3,
+            "dur": (b - a) / 1e3,
+        }
+        for name, (a, b) in phases.items()
+    ]
     starts = result.samples.groupby("iteration")["start_ns"].min()
-    instants = [{"ph": "i", "s": "g", "name": f"iteration {int(i)}", "pid": ENERGY_PID, "tid": ENERGY_PID,
-                 "ts": float(ts)} for i, ts in zip(starts.index, _us(starts.to_numpy(), base))]
+    instants = [
+        {"ph": "i", "s": "g", "name": f"iteration {int(i)}", "pid": ENERGY_PID, "tid": ENERGY_PID, "ts": float(ts)}
+        for i, ts in zip(starts.index, _us(starts.to_numpy(), base))
+    ]
     title = "power rails" + (" (ESTIMATED)" if result.estimated else "")
-    meta = [{"ph": "M", "name": "process_name", "pid": POWER_PID, "args": {"name": title}},
-            {"ph": "M", "name": "process_name", "pid": ENERGY_PID, "args": {"name": f"energy per {result.meta['by']}"}},
-            {"ph": "M", "name": "thread_name", "pid": ENERGY_PID, "tid": ENERGY_PID, "args": {"name": "iterations"}}]
+    meta = [
+        {"ph": "M", "name": "process_name", "pid": POWER_PID, "args": {"name": title}},
+        {"ph": "M", "name": "process_name", "pid": ENERGY_PID, "args": {"name": f"energy per {result.meta['by']}"}},
+        {"ph": "M", "name": "thread_name", "pid": ENERGY_PID, "tid": ENERGY_PID, "args": {"name": "iterations"}},
+    ]
     if phases:
-        meta.append({"ph": "M", "name": "thread_name", "pid": ENERGY_PID, "tid": PHASES_TID, "args": {"name": "phases"}})
+        meta.append(
+            {"ph": "M", "name": "thread_name", "pid": ENERGY_PID, "tid": PHASES_TID, "args": {"name": "phases"}}
+        )
     if samples:
         meta.append({"ph": "M", "name": "process_name", "pid": BOARD_PID, "args": {"name": "board"}})
     for p in sorted({p for p, _ in threads} - {ENERGY_PID}):
         meta.append({"ph": "M", "name": "process_name", "pid": p, "args": {"name": f"process {p}"}})
-    meta += [{"ph": "M", "name": "thread_name", "pid": p, "tid": t, "args": {"name": f"thread {t}"}}
-             for p, t in sorted(threads) if (p, t) != (ENERGY_PID, ENERGY_PID)]
+    meta += [
+        {"ph": "M", "name": "thread_name", "pid": p, "tid": t, "args": {"name": f"thread {t}"}}
+        for p, t in sorted(threads)
+        if (p, t) != (ENERGY_PID, ENERGY_PID)
+    ]
     return {
         "traceEvents": meta + slices + instants + _counters(power, result, base) + _board(recording, base),
         "displayTimeUnit": "ms",
-        "otherData": {"generator": "streamline-bridge report", "clock": "CLOCK_MONOTONIC_RAW",
-                      "clock_base_ns": int(base), "estimated_power": result.estimated,
-                      "warnings": list(result.warnings)},
+        "otherData": {
+            "generator": "streamline-bridge report",
+            "clock": "CLOCK_MONOTONIC_RAW",
+            "clock_base_ns": int(base),
+            "estimated_power": result.estimated,
+            "warnings": list(result.warnings),
+        },
     }
 
 
@@ -160,7 +200,14 @@ def write(result: EnergyResult, recording: Recording, path: str | Path) -> list[
     return [path]
 
 
-RENDERERS = [Renderer("trace", (".json",), write, ("EnergyResult",), "Perfetto / Chrome trace (JSON)",
-                      option="trace", run_file="trace.json")]
-
-
+RENDERERS = [
+    Renderer(
+        "trace",
+        (".json",),
+        write,
+        ("EnergyResult",),
+        "Perfetto / Chrome trace (JSON)",
+        option="trace",
+        run_file="trace.json",
+    )
+]
