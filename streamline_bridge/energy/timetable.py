@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from streamline_bridge.energy import align, stats
-from streamline_bridge.energy.intervals import GroupSpec, find_intervals
+from streamline_bridge.energy.intervals import GroupSpec, Intervals, find_intervals
 from streamline_bridge.energy.table import COLUMNS, TABLE_VERSION, EnergyResult
 from streamline_bridge.errors import InputError
 from streamline_bridge.model import Recording, rail_arrays
@@ -39,10 +39,13 @@ def power_gap(recording: Recording) -> str | None:
     )
 
 
-def _occurrences(
-    recording: Recording, by: str, style: str, groups: GroupSpec, warmup: int
-) -> tuple[pd.DataFrame, dict, list[str]]:
-    """One row per occurrence (name, iteration, seq, start_ns, end_ns ...) from ``warmup`` on, facts, warnings."""
+def layer_intervals(recording: Recording, style: str, groups: GroupSpec, warmup: int) -> tuple[Intervals, int]:
+    """The recording's layer intervals and its number of iterations; InputError naming the recording
+    when it has no markers, no layer intervals, or no iteration left after ``warmup``.
+
+    (The same checks as :func:`streamline_bridge.energy.energy_table`'s first step; one of the two
+    should call the other once the energy core is split into steps.)
+    """
     where = align.name_of(recording)
     if recording.markers.empty:
         raise InputError(where, "no markers: nothing says when the layers ran")
@@ -52,6 +55,14 @@ def _occurrences(
     n_iter = int(iv.iterations["iteration"].max()) + 1
     if warmup >= n_iter:
         raise InputError(where, f"--warmup {warmup} drops all {n_iter} iteration(s)")
+    return iv, n_iter
+
+
+def _occurrences(
+    recording: Recording, by: str, style: str, groups: GroupSpec, warmup: int
+) -> tuple[pd.DataFrame, dict, list[str]]:
+    """One row per occurrence (name, iteration, seq, start_ns, end_ns ...) from ``warmup`` on, facts, warnings."""
+    iv, n_iter = layer_intervals(recording, style, groups, warmup)
     layers = iv.layers.assign(duration_ns=iv.layers["end_ns"] - iv.layers["start_ns"])
     if by == "iteration":
         done = iv.iterations[iv.iterations["end_ns"].notna()]
@@ -83,7 +94,7 @@ def _occurrences(
         occ = layers.drop(columns="name").rename(columns={"key": "name"})
     occ = occ[occ["iteration"] >= warmup].reset_index(drop=True)
     if occ.empty:
-        raise InputError(where, f"no complete {by} intervals after warm-up")
+        raise InputError(align.name_of(recording), f"no complete {by} intervals after warm-up")
     facts = {"style": iv.style, "iteration_source": iv.iteration_source, "iterations": n_iter}
     return occ, facts, list(iv.warnings)
 
