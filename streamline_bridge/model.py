@@ -30,7 +30,8 @@ A :class:`Recording` is two pandas tables and their metadata:
     power_mw          float64    power in mW (W and µW sources normalised); NaN = missing sample
     ================  =========  ==============================================================
 
-``meta`` (:class:`Meta`): sources, clock base, protocol, counter key map, per-rail facts
+``meta`` (:class:`Meta`): sources, clock base, protocol, counter key map and the annotation counters'
+full definitions (``counters``), per-rail facts
 (update period, whether estimated), and every :class:`Issue` (what was dropped or repaired, why).
 """
 
@@ -126,6 +127,9 @@ class Meta:
     clock_base_ns: int | None = None  # CLOCK_MONOTONIC_RAW ns of the recording's start
     protocol: int | None = None
     counter_keys: dict[int, str] = field(default_factory=dict)
+    # annotation counter definitions by key: title, name, units, class, display, modifier, description,
+    # per_cpu, color, cores, activities ([name, color], ...) ... (the last definition of a key wins)
+    counters: dict[int, dict[str, Any]] = field(default_factory=dict)
     rails: dict[str, RailInfo] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
     partial: bool = False  # True when input ended or broke before its natural end
@@ -144,6 +148,7 @@ class Meta:
         """A JSON-serialisable copy."""
         d = asdict(self)
         d["counter_keys"] = {str(k): v for k, v in self.counter_keys.items()}
+        d["counters"] = {str(k): v for k, v in self.counters.items()}
         return d
 
 

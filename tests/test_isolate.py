@@ -243,11 +243,12 @@ def test_profile_method_isolate_then_report_both(tmp_path: Path, capsys: pytest.
             ]
         )
     assert rc == 0, capsys.readouterr().err
-    doc = json.loads((run / "table.json").read_text())
-    assert doc["meta"]["method"] == "isolate" and {r["method"] for r in doc["rows"]} == {"isolate"}
-    assert all(r["resolved"] and 1.0 <= r["power_w"] <= 3.2 for r in doc["rows"])
-    assert doc["meta"]["rails"]["VDD_IN"]["sensor_model"] == "window:5ms"
-    assert doc["meta"]["rails"]["VDD_IN"]["sensor_model_source"] == "user"
+    rows = json.loads((run / "table.json").read_text())
+    meta = json.loads((run / "table.meta.json").read_text())
+    assert meta["method"] == "isolate" and {r["method"] for r in rows} == {"isolate"}
+    assert all(r["resolved"] and 1.0 <= r["power_w"] <= 3.2 for r in rows)
+    assert meta["rails"]["VDD_IN"]["sensor_model"] == "window:5ms"
+    assert meta["rails"]["VDD_IN"]["sensor_model_source"] == "user"
     capsys.readouterr()
     assert main(["report", str(run), "--method", "both"]) == 0
     out = capsys.readouterr().out

@@ -22,9 +22,9 @@ v1.1 at 224x224 (``streamline_bridge.nets.squeezenet``) with seeded random weigh
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -201,7 +201,7 @@ class _Progress:
 
     def phase(self, text: str) -> None:
         if not self.console.is_terminal:
-            print(f"streamline-bridge profile: {text}", file=sys.stderr, flush=True)
+            logging.getLogger("streamline_bridge").info(f"streamline-bridge profile: {text}")
         self.bar.update(self.task, description=text)
 
     def step(self) -> None:
@@ -246,21 +246,25 @@ def measure(runner: Any, args: argparse.Namespace, sampler: Any, t: list[int], p
 
 
 def write_outputs(run_dir: Path, style: str, method: str = "sequence") -> tuple[Any, list[Path]]:
-    """The energy table of the run folder (by ``method``), printed to stdout, and its files written into it."""
-    from streamline_bridge import ingest
+    """The energy table of the run folder (by ``method``), printed to stdout, and every renderer's run file
+    written into it (and, for ``--method both``, the side-by-side comparison)."""
+    from streamline_bridge import board, ingest
     from streamline_bridge.commands.method import apply_method, print_side_by_side, write_side_by_side
     from streamline_bridge.energy import energy_table
     from streamline_bridge.energy.isolate import without_isolation
-    from streamline_bridge.report import files, plot, table, trace
+    from streamline_bridge.report import emit, registry, table
 
     rec = ingest.read(run_dir)
     result = energy_table(without_isolation(rec), style=style)
     side = apply_method(result, rec, method)
+    result.meta["board"] = board.of_recording(rec)
     table.render(result)
     if side is not None:
         print_side_by_side(side)
-    written = files.write(result, run_dir / "table.csv") + files.write(result, run_dir / "table.json")
-    written += [plot.write(result, run_dir / "plot.png"), trace.write(result, rec, run_dir / "trace.json")]
+    written: list[Path] = []
+    for renderer in registry():
+        if renderer.run_file and renderer.renders(result):
+            written += emit(renderer, result, rec, run_dir / renderer.run_file)
     if side is not None:
         written.append(write_side_by_side(side, run_dir))
     return rec, written
@@ -269,7 +273,6 @@ def write_outputs(run_dir: Path, style: str, method: str = "sequence") -> tuple[
 def run(args: argparse.Namespace) -> int:
     import annotate
     from annotate.frameworks.caffe import CaffeRunner
-    from rich.console import Console
 
     from streamline_bridge.commands.record import MARKERS_FILE, finish_run, reserve_sampler_cpu, start_run
     from streamline_bridge.ingest.annotation_power import describe
@@ -308,20 +311,19 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(run_dir, f"power sampling failed, the run is incomplete: {sampler_error}")
 
     rec, written = write_outputs(run_dir, args.style, "sequence" if args.whole_net else args.method)
-    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    log = logging.getLogger("streamline_bridge")  # diagnostics: -q silences them
     prob = net.blobs[net.outputs[-1]].data[0]
-    if labels is not None:
-        err.print("top-5 classes" + (" (random weights: meaningless)" if args.weights is None else "") + ":")
+    if labels is not None:  # a result: on stdout with the table
+        print("top-5 classes" + (" (random weights: meaningless)" if args.weights is None else "") + ":")
         for index, p, label in imagenet.top_k(prob, labels):
-            err.print(f"  {p:7.4f}  {index:4d}  {label}")
+            print(f"  {p:7.4f}  {index:4d}  {label}")
     if args.weights is None:
-        err.print(f"note: random weights (seed {args.seed}): time and energy are real, the classes are meaningless")
+        log.info(f"note: random weights (seed {args.seed}): time and energy are real, the classes are meaningless")
     if args.image is None:
-        err.print(f"note: synthetic input image (seed {args.seed}); --image IMG to classify a real one")
+        log.info(f"note: synthetic input image (seed {args.seed}); --image IMG to classify a real one")
     in_power = set(rec.power["rail"].astype(str))
-    err.print(f"power: {describe({n: i for n, i in rec.meta.rails.items() if n in in_power})}")
-    if sampler.info.get("estimated"):
-        err.print(f"[bold red]ESTIMATED POWER[/bold red]: no power sensor found, the '{sampler.info['source']}' "
-                  "source models power from CPU use: the energies are estimates, not measurements")
-    err.print(f"wrote {run_dir}: markers, power, manifest, {', '.join(p.name for p in written)}")
+    log.info(f"power: {describe({n: i for n, i in rec.meta.rails.items() if n in in_power})}")
+    if sampler.info.get("estimated"):  # the table has said ESTIMATED; here, why
+        log.info(f"note: no power sensor found, the '{sampler.info['source']}' source models power from CPU use")
+    log.info(f"wrote {run_dir}: markers, power, manifest, {', '.join(dict.fromkeys(p.name for p in written))}")
     return 0

@@ -233,6 +233,7 @@ def _decode(r: _Reader, buf, captured: CapturedXml | None, events: dict[str, Eve
         clock_base_ns=base,
         protocol=captured.protocol if captured else None,
         counter_keys=dict(keys),
+        counters={k: v for d in decoded_streams for k, v in d.counter_definitions().items()},
         rails=rails,
         issues=r.issues,
         partial=r.partial,
