@@ -36,7 +36,7 @@ from streamline_bridge.sensor_model import SensorModel
 METHODS = ("auto", "sequence", "isolate", "both")
 SETTLE_CONSTANTS = 5  # time constants of the sensor's memory left out at the start of a loop
 MIN_BATCHES, MAX_BATCHES = 5, 20  # batches a loop is made long enough for / at most cut into
-MIN_MEASURE_NS = 20_000_000  # the shortest measured part of a loop (instant sensors)
+MIN_MEASURE_NS = 50_000_000  # the shortest measured part of a loop (instant sensors; a sampler stall leaves enough)
 TYPE_SEPARATOR = "___"
 ISOLATE_COLUMNS = (
     "order",
@@ -66,7 +66,7 @@ def memory_ns(model: SensorModel | None, update_ns: int | None) -> int:
 
 
 def loop_ns(model: SensorModel | None, update_ns: int | None) -> int:
-    """How long a layer must run alone for this rail: settling, then ``MIN_BATCHES`` memories (at least 20 ms)."""
+    """How long a layer must run alone for this rail: settling, then ``MIN_BATCHES`` memories (at least 50 ms)."""
     memory = memory_ns(model, update_ns)
     step = max(memory, (model.update_ns or 0) if model is not None else 0)
     return SETTLE_CONSTANTS * memory + max(MIN_BATCHES * step, MIN_MEASURE_NS)
