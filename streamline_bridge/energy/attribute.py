@@ -25,7 +25,7 @@ from streamline_bridge.energy import sensors
 from streamline_bridge.energy.sensors import Grid
 from streamline_bridge.sensor_model import SensorModel
 
-GAP, BETWEEN, STATE = "(gaps)", "(between iterations)", "(sensor state)"
+GAP, BETWEEN, DRIFT, STATE = "(gaps)", "(between iterations)", "(drift, mW/s)", "(sensor state)"
 MIN_BLOCKS = 10  # fewer jackknife groups than this: nothing is resolved
 MAX_GROUPS = 40
 MAX_CELLS = 20_000_000  # jackknife groups x unknowns^2 held at once
@@ -47,15 +47,23 @@ class Layout:
         return float(self.edges[0]), float(self.edges[-1])
 
     def indicator(self) -> np.ndarray:
-        """One row per segment, one column per unknown: 1 where the segment belongs to it."""
+        """One row per segment, one column per unknown: 1 where the segment belongs to it (the drift
+        column is 0 here: it is linear in time, see :meth:`means`)."""
         rate = np.zeros((len(self.unknown), len(self.names)))
         rate[np.arange(len(self.unknown)), self.unknown] = 1.0
         return rate
 
+    def means(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Mean of every unknown's indicator over each [lo, hi] (the value at ``hi`` where empty); the
+        drift column: the mean time from the middle of the span, in s (the drift is linear in time)."""
+        x = sensors.means(self.edges, self.indicator(), lo, hi)
+        x[:, self.names.index(DRIFT)] = ((np.asarray(lo) + np.asarray(hi)) / 2 - sum(self.span) / 2) / 1e9
+        return x
+
     def time_in(self, start_ns: np.ndarray, end_ns: np.ndarray) -> np.ndarray:
         """ms spent in each unknown within each [start, end] (rows)."""
-        rate = self.indicator()
-        return (sensors.integral(self.edges, rate, end_ns) - sensors.integral(self.edges, rate, start_ns)) / 1e6
+        dur = np.asarray(end_ns, np.float64) - np.asarray(start_ns, np.float64)
+        return self.means(start_ns, end_ns) * (dur / 1e6)[:, None]
 
 
 def layout(occ: pd.DataFrame) -> Layout:
@@ -69,9 +77,9 @@ def layout(occ: pd.DataFrame) -> Layout:
     it = occ["iteration"].to_numpy(np.int64)
     names = list(dict.fromkeys(occ["name"].astype(str)))
     idx = {n: i for i, n in enumerate(names)}
-    names += [GAP, BETWEEN]
+    names += [GAP, BETWEEN, DRIFT]
     lay_unknown = np.array([idx[n] for n in occ["name"].astype(str)], dtype=np.int64)
-    after = np.where(np.append(it[1:] == it[:-1], False), len(names) - 2, len(names) - 1)[:-1]
+    after = np.where(np.append(it[1:] == it[:-1], False), len(names) - 3, len(names) - 2)[:-1]
     edges = np.empty(2 * len(start))
     edges[0::2], edges[1::2] = start, end
     unknown = np.empty(2 * len(start) - 1, dtype=np.int64)
@@ -98,12 +106,11 @@ def design(model: SensorModel, grid: Grid | None, lay: Layout, t_ns: np.ndarray,
     t, v = np.asarray(t_ns, np.float64)[ok], v[ok]
     if model.kind == "instant":
         lo, hi = lay.span
-        rate = lay.indicator()
         sel = (t >= lo) & (t <= hi)
         if not sel.any():
             return None
         t, v = t[sel], v[sel]
-        return Design(sensors.value_at(lay.edges, rate, t), v, np.arange(len(v)), v, t)
+        return Design(lay.means(t, t), v, np.arange(len(v)), v, t)
     if grid.phase_known:
         return _grid_design(model, grid, lay, t, v)
     # the phase is unknown: iterations start at random phases of the grid, so each read is the mean
@@ -122,7 +129,6 @@ def design(model: SensorModel, grid: Grid | None, lay: Layout, t_ns: np.ndarray,
 def _grid_design(model: SensorModel, grid: Grid, lay: Layout, t: np.ndarray, v: np.ndarray) -> Design | None:
     """One row per update of ``grid`` that a read saw (reads of one update averaged)."""
     lo, hi = lay.span
-    rate = lay.indicator()
     ap = sensors.aperture_ns(model, grid)
     first = int(grid.index(np.array([lo + ap]))[0]) + 1  # first update whose sample lies in the span
     j = grid.index(t)
@@ -132,14 +138,14 @@ def _grid_design(model: SensorModel, grid: Grid, lay: Layout, t: np.ndarray, v: 
     t, v, j = t[sel], v[sel], j[sel]
     rows, row_of_read = np.unique(j, return_inverse=True)
     if model.kind == "ina3221" and model.averages > 1:
-        state = np.zeros(rate.shape[1] + 1)
-        state[-1] = 1.0
-        rate = np.hstack([rate, np.zeros((len(rate), 1))])
-        reg = sensors.sensor_output(model, grid, lay.edges, rate, first, int(rows[-1]), state=state)
-        x = reg[rows - first]
+        u = sensors.update_times(grid, first, int(rows[-1]))
+        samples = np.hstack([lay.means(u - ap, u), np.zeros((len(u), 1))])
+        state = np.zeros(samples.shape[1])
+        state[-1] = 1.0  # one more unknown: the output register before the first update
+        x = sensors.ema(samples, model.averages, state)[rows - first]
     else:
         u = grid.at(rows)
-        x = sensors.means(lay.edges, rate, u - ap, u)
+        x = lay.means(u - ap, u)
     y = np.bincount(row_of_read, weights=v) / np.bincount(row_of_read)
     return Design(x, y, row_of_read, v, grid.at(rows))
 
@@ -159,7 +165,8 @@ class Fit:
 
     def var(self, c: np.ndarray) -> np.ndarray:
         """Variance of each linear combination (rows of ``c``, over the unknowns): jackknife, or the posterior floor."""
-        c = np.atleast_2d(c)[:, :len(self.beta)]
+        c = np.atleast_2d(c)
+        c = np.hstack([c, np.zeros((len(c), len(self.beta) - c.shape[1]))])  # nothing on the sensor state
         jack = np.einsum("ij,jk,ik->i", c, self.cov_jack, c)
         post = np.einsum("ij,jk,ik->i", c, self.cov_post, c)
         return np.maximum(jack, post)
@@ -169,9 +176,14 @@ class Fit:
         return n * np.log(max(self.rss_reads / n, 1e-12)) + (len(self.beta) + extra_params) * np.log(n)
 
 
+def iterations_per_block(lay: Layout, memory_ns: float) -> int:
+    """Consecutive iterations in one jackknife block: at least two sensor memories long."""
+    return max(1, int(np.ceil(2 * memory_ns / max(lay.iter_period_ns, 1.0))))
+
+
 def _blocks(d: Design, lay: Layout, memory_ns: float) -> np.ndarray:
     """Jackknife block of each row: runs of consecutive iterations at least two sensor memories long."""
-    per = max(1, int(np.ceil(2 * memory_ns / max(lay.iter_period_ns, 1.0))))
+    per = iterations_per_block(lay, memory_ns)
     it = np.clip(np.searchsorted(lay.iter_starts, d.times, side="right") - 1, 0, None)
     return it // per
 
@@ -181,8 +193,12 @@ def solve(d: Design, lay: Layout, memory_ns: float, jackknife: bool = True) -> F
     x, y = d.x, d.y
     p = x.shape[1]
     names = lay.names + ([STATE] if p > len(lay.names) else [])
+    scale = max(float(np.mean(np.abs(d.reads))), float(np.std(d.reads)), 1.0)
     prior_mean = np.full(p, float(np.mean(d.reads)))
-    prior_sd = max(float(np.mean(np.abs(d.reads))), float(np.std(d.reads)), 1.0)
+    prior_sd = np.full(p, scale)
+    drift = names.index(DRIFT)
+    prior_mean[drift] = 0.0
+    prior_sd[drift] = scale / max((lay.span[1] - lay.span[0]) / 1e9, 1e-3)  # up to the whole scale over the span
     block = _blocks(d, lay, memory_ns)
     groups = int(min(len(np.unique(block)), max(MIN_BLOCKS, min(MAX_GROUPS, MAX_CELLS // (p * p)))))
     uniq, block = np.unique(block, return_inverse=True)

@@ -33,7 +33,8 @@ class Choice:
     model: SensorModel
     grid: Grid | None
     period_source: str  # "fitted to the data", "configured", "sampling period", ""
-    note: str = ""
+    note: str = ""  # a warning: the data contradict the configuration, or the model had to change
+    how: str = ""  # how the model was decided (metadata)
 
 
 def chip_of(name: str, info: RailInfo | None) -> str:
@@ -104,6 +105,8 @@ def candidates(fit: GridFit | None, t: np.ndarray) -> list[tuple[SensorModel, Gr
 
 def select(options: list[tuple[SensorModel, Grid | None]],
            score: Callable[[SensorModel, Grid | None], float | None]) -> tuple[SensorModel, Grid | None, str]:
+    if len(options) == 1:
+        return options[0][0], options[0][1], "the data show no refresh grid: instant"
     """The candidate with the lowest score (BIC of its fit); ties and failures keep the earlier one."""
     best, best_score = options[0], score(*options[0])
     for cand in options[1:]:

@@ -36,8 +36,13 @@ def _derived(st: Any) -> None:
     period = {n: r.resolution_ns / 1e6 for n, r in st.rails.items()}
     table["sensor_period_ms"] = table["rail"].map(period).astype("Float64")
     table["under_period"] = (table["time_ms"] < table["sensor_period_ms"]).fillna(False).astype(bool)
-    table["n_needed"] = stats.iterations_needed(table["energy_mj"].to_numpy(), table["energy_mj_sd"].to_numpy(),
-                                                table["n"].to_numpy(), opt.resolve_within, opt.confidence)
+    needed = stats.iterations_needed(table["energy_mj"].to_numpy(), table["energy_mj_sd"].to_numpy(),
+                                     table["n"].to_numpy(), opt.resolve_within, opt.confidence)
+    # a fit also needs enough jackknife groups of iterations
+    floor = table["rail"].map({n: r.iterations_for_groups() for n, r in st.rails.items()}).to_numpy()
+    seq = (table["method"] == "sequence").to_numpy()
+    table["n_needed"] = pd.array(np.where(seq & ~pd.isna(needed), np.maximum(needed.to_numpy(np.float64, na_value=0),
+                                                                           floor), needed), dtype="Int64")
     rails = st.rec.meta.rails
     table["estimated"] = table["rail"].map(lambda r: bool(r in rails and rails[r].estimated))
     table["resolved"] = table["resolved"].astype(bool)
@@ -101,7 +106,7 @@ def _meta(st: Any) -> dict[str, Any]:
         rail_meta[name] = {
             "sensor_model": c.model.spec,
             "sensor_model_source": c.model.source,
-            "sensor_model_note": c.note,
+            "sensor_model_how": c.how or f"given ({c.model.source})",
             "refresh_ms": c.grid.period_ns / 1e6 if c.grid else None,
             "refresh_phase_known": bool(c.grid.phase_known) if c.grid else None,
             "sensor_period_ms": rail.resolution_ns / 1e6,

@@ -66,6 +66,13 @@ class RailState:
     layout: Layout | None = None
     coef_rows: pd.DataFrame | None = None  # sequence rows: mean ms per unknown, by name
 
+    def iterations_for_groups(self) -> int:
+        """Iterations that give the fit its minimum number of jackknife groups."""
+        if self.layout is None or self.choice is None:
+            return 0
+        memory = max(float(self.choice.model.memory_ns), self.choice.grid.period_ns if self.choice.grid else 0.0)
+        return attribute.MIN_BLOCKS * attribute.iterations_per_block(self.layout, memory)
+
     @property
     def resolution_ns(self) -> float:
         """The shortest time the rail's readings resolve: sampling interval, refresh, memory."""
@@ -182,7 +189,7 @@ def choose_models(st: State) -> State:
 
             m, g, how = models.select(options, score)
             rail.choice = models.Choice(m, g, "fitted to the data" if g and g.phase_known else
-                                        ("configured" if g else ""), how)
+                                        ("configured" if g else ""), how=how)
     return st
 
 
