@@ -162,6 +162,7 @@ class Fit:
     rss_reads: float  # residual sum of squares over the reads (model selection)
     n_reads: int
     replicates: np.ndarray  # jackknife estimates, one group left out each (groups x unknowns)
+    timing: np.ndarray | None = None  # how far the estimates move over the timing's uncertainty (unknowns)
 
     def var(self, c: np.ndarray) -> np.ndarray:
         """Variance of each linear combination (rows of ``c``, over the unknowns): jackknife, or the posterior floor."""
@@ -169,7 +170,8 @@ class Fit:
         c = np.hstack([c, np.zeros((len(c), len(self.beta) - c.shape[1]))])  # nothing on the sensor state
         jack = np.einsum("ij,jk,ik->i", c, self.cov_jack, c)
         post = np.einsum("ij,jk,ik->i", c, self.cov_post, c)
-        return np.maximum(jack, post)
+        timing = (c @ self.timing) ** 2 if self.timing is not None else 0.0
+        return np.maximum(jack, post) + timing
 
     def bic(self, extra_params: int = 0) -> float:
         n = max(self.n_reads, 1)

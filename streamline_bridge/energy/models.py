@@ -23,6 +23,7 @@ from streamline_bridge.power.period import ON_GRID, GridFit, fit_grid
 from streamline_bridge.sensor_model import AVERAGES, CONV_TIMES_US, KNOWN_CONFIGS, SensorModel, ina3221_config
 
 PERIOD_TOLERANCE = 0.05  # configured vs fitted refresh period: more apart than this is a warning
+PERIOD_ACCURACY = 0.02  # a chip's own refresh period vs its nominal one (the INA3221's oscillator)
 MEMORY_SHARE = 0.1  # data candidates remember at most this share of the record
 
 
