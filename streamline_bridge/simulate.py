@@ -176,7 +176,8 @@ def write_logs(truth: Truth, readings: Readings, folder: str | os.PathLike[str])
     log = mirror.MarkerLog(m_path, protocol=wire.DEFAULT_PROTOCOL, writer="simulator")
     msgs = b"".join(wire.text(int(t), int(ch), txt) for t, ch, txt in
                     zip(m["time_ns"], m["channel"], m["text"].fillna("")))
-    log.write(mirror.record(mirror.MESSAGES, 1, msgs))
+    log.write(mirror.record(mirror.OPENED, 1, wire.handshake(1, 1, wire.DEFAULT_PROTOCOL))
+              + mirror.record(mirror.MESSAGES, 1, msgs) + mirror.record(mirror.CLOSED, 1))
     log.close()
     rails = list(readings.values)
     meta = {"rails": [{"name": r, "unit": "mW",

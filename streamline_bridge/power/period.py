@@ -84,14 +84,17 @@ def fit_grid(series: Sequence[tuple[Any, Any]], period_hint_ns: float | None = N
     gaps = [_change_gaps(t, v) for t, v in series]
     spacing = max((g[2] for g in gaps), default=0.0)
     guesses = [p for p in (period_from_changes(np.sort(m).astype(np.int64).tolist()) for m, _, _ in gaps) if p]
-    period = float(period_hint_ns or (np.median(guesses) if guesses else 0.0))
+    period = float(period_hint_ns or 0.0)
+    if guesses:  # the data's own estimate starts closer than a configuration the chip may not keep
+        data = float(min(guesses))  # a multiple of the hint when updates often repeat a value
+        period = data / max(1, round(data / period)) if period else data
     if period <= STALL_FACTOR * spacing or sum(len(m) for m, _, _ in gaps) < 8:
         return None
     mids = [m for m, _, _ in gaps]
     t0 = min(m[0] for m in mids if len(m))
     t_end = max(m[-1] for m in mids if len(m))
     refs = [float(m[0]) if len(m) else t0 for m in mids]
-    span = 30 * period
+    span = 10 * period
     while True:
         rows, ks, ys = [], [], []
         for r, m in enumerate(mids):
