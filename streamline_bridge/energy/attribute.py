@@ -30,6 +30,7 @@ MIN_BLOCKS = 10  # fewer jackknife groups than this: nothing is resolved
 MAX_GROUPS = 40
 MAX_CELLS = 20_000_000  # jackknife groups x unknowns^2 held at once
 PHASES = 6  # phases averaged over where the grid's phase is unknown
+DRIFT_SHARE = 0.1  # prior sd of the drift: this share of the readings' scale over the span
 
 
 @dataclass
@@ -200,7 +201,7 @@ def solve(d: Design, lay: Layout, memory_ns: float, jackknife: bool = True) -> F
     prior_sd = np.full(p, scale)
     drift = names.index(DRIFT)
     prior_mean[drift] = 0.0
-    prior_sd[drift] = scale / max((lay.span[1] - lay.span[0]) / 1e9, 1e-3)  # up to the whole scale over the span
+    prior_sd[drift] = DRIFT_SHARE * scale / max((lay.span[1] - lay.span[0]) / 1e9, 1e-3)
     block = _blocks(d, lay, memory_ns)
     groups = int(min(len(np.unique(block)), max(MIN_BLOCKS, min(MAX_GROUPS, MAX_CELLS // (p * p)))))
     uniq, block = np.unique(block, return_inverse=True)
