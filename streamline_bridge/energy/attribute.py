@@ -229,5 +229,22 @@ def solve(d: Design, lay: Layout, memory_ns: float, jackknife: bool = True) -> F
         reps = np.linalg.solve(a_reg[None] - xtx, (b_all + lam * prior_mean)[None, :, None] - xty[..., None])[..., 0]
         dev = reps - reps.mean(axis=0)
         cov_jack = (groups - 1) / groups * dev.T @ dev
+    beta = _not_negative(a_all, b_all, lam, prior_mean, beta, len(lay.names) - 1)
     resid = d.reads - (x @ beta)[d.row_of_read]
     return Fit(names, beta, cov_jack, cov_post, groups, float(resid @ resid), len(d.reads), reps)
+
+
+def _not_negative(a: np.ndarray, b: np.ndarray, lam: np.ndarray, mean: np.ndarray, beta: np.ndarray,
+                  powers: int) -> np.ndarray:
+    """The estimate with no negative power among the first ``powers`` unknowns (layers, gaps, between): those the
+    fit puts below 0 are held at 0 and the rest re-fitted (an active set; the readings' total stays
+    explained). The covariances stay the unconstrained fit's: a layer held at 0 keeps its wide CI."""
+    held = np.zeros(len(beta), bool)
+    for _ in range(20):
+        below = (beta[:powers] < 0) & ~held[:powers]
+        if not below.any():
+            return beta
+        held[:powers] |= below
+        strong = np.where(held, 1e9 * (np.trace(a) / len(a) + 1.0), lam)
+        beta = np.linalg.solve(a + np.diag(strong), b + strong * np.where(held, 0.0, mean))
+    return beta

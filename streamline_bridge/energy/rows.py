@@ -87,12 +87,6 @@ def sequence_rows(rows: pd.DataFrame, coef: np.ndarray, fit: Fit, idle_mw: float
     t = stats.t_quantile(max(fit.blocks - 1, 1), confidence)
     n = rows["n"].to_numpy(np.float64)
     ci = t * se
-    # energy is not negative: a fit that says so (an unknown few readings see) is cut at 0, its CI
-    # keeping what of the interval lies above 0
-    below = mean < 0
-    ci = np.where(below, np.maximum(mean + ci, 0.0), ci)
-    mean = np.where(below, 0.0, mean)
-    se = np.where(below, ci / t, se)
     rows["energy_mj"] = mean
     rows["energy_mj_ci"] = ci
     rows["energy_mj_sd"] = se * np.sqrt(n)
