@@ -37,7 +37,7 @@ def _derived(st: Any) -> None:
     table["sensor_period_ms"] = table["rail"].map(period).astype("Float64")
     table["under_period"] = (table["time_ms"] < table["sensor_period_ms"]).fillna(False).astype(bool)
     needed = stats.iterations_needed(table["energy_mj"].to_numpy(), table["energy_mj_sd"].to_numpy(),
-                                     table["n"].to_numpy(), opt.resolve_within, opt.confidence)
+                                     table["n"].to_numpy(), opt.precision, opt.confidence)
     # a fit also needs enough jackknife groups of iterations
     floor = table["rail"].map({n: r.iterations_for_groups() for n, r in st.rails.items()}).to_numpy()
     seq = (table["method"] == "sequence").to_numpy()
@@ -88,8 +88,8 @@ def _warnings(st: Any) -> list[str]:
             need = bad["n_needed"].max()
             more = f"about {int(need)} iterations (column n_needed)" if not pd.isna(need) else "more iterations"
             out.append(f"{len(bad)} of {len(mine)} {opt.by}s on {name} are not resolved by its sensor "
-                       f"({rail.choice.model.spec}): their CI says how little is known; {more} would resolve "
-                       f"them to ±{opt.resolve_within:.0%}, or measure each layer alone (--method isolate)")
+                       f"({rail.choice.model.spec}): their CI says how little is known; {more} would bring "
+                       f"them to ±{opt.precision:.0%}, or measure each layer alone (--method isolate)")
     if opt.baseline == "idle":
         unknown = [n for n, r in st.rails.items() if r.idle_mw is None]
         if unknown:
