@@ -231,3 +231,17 @@ def test_the_simulators_logs_read_back_through_the_real_readers(tmp_path):
     a = energy_table(back, warmup=1, baseline="none").table
     b = energy_table(rec, warmup=1, baseline="none").table
     np.testing.assert_allclose(a["energy_mj"], b["energy_mj"], rtol=1e-6)
+
+
+def test_a_window_source_read_once_per_period_is_read_at_its_reads():
+    """tegrastats-like: one line per 100 ms window, stamped when the window ends, read with jitter."""
+    truth = sim.run(sim.Schedule(tuple((n, d * 40, mw) for n, d, mw in schedule(40, n_layers=4, seed=4).layers),
+                                 40, {"VDD_IN": 1200.0, "VDD_GPU": 300.0}, pause_ms=(20.0, 60.0), seed=4))
+    t = sim.read_times(int(truth.edges[0]), truth.end_ns, 100 * MS, jitter_ns=2 * MS, seed=4)
+    model = parse("window:100ms", "source")
+    values = {r: sensors.means(truth.edges, truth.power[r], t - 100 * MS, t) for r in truth.power}
+    rec = sim.recording(truth, sim.Readings(t, values, {r: sim.Sensor(model) for r in values}), known_models=True)
+    res = energy_table(rec, warmup=1)
+    assert res.meta["rails"]["VDD_IN"]["period_source"] == "configured"
+    tab, err, covered = compare(truth, res)
+    assert covered.mean() >= 0.9 and tab["resolved"].any() and err[tab["resolved"]].median() <= 0.02

@@ -112,6 +112,14 @@ def design(model: SensorModel, grid: Grid | None, lay: Layout, t_ns: np.ndarray,
             return None
         t, v = t[sel], v[sel]
         return Design(lay.means(t, t), v, np.arange(len(v)), v, t)
+    if grid.at_reads:  # the update a read shows ended at the read
+        ap = sensors.aperture_ns(model, grid)
+        lo, hi = lay.span
+        sel = (t - ap >= lo) & (t <= hi)
+        if not sel.any():
+            return None
+        t, v = t[sel], v[sel]
+        return Design(lay.means(t - ap, t), v, np.arange(len(v)), v, t)
     if grid.phase_known:
         return _grid_design(model, grid, lay, t, v)
     # the phase is unknown: iterations start at random phases of the grid, so each read is the mean

@@ -25,6 +25,7 @@ from streamline_bridge.sensor_model import AVERAGES, CONV_TIMES_US, KNOWN_CONFIG
 PERIOD_TOLERANCE = 0.05  # configured vs fitted refresh period: more apart than this is a warning
 PERIOD_ACCURACY = 0.02  # a chip's own refresh period vs its nominal one (the INA3221's oscillator)
 MEMORY_SHARE = 0.1  # data candidates remember at most this share of the record
+AT_READS = 0.9  # read at least this slowly against the refresh period, each read shows its own update
 
 
 @dataclass
@@ -80,7 +81,9 @@ def with_grid(model: SensorModel, fit: GridFit | None, index: int, configured_ns
     if not nominal:
         return Choice(SensorModel("instant", source="data"), None, "",
                       f"no refresh period known or seen for the {model.spec} model: read as instant")
-    return Choice(model, Grid(nominal, 0.0, phase_known=spacing_ns(t) >= nominal), "configured")
+    if spacing_ns(t) >= AT_READS * nominal and not (model.kind == "ina3221" and model.averages > 1):
+        return Choice(model, Grid(nominal, 0.0, at_reads=True), "configured")  # one read per update
+    return Choice(model, Grid(nominal, 0.0, phase_known=False), "configured")
 
 
 def candidates(fit: GridFit | None, t: np.ndarray) -> list[tuple[SensorModel, Grid | None]]:

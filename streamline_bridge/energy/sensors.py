@@ -32,6 +32,7 @@ class Grid:
     period_ns: float
     phase_ns: float
     phase_known: bool = True  # False: the phase could not be seen (the grid is finer than the sampling)
+    at_reads: bool = False  # each read is its own update (a source read once per period: tegrastats)
 
     def index(self, t_ns: np.ndarray) -> np.ndarray:
         """Index of the last grid instant at or before each ``t_ns``."""

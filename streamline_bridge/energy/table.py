@@ -200,7 +200,8 @@ def fit_rails(st: State) -> State:
         held = c.grid.period_ns if c.model.kind != "instant" and c.grid else None
         rail.integ = integrate.prepare(rail.t, rail.p, int(held) if held else None)
         rail.fit, rail.layout = _fit(st, rail, c, True)
-        if rail.fit is not None and c.grid is not None and not c.grid.phase_known and c.model.memory_ns:
+        if rail.fit is not None and c.grid is not None and not c.grid.phase_known and not c.grid.at_reads \
+                and c.model.memory_ns:
             # the period of a grid finer than the sampling is only the chip's nominal one
             ends = [_fit(st, rail, models.Choice(c.model, models.Grid(c.grid.period_ns * (1 + s), 0.0, False), ""),
                          False)[0] for s in (-models.PERIOD_ACCURACY, models.PERIOD_ACCURACY)]
