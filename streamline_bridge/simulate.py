@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import os
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
 from streamline_bridge.energy.sensors import Grid, forward
-from streamline_bridge.model import Meta, RailInfo, Recording, markers_frame, power_frame
+from streamline_bridge.model import (
+    Meta,
+    RailInfo,
+    Recording,
+    markers_frame,
+    power_frame,
+)
 from streamline_bridge.sensor_model import SensorModel
 
 MS = 1_000_000

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import FIXTURES
 from fake_sysfs import FakeSensor
 from sensor_sim import register_functions, workload_script
+
+from streamline_bridge import ingest
 from streamline_bridge import simulate as sim
 from streamline_bridge.cli import main
+from streamline_bridge.energy import energy_table, sensors
 from streamline_bridge.sensor_model import parse
 
 IIO = "bus/i2c/drivers/ina3221x/1-0040/iio_device"
@@ -45,12 +47,16 @@ def test_record_then_report_recovers_the_layers_power_through_the_sensor_model(t
     rows = doc["rows"]
     assert len(rows) == 9 and {r["method"] for r in rows} <= {"sequence", "integrate"}
     assert doc["meta"]["rails"]["VDD_IN"]["refresh_ms"] == pytest.approx(period_ms, rel=0.01)
-    truth_w = {(name, rail): mw / 1000 for name, _, p in layers for rail, mw in p.items()}
-    # the markers follow the schedule within the script's wake-up latency, which shifts at most a
-    # few % of a 20 ms layer's energy onto its neighbour: the CI plus 5 % holds
+    # the truth over the intervals actually marked (the script wakes up late under load, so its markers
+    # can miss the scheduled power steps): the scheduled power's mean over them
+    res = energy_table(ingest.read(run), warmup=1)
+    samples = res.samples.dropna(subset=["energy_mj"])
     for r in rows:
-        want = truth_w[(r["name"], r["rail"])]
+        s = samples[(samples["name"] == r["name"]) & (samples["rail"] == r["rail"])]
+        a = s["start_ns"].to_numpy(np.float64) - fake.t0
+        b = s["end_ns"].to_numpy(np.float64) - fake.t0
+        mean_mw = sensors.means(truth.edges, truth.power[r["rail"]], a, b)
+        want = float(np.sum(mean_mw * (b - a)) / np.sum(b - a)) / 1e3  # W
         assert r["n"] == 12
-        assert abs(r["power_w"] - want) <= (r["power_w_ci"] or 0) + 0.05 * want, r
-    resolved = np.mean([r["resolved"] for r in rows])
-    assert resolved >= 0.5
+        assert abs(r["power_w"] - want) <= (r["power_w_ci"] or 0) + 0.03 * want, (r, want)
+    assert np.mean([r["resolved"] for r in rows]) >= 0.5

@@ -6,8 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streamline_bridge import ingest, simulate as sim
-from streamline_bridge.energy import EnergyOptions, combine, energy_table, sensors, with_isolated
+from streamline_bridge import ingest
+from streamline_bridge import simulate as sim
+from streamline_bridge.energy import (
+    EnergyOptions,
+    combine,
+    energy_table,
+    sensors,
+    with_isolated,
+)
 from streamline_bridge.energy.attribute import design, layout
 from streamline_bridge.power.period import fit_grid
 from streamline_bridge.sensor_model import SensorModel, parse
@@ -146,7 +153,7 @@ def test_instant_step_files_are_exact_within_one_percent():
 def test_rows_the_sensor_cannot_resolve_are_flagged_with_a_wide_ci_and_what_would_resolve_them():
     truth, _, rec = simulated("ina3221:0x7c07", 40, known=True)
     res = energy_table(rec, warmup=1)
-    tab, err, covered = compare(truth, res)
+    tab, _err, covered = compare(truth, res)
     assert res.meta["rails"]["VDD_IN"]["sensor_model_source"] == "source"
     assert not tab["resolved"].any() and tab["energy_mj"].notna().all()
     assert covered.mean() >= 0.9
@@ -162,7 +169,7 @@ def test_layers_much_longer_than_the_sensor_memory_are_resolved():
 
 
 def test_the_user_model_wins_over_the_recordings_and_the_datas():
-    truth, _, rec = simulated("window:7ms", 30, known=True)
+    _truth, _, rec = simulated("window:7ms", 30, known=True)
     assert energy_table(rec, warmup=1).meta["rails"]["VDD_IN"]["sensor_model"] == "window:7ms"
     res = energy_table(rec, warmup=1, sensor_models={"VDD_IN": parse("instant")})
     assert res.meta["rails"]["VDD_IN"]["sensor_model"] == "instant"
@@ -172,7 +179,7 @@ def test_the_user_model_wins_over_the_recordings_and_the_datas():
 
 
 def test_a_configured_period_the_data_contradict_is_a_warning_and_the_data_win():
-    truth, readings, rec = simulated("window:7ms", 30)
+    _truth, _readings, rec = simulated("window:7ms", 30)
     rec.meta.rails["VDD_IN"].sensor_model = parse("window:10ms", "driver")
     res = energy_table(rec, warmup=1)
     assert res.meta["rails"]["VDD_IN"]["refresh_ms"] == pytest.approx(7.07, rel=1e-3)
@@ -182,7 +189,7 @@ def test_a_configured_period_the_data_contradict_is_a_warning_and_the_data_win()
 def test_every_statistic_of_a_row_uses_the_same_iterations():
     """A rail recorded over only the second half of the run: its rows average time and energy over
     the same iterations, so power = energy / time stays the layer's power (not 2x it)."""
-    truth, readings, rec = simulated("instant", 40, noise=0.0)
+    truth, _, rec = simulated("instant", 40, noise=0.0)
     half = truth.occurrences.groupby("iteration")["start_ns"].min().iloc[20]
     power = rec.power[(rec.power["rail"] != "VDD_GPU") | (rec.power["time_ns"] >= half)]
     from streamline_bridge.model import Recording
@@ -210,7 +217,7 @@ def test_options_are_checked_once_and_keywords_override_them():
 
 
 def test_isolated_powers_replace_unresolved_rows_or_sit_beside_them():
-    truth, _, rec = simulated("ina3221:0x7c07", 40, known=True)
+    _truth, _, rec = simulated("ina3221:0x7c07", 40, known=True)
     res = energy_table(rec, warmup=1)
     layer_w = {name: mw["VDD_IN"] / 1000 for name, _, mw in schedule(40).layers}
     iso = pd.DataFrame({"name": list(layer_w), "rail": "VDD_IN", "power_w": list(layer_w.values()),

@@ -12,15 +12,21 @@ fast); each is fitted and the one with the lowest BIC is kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from streamline_bridge.energy.sensors import Grid
 from streamline_bridge.model import RailInfo
 from streamline_bridge.power.period import ON_GRID, GridFit, fit_grid
-from streamline_bridge.sensor_model import AVERAGES, CONV_TIMES_US, KNOWN_CONFIGS, SensorModel, ina3221_config
+from streamline_bridge.sensor_model import (
+    AVERAGES,
+    CONV_TIMES_US,
+    KNOWN_CONFIGS,
+    SensorModel,
+    ina3221_config,
+)
 
 PERIOD_TOLERANCE = 0.05  # configured vs fitted refresh period: more apart than this is a warning
 PERIOD_ACCURACY = 0.02  # a chip's own refresh period vs its nominal one (the INA3221's oscillator)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal, Mapping, get_args
+from typing import Any, Literal, get_args
 
 from streamline_bridge.energy.intervals import GroupSpec
 from streamline_bridge.sensor_model import SensorModel
@@ -52,7 +53,7 @@ class EnergyOptions:
         models = self.sensor_models or {}
         return models.get(rail) or models.get(None)
 
-    def with_overrides(self, **overrides: Any) -> "EnergyOptions":
+    def with_overrides(self, **overrides: Any) -> EnergyOptions:
         """A copy with fields replaced (unknown names raise TypeError)."""
         names = {f.name for f in fields(self)}
         unknown = set(overrides) - names
