@@ -235,7 +235,9 @@ def choose(sequence: pd.DataFrame, isolated: pd.DataFrame, method: str) -> tuple
             )
         )
     iso = isolated.set_index(key)
-    picked = iso.loc[pd.MultiIndex.from_frame(seq.loc[replace, key])].reset_index() if replace.any() else iso.iloc[:0]
+    if not replace.any():  # the sequence's table as it is (no isolation-only columns)
+        return seq, notes
+    picked = iso.loc[pd.MultiIndex.from_frame(seq.loc[replace, key])].reset_index()
     out = pd.concat([seq[~replace], picked], ignore_index=True)
     rank = {r: i for i, r in enumerate(dict.fromkeys(seq["rail"]))}
     out = out.iloc[np.lexsort((out["rail"].map(rank).to_numpy(), out["order"].to_numpy()))].reset_index(drop=True)
