@@ -17,6 +17,7 @@ import threading
 from typing import Callable, Dict, NamedTuple, Optional
 
 from annotate.client import Client
+from annotate.conventions import END, iteration_text, layer_text
 from annotate.layers import ITERATIONS, ChannelMap, color_for, group_of
 
 STYLES = ("channels", "markers")
@@ -61,10 +62,11 @@ class LayerMarks:
         self._blocks: Dict[str, int] = {}  # block -> channel, named in self._thread
         self._thread = threading.get_ident()
 
-    def layer(self, name: str, layer_type: str) -> Layer:
-        """The annotation of one layer (compute once, emit many times)."""
-        block, color = group_of(name, self.separator), color_for(layer_type)
-        text = f"{name}___{layer_type}" if layer_type else name
+    def layer(self, name: str, layer_type: str, block: Optional[str] = None) -> Layer:
+        """The annotation of one layer (compute once, emit many times); ``block``: the channel it
+        goes on (default: the name before the first separator)."""
+        block, color = block or group_of(name, self.separator), color_for(layer_type)
+        text = layer_text(name, layer_type)
         if self.style == "channels":
             channel = self._blocks[block] = self.channels.channel(block)
             return Layer(name, layer_type, text, color, block, channel,
@@ -91,13 +93,13 @@ class LayerMarks:
                 for block in self._blocks:
                     self.channels.channel(block)
                 self._thread = thread
-            self.client.text(f"iteration {n}", self.channels.channel(ITERATIONS))
+            self.client.text(iteration_text(n), self.channels.channel(ITERATIONS))
         else:
-            self.client.marker(f"iteration {n}")
+            self.client.marker(iteration_text(n))
 
     def iteration_stop(self) -> None:
         """The iteration's last layer has finished."""
         if self.style == "channels":
             self.client.end(self.channels.channel(ITERATIONS))
         else:
-            self.client.marker("end")
+            self.client.marker(END)

@@ -33,9 +33,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=0, metavar="K", help="drop the first K iterations")
     parser.add_argument("--style", choices=("auto", "channels", "markers"), default="auto",
                         help="marker style: channel annotations or bookmarks (default: detect)")
-    parser.add_argument("--groups", metavar="prefix|channel|FILE.json", default=None,
-                        help="groups for --by group: name before '/' (prefix), the channel's group name "
-                             "(channel), or a JSON object {layer: group} (default: prefix if names have '/')")
+    parser.add_argument("--groups", metavar="prefix|depth=N|block|channel|FILE.json", default=None,
+                        help="groups for --by group: name before the first '/' or '.' (prefix), its first N "
+                             "parts (depth=N: features.3.squeeze -> features.3 with depth=2), the layer's "
+                             "channel (block), the channel's group name (channel), or a JSON object "
+                             "{layer: group} (default: prefix if names have '/', else the adapters' blocks)")
     parser.add_argument("--sensor", choices=("auto", "held", "instant"), default="auto",
                         help="held: values are a sensor's held updates, each the mean since the previous one; "
                              "instant: instantaneous samples; auto: held where values change at most every "
@@ -70,7 +72,15 @@ def _groups(spec: str | None) -> str | dict[str, str] | None:
 
     from streamline_bridge.errors import InputError
 
-    if spec in (None, "prefix", "channel", "auto"):
+    from streamline_bridge.energy.intervals import GROUP_KEYWORDS, group_depth
+
+    if spec is None or spec in GROUP_KEYWORDS:
+        return spec
+    if spec.startswith("depth="):
+        try:
+            group_depth(spec)
+        except ValueError as exc:
+            raise InputError(None, f"--groups {spec}: {exc}") from None
         return spec
     try:
         mapping = json.loads(Path(spec).read_text(encoding="utf-8"))

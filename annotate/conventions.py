@@ -1,0 +1,81 @@
+"""The marker conventions the energy table reads (docs/energy-table.md), declared once.
+
+Writers (``annotate.layers``, ``annotate.frameworks``) and the reader
+(``streamline_bridge.energy.intervals``) both use these names, so a convention cannot be spelled
+differently on the two sides:
+
+* a layer's text is ``name___type`` (:func:`layer_text`, :func:`split_layer_text`);
+* an iteration starts with the text or bookmark ``iteration <n>`` (:func:`iteration_text`,
+  :func:`iteration_number`), or any text on a channel named ``iteration`` / ``iterations``;
+* bookmarks ``start`` and ``end`` only delimit (markers style);
+* a layer name is a path whose parts are separated by ``/`` (Caffe: ``fire2/squeeze1x1``) or ``.``
+  (PyTorch module paths: ``features.3.squeeze``); its block (group) is a prefix of that path
+  (:func:`name_prefix`).
+
+Standard library only.
+"""
+
+import re
+from typing import Optional, Tuple
+
+TYPE_SEPARATOR = "___"  # name___type
+ITERATION_CHANNEL = "iterations"  # the channel the adapters put iteration markers on
+ITERATION_CHANNELS = ("iteration", ITERATION_CHANNEL)  # channel names whose texts start iterations
+ITERATION_TEXT = re.compile(r"^\s*iteration[\s_#:=]*(\d+)\s*$", re.IGNORECASE)
+START, END = "start", "end"  # bookmarks that only delimit (markers style)
+DELIMITERS = (START, END)
+PATH_SEPARATORS = ("/", ".")
+_PATH_SPLIT = re.compile(r"[/.]")
+
+
+def layer_text(name: str, layer_type: Optional[str]) -> str:
+    """The annotation text of a layer: ``name___type``, or the name alone without a type."""
+    return f"{name}{TYPE_SEPARATOR}{layer_type}" if layer_type else name
+
+
+def split_layer_text(text: str) -> Tuple[str, str]:
+    """``(name, type)`` of a layer's text; the type is ``""`` when the text has none."""
+    name, _, layer_type = text.partition(TYPE_SEPARATOR)
+    return name, layer_type
+
+
+def iteration_text(n: int) -> str:
+    """The text that starts iteration ``n``."""
+    return f"iteration {n}"
+
+
+def iteration_number(text: str) -> Optional[str]:
+    """The number in an iteration text (as written), else None."""
+    match = ITERATION_TEXT.match(text)
+    return match.group(1) if match else None
+
+
+def is_iteration_channel(channel_name: str) -> bool:
+    """Whether every text on a channel of this name starts an iteration."""
+    return channel_name.strip().lower() in ITERATION_CHANNELS
+
+
+def is_delimiter(text: str) -> bool:
+    """Whether a bookmark only delimits (``start``, ``end``)."""
+    return text.strip().lower() in DELIMITERS
+
+
+def has_path(name: str) -> bool:
+    """Whether a layer name has more than one part (``fire2/squeeze1x1``, ``features.3.squeeze``)."""
+    return _PATH_SPLIT.search(name) is not None
+
+
+def name_prefix(name: str, depth: int = 1, separators: str = "/.") -> str:
+    """The first ``depth`` parts of a layer name, split at any of ``separators``, with the separators
+    between them kept: ``name_prefix("features.3.squeeze", 2) == "features.3"``,
+    ``name_prefix("fire2/squeeze1x1") == "fire2"``. A name with ``depth`` parts or fewer is its own
+    prefix; an empty part (a leading separator) is kept as written."""
+    if depth < 1:
+        raise ValueError(f"depth must be 1 or more, not {depth}")
+    seen = 0
+    for i, char in enumerate(name):
+        if char in separators:
+            seen += 1
+            if seen == depth:
+                return name[:i] if i else name
+    return name
