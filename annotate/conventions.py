@@ -25,6 +25,7 @@ ITERATION_TEXT = re.compile(r"^\s*iteration[\s_#:=]*(\d+)\s*$", re.IGNORECASE)
 START, END = "start", "end"  # bookmarks that only delimit (markers style)
 DELIMITERS = (START, END)
 PATH_SEPARATORS = ("/", ".")
+BLOCKS_METADATA = "annotate.blocks"  # model metadata: JSON {layer name: block} (ONNX models)
 _PATH_SPLIT = re.compile(r"[/.]")
 
 
@@ -69,7 +70,7 @@ def name_prefix(name: str, depth: int = 1, separators: str = "/.") -> str:
     """The first ``depth`` parts of a layer name, split at any of ``separators``, with the separators
     between them kept: ``name_prefix("features.3.squeeze", 2) == "features.3"``,
     ``name_prefix("fire2/squeeze1x1") == "fire2"``. A name with ``depth`` parts or fewer is its own
-    prefix; an empty part (a leading separator) is kept as written."""
+    prefix, and so is a name that starts with a separator."""
     if depth < 1:
         raise ValueError(f"depth must be 1 or more, not {depth}")
     seen = 0

@@ -148,7 +148,7 @@ def _reserved(quick: bool) -> list[Result]:
 
 
 def run(quick: bool) -> list[Result]:
-    from streamline_bridge.commands.profile import import_caffe
+    from streamline_bridge.profiling.caffe import import_caffe
     from streamline_bridge.errors import InputError
 
     try:
@@ -162,7 +162,7 @@ def run(quick: bool) -> list[Result]:
 
 if __name__ == "__main__":
     if "--reserved" in sys.argv:
-        from streamline_bridge.commands.profile import import_caffe
+        from streamline_bridge.profiling.caffe import import_caffe
         from streamline_bridge.power.sampler import reserve_cpu
 
         cpu = reserve_cpu()

@@ -9,7 +9,8 @@ Both adapters emit the energy table's conventions (docs/energy-table.md) through
   by type), then ``end`` after the last layer (the SyNERGY / reference-study style).
 
 The framework itself is imported only when an adapter is used: ``annotate`` stays standard-library
-only at import time. Adapters: :mod:`annotate.frameworks.caffe`, :mod:`annotate.frameworks.torch`.
+only at import time. Adapters: :mod:`annotate.frameworks.caffe`, :mod:`annotate.frameworks.torch`,
+:mod:`annotate.frameworks.onnx`.
 """
 
 import functools
@@ -23,7 +24,7 @@ from annotate.layers import ITERATIONS, ChannelMap, color_for, group_of
 STYLES = ("channels", "markers")
 
 
-def _nothing() -> None:
+def _nothing(time: Optional[int] = None) -> None:
     pass
 
 
@@ -36,8 +37,8 @@ class Layer(NamedTuple):
     color: int
     block: str
     channel: int  # the block's channel (style "channels"; 0 for bookmarks)
-    start: Callable[[], None]  # sends the layer's start, encoded once (LayerMarks.start)
-    stop: Callable[[], None]  # sends its end (nothing for a bookmark, which runs to the next)
+    start: Callable[..., None]  # sends the layer's start, encoded once (LayerMarks.start); time= to stamp it
+    stop: Callable[..., None]  # sends its end (nothing for a bookmark, which runs to the next); time= too
 
 
 class LayerMarks:

@@ -25,7 +25,7 @@ previous layer with bookmarks. The hooks are removed when the ``with`` block end
 """
 
 import contextlib
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from annotate.client import Client
 from annotate.frameworks import Layer, LayerMarks
@@ -37,10 +37,13 @@ def _on_gpu(model: Any) -> bool:
     return any(p.is_cuda for p in model.parameters()) or any(b.is_cuda for b in model.buffers())
 
 
-def leaf_blocks(model: Any) -> Dict[str, Tuple[str, str]]:
+def leaf_blocks(model: Any, types: Optional[Mapping[str, str]] = None) -> Dict[str, Tuple[str, str]]:
     """``{leaf name: (class name, block)}`` in registration order: a leaf's block is its nearest
-    enclosing module that is neither a plain container (:data:`CONTAINERS`) nor ``model``, else the leaf."""
+    enclosing module that is neither a plain container (:data:`CONTAINERS`) nor ``model``, else the
+    leaf. ``types``: class names by module name where the modules' own are not the model's (an
+    unflattened ``torch.export`` program: :func:`exported_types`)."""
     kinds = {name: type(module).__name__ for name, module in model.named_modules()}
+    kinds.update(types or {})
     out: Dict[str, Tuple[str, str]] = {}
     for name, module in model.named_modules():
         if not name or next(iter(module.children()), None) is not None:
@@ -51,7 +54,17 @@ def leaf_blocks(model: Any) -> Dict[str, Tuple[str, str]]:
                 block = parent
                 break
             parent = parent.rpartition(".")[0]
-        out[name] = (type(module).__name__, block)
+        out[name] = (kinds[name], block)
+    return out
+
+
+def exported_types(program: Any) -> Dict[str, str]:
+    """``{module name: class name}`` of the modules an ``ExportedProgram``'s nodes came from
+    (their ``nn_module_stack``), for :func:`leaf_blocks` on ``torch.export.unflatten(program)``."""
+    out: Dict[str, str] = {}
+    for node in program.graph.nodes:
+        for path, qualified_type in node.meta.get("nn_module_stack", {}).values():
+            out[path] = str(getattr(qualified_type, "__name__", qualified_type)).rpartition(".")[2]
     return out
 
 
@@ -59,7 +72,7 @@ class ModuleMarks:
     """The hooks annotating one model's leaf modules; :meth:`iteration` brackets one inference."""
 
     def __init__(self, model: Any, network: str = "torch", style: str = "channels",
-                 client: Optional[Client] = None) -> None:
+                 client: Optional[Client] = None, types: Optional[Mapping[str, str]] = None) -> None:
         self.marks = LayerMarks(network, style=style, client=client, separator=".")
         self.count = 0
         self.active = True  # the hooks send their annotations
@@ -73,7 +86,7 @@ class ModuleMarks:
         modules = dict(model.named_modules())
         self.layers: Tuple[Layer, ...] = tuple(
             self._hook(modules[name], self.marks.layer(name, kind, block))
-            for name, (kind, block) in leaf_blocks(model).items())
+            for name, (kind, block) in leaf_blocks(model, types).items())
 
     def _hook(self, module: Any, layer: Layer) -> Layer:
         sync = self.sync
@@ -117,9 +130,9 @@ class ModuleMarks:
 
 @contextlib.contextmanager
 def annotate_modules(model: Any, network: str = "torch", style: str = "channels",
-                     client: Optional[Client] = None) -> Iterator[ModuleMarks]:
+                     client: Optional[Client] = None, types: Optional[Mapping[str, str]] = None) -> Iterator[ModuleMarks]:
     """Annotate ``model``'s leaf modules for the duration of the ``with`` block."""
-    marks = ModuleMarks(model, network, style, client)
+    marks = ModuleMarks(model, network, style, client, types)
     try:
         yield marks
     finally:
@@ -131,11 +144,11 @@ class TorchRunner:
     annotations, counting iterations from 0; :attr:`output` is the last forward's output."""
 
     def __init__(self, model: Any, inputs: Sequence[Any], network: str = "torch", style: str = "channels",
-                 client: Optional[Client] = None) -> None:
+                 client: Optional[Client] = None, types: Optional[Mapping[str, str]] = None) -> None:
         import torch
 
         self.model, self.inputs = model, tuple(inputs)
-        self.module_marks = ModuleMarks(model, network, style, client)
+        self.module_marks = ModuleMarks(model, network, style, client, types)
         self.module_marks.active = False
         self.layers = self.module_marks.layers
         if not self.layers:
