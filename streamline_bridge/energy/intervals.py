@@ -119,10 +119,10 @@ def _groups(names: np.ndarray, channel_names: np.ndarray, group_names: np.ndarra
         return np.where(channel_names != "", channel_names, prefix)
     if groups == "channel":
         return np.where(group_names != "", group_names, prefix)
-    if _per_unique(names, lambda n: "/" in n, bool).any():
-        return prefix
     if len(set(channel_names[channel_names != ""])) > 1:  # the adapters' blocks
         return np.where(channel_names != "", channel_names, names)
+    if _per_unique(names, lambda n: "/" in n, bool).any():
+        return prefix
     return np.where(group_names != "", group_names, names)
 
 

@@ -106,7 +106,7 @@ def input_array(args: argparse.Namespace, shape: list[int] | tuple[int, ...]) ->
 
     shape = [int(d) for d in shape]
     if len(shape) == 4 and shape[1] == 3:
-        return np.ascontiguousarray(np.broadcast_to(image_input(args, shape[2], shape[3]), shape), dtype=np.float32)
+        return np.broadcast_to(image_input(args, shape[2], shape[3]), shape).astype(np.float32)
     if args.image:
         raise InputError(args.image, f"the model's input {shape} is not an image (N x 3 x H x W)")
     return np.random.default_rng(args.seed).standard_normal(shape).astype(np.float32)

@@ -1,0 +1,203 @@
+"""``profile torch`` and ``profile onnx`` end to end on a fake Jetson TX1 sensor tree (the run folder,
+the table, ``report --by group`` one row per fire module), and the ONNX adapter's placement of the
+profiler's node times on the marker clock, checked against a profile written here."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from annotate import Client
+from streamline_bridge import ingest
+from streamline_bridge.cli import main
+from streamline_bridge.energy.intervals import find_intervals
+from test_profile import RAILS, tx1  # noqa: F401  (the fake TX1 fixture)
+
+FIRES = [f"features.{i}" for i in (3, 4, 6, 7, 9, 10, 11, 12)]
+GROUPS = ["features.0", "features.1", "features.2", *FIRES[:2], "features.5", *FIRES[2:4], "features.8",
+          *FIRES[4:], "classifier.0", "classifier.1", "classifier.2", "classifier.3"]
+FAST = ["--iterations", "2", "--warmup", "1", "--idle", "0.1", "--size", "32"]
+
+
+def tiny_model():
+    """A factory for ``--model test_profile_frameworks:tiny_model``: the model and an example input."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    return model, torch.ones(2, 8)
+
+
+def _groups(run: Path, tmp_path: Path) -> list[str]:
+    out = tmp_path / "groups.json"
+    assert main(["report", str(run), "--by", "group", "-o", str(out)]) == 0
+    rows = pd.DataFrame(json.loads(out.read_text())["rows"])
+    return rows[rows["rail"] == RAILS[0]]["name"].tolist()
+
+
+def test_profile_torch_builtin_squeezenet(tx1: str, tmp_path: Path, capsys) -> None:  # noqa: F811
+    pytest.importorskip("torch")
+    run = tmp_path / "run"
+    assert main(["profile", "torch", "-o", str(run), *FAST, "--sysfs-root", tx1]) == 0
+    out, err = capsys.readouterr()
+    assert "random weights (seed 0)" in err and f"{RAILS[0]}: energy per layer, 2 iteration(s)" in out
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["complete"] and m["profile"]["framework"] == "torch" and m["profile"]["input"] == [1, 3, 32, 32]
+    assert m["profile"]["device"] == "cpu" and m["profile"]["threads"] >= 1
+    assert m["command"][:3] == ["streamline-bridge", "profile", "torch"] and "--device" in m["command"]
+    layers = [t.split("___") for t in m["profile"]["layers"]]
+    assert len(layers) == 3 + 8 * 6 + 2 + 4 and layers[3] == ["features.3.squeeze", "Conv2d"]
+    table = pd.read_csv(run / "table.csv")
+    assert table["name"].unique().tolist() == [n for n, _ in layers] and (table["n"] == 2).all()
+    texts = ingest.read(run).markers
+    texts = texts[texts["kind"] == "text"]
+    assert len(texts[texts["text"] == "features.0___Conv2d"]) == 2  # warm-up is not annotated
+    assert _groups(run, tmp_path) == GROUPS  # one row per fire module, as Caffe's fire2..fire9
+
+
+def test_profile_torch_with_the_caffe_weights_sees_the_tabby(tx1: str, shared: Path, tmp_path: Path,  # noqa: F811
+                                                             capsys) -> None:
+    pytest.importorskip("torch")
+    model = shared / "models/squeezenet_v1.1"
+    rc = main(["profile", "torch", "-o", str(tmp_path / "run"), "--weights",
+               str(model / "squeezenet_v1.1.fp16-reconstructed.caffemodel"), "--size", "227",
+               "--image", str(shared / "data/images/cat.jpg"), "--labels", str(shared / "data/synset_words.txt"),
+               "--iterations", "1", "--warmup", "0", "--idle", "0.1", "--sysfs-root", tx1])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    top = err.split("top-5 classes:\n", 1)[1].splitlines()[0].split(None, 2)
+    assert top[1:] == ["281", "tabby, tabby cat"] and float(top[0]) == pytest.approx(0.2774, abs=2e-3)
+    assert "meaningless" not in err
+
+
+def test_profile_torch_factory_and_exported_program(tx1: str, tmp_path: Path, capsys) -> None:  # noqa: F811
+    torch = pytest.importorskip("torch")
+    run = tmp_path / "factory"
+    rc = main(["profile", "torch", "--model", "test_profile_frameworks:tiny_model", "-o", str(run),
+               "--iterations", "2", "--warmup", "0", "--idle", "0.1", "--sysfs-root", tx1])
+    assert rc == 0, capsys.readouterr().err
+    m = json.loads((run / "manifest.json").read_text())
+    expected = ["0___Linear", "1___ReLU", "2___Linear"]
+    assert m["profile"]["layers"] == expected and m["profile"]["input"] == [2, 8] and m["profile"]["net"] == "tiny_model"
+    model, example = tiny_model()
+    program = tmp_path / "tiny.pt2"
+    torch.export.save(torch.export.export(model, (example,)), str(program))
+    run = tmp_path / "exported"
+    assert main(["profile", "torch", str(program), "-o", str(run),
+                 "--iterations", "2", "--warmup", "0", "--idle", "0.1", "--sysfs-root", tx1]) == 0
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["profile"]["layers"] == expected and m["profile"]["net"] == "tiny"  # names and types kept
+    assert len(ingest.read(run).markers.query("kind == 'text' and text == '1___ReLU'")) == 2
+    capsys.readouterr()
+
+
+def test_profile_onnx_builtin_squeezenet(tx1: str, tmp_path: Path, capsys) -> None:  # noqa: F811
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    run = tmp_path / "run"
+    assert main(["profile", "onnx", "-o", str(run), *FAST, "--sysfs-root", tx1]) == 0
+    out, err = capsys.readouterr()
+    assert f"{RAILS[0]}: energy per layer, 2 iteration(s)" in out
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["profile"]["providers"] == ["CPUExecutionProvider"] and m["profile"]["optimization"] == "basic"
+    assert (run / "model.onnx").is_file() and len(list(run.glob("onnxruntime_profile*.json"))) == 1
+    layers = [t.split("___") for t in m["profile"]["layers"]]
+    assert ["features.3.squeeze", "Conv"] in layers and ["features.3", "Concat"] in layers
+    iv = find_intervals(ingest.read(run).markers)
+    assert iv.warnings == [] and iv.iterations["iteration"].tolist() == [0, 1]
+    for i, span in iv.iterations.iterrows():  # every node inside its own run's iteration
+        part = iv.layers[iv.layers["iteration"] == i]
+        assert len(part) == len(layers) and part["start_ns"].min() >= span["start_ns"]
+        assert part["end_ns"].max() <= span["end_ns"]
+    assert _groups(run, tmp_path) == [g for g in GROUPS if g != "classifier.0"] + ["Flatten"]  # no Dropout node
+
+
+def test_framework_options_are_checked_before_anything_runs(tmp_path: Path, capsys) -> None:
+    run = str(tmp_path / "run")
+    assert main(["profile", "caffe", "-o", run, "--device", "cuda"]) == 2
+    assert "--device is not an option of profile caffe" in capsys.readouterr().err
+    assert main(["profile", "torch", "-o", run, "--providers", "CPUExecutionProvider"]) == 2
+    assert "--providers is not an option of profile torch" in capsys.readouterr().err
+    assert main(["profile", "onnx", str(tmp_path / "none.onnx"), "-o", run]) == 2
+    assert "none.onnx: no such model file" in capsys.readouterr().err
+    assert main(["profile", "torch", "-o", run, "--model", "no_such_module:f"]) == 2
+    err = capsys.readouterr().err
+    assert "--model no_such_module:f: cannot import it" in err and len(err.strip().splitlines()) == 1
+    assert main(["profile", "torch", "-o", run, "--input-shape", "1,x"]) == 2
+    assert "--input-shape" in capsys.readouterr().err
+    assert not Path(run).exists()
+
+
+class FakeSession:
+    """An onnxruntime session whose profile (µs since the profiler started) is written here: runs
+    at known times, two nodes each; the runner must place them at marker + (ts - run ts)."""
+
+    RUNS = [(1_000, 300), (5_000, 400), (9_000, 500)]  # warm-up, then two annotated runs
+    NODES = [("a/conv", "Conv", 10, 100), ("b", "Relu", 150, 40), ("c", "Softmax", 250, 20)]  # offset, duration
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.path, self.runs = tmp_path / "profile.json", 0
+
+    def run(self, names, feeds):
+        time.sleep(self.RUNS[min(self.runs, len(self.RUNS) - 1)][1] * 1e-6)  # at least as long as its profile says
+        self.runs += 1
+        return [np.zeros((1, 3))]
+
+    def end_profiling(self) -> str:
+        events = [{"cat": "Session", "name": "session_initialization", "ts": 0, "dur": 900}]
+        for ts, dur in self.RUNS[:self.runs]:
+            events.append({"cat": "Session", "name": "model_run", "ts": ts, "dur": dur})
+            events += [{"cat": "Node", "name": f"{node}_kernel_time", "ts": ts + off, "dur": d,
+                        "args": {"op_name": op}} for node, op, off, d in self.NODES]
+            events.append({"cat": "Node", "name": "b_fence_before", "ts": ts + 5, "dur": 0})
+        self.path.write_text(json.dumps(events))
+        return str(self.path)
+
+    def get_modelmeta(self):
+        class Meta:
+            custom_metadata_map = {"annotate.blocks": json.dumps({"b": "a"})}
+        return Meta()
+
+
+@pytest.mark.parametrize("style", ["channels", "markers"])
+def test_node_times_are_placed_on_the_marker_clock_run_by_run(tmp_path: Path, style: str) -> None:
+    from annotate.frameworks.onnx import OnnxRunner
+
+    session, log = FakeSession(tmp_path), tmp_path / "onnx.sbm"
+    client = Client(file=log, gatord=False)
+    runner = OnnxRunner(session, {"x": None}, "fake", style=style, client=client)
+    runner.warm_up(1)
+    runner.forward_layers()
+    runner.forward_layers()
+    assert runner.finish() == []
+    client.close()
+    iv = find_intervals(ingest.read(log).markers)
+    assert iv.layers["name"].tolist() == ["a/conv", "b", "c"] * 2
+    assert iv.layers["layer_type"].tolist() == ["Conv", "Relu", "Softmax"] * 2
+    if style == "channels":  # blocks from the model's metadata (b), else the name's prefix
+        assert iv.layers["group"].tolist() == ["a", "a", "c"] * 2
+    for i, run_index in enumerate((1, 2)):  # run 0 was the warm-up
+        marker_ns = runner._marked[run_index]
+        part = iv.layers[iv.layers["iteration"] == i]
+        assert (part["start_ns"] - marker_ns).tolist() == [off * 1000 for _, _, off, _ in FakeSession.NODES]
+        if style == "channels":  # a bookmark runs to the next one: only channel texts carry the duration
+            assert (part["end_ns"] - part["start_ns"]).tolist() == [d * 1000 for *_, d in FakeSession.NODES]
+
+
+def test_a_profile_missing_runs_is_a_warning(tmp_path: Path) -> None:
+    from annotate.frameworks.onnx import OnnxRunner
+
+    session = FakeSession(tmp_path)
+    session.RUNS = FakeSession.RUNS[:1]
+    client = Client(file=tmp_path / "m.sbm", gatord=False)
+    runner = OnnxRunner(session, {}, "fake", client=client)
+    runner.forward_layers()
+    runner.forward_layers()
+    warnings = runner.finish()
+    client.close()
+    assert len(warnings) == 1 and "1 annotated run(s) have no node times" in warnings[0]
