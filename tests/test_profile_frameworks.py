@@ -16,6 +16,7 @@ from annotate import Client
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 from streamline_bridge.energy.intervals import find_intervals
+from conftest import ROOT
 from test_profile import RAILS, tx1  # noqa: F401  (the fake TX1 fixture)
 
 FIRES = [f"features.{i}" for i in (3, 4, 6, 7, 9, 10, 11, 12)]
@@ -201,3 +202,31 @@ def test_a_profile_missing_runs_is_a_warning(tmp_path: Path) -> None:
     warnings = runner.finish()
     client.close()
     assert len(warnings) == 1 and "1 annotated run(s) have no node times" in warnings[0]
+
+
+def _readme_block(after: str) -> str:
+    section = (ROOT / "README.md").read_text().split(after, 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_torch_and_onnx_examples_run_as_written(tmp_path: Path) -> None:
+    """The README's two adapter examples, run in a fresh interpreter: 20 iterations of every layer."""
+    from test_annotate_process import spawn
+
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import torch
+
+    from streamline_bridge.nets.onnx_export import export
+    from streamline_bridge.nets.torch_squeezenet import squeezenet1_1
+
+    export(squeezenet1_1(), (torch.zeros(1, 3, 224, 224),), tmp_path / "model.onnx", input_names=["data"])
+    for after, log, layers in (("PyTorch, with forward hooks", "torch.sbm", 57), ("ONNX Runtime, every node", "onnx.sbm", 65)):
+        p = spawn(_readme_block(after), cwd=tmp_path)
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        iv = find_intervals(ingest.read(tmp_path / log).markers)
+        assert iv.iterations["iteration"].tolist() == list(range(20)) and iv.warnings == []
+        # torch: conv1 relu pool, 8 fires, 2 pools, 4 classifier modules; onnx: no Dropout node, a Flatten one
+        assert len(iv.layers) == 20 * layers and iv.layers["group"].nunique() == 17

@@ -39,12 +39,20 @@ from annotate.wire import now
 KERNEL_SUFFIX = "_kernel_time"  # a node's own work in the profiler's events
 
 
+# graph optimization levels: "basic" keeps every node of the model (each timed on its own);
+# "extended" and "all" fuse nodes, as a deployment would, and the profile then has the fused ones
+OPTIMIZATION = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                "all": "ORT_ENABLE_ALL"}
+
+
 def profiled_session(model: str, profile_prefix: str, providers: Optional[Sequence[str]] = None,
-                     options: Any = None) -> Any:
-    """An ``onnxruntime.InferenceSession`` of ``model`` whose profiler writes ``<profile_prefix>_<date>.json``."""
+                     optimization: str = "basic") -> Any:
+    """An ``onnxruntime.InferenceSession`` of ``model`` at graph ``optimization`` level
+    (:data:`OPTIMIZATION`) whose profiler writes ``<profile_prefix>_<date>.json``."""
     import onnxruntime
 
-    options = options or onnxruntime.SessionOptions()
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, OPTIMIZATION[optimization])
     options.enable_profiling = True
     options.profile_file_prefix = profile_prefix
     return onnxruntime.InferenceSession(model, sess_options=options, providers=list(providers) if providers else None)

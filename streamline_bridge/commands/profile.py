@@ -45,6 +45,8 @@ DEFAULTS = {"device": "cpu", "optimization": "basic", "mean": "104,117,123"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from annotate.frameworks.onnx import OPTIMIZATION
+
     from streamline_bridge.commands.record import add_sampler_arguments
 
     parser.add_argument("framework", choices=FRAMEWORKS, help="the framework that runs the net")
@@ -67,7 +69,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", metavar="DEV", help="torch: cpu (default), cuda, cuda:N")
     parser.add_argument("--providers", metavar="EP,...",
                         help="onnx: execution providers in order (default: onnxruntime's default)")
-    parser.add_argument("--optimization", choices=("disabled", "basic", "extended", "all"),
+    parser.add_argument("--optimization", choices=tuple(OPTIMIZATION),
                         help="onnx: graph optimization level (default basic: every node timed on its own)")
     parser.add_argument("--iterations", type=int, default=20, metavar="N", help="measured forwards (default 20)")
     parser.add_argument("--warmup", type=int, default=2, metavar="K", help="forwards before, without markers (default 2)")

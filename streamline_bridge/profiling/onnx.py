@@ -25,8 +25,6 @@ from streamline_bridge.profiling import (BUILTIN, BUILTIN_NAME, Session, _existi
                                          input_array, parse_shape)
 
 OPTIONS = ("model", "weights", "size", "input_shape", "providers", "optimization", "mean", "mean_file")
-OPTIMIZATION = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-                "all": "ORT_ENABLE_ALL"}
 PROFILE_PREFIX = "onnxruntime_profile"
 
 
@@ -104,8 +102,6 @@ def load(args: argparse.Namespace) -> OnnxSession:
         if args.weights is not None:
             raise InputError(None, "--weights is for the built-in SqueezeNet (a caffemodel); an ONNX model has its own")
         model = Path(_existing(args.model, "model") or "")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION[args.optimization])
     providers = args.providers.split(",") if args.providers else None
     unknown = [p for p in providers or () if p not in ort.get_available_providers()]
     if unknown:
@@ -114,7 +110,7 @@ def load(args: argparse.Namespace) -> OnnxSession:
     from annotate.frameworks.onnx import profiled_session
 
     try:
-        session = profiled_session(str(model), str(where / PROFILE_PREFIX), providers, options)
+        session = profiled_session(str(model), str(where / PROFILE_PREFIX), providers, args.optimization)
     except Exception as exc:  # onnxruntime raises its own kinds for a file it cannot load
         raise InputError(str(model), f"onnxruntime cannot load it: {exc}") from None
     inputs = session.get_inputs()
