@@ -7,7 +7,7 @@ conv1 3x3/2, max pools 3/2 rounding up as Caffe does, fire modules squeeze 1x1 t
 (``features.3`` is fire2, ``features.3.squeeze`` its ``fire2/squeeze1x1``), so that torchvision
 state dicts load too. The output is the 1000 logits (Caffe's ``prob`` is their softmax).
 
-:data:`CAFFE_LAYERS` maps each Caffe layer with weights to its module; :func:`load_caffe_weights`
+:data:`CAFFE_NAMES` maps every Caffe layer to its module (:data:`CAFFE_LAYERS` those with weights); :func:`load_caffe_weights`
 copies a ``.caffemodel``'s blobs into the model (Caffe and PyTorch store convolution weights in
 the same out x in x kh x kw order). Caffe's preprocessing applies (BGR, 0-255, mean subtracted:
 ``streamline_bridge.nets.imagenet.preprocess``).
@@ -23,8 +23,11 @@ from torch import nn
 
 from streamline_bridge.nets.squeezenet import FIRE_MODULES_V1_1
 
-# fire modules' Caffe sub-layers -> module names inside a Fire
-FIRE_PARTS = {"squeeze1x1": "squeeze", "expand1x1": "expand1x1", "expand3x3": "expand3x3"}
+# a fire module's Caffe layers -> module names inside the Fire (the weighted ones first)
+FIRE_PARTS = {"squeeze1x1": "squeeze", "expand1x1": "expand1x1", "expand3x3": "expand3x3",
+              "relu_squeeze1x1": "squeeze_activation", "relu_expand1x1": "expand1x1_activation",
+              "relu_expand3x3": "expand3x3_activation"}
+WEIGHTED_PARTS = ("squeeze1x1", "expand1x1", "expand3x3")
 
 
 class Fire(nn.Module):
@@ -46,7 +49,8 @@ class Fire(nn.Module):
 
 
 def _layout() -> tuple[list[tuple[str, Any]], dict[str, str]]:
-    """The ``features`` modules in order and ``{caffe layer: module name}`` of the weighted layers."""
+    """The ``features`` modules in order and ``{caffe layer: module name}`` of every Caffe layer
+    but the input and ``prob`` (a fire's ``concat`` is the fire module itself)."""
     mods: list[tuple[str, Any]] = [("conv1", lambda: nn.Conv2d(3, 64, kernel_size=3, stride=2)),
                                    ("relu_conv1", lambda: nn.ReLU(inplace=True)),
                                    ("pool1", lambda: nn.MaxPool2d(3, 2, ceil_mode=True))]
@@ -56,14 +60,21 @@ def _layout() -> tuple[list[tuple[str, Any]], dict[str, str]]:
         inplanes = 2 * expand
         if pool:
             mods.append((pool, lambda: nn.MaxPool2d(3, 2, ceil_mode=True)))
-    caffe = {"conv1": "features.0", "conv10": "classifier.1"}
+    caffe: dict[str, str] = {}
     for index, (name, _) in enumerate(mods):
         if name.startswith("fire"):
             caffe.update({f"{name}/{part}": f"features.{index}.{mod}" for part, mod in FIRE_PARTS.items()})
+            caffe[f"{name}/concat"] = f"features.{index}"
+        else:
+            caffe[name] = f"features.{index}"
+    caffe.update({"drop9": "classifier.0", "conv10": "classifier.1", "relu_conv10": "classifier.2",
+                  "pool10": "classifier.3"})
     return mods, caffe
 
 
-CAFFE_LAYERS: dict[str, str] = _layout()[1]
+CAFFE_NAMES: dict[str, str] = _layout()[1]
+CAFFE_LAYERS: dict[str, str] = {layer: module for layer, module in CAFFE_NAMES.items()  # the weighted ones
+                                if layer in ("conv1", "conv10") or layer.split("/")[-1] in WEIGHTED_PARTS}
 
 
 class SqueezeNet(nn.Module):

@@ -43,8 +43,8 @@ class Session:
     info: dict[str, Any] = field(default_factory=dict)  # framework details for the manifest
     runner_: Any = None
 
-    def runner(self, style: str) -> Any:
-        """The annotated runner (call after ``annotate.setup``)."""
+    def runner(self, style: str, client: Any = None) -> Any:
+        """The annotated runner, sending to ``client`` (default: ``annotate``'s, after ``annotate.setup``)."""
         raise NotImplementedError
 
     def layer_texts(self) -> list[str]:

@@ -76,10 +76,10 @@ def load_net(caffe: Any, args: argparse.Namespace) -> tuple[Any, str]:
 class CaffeSession(Session):
     net: Any = None
 
-    def runner(self, style: str) -> Any:
+    def runner(self, style: str, client: Any = None) -> Any:
         from annotate.frameworks.caffe import CaffeRunner
 
-        self.runner_ = CaffeRunner(self.net, self.name, style=style)
+        self.runner_ = CaffeRunner(self.net, self.name, style=style, client=client)
         return self.runner_
 
     def layer_texts(self) -> list[str]:

@@ -65,10 +65,10 @@ class OnnxSession(Session):
     feeds: Any = None
     workdir: Any = None  # the exported model and the profiler's file until finish() moves them
 
-    def runner(self, style: str) -> Any:
+    def runner(self, style: str, client: Any = None) -> Any:
         from annotate.frameworks.onnx import OnnxRunner
 
-        self.runner_ = OnnxRunner(self.session, self.feeds, self.name, style=style)
+        self.runner_ = OnnxRunner(self.session, self.feeds, self.name, style=style, client=client)
         return self.runner_
 
     def layer_texts(self) -> list[str]:

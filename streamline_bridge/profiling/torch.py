@@ -73,10 +73,10 @@ class TorchSession(Session):
     inputs: Any = None
     types: Any = None
 
-    def runner(self, style: str) -> Any:
+    def runner(self, style: str, client: Any = None) -> Any:
         from annotate.frameworks.torch import TorchRunner
 
-        self.runner_ = TorchRunner(self.model_, self.inputs, self.name, style=style, types=self.types)
+        self.runner_ = TorchRunner(self.model_, self.inputs, self.name, style=style, client=client, types=self.types)
         return self.runner_
 
     def layer_texts(self) -> list[str]:
