@@ -98,6 +98,17 @@ class LayerMarks:
         else:
             self.client.marker(iteration_text(n))
 
+    def whole(self, n: int, layer: Layer, run: Callable[[], None], sync: Optional[Callable[[], None]] = None) -> None:
+        """Iteration ``n`` as one interval ``layer`` around ``run()`` (``sync()`` before it ends):
+        the whole net in one call, for comparison with the layer-by-layer intervals."""
+        self.iteration_start(n)
+        layer.start()
+        run()
+        if sync is not None:
+            sync()
+        layer.stop()
+        self.iteration_stop()
+
     def iteration_stop(self) -> None:
         """The iteration's last layer has finished."""
         if self.style == "channels":

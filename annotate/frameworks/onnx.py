@@ -114,11 +114,7 @@ class OnnxRunner:
 
     def forward_whole(self) -> None:
         """One annotated iteration, the whole run in one interval named after the network."""
-        self.marks.iteration_start(self.iteration)
-        self.marks.start(self.whole)
-        self._run()
-        self.marks.stop(self.whole)
-        self.marks.iteration_stop()
+        self.marks.whole(self.iteration, self.whole, self._run)
         self.iteration += 1
 
     def warm_up(self, n: int, layer_by_layer: bool = True) -> None:

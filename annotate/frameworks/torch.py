@@ -174,12 +174,10 @@ class TorchRunner:
     def forward_whole(self) -> None:
         """One annotated iteration, the whole forward in one interval named after the network."""
         marks = self.module_marks
-        with marks.iteration():
-            self.whole.start()
-            self._forward()
-            if marks.sync is not None:
-                marks.sync()
-            self.whole.stop()
+        if marks.sync is not None:
+            marks.sync()
+        marks.marks.whole(marks.count, self.whole, self._forward, marks.sync)
+        marks.count += 1
 
     def warm_up(self, n: int, layer_by_layer: bool = True) -> None:
         """``n`` forwards without annotations (``layer_by_layer`` has no effect: a forward is one call)."""

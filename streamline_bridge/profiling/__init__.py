@@ -62,6 +62,16 @@ class Session:
         return None
 
 
+def import_framework(module: str, extra: str) -> ModuleType:
+    """``import module``; InputError saying how to install it (``streamline-bridge[extra]``) when it cannot be."""
+    from streamline_bridge.errors import InputError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise InputError(None, f"{module} cannot be imported ({exc}): pip install 'streamline-bridge[{extra}]'") from None
+
+
 def _existing(path: str | None, what: str) -> str | None:
     from streamline_bridge.errors import InputError
 

@@ -22,20 +22,10 @@ from typing import Any
 import numpy as np
 
 from streamline_bridge.profiling import (BUILTIN, BUILTIN_NAME, Session, _existing, class_probabilities,
-                                         input_array, parse_shape)
+                                         import_framework, input_array, parse_shape)
 
 OPTIONS = ("model", "weights", "size", "input_shape", "providers", "optimization", "mean", "mean_file")
 PROFILE_PREFIX = "onnxruntime_profile"
-
-
-def import_onnxruntime() -> Any:
-    from streamline_bridge.errors import InputError
-
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise InputError(None, f"onnxruntime cannot be imported ({exc}): pip install 'streamline-bridge[onnx]'") from None
-    return onnxruntime
 
 
 def export_builtin(args: argparse.Namespace, path: Path) -> None:
@@ -93,7 +83,7 @@ def load(args: argparse.Namespace) -> OnnxSession:
     profiler's file in a folder of their own until :meth:`OnnxSession.finish`)."""
     from streamline_bridge.errors import InputError
 
-    ort = import_onnxruntime()
+    ort = import_framework("onnxruntime", "onnx")
     where = Path(tempfile.mkdtemp(prefix="streamline-bridge-onnx-"))
     if args.model is None:
         model = where / "model.onnx"

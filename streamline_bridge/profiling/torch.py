@@ -21,19 +21,9 @@ from typing import Any
 import numpy as np
 
 from streamline_bridge.profiling import (BUILTIN, BUILTIN_NAME, Session, _existing, class_probabilities,
-                                         input_array, parse_shape)
+                                         import_framework, input_array, parse_shape)
 
 OPTIONS = ("model", "weights", "size", "input_shape", "device", "mean", "mean_file")
-
-
-def import_torch() -> Any:
-    from streamline_bridge.errors import InputError
-
-    try:
-        import torch
-    except ImportError as exc:
-        raise InputError(None, f"torch cannot be imported ({exc}): pip install 'streamline-bridge[torch]'") from None
-    return torch
 
 
 def _factory(torch: Any, spec: str) -> tuple[Any, Any, str]:
@@ -97,7 +87,7 @@ def load(args: argparse.Namespace) -> TorchSession:
     from streamline_bridge.errors import InputError
     from streamline_bridge.nets.torch_squeezenet import squeezenet1_1
 
-    torch = import_torch()
+    torch = import_framework("torch", "torch")
     try:
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
