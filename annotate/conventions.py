@@ -24,9 +24,8 @@ ITERATION_CHANNELS = ("iteration", ITERATION_CHANNEL)  # channel names whose tex
 ITERATION_TEXT = re.compile(r"^\s*iteration[\s_#:=]*(\d+)\s*$", re.IGNORECASE)
 START, END = "start", "end"  # bookmarks that only delimit (markers style)
 DELIMITERS = (START, END)
-PATH_SEPARATORS = ("/", ".")
+PATH_SEPARATORS = "/."  # a layer name's parts: Caffe's fire2/squeeze1x1, PyTorch's features.3.squeeze
 BLOCKS_METADATA = "annotate.blocks"  # model metadata: JSON {layer name: block} (ONNX models)
-_PATH_SPLIT = re.compile(r"[/.]")
 
 
 def layer_text(name: str, layer_type: Optional[str]) -> str:
@@ -61,12 +60,7 @@ def is_delimiter(text: str) -> bool:
     return text.strip().lower() in DELIMITERS
 
 
-def has_path(name: str) -> bool:
-    """Whether a layer name has more than one part (``fire2/squeeze1x1``, ``features.3.squeeze``)."""
-    return _PATH_SPLIT.search(name) is not None
-
-
-def name_prefix(name: str, depth: int = 1, separators: str = "/.") -> str:
+def name_prefix(name: str, depth: int = 1, separators: str = PATH_SEPARATORS) -> str:
     """The first ``depth`` parts of a layer name, split at any of ``separators``, with the separators
     between them kept: ``name_prefix("features.3.squeeze", 2) == "features.3"``,
     ``name_prefix("fire2/squeeze1x1") == "fire2"``. A name with ``depth`` parts or fewer is its own
