@@ -230,3 +230,18 @@ def test_readme_torch_and_onnx_examples_run_as_written(tmp_path: Path) -> None:
         assert iv.iterations["iteration"].tolist() == list(range(20)) and iv.warnings == []
         # torch: conv1 relu pool, 8 fires, 2 pools, 4 classifier modules; onnx: no Dropout node, a Flatten one
         assert len(iv.layers) == 20 * layers and iv.layers["group"].nunique() == 17
+
+
+def test_torchscript_is_refused_and_a_saved_module_runs(tx1: str, tmp_path: Path, capsys) -> None:  # noqa: F811
+    torch = pytest.importorskip("torch")
+    model, _ = tiny_model()
+    torch.jit.script(model).save(str(tmp_path / "scripted.pt"))
+    run = tmp_path / "run"
+    assert main(["profile", "torch", str(tmp_path / "scripted.pt"), "--input-shape", "2,8", "-o", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "scripted.pt: a TorchScript model" in err and "torch.export.save" in err and not run.exists()
+    torch.save(model, tmp_path / "whole.pt")
+    rc = main(["profile", "torch", str(tmp_path / "whole.pt"), "--input-shape", "2,8", "-o", str(run),
+               "--iterations", "2", "--warmup", "0", "--idle", "0.1", "--sysfs-root", tx1])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads((run / "manifest.json").read_text())["profile"]["layers"] == ["0___Linear", "1___ReLU", "2___Linear"]

@@ -208,8 +208,7 @@ def run(args: argparse.Namespace) -> int:
     reserve_sampler_cpu(args)  # before the framework: OpenBLAS and OpenMP size their threads from the CPUs left
     net = framework(args.framework).load(args)
     run_dir, manifest, sampler = start_run(args, _command(args))
-    annotate.setup(file=str(run_dir / MARKERS_FILE))  # before the runner: it names its channels at once
-    runner = net.runner(args.style)
+    annotate.setup(file=str(run_dir / MARKERS_FILE))  # before the runner (in measure): it names its channels at once
     manifest["profile"] = {
         "framework": args.framework, "net": net.name, "model": net.model, "weights": args.weights,
         "image": args.image, "input": net.input_shape, "iterations": args.iterations,
@@ -217,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     progress = _Progress(args.warmup + args.iterations)
     t, interrupted, sampler_error, warnings = [annotate.now()], False, None, []
     try:
-        measure(runner, args, sampler, t, progress)
+        measure(net.runner(args.style), args, sampler, t, progress)
         warnings = net.finish(run_dir)
     except KeyboardInterrupt:
         interrupted = True
@@ -225,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
         annotate.shutdown()
-        manifest["profile"]["layers"] = net.layer_texts()
+        manifest["profile"]["layers"] = net.layer_texts() if net.runner_ is not None else []
         sampler_error = finish_run(run_dir, manifest, sampler, t, sampler_error,
                                    exit_code=130 if interrupted else 0, interrupted=interrupted)
     if sampler_error:

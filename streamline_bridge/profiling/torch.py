@@ -5,7 +5,8 @@
 
 ``--model`` is ``PKG.MODULE:FACTORY`` (a callable returning the model, or the model and an example
 input: a tensor or a tuple of them), a ``torch.export`` program (``.pt2``, run unflattened so that
-its modules keep their names) or a TorchScript file whose modules still run one by one. Without
+its modules keep their names) or a whole module saved with ``torch.save`` (TorchScript cannot be
+hooked module by module: refused, with how to export it). Without
 ``--model``: SqueezeNet v1.1 (``streamline_bridge.nets.torch_squeezenet``) with seeded random
 weights, or ``--weights CAFFEMODEL`` converted layer by layer. The input: ``--input-shape``, else
 the factory's example, else 1 x 3 x ``--size`` x ``--size`` (224); an image input gets the image.
@@ -43,7 +44,9 @@ def _factory(torch: Any, spec: str) -> tuple[Any, Any, str]:
 
 
 def _saved(torch: Any, path: str) -> tuple[Any, Any, str, dict[str, str] | None]:
-    """(module, example or None, name, module types) of a saved ``torch.export`` program or TorchScript file."""
+    """(module, example or None, name, module types) of a saved ``torch.export`` program (``.pt2``)
+    or a whole pickled module (``torch.save(model)``); TorchScript is refused (its modules run
+    inside one compiled graph: they cannot be hooked)."""
     from annotate.frameworks.torch import exported_types
 
     from streamline_bridge.errors import InputError
@@ -53,9 +56,15 @@ def _saved(torch: Any, path: str) -> tuple[Any, Any, str, dict[str, str] | None]
         if path.endswith(".pt2"):
             program = torch.export.load(path)
             return torch.export.unflatten(program), program.example_inputs[0], name, exported_types(program)
-        return torch.jit.load(path, map_location="cpu"), None, name, None
+        model = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many kinds for a file it cannot read
-        raise InputError(path, f"cannot load it as a torch.export (.pt2) or TorchScript model: {exc}") from None
+        raise InputError(path, f"cannot load it as a torch.export program (.pt2) or a saved module: {exc}") from None
+    if isinstance(model, torch.jit.ScriptModule):
+        raise InputError(path, "a TorchScript model runs as one compiled graph, its modules cannot be hooked: "
+                               "save it with torch.export.save (.pt2)")
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(path, f"holds a {type(model).__name__}, not a torch.nn.Module")
+    return model, None, name, None
 
 
 class TorchSession(Session):
