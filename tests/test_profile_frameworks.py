@@ -131,6 +131,10 @@ def test_framework_options_are_checked_before_anything_runs(tmp_path: Path, caps
     assert "--model no_such_module:f: cannot import it" in err and len(err.strip().splitlines()) == 1
     assert main(["profile", "torch", "-o", run, "--input-shape", "1,x"]) == 2
     assert "--input-shape" in capsys.readouterr().err
+    assert main(["profile", "caffe", "-o", run, "--preprocess", "torchvision"]) == 2
+    assert "--preprocess is not an option of profile caffe" in capsys.readouterr().err
+    assert main(["profile", "onnx", "-o", run, "--preprocess", "torchvision", "--mean", "1,2,3"]) == 2
+    assert "not torchvision's" in capsys.readouterr().err
     assert not Path(run).exists()
 
 

@@ -38,10 +38,10 @@ HELP = "run a network layer by layer with markers and the power sampler; print p
 OUTPUTS = ("table.csv", "table.json", "plot.png", "trace.json")
 # the options that go into the manifest's command when set (every framework's, declared below)
 VALUE_OPTIONS = ("model", "weights", "image", "labels", "mean_file", "size", "input_shape", "device",
-                 "providers", "optimization", "source", "sysfs_root")
+                 "providers", "optimization", "preprocess", "source", "sysfs_root")
 FRAMEWORK_OPTIONS = ("model", "weights", "size", "input_shape", "device", "providers", "optimization",
-                     "mean", "mean_file")  # each framework module's OPTIONS says which it takes
-DEFAULTS = {"device": "cpu", "optimization": "basic", "mean": "104,117,123"}
+                     "mean", "mean_file", "preprocess")  # each framework module's OPTIONS says which it takes
+DEFAULTS = {"device": "cpu", "optimization": "basic", "mean": "104,117,123", "preprocess": "caffe"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +66,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, metavar="PX",
                         help="input size: 1x3xPXxPX (default: the model's, batch 1; built-in 224)")
     parser.add_argument("--input-shape", metavar="N,C,H,W", help="torch, onnx: the input's shape")
+    parser.add_argument("--preprocess", choices=("caffe", "torchvision"),
+                        help="torch, onnx: the image as Caffe's models take it (default: BGR, 0-255, minus --mean) "
+                             "or as torchvision's (RGB, 0-1, normalised by ImageNet's mean and deviation)")
     parser.add_argument("--device", metavar="DEV", help="torch: cpu (default), cuda, cuda:N")
     parser.add_argument("--providers", metavar="EP,...",
                         help="onnx: execution providers in order (default: onnxruntime's default)")
@@ -90,6 +93,8 @@ def _check_args(args: argparse.Namespace) -> None:
         if args.model is not None and args.model != args.model_file:
             raise InputError(None, f"two models: {args.model_file} and --model {args.model}")
         args.model = args.model_file
+    if args.preprocess == "torchvision" and (args.mean is not None or args.mean_file is not None):
+        raise InputError(None, "--mean and --mean-file are Caffe's preprocessing, not torchvision's")
     takes = framework(args.framework).OPTIONS
     for option in FRAMEWORK_OPTIONS:
         if getattr(args, option) is not None and option not in takes:

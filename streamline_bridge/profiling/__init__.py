@@ -102,10 +102,13 @@ def mean(args: argparse.Namespace) -> Any:
 
 
 def image_input(args: argparse.Namespace, height: int, width: int) -> np.ndarray:
-    """The preprocessed image (``--image``, else the synthetic one of ``--seed``): 3 x H x W float32."""
+    """The preprocessed image (``--image``, else the synthetic one of ``--seed``): 3 x H x W float32,
+    as Caffe's ImageNet models expect it, or ``--preprocess torchvision``'s way."""
     from streamline_bridge.nets import imagenet
 
     rgb = imagenet.load_image(args.image) if args.image else imagenet.synthetic_image(max(height, width), args.seed)
+    if getattr(args, "preprocess", None) == "torchvision":
+        return imagenet.preprocess_torchvision(rgb, height, width)
     return imagenet.preprocess(rgb, height, width, mean(args))
 
 

@@ -24,7 +24,8 @@ import numpy as np
 from streamline_bridge.profiling import (BUILTIN, BUILTIN_NAME, Session, _existing, class_probabilities,
                                          import_framework, input_array, parse_shape)
 
-OPTIONS = ("model", "weights", "size", "input_shape", "providers", "optimization", "mean", "mean_file")
+OPTIONS = ("model", "weights", "size", "input_shape", "providers", "optimization", "mean", "mean_file",
+           "preprocess")
 PROFILE_PREFIX = "onnxruntime_profile"
 
 
