@@ -31,8 +31,8 @@ PROFILE_PREFIX = "onnxruntime_profile"
 
 def export_builtin(args: argparse.Namespace, path: Path) -> None:
     """SqueezeNet v1.1 from the project's PyTorch model (random or ``--weights``) as ONNX at ``path``."""
-    import torch
-
+    torch = import_framework("torch", "torch")
+    import_framework("onnx", "onnx")
     from streamline_bridge.nets.onnx_export import export
     from streamline_bridge.nets.torch_squeezenet import squeezenet1_1
 
@@ -79,13 +79,12 @@ class OnnxSession(Session):
         return class_probabilities(out[0]) if out else None
 
 
-def load(args: argparse.Namespace) -> OnnxSession:
-    """An onnxruntime session of ``args``' model with its input (the exported model and the
-    profiler's file in a folder of their own until :meth:`OnnxSession.finish`)."""
+def _model_and_session(args: argparse.Namespace, ort: Any, where: Path) -> tuple[Path, Any]:
+    """The model file (the built-in exported into ``where``) and its profiled session."""
+    from annotate.frameworks.onnx import profiled_session
+
     from streamline_bridge.errors import InputError
 
-    ort = import_framework("onnxruntime", "onnx")
-    where = Path(tempfile.mkdtemp(prefix="streamline-bridge-onnx-"))
     if args.model is None:
         model = where / "model.onnx"
         export_builtin(args, model)
@@ -98,17 +97,31 @@ def load(args: argparse.Namespace) -> OnnxSession:
     if unknown:
         raise InputError(None, f"--providers: {', '.join(unknown)} not available "
                                f"(this onnxruntime has {', '.join(ort.get_available_providers())})")
-    from annotate.frameworks.onnx import profiled_session
-
     try:
-        session = profiled_session(str(model), str(where / PROFILE_PREFIX), providers, args.optimization)
+        return model, profiled_session(str(model), str(where / PROFILE_PREFIX), providers, args.optimization)
     except Exception as exc:  # onnxruntime raises its own kinds for a file it cannot load
         raise InputError(str(model), f"onnxruntime cannot load it: {exc}") from None
-    inputs = session.get_inputs()
-    if len(inputs) != 1:
-        raise InputError(str(model), f"the model has {len(inputs)} inputs: profile onnx feeds one")
-    shape = _shape(list(inputs[0].shape), parse_shape(args.input_shape), args.size)
-    data = input_array(args, shape)
+
+
+def load(args: argparse.Namespace) -> OnnxSession:
+    """An onnxruntime session of ``args``' model with its input (the exported model and the
+    profiler's file in a folder of their own until :meth:`OnnxSession.finish`, removed on an error)."""
+    import shutil
+
+    from streamline_bridge.errors import InputError
+
+    ort = import_framework("onnxruntime", "onnx")
+    where = Path(tempfile.mkdtemp(prefix="streamline-bridge-onnx-"))
+    try:
+        model, session = _model_and_session(args, ort, where)
+        inputs = session.get_inputs()
+        if len(inputs) != 1:
+            raise InputError(str(model), f"the model has {len(inputs)} inputs: profile onnx feeds one")
+        shape = _shape(list(inputs[0].shape), parse_shape(args.input_shape), args.size)
+        data = input_array(args, shape)
+    except BaseException:
+        shutil.rmtree(where, ignore_errors=True)
+        raise
     result = OnnxSession(BUILTIN_NAME if args.model is None else model.stem, args.model or BUILTIN, shape,
                          args.model is None and args.weights is None,
                          {"providers": session.get_providers(), "optimization": args.optimization,
