@@ -249,3 +249,23 @@ def test_torchscript_is_refused_and_a_saved_module_runs(tx1: str, tmp_path: Path
                "--iterations", "2", "--warmup", "0", "--idle", "0.1", "--sysfs-root", tx1])
     assert rc == 0, capsys.readouterr().err
     assert json.loads((run / "manifest.json").read_text())["profile"]["layers"] == ["0___Linear", "1___ReLU", "2___Linear"]
+
+
+def broken_factory():
+    raise RuntimeError("no such checkpoint")
+
+
+@pytest.mark.parametrize("framework", ["torch", "onnx"])
+def test_weights_that_do_not_fit_and_failing_factories_are_one_line(framework: str, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime" if framework == "onnx" else "torch")
+    bad = tmp_path / "bad.caffemodel"
+    bad.write_bytes(b"\x0a\x03net")  # a NetParameter with a name and no layer
+    run = tmp_path / "run"
+    assert main(["profile", framework, "--weights", str(bad), "-o", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: not SqueezeNet v1.1 weights: layer 'conv1' has no weights" in err
+    assert len(err.strip().splitlines()) == 1 and not run.exists()
+    if framework == "torch":
+        assert main(["profile", "torch", "--model", "test_profile_frameworks:broken_factory", "-o", str(run)]) == 2
+        assert "the factory failed: RuntimeError: no such checkpoint" in capsys.readouterr().err

@@ -72,6 +72,18 @@ def import_framework(module: str, extra: str) -> ModuleType:
         raise InputError(None, f"{module} cannot be imported ({exc}): pip install 'streamline-bridge[{extra}]'") from None
 
 
+def builtin_torch_model(args: argparse.Namespace) -> Any:
+    """The project's PyTorch SqueezeNet v1.1: seeded random weights, or ``--weights`` converted from
+    Caffe (InputError naming the file when they do not fit)."""
+    from streamline_bridge.errors import InputError
+    from streamline_bridge.nets.torch_squeezenet import squeezenet1_1
+
+    try:
+        return squeezenet1_1(args.seed, _existing(args.weights, "weights"))
+    except ValueError as exc:  # CaffemodelError too
+        raise InputError(args.weights, f"not SqueezeNet v1.1 weights: {exc}") from None
+
+
 def _existing(path: str | None, what: str) -> str | None:
     from streamline_bridge.errors import InputError
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from streamline_bridge.profiling import (BUILTIN, BUILTIN_NAME, Session, _existing, class_probabilities,
-                                         import_framework, input_array, parse_shape)
+from streamline_bridge.profiling import (BUILTIN, BUILTIN_NAME, Session, _existing, builtin_torch_model,
+                                         class_probabilities, import_framework, input_array, parse_shape)
 
 OPTIONS = ("model", "weights", "size", "input_shape", "providers", "optimization", "mean", "mean_file",
            "preprocess")
@@ -34,10 +34,9 @@ def export_builtin(args: argparse.Namespace, path: Path) -> None:
     torch = import_framework("torch", "torch")
     import_framework("onnx", "onnx")
     from streamline_bridge.nets.onnx_export import export
-    from streamline_bridge.nets.torch_squeezenet import squeezenet1_1
 
     size = args.size or 224
-    model = squeezenet1_1(args.seed, _existing(args.weights, "weights"))
+    model = builtin_torch_model(args)
     export(model, (torch.zeros(1, 3, size, size),), path, input_names=["data"])
 
 

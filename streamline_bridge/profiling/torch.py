@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from streamline_bridge.profiling import (BUILTIN, BUILTIN_NAME, Session, _existing, class_probabilities,
-                                         import_framework, input_array, parse_shape)
+from streamline_bridge.profiling import (BUILTIN, BUILTIN_NAME, Session, _existing, builtin_torch_model,
+                                         class_probabilities, import_framework, input_array, parse_shape)
 
 OPTIONS = ("model", "weights", "size", "input_shape", "device", "mean", "mean_file", "preprocess")
 
@@ -36,7 +36,10 @@ def _factory(torch: Any, spec: str) -> tuple[Any, Any, str]:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise InputError(None, f"--model {spec}: cannot import it ({exc})") from None
-    result = factory()
+    try:
+        result = factory()
+    except Exception as exc:  # the user's code: any kind
+        raise InputError(None, f"--model {spec}: the factory failed: {type(exc).__name__}: {exc}") from None
     model, example = result if isinstance(result, tuple) and len(result) == 2 else (result, None)
     if not isinstance(model, torch.nn.Module):
         raise InputError(None, f"--model {spec}: the factory returned {type(model).__name__}, not a torch.nn.Module")
@@ -94,7 +97,6 @@ class TorchSession(Session):
 def load(args: argparse.Namespace) -> TorchSession:
     """The model of ``args`` on ``--device`` with its input."""
     from streamline_bridge.errors import InputError
-    from streamline_bridge.nets.torch_squeezenet import squeezenet1_1
 
     torch = import_framework("torch", "torch")
     try:
@@ -105,7 +107,7 @@ def load(args: argparse.Namespace) -> TorchSession:
         raise InputError(None, f"--device {args.device}: {exc}") from None
     example, types = None, None
     if args.model is None:
-        model, name = squeezenet1_1(args.seed, _existing(args.weights, "weights")), BUILTIN_NAME
+        model, name = builtin_torch_model(args), BUILTIN_NAME
     elif args.weights is not None:
         raise InputError(None, "--weights is for the built-in SqueezeNet (a caffemodel); a factory loads its own")
     elif ":" in args.model and not Path(args.model).exists():
