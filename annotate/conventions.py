@@ -16,7 +16,7 @@ Standard library only.
 """
 
 import re
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 TYPE_SEPARATOR = "___"  # name___type
 ITERATION_CHANNEL = "iterations"  # the channel the adapters put iteration markers on
@@ -39,8 +39,8 @@ def split_layer_text(text: str) -> Tuple[str, str]:
     return name, layer_type
 
 
-def iteration_text(n: int) -> str:
-    """The text that starts iteration ``n``."""
+def iteration_text(n: Union[int, str]) -> str:
+    """The text that starts iteration ``n`` (a number, or one as written in a marker)."""
     return f"iteration {n}"
 
 

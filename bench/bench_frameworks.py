@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 try:
     from bench.run import Result
@@ -31,16 +32,26 @@ SIZE = 224
 
 def _args(framework: str) -> argparse.Namespace:
     """The options ``profile FRAMEWORK`` would have with its defaults (built-in net, synthetic image)."""
-    return argparse.Namespace(framework=framework, model=None, weights=None, image=None, mean="104,117,123",
-                              mean_file=None, size=SIZE, input_shape=None, device="cpu", providers=None,
-                              optimization="basic", seed=0)
+    return argparse.Namespace(
+        framework=framework,
+        model=None,
+        weights=None,
+        image=None,
+        mean="104,117,123",
+        mean_file=None,
+        size=SIZE,
+        input_shape=None,
+        device="cpu",
+        providers=None,
+        optimization="basic",
+        seed=0,
+    )
 
 
 def _forwards(framework: str, whole: bool, forwards: int, tmp: Path) -> list[tuple[str, float]] | None:
     """``[(layer, ms), ...]`` of ``forwards`` annotated forwards (layer by layer, or ``whole``), read
     back from their marker log; None when the framework is not installed."""
     from annotate import Client
-
     from streamline_bridge import ingest
     from streamline_bridge.energy.intervals import find_intervals
     from streamline_bridge.errors import InputError
@@ -112,8 +123,17 @@ def run(quick: bool) -> list[Result]:
     base = "caffe" if "caffe" in per else next(iter(per))
     out = []
     for framework in per:
-        out.append(Result("frameworks", f"{framework}: sum of per-layer medians ({forwards} forwards)",
-                          sum(per[framework].values()), "ms", sum(per[base].values()), base))
-        out.append(Result("frameworks", f"{framework}: whole forward, median", whole[framework], "ms",
-                          whole[base], base))
+        out.append(
+            Result(
+                "frameworks",
+                f"{framework}: sum of per-layer medians ({forwards} forwards)",
+                sum(per[framework].values()),
+                "ms",
+                sum(per[base].values()),
+                base,
+            )
+        )
+        out.append(
+            Result("frameworks", f"{framework}: whole forward, median", whole[framework], "ms", whole[base], base)
+        )
     return out

@@ -14,9 +14,13 @@ from streamline_bridge import ingest
 from streamline_bridge.cli import main
 from streamline_bridge.energy.intervals import find_intervals
 
-TORCH_NAMES = [("features.0", "Conv2d", "features.0"), ("features.3.squeeze", "Conv2d", "features.3"),
-               ("features.3.expand1x1", "Conv2d", "features.3"), ("features.3", "Concat", "features.3"),
-               ("classifier.1", "Conv2d", "classifier.1")]
+TORCH_NAMES = [
+    ("features.0", "Conv2d", "features.0"),
+    ("features.3.squeeze", "Conv2d", "features.3"),
+    ("features.3.expand1x1", "Conv2d", "features.3"),
+    ("features.3", "Concat", "features.3"),
+    ("classifier.1", "Conv2d", "classifier.1"),
+]
 
 
 def test_layer_texts_and_iteration_texts_round_trip() -> None:
@@ -31,11 +35,20 @@ def test_layer_texts_and_iteration_texts_round_trip() -> None:
     assert cv.is_delimiter("End") and cv.is_delimiter(cv.START) and not cv.is_delimiter("endpoint")
 
 
-@pytest.mark.parametrize("name, depth, prefix", [
-    ("fire2/squeeze1x1", 1, "fire2"), ("fire9/expand3x3/relu", 2, "fire9/expand3x3"), ("conv1", 1, "conv1"),
-    ("features.3.squeeze", 1, "features"), ("features.3.squeeze", 2, "features.3"),
-    ("features.3.squeeze", 3, "features.3.squeeze"), ("features.3.squeeze", 9, "features.3.squeeze"),
-    ("features/features.3/squeeze", 2, "features/features"), ("/odd", 1, "/odd")])
+@pytest.mark.parametrize(
+    "name, depth, prefix",
+    [
+        ("fire2/squeeze1x1", 1, "fire2"),
+        ("fire9/expand3x3/relu", 2, "fire9/expand3x3"),
+        ("conv1", 1, "conv1"),
+        ("features.3.squeeze", 1, "features"),
+        ("features.3.squeeze", 2, "features.3"),
+        ("features.3.squeeze", 3, "features.3.squeeze"),
+        ("features.3.squeeze", 9, "features.3.squeeze"),
+        ("features/features.3/squeeze", 2, "features/features"),
+        ("/odd", 1, "/odd"),
+    ],
+)
 def test_name_prefix_counts_parts_at_either_separator(name: str, depth: int, prefix: str) -> None:
     assert cv.name_prefix(name, depth) == prefix
 
@@ -61,15 +74,18 @@ def _torch_like_log(tmp_path: Path, style: str = "channels") -> Path:
     return log
 
 
-@pytest.mark.parametrize("groups, expected", [
-    (None, ["features.0", "features.3", "features.3", "features.3", "classifier.1"]),  # auto: the blocks
-    ("block", ["features.0", "features.3", "features.3", "features.3", "classifier.1"]),
-    ("prefix", ["features", "features", "features", "features", "classifier"]),
-    ("depth=2", ["features.0", "features.3", "features.3", "features.3", "classifier.1"]),
-    ("depth=3", ["features.0", "features.3.squeeze", "features.3.expand1x1", "features.3", "classifier.1"]),
-    ("channel", ["net"] * 5),
-    ({"features.0": "stem"}, ["stem", "features", "features", "features", "classifier"]),
-])
+@pytest.mark.parametrize(
+    "groups, expected",
+    [
+        (None, ["features.0", "features.3", "features.3", "features.3", "classifier.1"]),  # auto: the blocks
+        ("block", ["features.0", "features.3", "features.3", "features.3", "classifier.1"]),
+        ("prefix", ["features", "features", "features", "features", "classifier"]),
+        ("depth=2", ["features.0", "features.3", "features.3", "features.3", "classifier.1"]),
+        ("depth=3", ["features.0", "features.3.squeeze", "features.3.expand1x1", "features.3", "classifier.1"]),
+        ("channel", ["net"] * 5),
+        ({"features.0": "stem"}, ["stem", "features", "features", "features", "classifier"]),
+    ],
+)
 def test_groups_of_torch_names(tmp_path: Path, groups, expected: list[str]) -> None:
     iv = find_intervals(ingest.read(_torch_like_log(tmp_path)).markers, groups=groups)
     assert iv.layers["group"].tolist() == expected * 2
@@ -80,7 +96,12 @@ def test_auto_groups_without_channels_are_the_names(tmp_path: Path) -> None:
     markers = ingest.read(_torch_like_log(tmp_path, "markers")).markers
     assert find_intervals(markers).layers["group"].tolist()[:5] == [n for n, _, _ in TORCH_NAMES]
     assert find_intervals(markers, groups="depth=2").layers["group"].tolist()[:5] == [
-        "features.0", "features.3", "features.3", "features.3", "classifier.1"]
+        "features.0",
+        "features.3",
+        "features.3",
+        "features.3",
+        "classifier.1",
+    ]
 
 
 @pytest.mark.parametrize("spec", ["depth=0", "depth=x", "depth=", "nonsense"])

@@ -12,20 +12,13 @@ import pandas as pd
 import pytest
 
 from conftest import FIXTURES
-from fake_sysfs import TX1_BASES, FakeSensor, tx1_ramps
+from fake_sysfs import TX1_BASES
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 
 BASES = TX1_BASES
 RAILS = list(BASES)
 MODEL = "models/squeezenet_v1.1"
-
-
-@pytest.fixture
-def tx1(tmp_path: Path):
-    """A TX1 sysfs copy whose rails move by 20 mW every 5 ms."""
-    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", 0.005, tx1_ramps(20)):
-        yield str(tmp_path / "sys")
 
 
 def prototxt_names(path: Path) -> list[str]:

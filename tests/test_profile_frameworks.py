@@ -13,15 +13,28 @@ import pandas as pd
 import pytest
 
 from annotate import Client
+from conftest import ROOT
+from fake_sysfs import TX1_BASES
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 from streamline_bridge.energy.intervals import find_intervals
-from conftest import ROOT
-from test_profile import RAILS, tx1  # noqa: F401  (the fake TX1 fixture)
 
+RAILS = list(TX1_BASES)
 FIRES = [f"features.{i}" for i in (3, 4, 6, 7, 9, 10, 11, 12)]
-GROUPS = ["features.0", "features.1", "features.2", *FIRES[:2], "features.5", *FIRES[2:4], "features.8",
-          *FIRES[4:], "classifier.0", "classifier.1", "classifier.2", "classifier.3"]
+GROUPS = [
+    "features.0",
+    "features.1",
+    "features.2",
+    *FIRES[:2],
+    "features.5",
+    *FIRES[2:4],
+    "features.8",
+    *FIRES[4:],
+    "classifier.0",
+    "classifier.1",
+    "classifier.2",
+    "classifier.3",
+]
 FAST = ["--iterations", "2", "--warmup", "1", "--idle", "0.1", "--size", "32"]
 
 
@@ -41,7 +54,7 @@ def _groups(run: Path, tmp_path: Path) -> list[str]:
     return rows[rows["rail"] == RAILS[0]]["name"].tolist()
 
 
-def test_profile_torch_builtin_squeezenet(tx1: str, tmp_path: Path, capsys) -> None:  # noqa: F811
+def test_profile_torch_builtin_squeezenet(tx1: str, tmp_path: Path, capsys) -> None:
     pytest.importorskip("torch")
     run = tmp_path / "run"
     assert main(["profile", "torch", "-o", str(run), *FAST, "--sysfs-root", tx1]) == 0
@@ -61,14 +74,38 @@ def test_profile_torch_builtin_squeezenet(tx1: str, tmp_path: Path, capsys) -> N
     assert _groups(run, tmp_path) == GROUPS  # one row per fire module, as Caffe's fire2..fire9
 
 
-def test_profile_torch_with_the_caffe_weights_sees_the_tabby(tx1: str, shared: Path, tmp_path: Path,  # noqa: F811
-                                                             capsys) -> None:
+def test_profile_torch_with_the_caffe_weights_sees_the_tabby(
+    tx1: str,
+    shared: Path,
+    tmp_path: Path,
+    capsys,
+) -> None:
     pytest.importorskip("torch")
     model = shared / "models/squeezenet_v1.1"
-    rc = main(["profile", "torch", "-o", str(tmp_path / "run"), "--weights",
-               str(model / "squeezenet_v1.1.fp16-reconstructed.caffemodel"), "--size", "227",
-               "--image", str(shared / "data/images/cat.jpg"), "--labels", str(shared / "data/synset_words.txt"),
-               "--iterations", "1", "--warmup", "0", "--idle", "0.1", "--sysfs-root", tx1])
+    rc = main(
+        [
+            "profile",
+            "torch",
+            "-o",
+            str(tmp_path / "run"),
+            "--weights",
+            str(model / "squeezenet_v1.1.fp16-reconstructed.caffemodel"),
+            "--size",
+            "227",
+            "--image",
+            str(shared / "data/images/cat.jpg"),
+            "--labels",
+            str(shared / "data/synset_words.txt"),
+            "--iterations",
+            "1",
+            "--warmup",
+            "0",
+            "--idle",
+            "0.1",
+            "--sysfs-root",
+            tx1,
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0, err
     top = err.split("top-5 classes:\n", 1)[1].splitlines()[0].split(None, 2)
@@ -76,28 +113,64 @@ def test_profile_torch_with_the_caffe_weights_sees_the_tabby(tx1: str, shared: P
     assert "meaningless" not in err
 
 
-def test_profile_torch_factory_and_exported_program(tx1: str, tmp_path: Path, capsys) -> None:  # noqa: F811
+def test_profile_torch_factory_and_exported_program(tx1: str, tmp_path: Path, capsys) -> None:
     torch = pytest.importorskip("torch")
     run = tmp_path / "factory"
-    rc = main(["profile", "torch", "--model", "test_profile_frameworks:tiny_model", "-o", str(run),
-               "--iterations", "2", "--warmup", "0", "--idle", "0.1", "--sysfs-root", tx1])
+    rc = main(
+        [
+            "profile",
+            "torch",
+            "--model",
+            "test_profile_frameworks:tiny_model",
+            "-o",
+            str(run),
+            "--iterations",
+            "2",
+            "--warmup",
+            "0",
+            "--idle",
+            "0.1",
+            "--sysfs-root",
+            tx1,
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     m = json.loads((run / "manifest.json").read_text())
     expected = ["0___Linear", "1___ReLU", "2___Linear"]
-    assert m["profile"]["layers"] == expected and m["profile"]["input"] == [2, 8] and m["profile"]["net"] == "tiny_model"
+    assert (
+        m["profile"]["layers"] == expected and m["profile"]["input"] == [2, 8] and m["profile"]["net"] == "tiny_model"
+    )
     model, example = tiny_model()
     program = tmp_path / "tiny.pt2"
     torch.export.save(torch.export.export(model, (example,)), str(program))
     run = tmp_path / "exported"
-    assert main(["profile", "torch", str(program), "-o", str(run),
-                 "--iterations", "2", "--warmup", "0", "--idle", "0.1", "--sysfs-root", tx1]) == 0
+    assert (
+        main(
+            [
+                "profile",
+                "torch",
+                str(program),
+                "-o",
+                str(run),
+                "--iterations",
+                "2",
+                "--warmup",
+                "0",
+                "--idle",
+                "0.1",
+                "--sysfs-root",
+                tx1,
+            ]
+        )
+        == 0
+    )
     m = json.loads((run / "manifest.json").read_text())
     assert m["profile"]["layers"] == expected and m["profile"]["net"] == "tiny"  # names and types kept
     assert len(ingest.read(run).markers.query("kind == 'text' and text == '1___ReLU'")) == 2
     capsys.readouterr()
 
 
-def test_profile_onnx_builtin_squeezenet(tx1: str, tmp_path: Path, capsys) -> None:  # noqa: F811
+def test_profile_onnx_builtin_squeezenet(tx1: str, tmp_path: Path, capsys) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     run = tmp_path / "run"
@@ -155,10 +228,12 @@ class FakeSession:
 
     def end_profiling(self) -> str:
         events = [{"cat": "Session", "name": "session_initialization", "ts": 0, "dur": 900}]
-        for ts, dur in self.RUNS[:self.runs]:
+        for ts, dur in self.RUNS[: self.runs]:
             events.append({"cat": "Session", "name": "model_run", "ts": ts, "dur": dur})
-            events += [{"cat": "Node", "name": f"{node}_kernel_time", "ts": ts + off, "dur": d,
-                        "args": {"op_name": op}} for node, op, off, d in self.NODES]
+            events += [
+                {"cat": "Node", "name": f"{node}_kernel_time", "ts": ts + off, "dur": d, "args": {"op_name": op}}
+                for node, op, off, d in self.NODES
+            ]
             events.append({"cat": "Node", "name": "b_fence_before", "ts": ts + 5, "dur": 0})
         self.path.write_text(json.dumps(events))
         return str(self.path)
@@ -166,6 +241,7 @@ class FakeSession:
     def get_modelmeta(self):
         class Meta:
             custom_metadata_map = {"annotate.blocks": json.dumps({"b": "a"})}
+
         return Meta()
 
 
@@ -226,7 +302,10 @@ def test_readme_torch_and_onnx_examples_run_as_written(tmp_path: Path) -> None:
     from streamline_bridge.nets.torch_squeezenet import squeezenet1_1
 
     export(squeezenet1_1(), (torch.zeros(1, 3, 224, 224),), tmp_path / "model.onnx", input_names=["data"])
-    for after, log, layers in (("PyTorch, with forward hooks", "torch.sbm", 57), ("ONNX Runtime, every node", "onnx.sbm", 65)):
+    for after, log, layers in (
+        ("PyTorch, with forward hooks", "torch.sbm", 57),
+        ("ONNX Runtime, every node", "onnx.sbm", 65),
+    ):
         p = spawn(_readme_block(after), cwd=tmp_path)
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
@@ -236,7 +315,7 @@ def test_readme_torch_and_onnx_examples_run_as_written(tmp_path: Path) -> None:
         assert len(iv.layers) == 20 * layers and iv.layers["group"].nunique() == 17
 
 
-def test_torchscript_is_refused_and_a_saved_module_runs(tx1: str, tmp_path: Path, capsys) -> None:  # noqa: F811
+def test_torchscript_is_refused_and_a_saved_module_runs(tx1: str, tmp_path: Path, capsys) -> None:
     torch = pytest.importorskip("torch")
     model, _ = tiny_model()
     torch.jit.script(model).save(str(tmp_path / "scripted.pt"))
@@ -245,10 +324,31 @@ def test_torchscript_is_refused_and_a_saved_module_runs(tx1: str, tmp_path: Path
     err = capsys.readouterr().err
     assert "scripted.pt: a TorchScript model" in err and "torch.export.save" in err and not run.exists()
     torch.save(model, tmp_path / "whole.pt")
-    rc = main(["profile", "torch", str(tmp_path / "whole.pt"), "--input-shape", "2,8", "-o", str(run),
-               "--iterations", "2", "--warmup", "0", "--idle", "0.1", "--sysfs-root", tx1])
+    rc = main(
+        [
+            "profile",
+            "torch",
+            str(tmp_path / "whole.pt"),
+            "--input-shape",
+            "2,8",
+            "-o",
+            str(run),
+            "--iterations",
+            "2",
+            "--warmup",
+            "0",
+            "--idle",
+            "0.1",
+            "--sysfs-root",
+            tx1,
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
-    assert json.loads((run / "manifest.json").read_text())["profile"]["layers"] == ["0___Linear", "1___ReLU", "2___Linear"]
+    assert json.loads((run / "manifest.json").read_text())["profile"]["layers"] == [
+        "0___Linear",
+        "1___ReLU",
+        "2___Linear",
+    ]
 
 
 def broken_factory():

@@ -41,12 +41,17 @@ KERNEL_SUFFIX = "_kernel_time"  # a node's own work in the profiler's events
 
 # graph optimization levels: "basic" keeps every node of the model (each timed on its own);
 # "extended" and "all" fuse nodes, as a deployment would, and the profile then has the fused ones
-OPTIMIZATION = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-                "all": "ORT_ENABLE_ALL"}
+OPTIMIZATION = {
+    "disabled": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
-def profiled_session(model: str, profile_prefix: str, providers: Optional[Sequence[str]] = None,
-                     optimization: str = "basic") -> Any:
+def profiled_session(
+    model: str, profile_prefix: str, providers: Optional[Sequence[str]] = None, optimization: str = "basic"
+) -> Any:
     """An ``onnxruntime.InferenceSession`` of ``model`` at graph ``optimization`` level
     (:data:`OPTIMIZATION`) whose profiler writes ``<profile_prefix>_<date>.json``."""
     import onnxruntime
@@ -67,8 +72,9 @@ def model_blocks(session: Any) -> Dict[str, str]:
 def runs_and_nodes(events: Sequence[Mapping[str, Any]]) -> List[Tuple[int, int, List[Tuple[str, str, int, int]]]]:
     """``[(run ts, run dur, [(node, op, ts, dur), ...]), ...]`` in run order (µs) from profiler events;
     a node belongs to the run whose span holds its start."""
-    runs = sorted((int(e["ts"]), int(e["dur"])) for e in events
-                  if e.get("cat") == "Session" and e.get("name") == "model_run")
+    runs = sorted(
+        (int(e["ts"]), int(e["dur"])) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"
+    )
     out: List[Tuple[int, int, List[Tuple[str, str, int, int]]]] = [(ts, dur, []) for ts, dur in runs]
     starts = [ts for ts, _ in runs]
     for e in events:
@@ -79,7 +85,7 @@ def runs_and_nodes(events: Sequence[Mapping[str, Any]]) -> List[Tuple[int, int, 
         i = bisect.bisect_right(starts, ts) - 1
         if i >= 0 and ts <= runs[i][0] + runs[i][1]:
             op = str(e.get("args", {}).get("op_name", ""))
-            out[i][2].append((name[:-len(KERNEL_SUFFIX)], op, ts, int(e["dur"])))
+            out[i][2].append((name[: -len(KERNEL_SUFFIX)], op, ts, int(e["dur"])))
     for _, _, nodes in out:
         nodes.sort(key=lambda n: n[2])
     return out
@@ -88,8 +94,15 @@ def runs_and_nodes(events: Sequence[Mapping[str, Any]]) -> List[Tuple[int, int, 
 class OnnxRunner:
     """Runs a profiled ``onnxruntime.InferenceSession`` with per-node (or per-run) annotations."""
 
-    def __init__(self, session: Any, feeds: Mapping[str, Any], network: str = "onnx", style: str = "channels",
-                 client: Optional[Client] = None, blocks: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(
+        self,
+        session: Any,
+        feeds: Mapping[str, Any],
+        network: str = "onnx",
+        style: str = "channels",
+        client: Optional[Client] = None,
+        blocks: Optional[Mapping[str, str]] = None,
+    ) -> None:
         self.session, self.feeds = session, dict(feeds)
         self.marks = LayerMarks(network, style=style, client=client)
         self.blocks = dict(blocks if blocks is not None else model_blocks(session))
@@ -137,8 +150,10 @@ class OnnxRunner:
         warnings = []
         missing = [i for i in self._marked if i >= len(runs)]
         if missing:
-            warnings.append(f"the profiler recorded {len(runs)} runs of {self._runs}: "
-                            f"{len(missing)} annotated run(s) have no node times")
+            warnings.append(
+                f"the profiler recorded {len(runs)} runs of {self._runs}: "
+                f"{len(missing)} annotated run(s) have no node times"
+            )
         for index, marker_ns in sorted(self._marked.items()):
             if index >= len(runs):
                 continue

@@ -29,8 +29,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from streamline_bridge.profiling import FRAMEWORKS
 
@@ -46,7 +47,6 @@ DEFAULTS = {"device": "cpu", "optimization": "basic", "mean": "104,117,123", "pr
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from annotate.frameworks.onnx import OPTIMIZATION
-
     from streamline_bridge.commands.record import add_sampler_arguments
 
     parser.add_argument("framework", choices=FRAMEWORKS, help="the framework that runs the net")
@@ -200,9 +200,9 @@ def write_outputs(run_dir: Path, style: str) -> tuple[Any, list[Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import annotate
     from rich.console import Console
 
+    import annotate
     from streamline_bridge.commands.record import MARKERS_FILE, finish_run, reserve_sampler_cpu, start_run
     from streamline_bridge.ingest.annotation_power import describe
     from streamline_bridge.nets import imagenet

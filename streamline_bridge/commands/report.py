@@ -70,9 +70,8 @@ def _groups(spec: str | None) -> str | dict[str, str] | None:
     import json
     from pathlib import Path
 
-    from streamline_bridge.errors import InputError
-
     from streamline_bridge.energy.intervals import GROUP_KEYWORDS, group_depth
+    from streamline_bridge.errors import InputError
 
     if spec is None or spec in GROUP_KEYWORDS:
         return spec

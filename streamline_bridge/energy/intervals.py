@@ -15,11 +15,13 @@ The conventions themselves are declared in :mod:`annotate.conventions` (shared w
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from annotate import conventions as cv
 
 STYLES = ("auto", "channels", "markers")

@@ -9,7 +9,7 @@ its values (``data`` as float32, or ``double_data``). Everything else is skipped
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def fields(buf: memoryview) -> Iterator[tuple[int, int, object]]:
             raise CaffemodelError(f"unsupported wire type {wire} (field {number})")
         if pos + size > len(buf):
             raise CaffemodelError(f"field {number} runs past the end")
-        yield number, wire, buf[pos:pos + size]
+        yield number, wire, buf[pos : pos + size]
         pos += size
 
 

@@ -29,7 +29,9 @@ def module_name(node_name: str, op_type: str) -> str:
     return qualified or op_type
 
 
-def export(model: Any, example: tuple[Any, ...], path: str | os.PathLike[str], input_names: list[str] | None = None) -> None:
+def export(
+    model: Any, example: tuple[Any, ...], path: str | os.PathLike[str], input_names: list[str] | None = None
+) -> None:
     """Write ``model`` (run on ``example``) to ``path`` as ONNX, nodes named by :func:`module_name`,
     a repeated name numbered (``features.3_2``), the blocks in the metadata."""
     import onnx

@@ -24,9 +24,14 @@ from torch import nn
 from streamline_bridge.nets.squeezenet import FIRE_MODULES_V1_1
 
 # a fire module's Caffe layers -> module names inside the Fire (the weighted ones first)
-FIRE_PARTS = {"squeeze1x1": "squeeze", "expand1x1": "expand1x1", "expand3x3": "expand3x3",
-              "relu_squeeze1x1": "squeeze_activation", "relu_expand1x1": "expand1x1_activation",
-              "relu_expand3x3": "expand3x3_activation"}
+FIRE_PARTS = {
+    "squeeze1x1": "squeeze",
+    "expand1x1": "expand1x1",
+    "expand3x3": "expand3x3",
+    "relu_squeeze1x1": "squeeze_activation",
+    "relu_expand1x1": "expand1x1_activation",
+    "relu_expand3x3": "expand3x3_activation",
+}
 WEIGHTED_PARTS = ("squeeze1x1", "expand1x1", "expand3x3")
 
 
@@ -44,16 +49,19 @@ class Fire(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.squeeze_activation(self.squeeze(x))
-        return torch.cat([self.expand1x1_activation(self.expand1x1(x)),
-                          self.expand3x3_activation(self.expand3x3(x))], 1)
+        return torch.cat(
+            [self.expand1x1_activation(self.expand1x1(x)), self.expand3x3_activation(self.expand3x3(x))], 1
+        )
 
 
 def _layout() -> tuple[list[tuple[str, Any]], dict[str, str]]:
     """The ``features`` modules in order and ``{caffe layer: module name}`` of every Caffe layer
     but the input and ``prob`` (a fire's ``concat`` is the fire module itself)."""
-    mods: list[tuple[str, Any]] = [("conv1", lambda: nn.Conv2d(3, 64, kernel_size=3, stride=2)),
-                                   ("relu_conv1", lambda: nn.ReLU(inplace=True)),
-                                   ("pool1", lambda: nn.MaxPool2d(3, 2, ceil_mode=True))]
+    mods: list[tuple[str, Any]] = [
+        ("conv1", lambda: nn.Conv2d(3, 64, kernel_size=3, stride=2)),
+        ("relu_conv1", lambda: nn.ReLU(inplace=True)),
+        ("pool1", lambda: nn.MaxPool2d(3, 2, ceil_mode=True)),
+    ]
     inplanes = 64
     for name, squeeze, expand, pool in FIRE_MODULES_V1_1:
         mods.append((name, lambda i=inplanes, s=squeeze, e=expand: Fire(i, s, e, e)))
@@ -67,14 +75,18 @@ def _layout() -> tuple[list[tuple[str, Any]], dict[str, str]]:
             caffe[f"{name}/concat"] = f"features.{index}"
         else:
             caffe[name] = f"features.{index}"
-    caffe.update({"drop9": "classifier.0", "conv10": "classifier.1", "relu_conv10": "classifier.2",
-                  "pool10": "classifier.3"})
+    caffe.update(
+        {"drop9": "classifier.0", "conv10": "classifier.1", "relu_conv10": "classifier.2", "pool10": "classifier.3"}
+    )
     return mods, caffe
 
 
 CAFFE_NAMES: dict[str, str] = _layout()[1]
-CAFFE_LAYERS: dict[str, str] = {layer: module for layer, module in CAFFE_NAMES.items()  # the weighted ones
-                                if layer in ("conv1", "conv10") or layer.split("/")[-1] in WEIGHTED_PARTS}
+CAFFE_LAYERS: dict[str, str] = {
+    layer: module
+    for layer, module in CAFFE_NAMES.items()  # the weighted ones
+    if layer in ("conv1", "conv10") or layer.split("/")[-1] in WEIGHTED_PARTS
+}
 
 
 class SqueezeNet(nn.Module):
@@ -83,8 +95,12 @@ class SqueezeNet(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.features = nn.Sequential(*(make() for _, make in _layout()[0]))
-        self.classifier = nn.Sequential(nn.Dropout(p=0.5), nn.Conv2d(512, num_classes, kernel_size=1),
-                                        nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1)))
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=0.5),
+            nn.Conv2d(512, num_classes, kernel_size=1),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d((1, 1)),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.classifier(self.features(x)), 1)
@@ -113,6 +129,7 @@ def load_caffe_weights(model: SqueezeNet, caffemodel: str | os.PathLike[str]) ->
             module = modules[module_name]
             for target, blob in zip((module.weight, module.bias), blobs[layer]):
                 if tuple(blob.shape) != tuple(target.shape):
-                    raise ValueError(f"layer {layer!r}: weights of shape {blob.shape}, SqueezeNet v1.1 "
-                                     f"has {tuple(target.shape)}")
+                    raise ValueError(
+                        f"layer {layer!r}: weights of shape {blob.shape}, SqueezeNet v1.1 has {tuple(target.shape)}"
+                    )
                 target.copy_(torch.from_numpy(blob))

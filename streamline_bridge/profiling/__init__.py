@@ -69,7 +69,9 @@ def import_framework(module: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise InputError(None, f"{module} cannot be imported ({exc}): pip install 'streamline-bridge[{extra}]'") from None
+        raise InputError(
+            None, f"{module} cannot be imported ({exc}): pip install 'streamline-bridge[{extra}]'"
+        ) from None
 
 
 def builtin_torch_model(args: argparse.Namespace) -> Any:

@@ -27,8 +27,11 @@ def import_caffe() -> Any:
     try:
         import caffe
     except ImportError as exc:
-        raise InputError(None, f"pycaffe cannot be imported ({exc}): build it with "
-                               "'scripts/build-pycaffe.sh .venv/bin/python' (or run scripts/bootstrap.sh)") from None
+        raise InputError(
+            None,
+            f"pycaffe cannot be imported ({exc}): build it with "
+            "'scripts/build-pycaffe.sh .venv/bin/python' (or run scripts/bootstrap.sh)",
+        ) from None
     caffe.set_mode_cpu()
     return caffe
 
@@ -45,7 +48,6 @@ def _net_name(prototxt: str) -> str:
 def load_net(caffe: Any, args: argparse.Namespace) -> tuple[Any, str]:
     """The ``caffe.Net`` to profile, reshaped to batch 1 (and ``--size``), and its name."""
     from annotate.frameworks.caffe import net_layers
-
     from streamline_bridge.errors import InputError
     from streamline_bridge.nets.squeezenet import squeezenet_v1_1
 

@@ -21,11 +21,19 @@ from typing import Any
 
 import numpy as np
 
-from streamline_bridge.profiling import (BUILTIN, BUILTIN_NAME, Session, _existing, builtin_torch_model,
-                                         class_probabilities, import_framework, input_array, parse_shape)
+from streamline_bridge.profiling import (
+    BUILTIN,
+    BUILTIN_NAME,
+    Session,
+    _existing,
+    builtin_torch_model,
+    class_probabilities,
+    import_framework,
+    input_array,
+    parse_shape,
+)
 
-OPTIONS = ("model", "weights", "size", "input_shape", "providers", "optimization", "mean", "mean_file",
-           "preprocess")
+OPTIONS = ("model", "weights", "size", "input_shape", "providers", "optimization", "mean", "mean_file", "preprocess")
 PROFILE_PREFIX = "onnxruntime_profile"
 
 
@@ -46,8 +54,10 @@ def _shape(declared: list[Any], given: list[int] | None, size: int | None) -> li
         return given
     image = len(declared) == 4 and declared[1] == 3
     fill = [1, 3, size or 224, size or 224] if image else [1] * len(declared)
-    return [d if isinstance(d, int) and d > 0 and not (size and image and i >= 2) else fill[i]
-            for i, d in enumerate(declared)]
+    return [
+        d if isinstance(d, int) and d > 0 and not (size and image and i >= 2) else fill[i]
+        for i, d in enumerate(declared)
+    ]
 
 
 class OnnxSession(Session):
@@ -81,7 +91,6 @@ class OnnxSession(Session):
 def _model_and_session(args: argparse.Namespace, ort: Any, where: Path) -> tuple[Path, Any]:
     """The model file (the built-in exported into ``where``) and its profiled session."""
     from annotate.frameworks.onnx import profiled_session
-
     from streamline_bridge.errors import InputError
 
     if args.model is None:
@@ -94,8 +103,11 @@ def _model_and_session(args: argparse.Namespace, ort: Any, where: Path) -> tuple
     providers = args.providers.split(",") if args.providers else None
     unknown = [p for p in providers or () if p not in ort.get_available_providers()]
     if unknown:
-        raise InputError(None, f"--providers: {', '.join(unknown)} not available "
-                               f"(this onnxruntime has {', '.join(ort.get_available_providers())})")
+        raise InputError(
+            None,
+            f"--providers: {', '.join(unknown)} not available "
+            f"(this onnxruntime has {', '.join(ort.get_available_providers())})",
+        )
     try:
         return model, profiled_session(str(model), str(where / PROFILE_PREFIX), providers, args.optimization)
     except Exception as exc:  # onnxruntime raises its own kinds for a file it cannot load
@@ -121,9 +133,12 @@ def load(args: argparse.Namespace) -> OnnxSession:
     except BaseException:
         shutil.rmtree(where, ignore_errors=True)
         raise
-    result = OnnxSession(BUILTIN_NAME if args.model is None else model.stem, args.model or BUILTIN, shape,
-                         args.model is None and args.weights is None,
-                         {"providers": session.get_providers(), "optimization": args.optimization,
-                          "onnxruntime": ort.__version__})
+    result = OnnxSession(
+        BUILTIN_NAME if args.model is None else model.stem,
+        args.model or BUILTIN,
+        shape,
+        args.model is None and args.weights is None,
+        {"providers": session.get_providers(), "optimization": args.optimization, "onnxruntime": ort.__version__},
+    )
     result.session, result.feeds, result.workdir = session, {inputs[0].name: data}, where
     return result

@@ -21,8 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from streamline_bridge.profiling import (BUILTIN, BUILTIN_NAME, Session, _existing, builtin_torch_model,
-                                         class_probabilities, import_framework, input_array, parse_shape)
+from streamline_bridge.profiling import (
+    BUILTIN,
+    BUILTIN_NAME,
+    Session,
+    _existing,
+    builtin_torch_model,
+    class_probabilities,
+    import_framework,
+    input_array,
+    parse_shape,
+)
 
 OPTIONS = ("model", "weights", "size", "input_shape", "device", "mean", "mean_file", "preprocess")
 
@@ -51,7 +60,6 @@ def _saved(torch: Any, path: str) -> tuple[Any, Any, str, dict[str, str] | None]
     or a whole pickled module (``torch.save(model)``); TorchScript is refused (its modules run
     inside one compiled graph: they cannot be hooked)."""
     from annotate.frameworks.torch import exported_types
-
     from streamline_bridge.errors import InputError
 
     name = Path(path).stem
@@ -63,8 +71,11 @@ def _saved(torch: Any, path: str) -> tuple[Any, Any, str, dict[str, str] | None]
     except Exception as exc:  # torch raises many kinds for a file it cannot read
         raise InputError(path, f"cannot load it as a torch.export program (.pt2) or a saved module: {exc}") from None
     if isinstance(model, torch.jit.ScriptModule):
-        raise InputError(path, "a TorchScript model runs as one compiled graph, its modules cannot be hooked: "
-                               "save it with torch.export.save (.pt2)")
+        raise InputError(
+            path,
+            "a TorchScript model runs as one compiled graph, its modules cannot be hooked: "
+            "save it with torch.export.save (.pt2)",
+        )
     if not isinstance(model, torch.nn.Module):
         raise InputError(path, f"holds a {type(model).__name__}, not a torch.nn.Module")
     return model, None, name, None
@@ -122,8 +133,12 @@ def load(args: argparse.Namespace) -> TorchSession:
         shape = shape or [1, 3, args.size or 224, args.size or 224]
         inputs = (torch.from_numpy(input_array(args, shape)),)
     inputs = tuple(x.to(device) if hasattr(x, "to") else x for x in inputs)
-    session = TorchSession(name, args.model or BUILTIN, list(getattr(inputs[0], "shape", [])),
-                           args.model is None and args.weights is None,
-                           {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__})
+    session = TorchSession(
+        name,
+        args.model or BUILTIN,
+        list(getattr(inputs[0], "shape", [])),
+        args.model is None and args.weights is None,
+        {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__},
+    )
     session.model_, session.inputs, session.types = model, inputs, types
     return session
