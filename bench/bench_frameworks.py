@@ -13,19 +13,13 @@ left out. ``python -m bench frameworks``.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-try:
-    from bench.run import Result
-except ImportError:  # run as a script
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.run import Result
+from bench.run import Result, scratch_dir
 
 SIZE = 224
 
@@ -112,11 +106,14 @@ def run(quick: bool) -> list[Result]:
     forwards = 5 if quick else 30
     per: dict[str, dict[str, float]] = {}
     whole: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    tmp = scratch_dir("bench-frameworks-")
+    try:
         for framework in ("caffe", "torch", "onnx"):
-            got = _medians(framework, forwards, Path(tmp))
+            got = _medians(framework, forwards, tmp)
             if got is not None:
                 per[framework], whole[framework] = got
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     if not per:
         return []
     _table(per)
