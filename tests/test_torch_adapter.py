@@ -85,3 +85,29 @@ def test_hooks_are_removed_after_the_block(tmp_path: Path) -> None:
     client.close()
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     assert not log.exists() or not (ingest.read(log).markers["kind"] == "text").any()
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_the_device_is_synchronised_before_every_marker(tmp_path: Path, whole: bool) -> None:
+    """What a GPU run does (torch.cuda.synchronize before each marker), with a sync that records when it ran."""
+    from annotate import now
+    from annotate.frameworks.torch import TorchRunner
+
+    synced: list[int] = []
+    log = tmp_path / "sync.sbm"
+    client = Client(file=log, gatord=False)
+    runner = TorchRunner(small_model(), [torch.ones(1, 3, 8, 8)], "tiny", client=client,
+                         sync=lambda: synced.append(now()))
+    runner.warm_up(1)
+    warm = len(synced)
+    for _ in range(2):
+        runner.forward_whole() if whole else runner.forward_layers()
+    client.close()
+    m = ingest.read(log).markers
+    marks = m[m["kind"].isin(["text", "end"])]["time_ns"].astype("int64").tolist()
+    assert warm == 1 and len(marks) == 2 * (2 + 2 * (1 if whole else len(LEAVES)))
+    events = sorted([(t, "S") for t in synced[warm:]] + [(t, "M") for t in marks])
+    sequence = "".join(kind for _, kind in events)
+    # a sync before every marker that follows device work: layer by layer before each one; for the
+    # whole net before the iteration and net starts (consecutive, no work between) and before the ends
+    assert sequence == ("SMMSMM" * 2 if whole else "SM" * (len(marks) // 2) * 2)

@@ -69,15 +69,18 @@ def exported_types(program: Any) -> Dict[str, str]:
 
 
 class ModuleMarks:
-    """The hooks annotating one model's leaf modules; :meth:`iteration` brackets one inference."""
+    """The hooks annotating one model's leaf modules; :meth:`iteration` brackets one inference.
+
+    ``sync`` runs before every annotation (default: ``torch.cuda.synchronize`` for a model on a GPU,
+    nothing on the CPU), so that each marks when the device's work really started and finished."""
 
     def __init__(self, model: Any, network: str = "torch", style: str = "channels",
-                 client: Optional[Client] = None, types: Optional[Mapping[str, str]] = None) -> None:
+                 client: Optional[Client] = None, types: Optional[Mapping[str, str]] = None,
+                 sync: Optional[Callable[[], None]] = None) -> None:
         self.marks = LayerMarks(network, style=style, client=client, separator=".")
         self.count = 0
         self.active = True  # the hooks send their annotations
-        sync = None
-        if _on_gpu(model):
+        if sync is None and _on_gpu(model):
             import torch
 
             sync = torch.cuda.synchronize
@@ -144,11 +147,12 @@ class TorchRunner:
     annotations, counting iterations from 0; :attr:`output` is the last forward's output."""
 
     def __init__(self, model: Any, inputs: Sequence[Any], network: str = "torch", style: str = "channels",
-                 client: Optional[Client] = None, types: Optional[Mapping[str, str]] = None) -> None:
+                 client: Optional[Client] = None, types: Optional[Mapping[str, str]] = None,
+                 sync: Optional[Callable[[], None]] = None) -> None:
         import torch
 
         self.model, self.inputs = model, tuple(inputs)
-        self.module_marks = ModuleMarks(model, network, style, client, types)
+        self.module_marks = ModuleMarks(model, network, style, client, types, sync)
         self.module_marks.active = False
         self.layers = self.module_marks.layers
         if not self.layers:
