@@ -369,3 +369,21 @@ def test_weights_that_do_not_fit_and_failing_factories_are_one_line(framework: s
     if framework == "torch":
         assert main(["profile", "torch", "--model", "test_profile_frameworks:broken_factory", "-o", str(run)]) == 2
         assert "the factory failed: RuntimeError: no such checkpoint" in capsys.readouterr().err
+
+
+def test_a_factory_beside_the_user_is_found(tx1: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    """``streamline-bridge`` (a console script) does not search the current folder; the factory's module is there."""
+    import sys
+
+    pytest.importorskip("torch")
+    (tmp_path / "my_nets_for_profile.py").write_text(
+        "import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Linear(4, 2)), torch.ones(1, 4)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    rc = main(
+        ["profile", "torch", "--model", "my_nets_for_profile:make", "-o", "run", "--iterations", "2"]
+        + ["--warmup", "0", "--idle", "0.1", "--sysfs-root", tx1]
+    )
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "run/manifest.json").read_text())["profile"]["layers"] == ["0___Linear"]

@@ -4,7 +4,7 @@
 (``OMP_NUM_THREADS``, ``torch.set_num_threads`` in a factory) left as the user set them.
 
 ``--model`` is ``PKG.MODULE:FACTORY`` (a callable returning the model, or the model and an example
-input: a tensor or a tuple of them), a ``torch.export`` program (``.pt2``, run unflattened so that
+input: a tensor or a tuple of them; the current folder is searched first, as by ``python -m``), a ``torch.export`` program (``.pt2``, run unflattened so that
 its modules keep their names) or a whole module saved with ``torch.save`` (TorchScript cannot be
 hooked module by module: refused, with how to export it). Without
 ``--model``: SqueezeNet v1.1 (``streamline_bridge.nets.torch_squeezenet``) with seeded random
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,8 @@ def _factory(torch: Any, spec: str) -> tuple[Any, Any, str]:
     from streamline_bridge.errors import InputError
 
     module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:  # a module beside the user, as `python -m` would find it
+        sys.path.insert(0, os.getcwd())
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
