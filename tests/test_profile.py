@@ -103,7 +103,7 @@ def test_whole_net_mode_is_one_row_per_rail(tx1: str, tmp_path: Path, capsys) ->
     pytest.importorskip("caffe", reason="pycaffe not built (scripts/build-pycaffe.sh .venv/bin/python)")
     run = tmp_path / "run"
     rc = main(["profile", "caffe", "-o", str(run), "--whole-net", "--size", "32", "--iterations", "2",
-               "--warmup", "0", "--idle", "0", "--sysfs-root", tx1])
+               "--warmup", "0", "--idle", "0.1", "--sysfs-root", tx1])  # idle: power on both sides of the runs
     assert rc == 0, capsys.readouterr().err
     doc = json.loads((run / "table.json").read_text())
     assert [(r["name"], r["layer_type"], r["rail"]) for r in doc["rows"]] == [

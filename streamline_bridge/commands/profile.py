@@ -222,16 +222,18 @@ def run(args: argparse.Namespace) -> int:
     t, interrupted, sampler_error, warnings = [annotate.now()], False, None, []
     try:
         measure(net.runner(args.style), args, sampler, t, progress)
-        warnings = net.finish(run_dir)
     except KeyboardInterrupt:
         interrupted = True
         raise
     finally:
         progress.close()
-        annotate.shutdown()
-        manifest["profile"]["layers"] = net.layer_texts() if net.runner_ is not None else []
-        sampler_error = finish_run(run_dir, manifest, sampler, t, sampler_error,
-                                   exit_code=130 if interrupted else 0, interrupted=interrupted)
+        try:
+            warnings = net.finish(run_dir)  # also after an interruption: what was measured is kept
+        finally:
+            annotate.shutdown()
+            manifest["profile"]["layers"] = net.layer_texts() if net.runner_ is not None else []
+            sampler_error = finish_run(run_dir, manifest, sampler, t, sampler_error,
+                                       exit_code=130 if interrupted else 0, interrupted=interrupted)
     if sampler_error:
         from streamline_bridge.errors import InputError
 

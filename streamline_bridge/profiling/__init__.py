@@ -52,8 +52,8 @@ class Session:
         raise NotImplementedError
 
     def finish(self, run_dir: Path) -> list[str]:
-        """After the last iteration, before annotations shut down (files it keeps go into
-        ``run_dir``); returns warnings."""
+        """After the last iteration (or an interruption, or a runner that could not be made),
+        before annotations shut down (files it keeps go into ``run_dir``); returns warnings."""
         return []
 
     def probabilities(self) -> np.ndarray | None:

@@ -77,11 +77,12 @@ class OnnxSession(Session):
     def finish(self, run_dir: Path) -> list[str]:
         import shutil
 
-        warnings = self.runner_.finish()
-        for path in sorted(Path(self.workdir).iterdir()):
-            shutil.move(str(path), run_dir / path.name)
-        Path(self.workdir).rmdir()
-        return warnings
+        try:
+            return self.runner_.finish() if self.runner_ is not None else []
+        finally:
+            for path in sorted(Path(self.workdir).iterdir()):
+                shutil.move(str(path), run_dir / path.name)
+            Path(self.workdir).rmdir()
 
     def probabilities(self) -> np.ndarray | None:
         out = self.runner_.output

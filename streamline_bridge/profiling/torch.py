@@ -100,7 +100,8 @@ class TorchSession(Session):
         return [layer.text for layer in self.runner_.layers]
 
     def finish(self, run_dir: Path) -> list[str]:
-        self.runner_.remove()
+        if self.runner_ is not None:
+            self.runner_.remove()
         return []
 
     def probabilities(self) -> np.ndarray | None:
