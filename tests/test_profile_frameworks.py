@@ -296,12 +296,6 @@ def test_readme_torch_and_onnx_examples_run_as_written(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    import torch
-
-    from streamline_bridge.nets.onnx_export import export
-    from streamline_bridge.nets.torch_squeezenet import squeezenet1_1
-
-    export(squeezenet1_1(), (torch.zeros(1, 3, 224, 224),), tmp_path / "model.onnx", input_names=["data"])
     for after, log, layers in (
         ("PyTorch, with forward hooks", "torch.sbm", 57),
         ("ONNX Runtime, every node", "onnx.sbm", 65),
