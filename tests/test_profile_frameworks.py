@@ -216,7 +216,8 @@ class FakeSession:
     at known times, two nodes each; the runner must place them at marker + (ts - run ts)."""
 
     RUNS = [(1_000, 300), (5_000, 400), (9_000, 500)]  # warm-up, then two annotated runs
-    NODES = [("a/conv", "Conv", 10, 100), ("b", "Relu", 150, 40), ("c", "Softmax", 250, 20)]  # offset, duration
+    # (node, op, offset in its run, duration); the last has no name, as a model may leave it
+    NODES = [("a/conv", "Conv", 10, 100), ("b", "Relu", 150, 40), ("c", "Softmax", 250, 20), ("", "Add", 280, 10)]
 
     def __init__(self, tmp_path: Path) -> None:
         self.path, self.runs = tmp_path / "profile.json", 0
@@ -258,10 +259,10 @@ def test_node_times_are_placed_on_the_marker_clock_run_by_run(tmp_path: Path, st
     assert runner.finish() == []
     client.close()
     iv = find_intervals(ingest.read(log).markers)
-    assert iv.layers["name"].tolist() == ["a/conv", "b", "c"] * 2
-    assert iv.layers["layer_type"].tolist() == ["Conv", "Relu", "Softmax"] * 2
+    assert iv.layers["name"].tolist() == ["a/conv", "b", "c", "Add"] * 2
+    assert iv.layers["layer_type"].tolist() == ["Conv", "Relu", "Softmax", "Add"] * 2
     if style == "channels":  # blocks from the model's metadata (b), else the name's prefix
-        assert iv.layers["group"].tolist() == ["a", "a", "c"] * 2
+        assert iv.layers["group"].tolist() == ["a", "a", "c", "Add"] * 2
     for i, run_index in enumerate((1, 2)):  # run 0 was the warm-up
         marker_ns = runner._marked[run_index]
         part = iv.layers[iv.layers["iteration"] == i]

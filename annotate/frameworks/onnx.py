@@ -1,6 +1,6 @@
 """ONNX Runtime: one annotation per graph node, from onnxruntime's own profiler.
 
-    import annotate, onnxruntime as ort
+    import annotate
     from annotate.frameworks.onnx import OnnxRunner, profiled_session
 
     annotate.setup(file="run.sbm")
@@ -19,7 +19,8 @@ each annotated ``session.run`` (just after its ``iteration <n>`` marker) is matc
 ``model_run`` event, so a node at ``ts`` of a run that started at ``run_ts`` is annotated at
 ``marker + (ts - run_ts)``. The node annotations (``name___op``, on their block's channel, or
 bookmarks) are sent by :meth:`OnnxRunner.finish`, stamped with those times, after the last run (the
-profiler writes its file only when it ends). ``blocks`` maps node names to blocks (default: the
+profiler writes its file only when it ends); a node without a name is named after its operator
+(repeats are told apart by the energy table). ``blocks`` maps node names to blocks (default: the
 name before the first ``/`` or ``.``); :data:`annotate.conventions.BLOCKS_METADATA` in the model's
 metadata gives them for a model exported by ``streamline-bridge``.
 
@@ -85,7 +86,7 @@ def runs_and_nodes(events: Sequence[Mapping[str, Any]]) -> List[Tuple[int, int, 
         i = bisect.bisect_right(starts, ts) - 1
         if i >= 0 and ts <= runs[i][0] + runs[i][1]:
             op = str(e.get("args", {}).get("op_name", ""))
-            out[i][2].append((name[: -len(KERNEL_SUFFIX)], op, ts, int(e["dur"])))
+            out[i][2].append((name[: -len(KERNEL_SUFFIX)] or op, op, ts, int(e["dur"])))
     for _, _, nodes in out:
         nodes.sort(key=lambda n: n[2])
     return out

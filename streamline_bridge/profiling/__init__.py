@@ -1,6 +1,7 @@
 """The networks ``streamline-bridge profile`` runs, one module per framework, behind one interface.
 
-``FRAMEWORKS[name]`` is the module of a framework (:mod:`.caffe`, :mod:`.torch`, :mod:`.onnx`);
+:data:`FRAMEWORKS` names them; ``framework(name)`` is the module of one (:mod:`.caffe`,
+:mod:`.torch`, :mod:`.onnx`): its ``OPTIONS`` are the framework options of ``profile`` it takes,
 its ``load(args)`` imports the framework, loads the net and its input and returns a
 :class:`Session`. ``session.runner(style)`` (after ``annotate.setup``: it names its channels at
 once) returns the runner the measurement drives: ``warm_up(n, layer_by_layer)``,
@@ -8,7 +9,7 @@ once) returns the runner the measurement drives: ``warm_up(n, layer_by_layer)``,
 is one module here and its name in :data:`FRAMEWORKS`.
 
 The input is the same for every framework: an image (``--image``, else a synthetic one)
-preprocessed as Caffe's ImageNet models expect it (:func:`image_input`).
+preprocessed as Caffe's ImageNet models expect it, or as torchvision's (:func:`image_input`).
 """
 
 from __future__ import annotations
