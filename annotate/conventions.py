@@ -16,7 +16,7 @@ Standard library only.
 """
 
 import re
-from typing import Optional, Tuple, Union
+from typing import Dict, Iterable, Optional, Tuple, Union
 
 TYPE_SEPARATOR = "___"  # name___type
 ITERATION_CHANNEL = "iterations"  # the channel the adapters put iteration markers on
@@ -74,3 +74,29 @@ def name_prefix(name: str, depth: int = 1, separators: str = PATH_SEPARATORS) ->
             if seen == depth:
                 return name[:i] if i else name
     return name
+
+
+def parent_path(name: str, separators: str = PATH_SEPARATORS) -> str:
+    """A layer name without its last part (``features.3.squeeze`` -> ``features.3``), ``""`` for one part."""
+    cut = max(name.rfind(sep) for sep in separators)
+    return name[:cut] if cut > 0 else ""
+
+
+def tree_groups(names: Iterable[str], separators: str = PATH_SEPARATORS) -> Dict[str, str]:
+    """``{name: group}`` from the names' tree alone (bookmarks carry no block): a layer belongs to
+    its parent when that parent holds layers only (no deeper paths), else it is its own group.
+    PyTorch's SqueezeNet: ``features.3.squeeze`` -> ``features.3`` (a fire module), ``features.0``
+    -> ``features.0`` (``features`` also holds the fire modules), ``classifier.1`` -> ``classifier``."""
+    names = list(dict.fromkeys(names))
+    deep = set()  # paths with grandchildren: not a block
+    for name in names:
+        parent = parent_path(name, separators)
+        while parent:
+            parent = parent_path(parent, separators)
+            if parent:
+                deep.add(parent)
+    out = {}
+    for name in names:
+        parent = parent_path(name, separators)
+        out[name] = parent if parent and parent not in deep else name
+    return out

@@ -91,10 +91,12 @@ def test_groups_of_torch_names(tmp_path: Path, groups, expected: list[str]) -> N
     assert iv.layers["group"].tolist() == expected * 2
 
 
-def test_auto_groups_without_channels_are_the_names(tmp_path: Path) -> None:
-    """Bookmarks carry no block: auto falls back to each layer's own name (depth=N still groups)."""
+def test_auto_groups_without_channels_follow_the_names_tree(tmp_path: Path) -> None:
+    """Bookmarks carry no block: auto groups by the names' tree (a parent that holds layers only)."""
     markers = ingest.read(_torch_like_log(tmp_path, "markers")).markers
-    assert find_intervals(markers).layers["group"].tolist()[:5] == [n for n, _, _ in TORCH_NAMES]
+    tree = ["features.0", "features.3", "features.3", "features.3", "classifier"]
+    assert find_intervals(markers).layers["group"].tolist()[:5] == tree
+    assert find_intervals(markers, groups="tree").layers["group"].tolist()[:5] == tree
     assert find_intervals(markers, groups="depth=2").layers["group"].tolist()[:5] == [
         "features.0",
         "features.3",
@@ -102,6 +104,20 @@ def test_auto_groups_without_channels_are_the_names(tmp_path: Path) -> None:
         "features.3",
         "classifier.1",
     ]
+
+
+def test_tree_groups() -> None:
+    names = ["features.0", "features.3.squeeze", "features.3.expand", "features.3", "classifier.1", "fc", "a/b.c"]
+    assert cv.tree_groups(names) == {
+        "features.0": "features.0",  # features also holds fire modules: not a block
+        "features.3.squeeze": "features.3",
+        "features.3.expand": "features.3",
+        "features.3": "features.3",
+        "classifier.1": "classifier",
+        "fc": "fc",
+        "a/b.c": "a/b",
+    }
+    assert cv.parent_path("features.3.squeeze") == "features.3" and cv.parent_path("conv1") == ""
 
 
 @pytest.mark.parametrize("spec", ["depth=0", "depth=x", "depth=", "nonsense"])

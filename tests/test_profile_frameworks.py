@@ -382,3 +382,13 @@ def test_a_factory_beside_the_user_is_found(tx1: str, tmp_path: Path, monkeypatc
     )
     assert rc == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "run/manifest.json").read_text())["profile"]["layers"] == ["0___Linear"]
+
+
+def test_profile_torch_with_bookmarks_groups_by_the_names_tree(tx1: str, tmp_path: Path, capsys) -> None:
+    """Bookmarks carry no channel: report --by group still gives one row per fire module."""
+    pytest.importorskip("torch")
+    run = tmp_path / "run"
+    assert main(["profile", "torch", "-o", str(run), "--style", "markers", *FAST, "--sysfs-root", tx1]) == 0
+    capsys.readouterr()
+    assert (ingest.read(run).markers["kind"] == "text").sum() == 0
+    assert _groups(run, tmp_path) == [g for g in GROUPS if not g.startswith("classifier")] + ["classifier"]

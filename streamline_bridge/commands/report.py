@@ -33,11 +33,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=0, metavar="K", help="drop the first K iterations")
     parser.add_argument("--style", choices=("auto", "channels", "markers"), default="auto",
                         help="marker style: channel annotations or bookmarks (default: detect)")
-    parser.add_argument("--groups", metavar="prefix|depth=N|block|channel|FILE.json", default=None,
+    parser.add_argument("--groups", metavar="prefix|depth=N|tree|block|channel|FILE.json", default=None,
                         help="groups for --by group: name before the first '/' or '.' (prefix), its first N "
-                             "parts (depth=N: features.3.squeeze -> features.3 with depth=2), the layer's "
-                             "channel (block), the channel's group name (channel), or a JSON object "
-                             "{layer: group} (default: prefix if names have '/', else the adapters' blocks)")
+                             "parts (depth=N: features.3.squeeze -> features.3 with depth=2), its parent when "
+                             "that holds layers only (tree), the layer's channel (block), the channel's group "
+                             "name (channel), or a JSON object {layer: group} (default: the adapters' blocks, "
+                             "else prefix if names have '/', else the channel group, else tree)")
     parser.add_argument("--sensor", choices=("auto", "held", "instant"), default="auto",
                         help="held: values are a sensor's held updates, each the mean since the previous one; "
                              "instant: instantaneous samples; auto: held where values change at most every "

@@ -25,7 +25,7 @@ import pandas as pd
 from annotate import conventions as cv
 
 STYLES = ("auto", "channels", "markers")
-GROUP_KEYWORDS = ("auto", "prefix", "block", "channel")  # and "depth=N"
+GROUP_KEYWORDS = ("auto", "prefix", "tree", "block", "channel")  # and "depth=N"
 
 GroupSpec = Mapping[str, str] | str | None
 
@@ -103,8 +103,9 @@ def group_depth(groups: GroupSpec) -> int | None:
 
 def _groups(names: np.ndarray, channel_names: np.ndarray, group_names: np.ndarray, groups: GroupSpec) -> np.ndarray:
     """Group of each layer: a mapping, ``prefix`` (the name before the first ``/`` or ``.``),
-    ``depth=N`` (its first N parts), ``block`` (the name of the channel the layer was on),
-    ``channel`` (the channel's group name) or ``auto`` (docs/energy-table.md, "Groups")."""
+    ``depth=N`` (its first N parts), ``tree`` (its parent when that holds layers only), ``block``
+    (the name of the channel the layer was on), ``channel`` (the channel's group name) or ``auto``
+    (docs/energy-table.md, "Groups")."""
     depth = group_depth(groups)
     if depth is not None:
         return _per_unique(names, lambda n: cv.name_prefix(n, depth))
@@ -115,8 +116,9 @@ def _groups(names: np.ndarray, channel_names: np.ndarray, group_names: np.ndarra
                         _per_unique(names, lambda n: mapping.get(n, "")), prefix)
     if groups not in (None, *GROUP_KEYWORDS):
         raise ValueError(f"groups must be a mapping, 'depth=N' or one of {GROUP_KEYWORDS}, not {groups!r}")
-    if groups == "prefix":
-        return prefix
+    tree = _per_unique(names, cv.tree_groups(names).__getitem__)
+    if groups in ("prefix", "tree"):
+        return prefix if groups == "prefix" else tree
     if groups == "block":
         return np.where(channel_names != "", channel_names, prefix)
     if groups == "channel":
@@ -125,7 +127,7 @@ def _groups(names: np.ndarray, channel_names: np.ndarray, group_names: np.ndarra
         return np.where(channel_names != "", channel_names, names)
     if _per_unique(names, lambda n: "/" in n, bool).any():
         return prefix
-    return np.where(group_names != "", group_names, names)
+    return np.where(group_names != "", group_names, tree)
 
 
 def find_intervals(markers: pd.DataFrame, style: str = "auto", groups: GroupSpec = None) -> Intervals:
