@@ -35,6 +35,8 @@ GROUPS = [
     "classifier.2",
     "classifier.3",
 ]
+TINY_LAYERS = ["0___Linear", "1___ReLU", "2___Linear"]  # tiny_model's
+SHORT = ["--iterations", "2", "--warmup", "0", "--idle", "0.1"]  # quick runs, power on both sides
 FAST = ["--iterations", "2", "--warmup", "1", "--idle", "0.1", "--size", "32"]
 
 
@@ -117,26 +119,12 @@ def test_profile_torch_factory_and_exported_program(tx1: str, tmp_path: Path, ca
     torch = pytest.importorskip("torch")
     run = tmp_path / "factory"
     rc = main(
-        [
-            "profile",
-            "torch",
-            "--model",
-            "test_profile_frameworks:tiny_model",
-            "-o",
-            str(run),
-            "--iterations",
-            "2",
-            "--warmup",
-            "0",
-            "--idle",
-            "0.1",
-            "--sysfs-root",
-            tx1,
-        ]
+        ["profile", "torch", "--model", "test_profile_frameworks:tiny_model", "-o", str(run), *SHORT]
+        + ["--sysfs-root", tx1]
     )
     assert rc == 0, capsys.readouterr().err
     m = json.loads((run / "manifest.json").read_text())
-    expected = ["0___Linear", "1___ReLU", "2___Linear"]
+    expected = TINY_LAYERS
     assert (
         m["profile"]["layers"] == expected and m["profile"]["input"] == [2, 8] and m["profile"]["net"] == "tiny_model"
     )
@@ -144,26 +132,7 @@ def test_profile_torch_factory_and_exported_program(tx1: str, tmp_path: Path, ca
     program = tmp_path / "tiny.pt2"
     torch.export.save(torch.export.export(model, (example,)), str(program))
     run = tmp_path / "exported"
-    assert (
-        main(
-            [
-                "profile",
-                "torch",
-                str(program),
-                "-o",
-                str(run),
-                "--iterations",
-                "2",
-                "--warmup",
-                "0",
-                "--idle",
-                "0.1",
-                "--sysfs-root",
-                tx1,
-            ]
-        )
-        == 0
-    )
+    assert main(["profile", "torch", str(program), "-o", str(run), *SHORT, "--sysfs-root", tx1]) == 0
     m = json.loads((run / "manifest.json").read_text())
     assert m["profile"]["layers"] == expected and m["profile"]["net"] == "tiny"  # names and types kept
     assert len(ingest.read(run).markers.query("kind == 'text' and text == '1___ReLU'")) == 2
@@ -319,31 +288,10 @@ def test_torchscript_is_refused_and_a_saved_module_runs(tx1: str, tmp_path: Path
     err = capsys.readouterr().err
     assert "scripted.pt: a TorchScript model" in err and "torch.export.save" in err and not run.exists()
     torch.save(model, tmp_path / "whole.pt")
-    rc = main(
-        [
-            "profile",
-            "torch",
-            str(tmp_path / "whole.pt"),
-            "--input-shape",
-            "2,8",
-            "-o",
-            str(run),
-            "--iterations",
-            "2",
-            "--warmup",
-            "0",
-            "--idle",
-            "0.1",
-            "--sysfs-root",
-            tx1,
-        ]
-    )
+    whole = str(tmp_path / "whole.pt")
+    rc = main(["profile", "torch", whole, "--input-shape", "2,8", "-o", str(run), *SHORT, "--sysfs-root", tx1])
     assert rc == 0, capsys.readouterr().err
-    assert json.loads((run / "manifest.json").read_text())["profile"]["layers"] == [
-        "0___Linear",
-        "1___ReLU",
-        "2___Linear",
-    ]
+    assert json.loads((run / "manifest.json").read_text())["profile"]["layers"] == TINY_LAYERS
 
 
 def broken_factory():
@@ -376,10 +324,7 @@ def test_a_factory_beside_the_user_is_found(tx1: str, tmp_path: Path, monkeypatc
     )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
-    rc = main(
-        ["profile", "torch", "--model", "my_nets_for_profile:make", "-o", "run", "--iterations", "2"]
-        + ["--warmup", "0", "--idle", "0.1", "--sysfs-root", tx1]
-    )
+    rc = main(["profile", "torch", "--model", "my_nets_for_profile:make", "-o", "run", *SHORT, "--sysfs-root", tx1])
     assert rc == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "run/manifest.json").read_text())["profile"]["layers"] == ["0___Linear"]
 
