@@ -1,4 +1,4 @@
-"""SqueezeNet v1.1 (224x224, CPU, seeded random weights, the threads each framework starts with)
+"""SqueezeNet v1.1 (224x224, 64x64 with ``--quick``; CPU, seeded random weights, the threads each framework starts with)
 layer by layer in the three frameworks ``profile`` runs: Caffe (pycaffe, one layer per call),
 PyTorch (leaf-module hooks, ``torch.inference_mode``) and ONNX Runtime (the same model exported,
 every node timed by its profiler, ``basic`` optimization). Each runs ``N`` annotated forwards into
@@ -21,10 +21,10 @@ from typing import Any
 
 from bench.run import Result, scratch_dir
 
-SIZE = 224
+SIZE, QUICK_SIZE = 224, 64  # --quick: a smoke run of seconds, not figures to compare
 
 
-def _args(framework: str) -> argparse.Namespace:
+def _args(framework: str, size: int) -> argparse.Namespace:
     """The options ``profile FRAMEWORK`` would have with its defaults (built-in net, synthetic image)."""
     return argparse.Namespace(
         framework=framework,
@@ -33,7 +33,7 @@ def _args(framework: str) -> argparse.Namespace:
         image=None,
         mean="104,117,123",
         mean_file=None,
-        size=SIZE,
+        size=size,
         input_shape=None,
         device="cpu",
         providers=None,
@@ -42,7 +42,7 @@ def _args(framework: str) -> argparse.Namespace:
     )
 
 
-def _forwards(framework: str, whole: bool, forwards: int, tmp: Path) -> list[tuple[str, float]] | None:
+def _forwards(framework: str, whole: bool, forwards: int, size: int, tmp: Path) -> list[tuple[str, float]] | None:
     """``[(layer, ms), ...]`` of ``forwards`` annotated forwards (layer by layer, or ``whole``), read
     back from their marker log; None when the framework is not installed."""
     from annotate import Client
@@ -52,7 +52,7 @@ def _forwards(framework: str, whole: bool, forwards: int, tmp: Path) -> list[tup
     from streamline_bridge.profiling import framework as module
 
     try:
-        session = module(framework).load(_args(framework))
+        session = module(framework).load(_args(framework, size))
     except InputError:
         return None
     log = tmp / f"{framework}-{'whole' if whole else 'layers'}.sbm"
@@ -68,10 +68,10 @@ def _forwards(framework: str, whole: bool, forwards: int, tmp: Path) -> list[tup
     return list(zip(layers["name"].astype(str), (layers["end_ns"] - layers["start_ns"]) / 1e6))
 
 
-def _medians(framework: str, forwards: int, tmp: Path) -> tuple[dict[str, float], float] | None:
+def _medians(framework: str, forwards: int, size: int, tmp: Path) -> tuple[dict[str, float], float] | None:
     """``({layer: median ms}, median whole-forward ms)`` of one framework, None when it is missing."""
-    layers = _forwards(framework, False, forwards, tmp)
-    whole = _forwards(framework, True, forwards, tmp)
+    layers = _forwards(framework, False, forwards, size, tmp)
+    whole = _forwards(framework, True, forwards, size, tmp)
     if layers is None or whole is None:
         return None
     times: dict[str, list[float]] = {}
@@ -80,13 +80,13 @@ def _medians(framework: str, forwards: int, tmp: Path) -> tuple[dict[str, float]
     return {name: statistics.median(v) for name, v in times.items()}, statistics.median(ms for _, ms in whole)
 
 
-def _table(per: dict[str, dict[str, float]]) -> None:
+def _table(per: dict[str, dict[str, float]], size: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from streamline_bridge.nets.torch_squeezenet import CAFFE_NAMES
 
-    t = Table(title=f"SqueezeNet v1.1 {SIZE}x{SIZE}, median ms per layer")
+    t = Table(title=f"SqueezeNet v1.1 {size}x{size}, median ms per layer")
     t.add_column("caffe layer")
     t.add_column("torch / onnx layer")
     for name in per:
@@ -103,20 +103,20 @@ def _ms(v: float | None) -> str:
 
 
 def run(quick: bool) -> list[Result]:
-    forwards = 5 if quick else 30
+    forwards, size = (3, QUICK_SIZE) if quick else (30, SIZE)
     per: dict[str, dict[str, float]] = {}
     whole: dict[str, float] = {}
     tmp = scratch_dir("bench-frameworks-")
     try:
         for framework in ("caffe", "torch", "onnx"):
-            got = _medians(framework, forwards, tmp)
+            got = _medians(framework, forwards, size, tmp)
             if got is not None:
                 per[framework], whole[framework] = got
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if not per:
         return []
-    _table(per)
+    _table(per, size)
     base = "caffe" if "caffe" in per else next(iter(per))
     out = []
     for framework in per:
