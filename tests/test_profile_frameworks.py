@@ -337,3 +337,21 @@ def test_profile_torch_with_bookmarks_groups_by_the_names_tree(tx1: str, tmp_pat
     capsys.readouterr()
     assert (ingest.read(run).markers["kind"] == "text").sum() == 0
     assert _groups(run, tmp_path) == [g for g in GROUPS if not g.startswith("classifier")] + ["classifier"]
+
+
+def bare_model():
+    """A model that computes without submodules: nothing to hook."""
+    import torch
+
+    class Bare(torch.nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    return Bare(), torch.ones(1, 4)
+
+
+def test_a_model_without_modules_is_refused_before_anything_runs(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("torch")
+    run = tmp_path / "run"
+    assert main(["profile", "torch", "--model", "test_profile_frameworks:bare_model", "-o", str(run)]) == 2
+    assert "the model has no module to annotate" in capsys.readouterr().err and not run.exists()

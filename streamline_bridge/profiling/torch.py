@@ -112,6 +112,7 @@ class TorchSession(Session):
 
 def load(args: argparse.Namespace) -> TorchSession:
     """The model of ``args`` on ``--device`` with its input."""
+    from annotate.frameworks.torch import leaf_blocks
     from streamline_bridge.errors import InputError
 
     torch = import_framework("torch", "torch")
@@ -131,6 +132,8 @@ def load(args: argparse.Namespace) -> TorchSession:
     else:
         model, example, name, types = _saved(torch, _existing(args.model, "model") or "")
     model = model.to(device).eval() if hasattr(model, "eval") else model.to(device)
+    if not leaf_blocks(model, types):
+        raise InputError(None, f"--model {args.model}: the model has no module to annotate (no leaf submodule)")
     shape = parse_shape(args.input_shape)
     if shape is None and example is not None and args.image is None:
         inputs = tuple(example) if isinstance(example, (tuple, list)) else (example,)
