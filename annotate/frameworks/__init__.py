@@ -8,6 +8,12 @@ Both adapters emit the energy table's conventions (docs/energy-table.md) through
 * ``style="markers"``: bookmarks ``iteration <n>``, then one per layer (``name___type``, coloured
   by type), then ``end`` after the last layer (the SyNERGY / reference-study style).
 
+The isolation method (``profile --method isolate``) runs each layer alone in a loop:
+:func:`run_isolated` puts the loop inside one annotation, the layer's text ``name___type``, on the
+channel named :data:`ISOLATE_CHANNEL` (number :data:`ISOLATE_CHANNEL_ID`, far above the block
+channels); nothing else is sent while it runs. The energy table leaves that channel out;
+``streamline_bridge.energy.isolate`` measures the settled power inside each of its intervals.
+
 The framework itself is imported only when an adapter is used: ``annotate`` stays standard-library
 only at import time. Adapters: :mod:`annotate.frameworks.caffe`, :mod:`annotate.frameworks.torch`,
 :mod:`annotate.frameworks.onnx`.
@@ -15,6 +21,7 @@ only at import time. Adapters: :mod:`annotate.frameworks.caffe`, :mod:`annotate.
 
 import functools
 import threading
+import time
 from typing import Callable, Dict, NamedTuple, Optional
 
 from annotate.client import Client
@@ -22,6 +29,29 @@ from annotate.conventions import END, iteration_text, layer_text
 from annotate.layers import ITERATIONS, ChannelMap, color_for, group_of
 
 STYLES = ("channels", "markers")
+ISOLATE_CHANNEL = "isolate"  # the channel of the isolation phase: one interval per layer's loop
+ISOLATE_CHANNEL_ID = 4000  # its number (ChannelMap hands out small ones for blocks)
+ISOLATE_GROUP = 4000  # the channel group it is named in
+
+
+def run_isolated(text: str, work: Callable[[], None], seconds: float, client: Optional[Client] = None,
+                 color: Optional[int] = None, min_runs: int = 3) -> int:
+    """Run ``work`` (one layer, alone) again and again for at least ``seconds`` and ``min_runs`` runs,
+    inside one annotation ``text`` on the :data:`ISOLATE_CHANNEL` channel; returns the number of runs."""
+    if client is None:
+        import annotate
+
+        client = annotate.default_client()
+    client.name_group(ISOLATE_GROUP, ISOLATE_CHANNEL)
+    client.name_channel(ISOLATE_CHANNEL_ID, ISOLATE_GROUP, ISOLATE_CHANNEL)
+    end = time.monotonic() + seconds
+    runs = 0
+    client.text(text, ISOLATE_CHANNEL_ID, color)
+    while runs < min_runs or time.monotonic() < end:
+        work()
+        runs += 1
+    client.end(ISOLATE_CHANNEL_ID)
+    return runs
 
 
 def _nothing(time: Optional[int] = None) -> None:

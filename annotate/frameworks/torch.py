@@ -25,10 +25,12 @@ previous layer with bookmarks. The hooks are removed when the ``with`` block end
 """
 
 import contextlib
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from annotate.client import Client
-from annotate.frameworks import Layer, LayerMarks
+from annotate.conventions import layer_text
+from annotate.frameworks import Layer, LayerMarks, run_isolated
+from annotate.layers import color_for
 
 CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")  # modules that only hold others
 
@@ -190,6 +192,52 @@ class TorchRunner:
         if self.module_marks.sync is not None:
             self.module_marks.sync()
 
+    def isolate(self, seconds: float, names: Optional[Collection[str]] = None) -> Dict[str, int]:
+        """Each leaf module (or those in ``names``) alone in a loop for ``seconds`` (the isolation
+        method, :func:`isolate_modules`); returns the runs per module name."""
+        with self._no_grad():
+            return isolate_modules(self.model, self.inputs, seconds, names, self.module_marks.marks.client)
+
     def remove(self) -> None:
         """Take the hooks off the model."""
         self.module_marks.remove()
+
+
+def isolate_modules(model: Any, inputs: Tuple[Any, ...], seconds: float, names: Optional[Collection[str]] = None,
+                    client: Optional[Client] = None) -> Dict[str, int]:
+    """The isolation method: each leaf module (or those in ``names``) alone in a loop for ``seconds``,
+    on the inputs it gets in one forward of ``model(*inputs)`` (:func:`annotate.frameworks.run_isolated`);
+    returns the runs per module name. Call it outside :func:`annotate_modules` (its hooks would
+    annotate every run) and under ``torch.no_grad()``."""
+    seen: Dict[str, Tuple[Any, Any]] = {}  # name -> (module, its inputs), in execution order
+
+    def keeper(name: str) -> Any:
+        def keep(mod: Any, args: Any) -> None:
+            seen.setdefault(name, (mod, args))
+        return keep
+
+    handles = []
+    for name, module in model.named_modules():
+        if name and next(iter(module.children()), None) is None and (names is None or name in names):
+            handles.append(module.register_forward_pre_hook(keeper(name)))
+    try:
+        model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    sync = None
+    if _on_gpu(model):
+        import torch
+
+        sync = torch.cuda.synchronize
+    runs = {}
+    for name, (module, args) in seen.items():
+        kind = type(module).__name__
+
+        def work(module: Any = module, args: Any = args) -> None:
+            module(*args)
+            if sync is not None:
+                sync()
+
+        runs[name] = run_isolated(layer_text(name, kind), work, seconds, client, color_for(kind))
+    return runs

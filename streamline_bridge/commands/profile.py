@@ -27,7 +27,7 @@ synthetic image. Each framework's own options: ``streamline_bridge.profiling``.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +39,7 @@ HELP = "run a network layer by layer with markers and the power sampler; print p
 OUTPUTS = ("table.csv", "table.json", "plot.png", "trace.json")
 # the options that go into the manifest's command when set (every framework's, declared below)
 VALUE_OPTIONS = ("model", "weights", "image", "labels", "mean_file", "size", "input_shape", "device",
-                 "providers", "optimization", "preprocess", "source", "sysfs_root")
+                 "providers", "optimization", "preprocess", "source", "sysfs_root", "sensor_model")
 FRAMEWORK_OPTIONS = ("model", "weights", "size", "input_shape", "device", "providers", "optimization",
                      "mean", "mean_file", "preprocess")  # each framework module's OPTIONS says which it takes
 DEFAULTS = {"device": "cpu", "optimization": "basic", "mean": "104,117,123", "preprocess": "caffe"}
@@ -47,6 +47,7 @@ DEFAULTS = {"device": "cpu", "optimization": "basic", "mean": "104,117,123", "pr
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from annotate.frameworks.onnx import OPTIMIZATION
+    from streamline_bridge.commands.method import add_method_argument
     from streamline_bridge.commands.record import add_sampler_arguments
 
     parser.add_argument("framework", choices=FRAMEWORKS, help="the framework that runs the net")
@@ -82,6 +83,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--whole-net", action="store_true",
                         help="one interval per forward (the whole net in one call) instead of one per layer")
     add_sampler_arguments(parser)
+    add_method_argument(parser)
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -95,7 +97,12 @@ def _check_args(args: argparse.Namespace) -> None:
         args.model = args.model_file
     if args.preprocess == "torchvision" and (args.mean is not None or args.mean_file is not None):
         raise InputError(None, "--mean and --mean-file are Caffe's preprocessing, not torchvision's")
-    takes = framework(args.framework).OPTIONS
+    module = framework(args.framework)
+    takes = module.OPTIONS
+    if not getattr(module, "ISOLATES", True) and args.method != "sequence":
+        if args.method != "auto":
+            raise InputError(None, f"--method {args.method}: profile {args.framework} cannot run a layer alone")
+        args.method = "sequence"  # auto: the layers the sequence does not resolve stay unresolved (and say so)
     for option in FRAMEWORK_OPTIONS:
         if getattr(args, option) is not None and option not in takes:
             raise InputError(None, f"--{option.replace('_', '-')} is not an option of profile {args.framework}")
@@ -125,7 +132,7 @@ def _command(args: argparse.Namespace) -> list[str]:
     if args.mean_file is None and args.mean is not None:
         cmd += ["--mean", args.mean]
     cmd += ["--iterations", str(args.iterations), "--warmup", str(args.warmup), "--seed", str(args.seed),
-            "--style", args.style, "--rate", f"{args.rate:g}", "--idle", f"{args.idle:g}"]
+            "--style", args.style, "--rate", f"{args.rate:g}", "--idle", f"{args.idle:g}", "--method", args.method]
     return cmd + (["--whole-net"] if args.whole_net else []) + (["--streamline"] if args.streamline else [])
 
 
@@ -144,7 +151,7 @@ class _Progress:
 
     def phase(self, text: str) -> None:
         if not self.console.is_terminal:
-            print(f"streamline-bridge profile: {text}", file=sys.stderr, flush=True)
+            logging.getLogger("streamline_bridge").info(f"streamline-bridge profile: {text}")
         self.bar.update(self.task, description=text)
 
     def step(self) -> None:
@@ -164,6 +171,7 @@ def _idle(seconds: float, check: Callable[[], None]) -> None:
 def measure(runner: Any, args: argparse.Namespace, sampler: Any, t: list[int], progress: _Progress) -> None:
     """Idle, warm-up, the annotated iterations, idle; appends t1..t3 (docs/run-folder.md) to ``t``."""
     from annotate import now
+    from streamline_bridge.commands.method import isolation_phase
 
     check = sampler.check
     progress.phase(f"idle before ({args.idle:g} s)")
@@ -179,29 +187,40 @@ def measure(runner: Any, args: argparse.Namespace, sampler: Any, t: list[int], p
         forward()
         check()
         progress.step()
+    if not args.whole_net and args.method != "sequence":
+        isolation_phase(runner.isolate, Path(args.output), args.method, args.style, progress.phase)
     t.append(now())
     progress.phase(f"idle after ({args.idle:g} s)")
     _idle(args.idle, check)
     t.append(now())
 
 
-def write_outputs(run_dir: Path, style: str) -> tuple[Any, list[Path]]:
-    """The energy table of the run folder, printed to stdout, and its files written into it."""
-    from streamline_bridge import ingest
+def write_outputs(run_dir: Path, style: str, method: str = "sequence") -> tuple[Any, list[Path]]:
+    """The energy table of the run folder (by ``method``), printed to stdout, and every renderer's run file
+    written into it (and, for ``--method both``, the side-by-side comparison)."""
+    from streamline_bridge import board, ingest
+    from streamline_bridge.commands.method import apply_method, print_side_by_side, write_side_by_side
     from streamline_bridge.energy import energy_table
-    from streamline_bridge.report import files, plot, table, trace
+    from streamline_bridge.energy.isolate import without_isolation
+    from streamline_bridge.report import emit, registry, table
 
     rec = ingest.read(run_dir)
-    result = energy_table(rec, style=style)
+    result = energy_table(without_isolation(rec), style=style)
+    side = apply_method(result, rec, method)
+    result.meta["board"] = board.of_recording(rec)
     table.render(result)
-    written = files.write(result, run_dir / "table.csv") + files.write(result, run_dir / "table.json")
-    written += [plot.write(result, run_dir / "plot.png"), trace.write(result, rec, run_dir / "trace.json")]
+    if side is not None:
+        print_side_by_side(side)
+    written: list[Path] = []
+    for renderer in registry():
+        if renderer.run_file and renderer.renders(result):
+            written += emit(renderer, result, rec, run_dir / renderer.run_file)
+    if side is not None:
+        written.append(write_side_by_side(side, run_dir))
     return rec, written
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     import annotate
     from streamline_bridge.commands.record import MARKERS_FILE, finish_run, reserve_sampler_cpu, start_run
     from streamline_bridge.ingest.annotation_power import describe
@@ -239,23 +258,22 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError(run_dir, f"power sampling failed, the run is incomplete: {sampler_error}")
 
-    rec, written = write_outputs(run_dir, args.style)
-    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    rec, written = write_outputs(run_dir, args.style, "sequence" if args.whole_net else args.method)
+    log = logging.getLogger("streamline_bridge")  # diagnostics: -q silences them
     for warning in warnings:
-        err.print(f"warning: {warning}")
+        log.warning(f"warning: {warning}")
     prob = net.probabilities()
-    if labels is not None and prob is not None:
-        err.print("top-5 classes" + (" (random weights: meaningless)" if net.random_weights else "") + ":")
+    if labels is not None and prob is not None:  # a result: on stdout with the table
+        print("top-5 classes" + (" (random weights: meaningless)" if net.random_weights else "") + ":")
         for index, p, label in imagenet.top_k(prob, labels):
-            err.print(f"  {p:7.4f}  {index:4d}  {label}")
+            print(f"  {p:7.4f}  {index:4d}  {label}")
     if net.random_weights:
-        err.print(f"note: random weights (seed {args.seed}): time and energy are real, the classes are meaningless")
+        log.info(f"note: random weights (seed {args.seed}): time and energy are real, the classes are meaningless")
     if args.image is None:
-        err.print(f"note: synthetic input image (seed {args.seed}); --image IMG to classify a real one")
+        log.info(f"note: synthetic input image (seed {args.seed}); --image IMG to classify a real one")
     in_power = set(rec.power["rail"].astype(str))
-    err.print(f"power: {describe({n: i for n, i in rec.meta.rails.items() if n in in_power})}")
-    if sampler.info.get("estimated"):
-        err.print(f"[bold red]ESTIMATED POWER[/bold red]: no power sensor found, the '{sampler.info['source']}' "
-                  "source models power from CPU use: the energies are estimates, not measurements")
-    err.print(f"wrote {run_dir}: markers, power, manifest, {', '.join(p.name for p in written)}")
+    log.info(f"power: {describe({n: i for n, i in rec.meta.rails.items() if n in in_power})}")
+    if sampler.info.get("estimated"):  # the table has said ESTIMATED; here, why
+        log.info(f"note: no power sensor found, the '{sampler.info['source']}' source models power from CPU use")
+    log.info(f"wrote {run_dir}: markers, power, manifest, {', '.join(dict.fromkeys(p.name for p in written))}")
     return 0

@@ -264,6 +264,8 @@ def _meta(rec: Recording, iv: Intervals, by: str, baseline: str, warmup: int, ke
             "samples_model": "held" if facts[name].held else "instant",
             "estimated": bool(info and info.estimated),
             "source": info.source if info else "",
+            "sensor_model": None if info is None or info.sensor_model is None else info.sensor_model.spec,
+            "sensor_model_source": "data" if info is None or info.sensor_model is None else info.sensor_model.source,
             "idle_mw": facts[name].idle_mw,
             "samples": facts[name].samples,
             "missing_samples": rail.missing,

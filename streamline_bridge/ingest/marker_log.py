@@ -84,7 +84,7 @@ def read(path: Path) -> Recording:
     streams = _records(r, data, pos) if pos else []
     base = header.get("monotonic_raw_ns")
     base = base if type(base) is int else None  # (not a bool, not a float)
-    tables, info, counters, decoded_streams = [], [], {}, []
+    tables, info, counters, definitions, decoded_streams = [], [], {}, {}, []
     for st in streams:
         decoded, entry = _decode(r, st)
         info.append(entry)
@@ -92,6 +92,7 @@ def read(path: Path) -> Recording:
         if decoded is not None and len(decoded):
             tables.append(decoded.markers(stream=st.ordinal, clock_base_ns=base))
             counters.update(decoded.counter_names())
+            definitions.update(decoded.counter_definitions())
     markers = pd.concat(tables, ignore_index=True) if tables else empty_markers()
     annotation_stream.resolve_group_names(markers)
     versions = {e["protocol"] for e in info if e.get("protocol") is not None}
@@ -101,6 +102,7 @@ def read(path: Path) -> Recording:
         clock_base_ns=base,
         protocol=versions.pop() if len(versions) == 1 else header.get("protocol"),
         counter_keys=counters,
+        counters=definitions,
         issues=r.issues,
         partial=r.partial,
         extra={k: header[k] for k in ("writer", "host", "pid", "realtime_ns") if k in header} | {"streams": info},

@@ -3,7 +3,8 @@
 Sample times are when each read completed (CLOCK_MONOTONIC_RAW ns); ``meta.clock_base_ns`` is
 the log's start. Each rail's :class:`~streamline_bridge.model.RailInfo` carries the source's
 unit, the measured update period (from the trailer, or estimated from the samples when the
-sampler did not stop cleanly), whether it is an estimate, and the sensor configuration. A log
+sampler did not stop cleanly), whether it is an estimate, the sensor configuration, and (version 2)
+the sensor model with where it came from (version 1: None, left to the data). A log
 cut short or damaged is read as far as it goes and flagged partial, with an Issue per problem.
 """
 
@@ -18,6 +19,7 @@ from streamline_bridge.errors import InputError
 from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_markers, power_frame
 from streamline_bridge.power.log import MAGIC, LogContent, read_log
 from streamline_bridge.power.period import change_times, period_from_changes
+from streamline_bridge.sensor_model import SensorModel
 
 FORMAT = "power-log"
 
@@ -36,6 +38,18 @@ def _read_stats(content: LogContent) -> dict[str, Any]:
     if not len(d):
         return {}
     return {"p50": int(np.percentile(d, 50)), "p99": int(np.percentile(d, 99)), "max": int(d.max())}
+
+
+def _sensor_model(path: Path, rail: dict[str, Any], issues: list[Issue]) -> SensorModel | None:
+    """The rail's model from the header (None in version 1, or when the entry is not a model)."""
+    entry = rail.get("sensor_model")
+    if entry is None:
+        return None
+    try:
+        return SensorModel.from_dict(entry)
+    except ValueError as exc:
+        issues.append(Issue(str(path), f"rail {rail['name']}: {exc}", None, "sensor model left to the data"))
+        return None
 
 
 def read(path: Path) -> Recording:
@@ -64,7 +78,8 @@ def read(path: Path) -> Recording:
     rails = {
         r["name"]: RailInfo(name=r["name"], source=head.get("source", ""), unit=r.get("unit", "mW"),
                             update_period_ns=periods.get(r["name"]), estimated=estimated,
-                            extra={"files": r.get("files", []), **r.get("extra", {})})
+                            extra={"files": r.get("files", []), **r.get("extra", {})},
+                            sensor_model=_sensor_model(path, r, issues))
         for r in head["rails"]
     }
     n = len(content.t_end)
@@ -81,6 +96,10 @@ def read(path: Path) -> Recording:
         "clock": head.get("clock"),
         "realtime_ns": head.get("realtime_ns"),
         "read_ns": _read_stats(content),
+        "log_version": content.version,
+        "sensor_model_notes": [f"{device}: {note}"  # how the sensor models were found, or why not
+                               for device, cfg in (head.get("config") or {}).get("devices", {}).items()
+                               if isinstance(cfg, dict) for note in cfg.get("notes") or []],
     }
     if trailer:
         extra["sampler"] = {k: trailer.get(k) for k in ("lateness_us", "cpu_share", "stop_reason", "error")}

@@ -35,6 +35,7 @@ from streamline_bridge.profiling import (
 
 OPTIONS = ("model", "weights", "size", "input_shape", "providers", "optimization", "mean", "mean_file", "preprocess")
 PROFILE_PREFIX = "onnxruntime_profile"
+ISOLATES = False  # onnxruntime runs a whole graph: no node alone (--method sequence only; auto means sequence)
 
 
 def export_builtin(args: argparse.Namespace, path: Path) -> None:
