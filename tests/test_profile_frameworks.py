@@ -355,3 +355,20 @@ def test_a_model_without_modules_is_refused_before_anything_runs(tmp_path: Path,
     run = tmp_path / "run"
     assert main(["profile", "torch", "--model", "test_profile_frameworks:bare_model", "-o", str(run)]) == 2
     assert "the model has no module to annotate" in capsys.readouterr().err and not run.exists()
+
+
+def test_torch_layers_run_alone_for_the_isolation_method_and_onnx_says_it_cannot(
+    tx1: str, tmp_path: Path, capsys
+) -> None:
+    pytest.importorskip("torch")
+    run = tmp_path / "run"
+    args = ["--model", "test_profile_frameworks:tiny_model", "-o", str(run), "--method", "both", *SHORT]
+    assert main(["profile", "torch", *args, "--sysfs-root", tx1]) == 0, capsys.readouterr().err
+    methods = pd.read_csv(run / "methods.csv")
+    assert sorted(set(methods["name"].astype(str))) == ["0", "1", "2"]
+    assert methods["energy_mj_isolate"].notna().all()  # every module has its isolated figure
+    isolated = ingest.read(run).markers.query("channel_name == 'isolate' and kind == 'text'")["text"].tolist()
+    assert isolated == TINY_LAYERS  # each module alone, in one annotation of its loop
+    capsys.readouterr()
+    assert main(["profile", "onnx", "-o", str(tmp_path / "onnx"), "--method", "isolate"]) == 2
+    assert "--method isolate: profile onnx cannot run a layer alone" in capsys.readouterr().err
