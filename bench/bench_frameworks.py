@@ -1,18 +1,20 @@
-"""SqueezeNet v1.1 (224x224, 64x64 with ``--quick``; CPU, seeded random weights, the threads each framework starts with)
-layer by layer in the three frameworks ``profile`` runs: Caffe (pycaffe, one layer per call),
-PyTorch (leaf-module hooks, ``torch.inference_mode``) and ONNX Runtime (the same model exported,
-every node timed by its profiler, ``basic`` optimization). Each runs ``N`` annotated forwards into
-its own marker log after two unannotated ones; the layers' intervals are read back as ``report``
-reads them, and the median time of each layer over the forwards is printed side by side, rows
-matched by ``streamline_bridge.nets.torch_squeezenet.CAFFE_NAMES`` (PyTorch and the ONNX export
-name layers alike). The results: each framework's sum of per-layer medians and its whole forward
-(one interval per forward), against Caffe's in the same run. A framework that is not installed is
-left out. ``python -m bench frameworks``.
+"""SqueezeNet v1.1 (224x224, 64x64 with ``--quick``; CPU, seeded random weights, the threads each
+framework starts with) layer by layer in the three frameworks ``profile`` runs: Caffe (pycaffe, one
+layer per call), PyTorch (leaf-module hooks, ``torch.inference_mode``) and ONNX Runtime (the same
+model exported, every node timed by its profiler, ``basic`` optimization), each in a process of its
+own. Each runs ``N`` annotated forwards into its own marker log after two unannotated ones; the
+layers' intervals are read back as ``report`` reads them, and the median time of each layer over
+the forwards is printed side by side, rows matched by
+``streamline_bridge.nets.torch_squeezenet.CAFFE_NAMES`` (PyTorch and the ONNX export name layers
+alike). The results: each framework's sum of per-layer medians and its whole forward (one interval
+per forward), against Caffe's in the same run. A framework that is not installed is left out.
+``python -m bench frameworks``.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import shutil
 import statistics
 from collections.abc import Callable
@@ -109,7 +111,10 @@ def run(quick: bool) -> list[Result]:
     tmp = scratch_dir("bench-frameworks-")
     try:
         for framework in ("caffe", "torch", "onnx"):
-            got = _medians(framework, forwards, size, tmp)
+            # each in a process of its own: one framework's idle thread pool (OpenBLAS, OpenMP)
+            # spinning beside another's slowed PyTorch a hundredfold here
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                got = pool.apply(_medians, (framework, forwards, size, tmp))
             if got is not None:
                 per[framework], whole[framework] = got
     finally:
