@@ -280,20 +280,22 @@ class Client:
 
     def prepare_text(self, s: Optional[Text] = "", channel: int = 0, color: Optional[int] = None) -> Callable[[], None]:
         """:meth:`text` encoded once: each call of the result sends it, stamped with that call's time
-        (half the cost of :meth:`text`, for texts sent many times, such as a network's layers).
+        (half the cost of :meth:`text`, for texts sent many times, such as a network's layers), or
+        with ``time`` (ns, CLOCK_MONOTONIC_RAW) for work timed by someone else (a runtime's profiler).
         ``prepare_text(None, channel)`` is :meth:`end` on ``channel``."""
         encode = wire.text_encoder(channel, color, s)
 
-        def send() -> None:
+        def send(time: Optional[int] = None) -> None:
             if self._on:
-                self._put(encode(_clock(_RAW)))
+                self._put(encode(_clock(_RAW) if time is None else time))
 
         return send
 
-    def marker(self, s: Optional[Text] = "", color: Optional[int] = None) -> None:
-        """A marker (bookmark) on the timeline, optionally labelled and coloured."""
+    def marker(self, s: Optional[Text] = "", color: Optional[int] = None, time: Optional[int] = None) -> None:
+        """A marker (bookmark) on the timeline, optionally labelled and coloured (at ``time`` ns
+        CLOCK_MONOTONIC_RAW, default now)."""
         if self._on:
-            t = _clock(_RAW)
+            t = _clock(_RAW) if time is None else time
             self._put(_marker(t, s) if color is None else _marker_color(t, color, s))
 
     def name_channel(self, channel: int, group: int, name: Text) -> None:

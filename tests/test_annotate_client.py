@@ -405,6 +405,24 @@ def test_a_capture_start_byte_while_capturing_loses_nothing():
         g.stop()
 
 
+def test_prepared_texts_and_markers_take_an_explicit_time(tmp_path) -> None:
+    """Work timed elsewhere (a runtime's profiler) is annotated at its own times, not at the call's."""
+    from annotate import Client
+    from streamline_bridge import ingest
+
+    log = tmp_path / "t.sbm"
+    client = Client(file=log, gatord=False)
+    start, stop = client.prepare_text("node", 3), client.prepare_text(None, 3)
+    start(time=5_000_000_000)
+    stop(time=5_000_001_234)
+    client.marker("mark", time=6_000_000_000)
+    client.close()
+    m = ingest.read(log).markers
+    rows = m[m["kind"].isin(["text", "end", "marker"])]
+    assert rows["time_ns"].astype("int64").tolist() == [5_000_000_000, 5_000_001_234, 6_000_000_000]
+    assert rows["kind"].tolist() == ["text", "end", "marker"]
+
+
 def sent_to(g: FakeGatord, tid: int):
     return [s for s in g.streams() if s.tid == tid]
 

@@ -15,7 +15,8 @@ channels); nothing else is sent while it runs. The energy table leaves that chan
 ``streamline_bridge.energy.isolate`` measures the settled power inside each of its intervals.
 
 The framework itself is imported only when an adapter is used: ``annotate`` stays standard-library
-only at import time. Adapters: :mod:`annotate.frameworks.caffe`, :mod:`annotate.frameworks.torch`.
+only at import time. Adapters: :mod:`annotate.frameworks.caffe`, :mod:`annotate.frameworks.torch`,
+:mod:`annotate.frameworks.onnx`.
 """
 
 import functools
@@ -24,6 +25,7 @@ import time
 from typing import Callable, Dict, NamedTuple, Optional
 
 from annotate.client import Client
+from annotate.conventions import END, iteration_text, layer_text
 from annotate.layers import ITERATIONS, ChannelMap, color_for, group_of
 
 STYLES = ("channels", "markers")
@@ -52,7 +54,7 @@ def run_isolated(text: str, work: Callable[[], None], seconds: float, client: Op
     return runs
 
 
-def _nothing() -> None:
+def _nothing(time: Optional[int] = None) -> None:
     pass
 
 
@@ -65,8 +67,8 @@ class Layer(NamedTuple):
     color: int
     block: str
     channel: int  # the block's channel (style "channels"; 0 for bookmarks)
-    start: Callable[[], None]  # sends the layer's start, encoded once (LayerMarks.start)
-    stop: Callable[[], None]  # sends its end (nothing for a bookmark, which runs to the next)
+    start: Callable[..., None]  # sends the layer's start, encoded once (LayerMarks.start); time= to stamp it
+    stop: Callable[..., None]  # sends its end (nothing for a bookmark, which runs to the next); time= too
 
 
 class LayerMarks:
@@ -91,10 +93,11 @@ class LayerMarks:
         self._blocks: Dict[str, int] = {}  # block -> channel, named in self._thread
         self._thread = threading.get_ident()
 
-    def layer(self, name: str, layer_type: str) -> Layer:
-        """The annotation of one layer (compute once, emit many times)."""
-        block, color = group_of(name, self.separator), color_for(layer_type)
-        text = f"{name}___{layer_type}" if layer_type else name
+    def layer(self, name: str, layer_type: str, block: Optional[str] = None) -> Layer:
+        """The annotation of one layer (compute once, emit many times); ``block``: the channel it
+        goes on (default: the name before the first separator)."""
+        block, color = block or group_of(name, self.separator), color_for(layer_type)
+        text = layer_text(name, layer_type)
         if self.style == "channels":
             channel = self._blocks[block] = self.channels.channel(block)
             return Layer(name, layer_type, text, color, block, channel,
@@ -121,13 +124,24 @@ class LayerMarks:
                 for block in self._blocks:
                     self.channels.channel(block)
                 self._thread = thread
-            self.client.text(f"iteration {n}", self.channels.channel(ITERATIONS))
+            self.client.text(iteration_text(n), self.channels.channel(ITERATIONS))
         else:
-            self.client.marker(f"iteration {n}")
+            self.client.marker(iteration_text(n))
+
+    def whole(self, n: int, layer: Layer, run: Callable[[], None], sync: Optional[Callable[[], None]] = None) -> None:
+        """Iteration ``n`` as one interval ``layer`` around ``run()`` (``sync()`` before it ends):
+        the whole net in one call, for comparison with the layer-by-layer intervals."""
+        self.iteration_start(n)
+        layer.start()
+        run()
+        if sync is not None:
+            sync()
+        layer.stop()
+        self.iteration_stop()
 
     def iteration_stop(self) -> None:
         """The iteration's last layer has finished."""
         if self.style == "channels":
             self.client.end(self.channels.channel(ITERATIONS))
         else:
-            self.client.marker("end")
+            self.client.marker(END)

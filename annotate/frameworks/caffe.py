@@ -75,13 +75,7 @@ class CaffeRunner:
 
     def forward_whole(self) -> None:
         """One annotated iteration, the whole net in one call (one interval named after the network)."""
-        self.marks.iteration_start(self.iteration)
-        self.marks.start(self.whole)
-        self.net._forward(self.first, self.last)
-        if self.sync is not None:
-            self.sync()
-        self.marks.stop(self.whole)
-        self.marks.iteration_stop()
+        self.marks.whole(self.iteration, self.whole, lambda: self.net._forward(self.first, self.last), self.sync)
         self.iteration += 1
 
     def isolate(self, seconds: float, names: Optional[Collection[str]] = None) -> Dict[str, int]:

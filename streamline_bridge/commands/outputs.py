@@ -37,10 +37,12 @@ def add_table_arguments(parser: argparse.ArgumentParser, by: tuple[str, ...]) ->
     )
     parser.add_argument(
         "--groups",
-        metavar="prefix|channel|FILE.json",
+        metavar="prefix|depth=N|tree|block|channel|FILE.json",
         default=None,
-        help="groups for --by group: name before '/' (prefix), the channel's group name "
-        "(channel), or a JSON object {layer: group} (default: prefix if names have '/')",
+        help="groups for --by group: name before the first '/' or '.' (prefix), its first N parts (depth=N: "
+        "features.3.squeeze -> features.3 with depth=2), its parent when that holds layers only (tree), the "
+        "layer's channel (block), the channel's group name (channel), or a JSON object {layer: group} "
+        "(default: the adapters' blocks, else prefix if names have '/', else the channel group, else tree)",
     )
     parser.add_argument(
         "--sensor",
@@ -155,9 +157,16 @@ def groups_option(spec: str | None) -> str | dict[str, str] | None:
     """``--groups``: a keyword, or the mapping in a JSON file."""
     import json
 
+    from streamline_bridge.energy.intervals import GROUP_KEYWORDS, group_depth
     from streamline_bridge.errors import InputError
 
-    if spec in (None, "prefix", "channel", "auto"):
+    if spec is None or spec in GROUP_KEYWORDS:
+        return spec
+    if spec.startswith("depth="):
+        try:
+            group_depth(spec)
+        except ValueError as exc:
+            raise InputError(None, f"--groups {spec}: {exc}") from None
         return spec
     try:
         mapping = json.loads(Path(spec).read_text(encoding="utf-8"))
