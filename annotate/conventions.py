@@ -8,6 +8,9 @@ differently on the two sides:
 * an iteration starts with the text or bookmark ``iteration <n>`` (:func:`iteration_text`,
   :func:`iteration_number`), or any text on a channel named ``iteration`` / ``iterations``;
 * bookmarks ``start`` and ``end`` only delimit (markers style);
+* the isolation method's loops are intervals on the channel named ``isolate`` (:data:`ISOLATE_CHANNEL`,
+  number :data:`ISOLATE_CHANNEL_ID` in group :data:`ISOLATE_GROUP`), one per layer, the text
+  ``name___type``; the sequence's table leaves that channel out;
 * a layer name is a path whose parts are separated by ``/`` (Caffe: ``fire2/squeeze1x1``) or ``.``
   (PyTorch module paths: ``features.3.squeeze``); its block (group) is a prefix of that path
   (:func:`name_prefix`).
@@ -25,6 +28,9 @@ ITERATION_TEXT = re.compile(r"^\s*iteration[\s_#:=]*(\d+)\s*$", re.IGNORECASE)
 START, END = "start", "end"  # bookmarks that only delimit (markers style)
 DELIMITERS = (START, END)
 PATH_SEPARATORS = "/."  # a layer name's parts: Caffe's fire2/squeeze1x1, PyTorch's features.3.squeeze
+ISOLATE_CHANNEL = "isolate"  # the channel of the isolation phase: one interval per layer's loop
+ISOLATE_CHANNEL_ID = 4000  # its number (ChannelMap hands out small ones for blocks)
+ISOLATE_GROUP = 4000  # the channel group it is named in
 BLOCKS_METADATA = "annotate.blocks"  # model metadata: JSON {layer name: block} (ONNX models)
 
 

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from annotate import Client
-from annotate.frameworks import ISOLATE_CHANNEL, run_isolated
+from annotate.conventions import ISOLATE_CHANNEL
+from annotate.frameworks import run_isolated
 from conftest import FIXTURES
 from streamline_bridge.energy import combine, energy_table
 from streamline_bridge.energy.isolate import (

@@ -10,7 +10,7 @@ Both adapters emit the energy table's conventions (docs/energy-table.md) through
 
 The isolation method (``profile --method isolate``) runs each layer alone in a loop:
 :func:`run_isolated` puts the loop inside one annotation, the layer's text ``name___type``, on the
-channel named :data:`ISOLATE_CHANNEL` (number :data:`ISOLATE_CHANNEL_ID`, far above the block
+channel named ``isolate`` (``annotate.conventions.ISOLATE_CHANNEL``, far above the block
 channels); nothing else is sent while it runs. The energy table leaves that channel out;
 ``streamline_bridge.energy.isolate`` measures the settled power inside each of its intervals.
 
@@ -25,13 +25,10 @@ import time
 from typing import Callable, Dict, NamedTuple, Optional
 
 from annotate.client import Client
-from annotate.conventions import END, iteration_text, layer_text
+from annotate.conventions import END, ISOLATE_CHANNEL, ISOLATE_CHANNEL_ID, ISOLATE_GROUP, iteration_text, layer_text
 from annotate.layers import ITERATIONS, ChannelMap, color_for, group_of
 
 STYLES = ("channels", "markers")
-ISOLATE_CHANNEL = "isolate"  # the channel of the isolation phase: one interval per layer's loop
-ISOLATE_CHANNEL_ID = 4000  # its number (ChannelMap hands out small ones for blocks)
-ISOLATE_GROUP = 4000  # the channel group it is named in
 
 
 def run_isolated(text: str, work: Callable[[], None], seconds: float, client: Optional[Client] = None,

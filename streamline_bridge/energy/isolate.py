@@ -27,7 +27,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from annotate.frameworks import ISOLATE_CHANNEL
+from annotate.conventions import ISOLATE_CHANNEL, split_layer_text
 from streamline_bridge.energy import stats
 from streamline_bridge.energy.align import placed_markers
 from streamline_bridge.model import Recording, rail_arrays
@@ -37,7 +37,6 @@ METHODS = ("auto", "sequence", "isolate", "both")
 SETTLE_CONSTANTS = 5  # time constants of the sensor's memory left out at the start of a loop
 MIN_BATCHES, MAX_BATCHES = 5, 20  # batches a loop is made long enough for / at most cut into
 MIN_MEASURE_NS = 50_000_000  # the shortest measured part of a loop (instant sensors; a sampler stall leaves enough)
-TYPE_SEPARATOR = "___"
 ISOLATE_COLUMNS = (
     "order",
     "name",
@@ -88,8 +87,8 @@ def isolation_intervals(rec: Recording) -> pd.DataFrame:
     text = m["text"][opened].astype(str)
     return pd.DataFrame(
         {
-            "name": text.str.split(TYPE_SEPARATOR, n=1).str[0].to_numpy(object),
-            "layer_type": text.str.split(TYPE_SEPARATOR, n=1).str[1].fillna("").to_numpy(object),
+            "name": np.array([split_layer_text(x)[0] for x in text], dtype=object),
+            "layer_type": np.array([split_layer_text(x)[1] for x in text], dtype=object),
             "start_ns": m["time_ns"][opened].to_numpy(np.int64),
             "end_ns": end[opened].to_numpy(np.int64),
         }
