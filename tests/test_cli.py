@@ -37,3 +37,33 @@ def test_unrecognised_file_names_it(tmp_path, capsys):
 def test_python_dash_m_works():
     r = subprocess.run([sys.executable, "-m", "streamline_bridge", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("streamline-bridge ")
+
+
+@pytest.mark.parametrize("flag", ["--json", "--markers"])  # print, and a rich table
+def test_a_closed_stdout_ends_the_command_quietly(flag: str) -> None:
+    """`... | head`: the reader is gone before anything is written (its end closed first, so no timing)."""
+    import os
+
+    from conftest import ROOT
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streamline_bridge",
+                "inspect",
+                str(ROOT / "fixtures/exports/log-view-6.1.csv"),
+                flag,
+            ],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert r.returncode == 1 and r.stderr == ""

@@ -107,9 +107,21 @@ def test_rows_without_sd_isolation_rows_get_the_rows_own_cis_combined() -> None:
     from streamline_bridge.energy.table import EnergyResult
 
     def result(energy: float, ci: float, method: str, sd: float = np.nan) -> EnergyResult:
-        row = {"name": "conv1", "rail": "VDD_IN", "n": 20, "time_ms": 2.0, "time_ms_sd": 0.1, "time_ms_ci": 0.05,
-               "energy_mj": energy, "energy_mj_sd": sd, "energy_mj_ci": ci, "method": method}
-        return EnergyResult(pd.DataFrame([row]), pd.DataFrame(), pd.DataFrame(), [], {"by": "layer", "confidence": 0.95})
+        row = {
+            "name": "conv1",
+            "rail": "VDD_IN",
+            "n": 20,
+            "time_ms": 2.0,
+            "time_ms_sd": 0.1,
+            "time_ms_ci": 0.05,
+            "energy_mj": energy,
+            "energy_mj_sd": sd,
+            "energy_mj_ci": ci,
+            "method": method,
+        }
+        return EnergyResult(
+            pd.DataFrame([row]), pd.DataFrame(), pd.DataFrame(), [], {"by": "layer", "confidence": 0.95}
+        )
 
     c = compare(result(10.0, 0.3, "isolate"), result(10.5, 0.4, "isolate"))
     row = c.table.iloc[0]

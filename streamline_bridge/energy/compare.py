@@ -67,7 +67,8 @@ def welch(
 def own_ci(tab: pd.DataFrame, metric: str) -> np.ndarray:
     """Rows whose ``metric`` CI comes from a fit or an isolation loop, not from ``sd`` and ``n`` (see above)."""
     method = tab["method"] if "method" in tab.columns else pd.Series("", index=tab.index)
-    no_sd = ~np.isfinite(tab[f"{metric}_sd"].to_numpy(np.float64)) & np.isfinite(tab[f"{metric}_ci"].to_numpy(np.float64))
+    sd, ci = (tab[f"{metric}{s}"].to_numpy(np.float64) for s in ("_sd", "_ci"))
+    no_sd = ~np.isfinite(sd) & np.isfinite(ci)
     return method.isin(OWN_CI[metric]).to_numpy(bool) | no_sd
 
 
