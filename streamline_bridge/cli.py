@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (never raises for bad input)."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    log.debug(f"streamline-bridge {__version__}, Python {sys.version.split()[0]}: {args.command}")
     try:
         return int(args._run(args) or 0)
     except InputError as exc:

@@ -67,3 +67,18 @@ def test_a_closed_stdout_ends_the_command_quietly(flag: str) -> None:
     finally:
         os.close(write)
     assert r.returncode == 1 and r.stderr == ""
+
+
+def test_verbose_says_what_was_read_and_quiet_says_nothing_but_warnings(capsys) -> None:
+    from conftest import ROOT
+
+    export = str(ROOT / "fixtures/exports/log-view-6.1.csv")
+    assert main(["inspect", export, "-v"]) == 0
+    err = capsys.readouterr().err
+    assert "streamline-bridge 0." in err and f"read {export} as streamline-export in " in err
+    assert main(["inspect", export]) == 0
+    assert "read " not in capsys.readouterr().err
+    assert main(["report", export, "-q"]) == 0  # an export alone: the time table, its note with it on stdout
+    out, err = capsys.readouterr()
+    assert "time per layer" in out and "time only: no power samples" in out
+    assert err.startswith("warning: ") and err.count("\n") == 1  # the export's relative times, nothing else

@@ -119,8 +119,11 @@ def test_reader_examples_run_as_written(sandbox, section: str, first: str, expec
 
 def test_streamline_session_commands_are_those_its_tested_page_runs() -> None:
     """The README's summary of docs/streamline.md: every command is one that test_streamline_doc.py runs."""
-    page = "".join(b for info, b in re.findall(r"^```([^\n`]*)\n(.*?)^```", DOC.read_text(), re.DOTALL | re.MULTILINE)
-                   if info.strip().startswith("sh test"))
+    page = "".join(
+        b
+        for info, b in re.findall(r"^```([^\n`]*)\n(.*?)^```", DOC.read_text(), re.DOTALL | re.MULTILINE)
+        if info.strip().startswith("sh test")
+    )
     code = block("Power rails and layers in a live Streamline session", "# infer.py")
     commands = [line.split("  #")[0].strip() for line in code.splitlines() if line.startswith("streamline-bridge")]
     assert len(commands) == 4 and all(c in page for c in commands), commands
@@ -138,7 +141,10 @@ def shortened(code: str, *commands: str) -> str:
 def test_caffe_examples_run_as_written(sandbox) -> None:
     pytest.importorskip("caffe")
     work, env = sandbox
-    quick = block("Quick start (fresh Debian machine, Python 3.11, as root for apt-get)", "scripts/bootstrap.sh && .venv/bin/streamline-bridge")
+    quick = block(
+        "Quick start (fresh Debian machine, Python 3.11, as root for apt-get)",
+        "scripts/bootstrap.sh && .venv/bin/streamline-bridge",
+    )
     quick = shortened(quick.replace("scripts/bootstrap.sh && ", ""), "profile caffe")
     for _ in range(2):  # the quick start, twice in a row
         assert "energy per layer" in run(quick, work, env)
