@@ -82,3 +82,15 @@ def test_verbose_says_what_was_read_and_quiet_says_nothing_but_warnings(capsys) 
     out, err = capsys.readouterr()
     assert "time per layer" in out and "time only: no power samples" in out
     assert err.startswith("warning: ") and err.count("\n") == 1  # the export's relative times, nothing else
+
+
+def test_an_export_placed_by_offset_is_no_longer_said_to_be_unplaced(tmp_path, capsys) -> None:
+    from conftest import ROOT
+    from test_report import write_power_log
+
+    write_power_log(tmp_path / "p.sbp")
+    export = str(ROOT / "fixtures/exports/log-view-6.1.csv")
+    assert main(["report", export, "--power", str(tmp_path / "p.sbp"), "--offset", "0", "-q"]) == 0
+    assert "relative to the capture start" not in capsys.readouterr().err
+    assert main(["report", export, "-q"]) == 0  # alone: the time table, and the times are still unplaced
+    assert "relative to the capture start" in capsys.readouterr().err
