@@ -228,7 +228,8 @@ def _summary(state: dict[str, Any]) -> str:
             parts.append(f"GPU {_mhz(d['cur_hz'])}" + (f" ({d['governor']})" if d["governor"] else ""))
     if state.get("emc_hz") is not None:
         parts.append(f"EMC {_mhz(state['emc_hz'])}")
-    temps = state.get("thermal_c") or {}
+    # Jetson's PMIC-Die zone reads a fixed 100 °C (a trip flag, not a temperature): not the hottest place
+    temps = {zone: c for zone, c in (state.get("thermal_c") or {}).items() if not zone.startswith("PMIC")}
     if temps:
         hottest = max(temps, key=lambda zone: temps[zone])
         parts.append(f"max {temps[hottest]:.1f} °C ({hottest})")

@@ -23,7 +23,8 @@ EPILOG = """exit status:
   1  failure (an OS error, a failed command or sampler)
   2  bad arguments
   3  damaged or unusable input (whatever could be read was still shown)
-  70 internal error, 130 interrupted; record/profile: the command's own status when it failed"""
+  70 internal error, 130 interrupted; record/profile: the command's own status when it failed;
+  1, silently, when stdout is closed early (`| head`)"""
 
 log = logging.getLogger("streamline_bridge")
 
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (never raises for bad input)."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    log.debug(f"streamline-bridge {__version__}, Python {sys.version.split()[0]}: {args.command}")
     try:
         return int(args._run(args) or 0)
     except InputError as exc:
@@ -87,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("streamline-bridge: interrupted")
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): quietly, as a shell tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return EXIT_FAILURE  # as rich's console does on a broken pipe
     except OSError as exc:
         name = f"{exc.filename}: " if exc.filename else ""
         log.error(f"streamline-bridge: error: {name}{exc.strerror or exc}")

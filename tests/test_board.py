@@ -39,6 +39,8 @@ def test_tx1_l4t28() -> None:
     ]
     assert s["emc_hz"] == 1600000000 and s["thermal_c"]["CPU-therm"] == 33.5
     assert s["jetson_clocks"] is False  # CPU min 102 MHz < max
+    # PMIC-Die's fixed 100 °C is listed but not called the hottest place
+    assert s["thermal_c"]["PMIC-Die"] == 100.0 and board.summary(s).endswith("max 36.5 °C (AO-therm)")
 
 
 def test_xavier_l4t32_mode_15w_with_jetson_clocks() -> None:

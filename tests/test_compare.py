@@ -95,6 +95,47 @@ def test_compare_gives_each_rows_difference_its_ci_and_significance(tmp_path: Pa
     assert vdd_in.loc["fire2/squeeze1x1", "time_ms_diff"] == pytest.approx(0.3, abs=0.06)
     assert not bool(vdd_in.loc["conv1", "time_ms_significant"])  # same distribution
     assert c.warnings == []
+    # energy from the least-squares fit: its CI is the fit's, not t x sd/sqrt(n); the two rows' CIs combine
+    ea, eb = (r.table[r.table["rail"] == "VDD_IN"].set_index("name") for r in (ra, rb))
+    assert (ea["method"] == "sequence").all()
+    assert np.allclose(vdd_in["energy_mj_diff_ci"], np.hypot(ea["energy_mj_ci"], eb["energy_mj_ci"]).loc[vdd_in.index])
+    assert c.meta["ci_combined"] == 3 * 3
+
+
+def test_rows_without_sd_isolation_rows_get_the_rows_own_cis_combined() -> None:
+    """An isolation row's CI comes from its batches (its n counts batches, its sd is NaN): never Welch's."""
+    from streamline_bridge.energy.table import EnergyResult
+
+    def result(energy: float, ci: float, method: str, sd: float = np.nan) -> EnergyResult:
+        row = {
+            "name": "conv1",
+            "rail": "VDD_IN",
+            "n": 20,
+            "time_ms": 2.0,
+            "time_ms_sd": 0.1,
+            "time_ms_ci": 0.05,
+            "energy_mj": energy,
+            "energy_mj_sd": sd,
+            "energy_mj_ci": ci,
+            "method": method,
+        }
+        return EnergyResult(
+            pd.DataFrame([row]), pd.DataFrame(), pd.DataFrame(), [], {"by": "layer", "confidence": 0.95}
+        )
+
+    c = compare(result(10.0, 0.3, "isolate"), result(10.5, 0.4, "isolate"))
+    row = c.table.iloc[0]
+    assert row["energy_mj_diff"] == pytest.approx(0.5) and row["energy_mj_diff_ci"] == pytest.approx(0.5)
+    assert not bool(row["energy_mj_significant"])  # 0.5 is not outside ±0.5
+    c = compare(result(10.0, 0.3, "isolate"), result(11.0, 0.4, "integrate", sd=0.1))
+    assert bool(c.table.iloc[0]["energy_mj_significant"]) and c.table.iloc[0]["energy_mj_diff_ci"] == pytest.approx(0.5)
+    assert c.table.iloc[0]["time_ms_diff_ci"] == pytest.approx(math.hypot(0.05, 0.05))  # isolation: n is batches
+    c = compare(result(10.0, 0.3, "integrate", sd=0.1), result(11.0, 0.4, "integrate", sd=0.1))
+    welch_half = t_quantile(38) * 0.1 * math.sqrt(0.1)  # the same sd and n in both: t(38) x 0.1 x sqrt(2/20)
+    assert c.table.iloc[0][["time_ms_diff_ci", "energy_mj_diff_ci"]].tolist() == pytest.approx([welch_half] * 2)
+    assert c.meta["ci_combined"] == 0
+    c = compare(result(10.0, np.nan, "isolate"), result(10.5, 0.4, "isolate"))  # an isolation without a CI
+    assert pd.isna(c.table.iloc[0]["energy_mj_significant"])
 
 
 def test_rows_in_one_run_only_board_states_and_single_iterations_are_said(tmp_path: Path) -> None:

@@ -23,19 +23,21 @@ import argparse
 import ctypes
 import errno
 import gc
+import logging
 import os
 import selectors
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO, cast
+from typing import Any, cast
 
 from annotate.mirror import CLOSED, MESSAGES, OPENED, MarkerLog, record
 from annotate.transport import DEFAULT_PREFIX, DEFAULT_TCP_PORTS, Endpoints
 from streamline_bridge.peers import peer_of
+
+log = logging.getLogger("streamline_bridge")
 
 HELP = "accept annotation clients like gatord does and write their messages to a marker log"
 
@@ -129,7 +131,6 @@ class Listener:
 
     endpoints: Endpoints
     flush_interval: float
-    warn: TextIO = sys.stderr
     allow_any_user: bool = False
     max_message: int = 16 * _MIB
     max_memory: int = 256 * _MIB
@@ -273,7 +274,7 @@ class Listener:
         return sock
 
     def _warning(self, text: str) -> None:
-        print(f"streamline-bridge listen: warning: {text}", file=self.warn, flush=True)
+        log.warning(f"streamline-bridge listen: warning: {text}")
 
     def _record(self, kind: int, stream: int, payload: bytes = b"") -> None:
         self._pending += record(kind, stream, payload)
@@ -339,8 +340,8 @@ class _Reader:
         lst = self.listener
         limit = (f"message over {_mib_text(lst.max_message)}" if size > lst.max_message
                  else f"unfinished messages over {_mib_text(lst.max_memory)} in all connections")
-        print(f"streamline-bridge listen: warning: connection {self.conn.id} ({self.conn.peer}) at byte "
-              f"{self.conn.decoder.offset}: {limit}; message and connection dropped", file=lst.warn, flush=True)
+        log.warning(f"streamline-bridge listen: warning: connection {self.conn.id} ({self.conn.peer}) at byte "
+                    f"{self.conn.decoder.offset}: {limit}; message and connection dropped")
         lst.stats["too_big"] += 1
         self._finish()
 
@@ -354,8 +355,8 @@ class _Reader:
             lst.stats["messages"] += len(decoded)
 
     def _warn(self, exc: Any, then: str) -> None:
-        print(f"streamline-bridge listen: warning: connection {self.conn.id} ({self.conn.peer}) at byte {exc.offset}: "
-              f"{exc.message}; {then}", file=self.listener.warn, flush=True)
+        log.warning(f"streamline-bridge listen: warning: connection {self.conn.id} ({self.conn.peer}) at byte "
+                    f"{exc.offset}: {exc.message}; {then}")
 
     def _drop(self, exc: Any) -> None:
         self._warn(exc, "connection dropped")

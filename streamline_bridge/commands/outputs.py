@@ -184,10 +184,15 @@ def read_inputs(paths: list[str], offset_s: float | None = None) -> tuple[Any, l
     from streamline_bridge import ingest
     from streamline_bridge.energy import combine
     from streamline_bridge.ingest.annotation_power import prefer_measured
+    from streamline_bridge.ingest.streamline_export import UNPLACED
 
     recordings, notes = prefer_measured([ingest.read(p) for p in paths])
     offset_ns = None if offset_s is None else round(offset_s * 1e9)
-    return combine(recordings, offset_ns), notes
+    rec = combine(recordings, offset_ns)
+    m = rec.markers
+    if not (m["time_ns"].isna() & m["time_rel_ns"].notna()).any():  # placed (by a capture, --offset): no issue now
+        rec.meta.issues = [i for i in rec.meta.issues if i.action != UNPLACED]
+    return rec, notes
 
 
 def table_of(rec: Any, args: argparse.Namespace) -> tuple[Any, Any]:

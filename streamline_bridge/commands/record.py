@@ -261,8 +261,8 @@ def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, RunWr
         raise
     unknown = [name for name in models if name is not None and name not in sampler.info["rails"]]
     if unknown:
-        print(f"streamline-bridge: warning: --sensor-model names no rail {', '.join(unknown)} "
-              f"(rails: {', '.join(sampler.info['rails'])})", file=sys.stderr)
+        log.warning(f"streamline-bridge: warning: --sensor-model names no rail {', '.join(unknown)} "
+                    f"(rails: {', '.join(sampler.info['rails'])})")
     manifest["power"] = {"source": sampler.info["source"], "rails": sampler.info["rails"],
                          "estimated": sampler.info["estimated"], "rate_hz": args.rate,
                          "realtime": sampler.info["realtime"], "cpu": args.cpu, "cpu_reserved": args.reserve_cpu,

@@ -6,8 +6,11 @@
 
 The difference of two means with unequal variances: ``d = mean_b - mean_a``, standard error
 ``se = sqrt(sd_a^2/n_a + sd_b^2/n_b)``, Welch-Satterthwaite degrees of freedom (rounded down, so the
-interval errs wide), half-width ``t(conf, df) x se``. ``significant`` is true when the interval
-excludes 0, <NA> when it cannot be said (fewer than 2 iterations in a run).
+interval errs wide), half-width ``t(conf, df) x se``. A row whose CI is not ``t x sd/sqrt(n)`` (energy
+from the least-squares fit, ``method`` "sequence", or from an isolation loop, "isolate", whose ``n``
+counts batches) has no such sd: there the half-width combines the two rows' own CI half-widths,
+``sqrt(ci_a^2 + ci_b^2)``, at the runs' confidence. ``significant`` is true when the interval
+excludes 0, <NA> when it cannot be said (fewer than 2 iterations in a run, or no CI).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from streamline_bridge.energy.table import EnergyResult
 
 VERSION = 1
 METRICS = ("time_ms", "energy_mj")
+OWN_CI = {"time_ms": ("isolate",), "energy_mj": ("sequence", "isolate")}  # methods whose CI is not sd/sqrt(n)
 COLUMNS = ("order", "name", "rail", "n_a", "n_b") + tuple(
     f"{m}{suffix}" for m in METRICS for suffix in ("_a", "_b", "_diff", "_diff_ci", "_diff_pct", "_significant")
 )
@@ -60,6 +64,14 @@ def welch(
     return np.asarray(mean_b, np.float64) - np.asarray(mean_a, np.float64), half
 
 
+def own_ci(tab: pd.DataFrame, metric: str) -> np.ndarray:
+    """Rows whose ``metric`` CI comes from a fit or an isolation loop, not from ``sd`` and ``n`` (see above)."""
+    method = tab["method"] if "method" in tab.columns else pd.Series("", index=tab.index)
+    sd, ci = (tab[f"{metric}{s}"].to_numpy(np.float64) for s in ("_sd", "_ci"))
+    no_sd = ~np.isfinite(sd) & np.isfinite(ci)
+    return method.isin(OWN_CI[metric]).to_numpy(bool) | no_sd
+
+
 def _key_table(result: EnergyResult) -> pd.DataFrame:
     tab = result.table.assign(rail=result.table["rail"].astype(str))
     return tab.set_index(["name", "rail"])
@@ -75,6 +87,7 @@ def compare(result_a: EnergyResult, result_b: EnergyResult, confidence: float | 
     a, b = _key_table(result_a), _key_table(result_b)
     both = [k for k in a.index if k in b.index]
     ta, tb = a.loc[both], b.loc[both]
+    combined = 0
     out = pd.DataFrame(
         {
             "order": np.arange(len(both)),
@@ -86,6 +99,9 @@ def compare(result_a: EnergyResult, result_b: EnergyResult, confidence: float | 
     )
     for m in METRICS:
         diff, half = welch(ta[m], ta[f"{m}_sd"], ta["n"], tb[m], tb[f"{m}_sd"], tb["n"], confidence)
+        own = own_ci(ta, m) | own_ci(tb, m)
+        half = np.where(own, np.hypot(ta[f"{m}_ci"].to_numpy(np.float64), tb[f"{m}_ci"].to_numpy(np.float64)), half)
+        combined += int(own.sum())
         out[f"{m}_a"], out[f"{m}_b"] = ta[m].to_numpy(np.float64), tb[m].to_numpy(np.float64)
         out[f"{m}_diff"], out[f"{m}_diff_ci"] = diff, half
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -98,6 +114,7 @@ def compare(result_a: EnergyResult, result_b: EnergyResult, confidence: float | 
         "version": VERSION,
         "by": result_a.meta["by"],
         "confidence": confidence,
+        "ci_combined": combined,  # differences whose CI combines the rows' own (fit, isolation), not Welch's
         "a": {
             "sources": result_a.meta.get("sources"),
             "iterations_used": result_a.meta.get("iterations_used"),

@@ -49,7 +49,8 @@ def layer_intervals(recording: Recording, style: str, groups: GroupSpec, warmup:
     where = align.name_of(recording)
     if recording.markers.empty:
         raise InputError(where, "no markers: nothing says when the layers ran")
-    iv = find_intervals(align.placed_markers(recording, None), style, groups)
+    relative_only = bool(recording.markers["time_ns"].isna().all())  # an export alone: durations are all it needs
+    iv = find_intervals(align.placed_markers(recording, 0 if relative_only else None), style, groups)
     if iv.layers.empty:
         raise InputError(where, f"no layer intervals in the markers (style {iv.style})")
     n_iter = int(iv.iterations["iteration"].max()) + 1

@@ -7,12 +7,16 @@ name or the first bytes) and ``read(path) -> Recording``. :func:`read` picks the
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import time
 from pathlib import Path
 from types import ModuleType
 
 from streamline_bridge.errors import InputError
 from streamline_bridge.model import Recording
+
+log = logging.getLogger("streamline_bridge")
 
 # Tried in this order; binary formats with magic bytes first, loose text formats last.
 READER_MODULES = (
@@ -61,4 +65,10 @@ def read(path: str | os.PathLike[str], format: str | None = None) -> Recording:
     readers = available_readers()
     if fmt not in readers:
         raise InputError(path, f"unknown format {fmt!r} (known: {', '.join(readers)})")
-    return readers[fmt].read(Path(path))
+    start = time.perf_counter()
+    rec = readers[fmt].read(Path(path))
+    log.debug(
+        f"read {os.fspath(path)} as {fmt} in {time.perf_counter() - start:.3f} s: {len(rec.markers)} markers, "
+        f"{len(rec.power)} power samples, {len(rec.meta.issues)} issue(s)"
+    )
+    return rec

@@ -46,6 +46,7 @@ from streamline_bridge.model import (
 from streamline_bridge.sensor_model import SensorModel
 
 FORMAT = "streamline-export"
+UNPLACED = "time_ns left empty"  # the Issue action of times relative to the capture start, until placed
 
 _TIME_UNITS = {"": 1e9, "s": 1e9, "sec": 1e9, "ms": 1e6, "us": 1e3, "µs": 1e3, "ns": 1.0}
 _POWER_UNITS = {"w": 1000.0, "mw": 1.0, "uw": 1e-3, "µw": 1e-3}
@@ -288,7 +289,7 @@ def _log(t: _Table, tcol: int, text_col: int) -> Recording:
     markers = markers_frame(sorted_cols, None)
     kind = "bookmarks" if bookmarks_only else ("log" if dur_col is not None else "log (no Duration column)")
     issues = [Issue(str(t.path), "times are relative to the capture start; give the capture or an offset "
-                                 "to place them", action="time_ns left empty")]
+                                 "to place them", action=UNPLACED)]
     if kind == "log (no Duration column)":
         issues.append(Issue(str(t.path), "no Duration column (older Streamline): each row is a text that lasts "
                                          "until the next one on its channel", action="read as text starts"))

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 PLOT_FORMATS = (".png", ".svg")
 
 
+def _ci_kind(meta: dict[str, Any]) -> str:
+    """How the intervals were made: Welch's, and for fitted or isolated energies the rows' own CIs combined."""
+    return "Welch; fitted/isolated rows: their CIs combined" if meta.get("ci_combined") else "Welch"
+
+
 def _cell(value: float, ci: float, significant: Any, pct: float) -> str:
     import pandas as pd
 
@@ -44,7 +49,7 @@ def render(comparison: Comparison, console: Console | None = None) -> None:
         rows = tab[tab["rail"] == rail]
         energy = bool(rows["energy_mj_a"].notna().any())
         t = Table(
-            title=f"{rail + ': ' if rail else ''}B - A per {m['by']}, ± {m['confidence']:.0%} CI (Welch), "
+            title=f"{rail + ': ' if rail else ''}B - A per {m['by']}, ± {m['confidence']:.0%} CI ({_ci_kind(m)}), "
             "* significant, ? cannot be said"
         )
         t.add_column(m["by"], no_wrap=True)
@@ -126,7 +131,7 @@ def write_plot(comparison: Comparison, recording: Any, path: Path) -> list[Path]
     if rails:
         axes[-1, 0].set_ylabel("Δ energy (mJ), B - A")
         axes[-1, 0].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    axes[0, 0].set_title(f"B - A per {m['by']}, error bars {m['confidence']:.0%} CI (Welch)", fontsize="medium")
+    axes[0, 0].set_title(f"B - A per {m['by']}, error bars {m['confidence']:.0%} CI ({_ci_kind(m)})", fontsize="medium")
     axes[-1, 0].set_xticks(x, names, rotation=70, ha="right", fontsize="small")
     for ax in axes[:, 0]:
         ax.axhline(0, color="black", linewidth=0.8)
