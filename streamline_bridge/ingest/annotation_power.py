@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 
 from streamline_bridge.ingest.annotation_stream import DecodedStream
+from streamline_bridge.ingest.units import mw_per_unit
 from streamline_bridge.model import RailInfo, Recording
 from streamline_bridge.power.period import change_times, period_from_changes
 
 SOURCE = "annotation counters"
 TITLE = "power"
-TO_MW = {"mw": 1.0, "w": 1000.0, "uw": 1e-3, "µw": 1e-3, "μw": 1e-3}  # (micro sign and Greek mu)
 _U32 = 0xFFFFFFFF
 
 
@@ -46,7 +46,7 @@ def _definitions(streams: Sequence[DecodedStream]) -> dict[tuple[int, int], tupl
         pid = st.handshake.pid if st.handshake else 0
         c = group.columns
         for key, title, name, units, modifier in zip(c["key"], c["title"], c["name"], c["units"], c["modifier"]):
-            factor = TO_MW.get(str(units).strip().lower())
+            factor = mw_per_unit(units)
             if str(title).strip().lower() == TITLE and factor is not None:
                 defs[(pid, int(key) & _U32)] = (str(name) or f"key {int(key) & _U32:#x}", str(units),
                                                  factor / (modifier if modifier > 0 else 1))

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from annotate import wire
 from streamline_bridge.errors import InputError
 from streamline_bridge.model import MARKER_DTYPES, MARKER_KINDS, markers_frame
 
@@ -236,18 +237,25 @@ class DecodedStream:
         return {"handshake": self.handshake.to_json() if self.handshake else None,
                 "messages": [m.to_json() for m in self.messages()]}
 
+    def counters_only(self) -> DecodedStream:
+        """The counter definitions and values of these messages only, without their bytes
+        (what :mod:`~streamline_bridge.ingest.annotation_power` reads), for keeping while a stream is read in pieces."""
+        keep = {c: g for c, g in self.fields.items() if c in (wire.COUNTER, wire.COUNTER_VALUE)}
+        return DecodedStream(self.handshake, self.offset[:0], self.code[:0], self.length[:0], keep, b"", self.start)
+
     def counter_names(self) -> dict[int, str]:
         """``{key: name}`` of the counter definitions (the last definition of a key wins)."""
         group = self.fields.get(8)
         return {} if group is None else {int(k): n for k, n in zip(group.columns["key"], group.columns["name"])}
 
     def markers(self, *, pid: int | None = None, tid: int | None = None, stream: int = 0,
-                clock_base_ns: int | None = None) -> pd.DataFrame:
+                clock_base_ns: int | None = None, names: bool = True) -> pd.DataFrame:
         """The messages as a markers table (``model.py``); pid/tid default to the handshake's.
 
         ``channel_name``/``group_name``/``group`` of text rows are resolved from earlier
-        ``name_channel``/``name_group`` messages of this stream (see :func:`resolve_group_names`
-        for names given on other threads of the process).
+        ``name_channel``/``name_group`` messages of this stream (:func:`resolve_stream_names`;
+        ``names=False`` leaves that to the caller, for a stream decoded in pieces; see
+        :func:`resolve_group_names` for names given on other threads of the process).
         """
         n = len(self)
         hs = self.handshake
@@ -276,32 +284,26 @@ class DecodedStream:
         cols["pid"] = np.full(n, pid if pid is not None else (hs.pid if hs else 0), np.int64)
         cols["tid"] = np.full(n, tid if tid is not None else (hs.tid if hs else 0), np.int64)
         cols["stream"] = np.full(n, stream, np.int64)
-        self._resolve_names(cols, text)
-        return markers_frame(cols, clock_base_ns)
+        table = markers_frame(cols, clock_base_ns)
+        if names:
+            resolve_stream_names(table)
+        return table
 
-    def _resolve_names(self, cols: dict[str, Any], text: np.ndarray) -> None:
-        n = len(self)
-        chan_names = pd.Series(np.full(n, None, dtype=object))
-        group_names = pd.Series(np.full(n, None, dtype=object))
-        if 3 in self.fields:
-            idx = self.fields[3].index
-            channel = cols["channel"]
-            named = pd.Series(np.full(n, None, dtype=object))
-            named.iloc[idx] = text[idx]
-            chan_names = named.groupby(channel).ffill()
-            # text rows inherit the group their channel was put in
-            chan_group = pd.Series(pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, bool)))
-            chan_group.iloc[idx] = cols["group"].iloc[idx].to_numpy()
-            chan_group = chan_group.groupby(channel).ffill()
-            is_text = np.isin(self.code, (1, 2))
-            cols["group"] = cols["group"].where(~(is_text & cols["group"].isna().to_numpy()), chan_group)
-        if 4 in self.fields:
-            idx = self.fields[4].index
-            named = pd.Series(np.full(n, None, dtype=object))
-            named.iloc[idx] = text[idx]
-            group_names = named.groupby(cols["group"]).ffill()
-        cols["channel_name"] = chan_names
-        cols["group_name"] = group_names
+
+def resolve_stream_names(markers: pd.DataFrame) -> None:
+    """Fill, in place, ``channel_name``, ``group_name`` and the group of text rows of ONE stream's table
+    from its earlier ``name_channel``/``name_group`` rows (a text row inherits its channel's group)."""
+    code = markers["code"].to_numpy()
+    is_channel = code == wire.NAME_CHANNEL
+    if is_channel.any():
+        channel = markers["channel"]
+        markers["channel_name"] = markers["text"].where(is_channel).groupby(channel).ffill()
+        channel_group = markers["group"].where(is_channel).groupby(channel).ffill()
+        is_text = np.isin(code, (wire.TEXT, wire.TEXT_COLOR))
+        markers["group"] = markers["group"].where(~(is_text & markers["group"].isna().to_numpy()), channel_group)
+    is_group = code == wire.NAME_GROUP
+    if is_group.any():
+        markers["group_name"] = markers["text"].where(is_group).groupby(markers["group"]).ffill()
 
 
 def resolve_group_names(markers: pd.DataFrame) -> None:

@@ -42,6 +42,7 @@ from streamline_bridge.model import (
     empty_power,
     markers_frame,
 )
+from streamline_bridge.power.period import change_times, period_from_changes
 
 FORMAT = "apc"
 DATA_FILE = re.compile(r"\d{10}")
@@ -336,10 +337,9 @@ def _power(counters: pd.DataFrame, keys: dict[int, str], captured: CapturedXml |
 
 
 def _update_period(t: np.ndarray, values: np.ndarray) -> int | None:
-    """Median interval between value changes (between samples when the value changes < 3 times)."""
-    changes = t[1:][np.diff(values) != 0]
-    steps = np.diff(changes) if len(changes) >= 3 else np.diff(t)
-    return int(np.median(steps)) if len(steps) else None
+    """The sensor's update period from when the values change (``power/period.py``); the sampling
+    period when they change fewer than 3 times."""
+    return period_from_changes(change_times(t, values.astype(np.float64))) or period_from_changes(t.tolist())
 
 
 def _duration(counters: pd.DataFrame, markers: pd.DataFrame) -> float | None:
