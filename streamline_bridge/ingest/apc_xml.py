@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamline_bridge.errors import InputError
+from streamline_bridge.ingest.files import read_regular
 from streamline_bridge.ingest.units import mw_per_unit
 
 
@@ -55,9 +56,10 @@ class CapturedXml:
 
 
 def _parse(path: Path) -> ET.Element:
+    data = read_regular(path)
     try:
-        return ET.parse(path).getroot()
-    except ET.ParseError as exc:
+        return ET.fromstring(data)
+    except (ET.ParseError, LookupError, ValueError) as exc:  # (an unknown or impossible encoding="..." too)
         raise InputError(path, f"broken XML: {exc}") from None
 
 

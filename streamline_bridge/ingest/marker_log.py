@@ -154,7 +154,7 @@ class _Stream:
         if not self.tables:
             return None
         table = pd.concat(self.tables, ignore_index=True) if len(self.tables) > 1 else self.tables[0]
-        self.tables = []
+        self.tables = []  # (the pieces are freed as soon as they are joined)
         annotation_stream.resolve_stream_names(table)
         return table
 

@@ -4,17 +4,22 @@ Sample times are when each read completed (CLOCK_MONOTONIC_RAW ns); ``meta.clock
 the log's start. Each rail's :class:`~streamline_bridge.model.RailInfo` carries the source's
 unit, the measured update period (from the trailer, or estimated from the samples when the
 sampler did not stop cleanly), whether it is an estimate, and the sensor configuration. A log
-cut short or damaged is read as far as it goes and flagged partial, with an Issue per problem.
+cut short or damaged is read as far as it goes and flagged partial, with an Issue per problem;
+one whose header or records the low-level reader cannot make sense of is an :class:`InputError`, and
+header or trailer fields of the wrong type are reported and left out.
 """
 
 from __future__ import annotations
 
+import struct
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from streamline_bridge.errors import InputError
+from streamline_bridge.ingest.files import read_regular
 from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_markers, power_frame
 from streamline_bridge.power.log import MAGIC, LogContent, read_log
 from streamline_bridge.power.period import change_times, period_from_changes
@@ -38,17 +43,49 @@ def _read_stats(content: LogContent) -> dict[str, Any]:
     return {"p50": int(np.percentile(d, 50)), "p99": int(np.percentile(d, 99)), "max": int(d.max())}
 
 
+# What the low-level reader raises on bytes it cannot make sense of (besides ValueError(offset, message)).
+_DAMAGE = (ValueError, KeyError, TypeError, AttributeError, IndexError, struct.error, RecursionError, OverflowError)
+
+
+def _content(path: Path) -> LogContent:
+    """:func:`read_log` of a regular file, every failure an :class:`InputError` naming the file."""
+    data = read_regular(path)
+    try:
+        return read_log(path, data=data)
+    except _DAMAGE as exc:
+        if isinstance(exc, ValueError) and len(exc.args) == 2 and isinstance(exc.args[0], int):
+            raise InputError(path, str(exc.args[1]), exc.args[0]) from None
+        raise InputError(path, f"damaged power log ({type(exc).__name__}: {exc})") from None
+
+
+_FIELDS: dict[str, dict[str, type]] = {"header": {"rails": list, "config": dict},
+                                        "trailer": {"update_period_ns": dict, "error": str}}
+
+
+def _checked(path: Path, obj: Any, what: str, issues: list[Issue]) -> dict[str, Any]:
+    """``obj`` (the header or trailer JSON) with fields of the wrong type reported and dropped."""
+    if not isinstance(obj, dict):
+        issues.append(Issue(str(path), f"{what} is not a JSON object", None, "ignored"))
+        return {}
+    out = dict(obj)
+    for key, kind in _FIELDS[what].items():
+        if out.get(key) is not None and not isinstance(out[key], kind):
+            issues.append(Issue(str(path), f"{what} field {key!r} is not a {kind.__name__}", None, "ignored"))
+            del out[key]
+    return out
+
+
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, Real) and not isinstance(value, bool) else None
+
+
 def read(path: Path) -> Recording:
     """The power samples of one log as a :class:`Recording` (no markers)."""
-    try:
-        content = read_log(path)
-    except ValueError as exc:
-        offset, message = exc.args
-        raise InputError(path, message, offset) from None
-    except OSError as exc:
-        raise InputError(path, exc.strerror or str(exc)) from None
-    head, trailer = content.meta, content.trailer
+    content = _content(path)
     issues = [Issue(str(path), message, offset) for offset, message in content.problems]
+    head = _checked(path, content.meta, "header", issues)
+    trailer = None if content.trailer is None else _checked(path, content.trailer, "trailer", issues)
+    damaged = bool(issues)
     if content.truncated_at is not None:
         issues.append(Issue(str(path), "record cut short: the log ends mid-record", content.truncated_at,
                             "read up to here"))
@@ -57,15 +94,17 @@ def read(path: Path) -> Recording:
                                        "update periods estimated from the samples", None, "estimated"))
     elif trailer.get("error"):
         issues.append(Issue(str(path), f"sampler stopped with an error: {trailer['error']}", None, "kept"))
-    base = head.get("monotonic_raw_ns")
+    base = head.get("monotonic_raw_ns") if type(head.get("monotonic_raw_ns")) is int else None
     periods = (trailer or {}).get("update_period_ns") or {
         name: period_from_changes(change_times(content.t_end, values)) for name, values in content.power.items()}
     estimated = bool(head.get("estimated"))
     rails = {
-        r["name"]: RailInfo(name=r["name"], source=head.get("source", ""), unit=r.get("unit", "mW"),
-                            update_period_ns=periods.get(r["name"]), estimated=estimated,
-                            extra={"files": r.get("files", []), **r.get("extra", {})})
-        for r in head["rails"]
+        r["name"]: RailInfo(name=r["name"], source=str(head.get("source", "")), unit=str(r.get("unit", "mW")),
+                            update_period_ns=p if type(p := periods.get(r["name"])) is int else None,
+                            estimated=estimated,
+                            extra={"files": r.get("files", []),
+                                   **(r.get("extra") if isinstance(r.get("extra"), dict) else {})})
+        for r in head.get("rails", ()) if isinstance(r, dict) and isinstance(r.get("name"), str)
     }
     n = len(content.t_end)
     span = (int(content.t_end[-1]) - int(content.t_end[0])) / 1e9 if n > 1 else 0.0
@@ -73,7 +112,7 @@ def read(path: Path) -> Recording:
         "source": head.get("source"),
         "estimated": estimated,
         "requested_hz": head.get("requested_hz"),
-        "achieved_hz": (trailer or {}).get("achieved_hz") or ((n - 1) / span if span > 0 else None),
+        "achieved_hz": _number((trailer or {}).get("achieved_hz")) or ((n - 1) / span if span > 0 else None),
         "missed_ticks": content.missed_ticks,
         "sensor_config": head.get("config", {}),
         "configured_update_ns": head.get("configured_update_ns"),
@@ -87,6 +126,6 @@ def read(path: Path) -> Recording:
     if estimated:
         extra["warning"] = "ESTIMATED power: a model of CPU utilisation, not a measurement"
     meta = Meta(format=FORMAT, sources=[str(path)], clock_base_ns=base, rails=rails, issues=issues,
-                partial=trailer is None or content.truncated_at is not None or bool(content.problems),
+                partial=damaged or trailer is None or content.truncated_at is not None,
                 extra=extra)
     return Recording(empty_markers(), power_frame(content.t_end, content.power, base), meta)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from streamline_bridge.errors import InputError
+from streamline_bridge.ingest.files import check_input, read_regular
 from streamline_bridge.model import Issue, Meta, Recording, empty_markers, empty_power, rail_arrays
 
 FORMAT = "run-dir"
@@ -27,15 +28,30 @@ VERSION = 1
 
 def _manifest(path: Path) -> dict[str, Any]:
     try:
-        m = json.loads((path / MANIFEST).read_text())
-    except OSError as exc:
-        raise InputError(path / MANIFEST, exc.strerror or str(exc)) from None
-    except ValueError as exc:
+        m = json.loads(read_regular(path / MANIFEST))
+    except (ValueError, RecursionError) as exc:
         raise InputError(path / MANIFEST, f"not valid JSON ({exc})") from None
     if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
         raise InputError(path / MANIFEST, f"not a run manifest (format is not {MANIFEST_FORMAT!r})")
     if m.get("version") != VERSION:
         raise InputError(path / MANIFEST, f"run manifest version {m.get('version')} is not supported (this reader: {VERSION})")
+    return _checked(path / MANIFEST, m)
+
+
+def _checked(path: Path, m: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with the fields this reader uses checked: InputError naming the first of the wrong form."""
+    def bad(key: str, what: str) -> InputError:
+        return InputError(path, f"damaged run manifest: {key!r} is not {what}")
+
+    files = m.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(v, str) and v and Path(v).name == v for v in files.values()):
+        raise bad("files", "an object of file names in the run folder")
+    phases = m.get("phases") or {}
+    if not isinstance(phases, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and all(type(t) is int for t in v) for v in phases.values()):
+        raise bad("phases", "an object of [start, end] times in ns")
+    if m.get("started_monotonic_raw_ns") is not None and type(m["started_monotonic_raw_ns"]) is not int:
+        raise bad("started_monotonic_raw_ns", "a time in ns")
     return m
 
 
@@ -69,6 +85,7 @@ def _part(path: Path, reader: str, issues: list[Issue]) -> Recording | None:
     if not path.exists():
         return None
     try:
+        check_input(path)
         return importlib.import_module(f"streamline_bridge.ingest.{reader}").read(path)
     except InputError as exc:
         issues.append(Issue(str(path), exc.message, exc.offset, "not read"))
@@ -118,7 +135,8 @@ def read(path: Path) -> Recording:
         counter_keys=marker_rec.meta.counter_keys if marker_rec is not None else {},
         rails=power_rec.meta.rails if power_rec is not None else {},
         issues=issues,
-        partial=not m.get("complete") or any(r.meta.partial for r in (power_rec, marker_rec) if r is not None),
+        partial=not m.get("complete") or power_rec is None or any(i.action == "not read" for i in issues)
+        or any(r.meta.partial for r in (power_rec, marker_rec) if r is not None),
         extra=extra,
     )
     return Recording(markers, power, meta)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from streamline_bridge.errors import InputError
+from streamline_bridge.ingest.files import read_regular
 from streamline_bridge.ingest.units import mw_per_unit
 from streamline_bridge.model import (
     Issue,
@@ -212,11 +213,7 @@ def sniff(path: Path) -> bool:
 def read(path: Path) -> Recording:
     """Read a Log view export, a bookmarks report or a timeline report."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InputError(p, exc.strerror or str(exc)) from None
-    t = _table(p, _decode(data))
+    t = _table(p, _decode(read_regular(p)))
     if not t.rows:
         raise InputError(p, "header but no rows")
     tcol = t.column("time")

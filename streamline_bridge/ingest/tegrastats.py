@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from streamline_bridge.errors import InputError
+from streamline_bridge.ingest.files import read_regular
 from streamline_bridge.ingest.streamline_export import text_head
 from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_markers, power_frame
 from streamline_bridge.power.tegrastats_format import NOT_CONNECTED, TegrastatsLine, parse_line
@@ -49,16 +51,14 @@ def read_log(path: str | os.PathLike[str], interval_ms: float | None = None) -> 
     """Read a tegrastats log; ``interval_ms`` is the ``--interval`` it ran with, if known.
 
     Without stamps the interval defaults to 1000 ms; with stamps it is measured from them unless
-    given. Lines that are not tegrastats lines are skipped with an Issue (file and line number).
+    given. Lines that are not tegrastats lines are skipped, with one Issue per run of them (file and line numbers).
     """
     p = Path(path)
-    try:
-        text = p.read_bytes().decode("utf-8", "replace")
-    except OSError as exc:
-        raise InputError(p, exc.strerror or str(exc)) from None
+    text = read_regular(p).decode("utf-8", "replace")
     issues: list[Issue] = []
     lines: list[TegrastatsLine] = []
-    partial = False
+    bad: list[list[Any]] = []  # runs of lines that are not tegrastats lines: [first, last, count, first text]
+    previous_bad = False  # whether the previous non-blank line was one
     raw_lines = text.split("\n")
     ends_cut = bool(raw_lines and raw_lines[-1].strip())  # no newline after the last line
     for no, raw in enumerate(raw_lines, start=1):
@@ -66,14 +66,21 @@ def read_log(path: str | os.PathLike[str], interval_ms: float | None = None) -> 
             continue
         parsed = parse_line(raw)
         if parsed is None:
-            issues.append(Issue(str(p), f"line {no} is not a tegrastats line: {raw[:60]!r}"))
-            partial = True
+            if previous_bad:
+                bad[-1][1:3] = [no, bad[-1][2] + 1]
+            else:
+                bad.append([no, no, 1, raw])
+            previous_bad = True
             continue
+        previous_bad = False
         if ends_cut and no == len(raw_lines) and lines and set(parsed.rails) != set(lines[-1].rails):
             issues.append(Issue(str(p), f"line {no} is cut short (no newline, rails missing)"))
-            partial = True
             continue
         lines.append(parsed)
+    partial = bool(bad or issues)
+    issues[:0] = [Issue(str(p), (f"line {a} is not a tegrastats line" if n == 1 else
+                                 f"lines {a}-{b} ({n} lines) are not tegrastats lines") + f": {first[:60]!r}")
+                  for a, b, n, first in bad]
     if not lines:
         raise InputError(p, "no tegrastats lines")
     names = list(dict.fromkeys(r for ln in lines for r in ln.rails))
