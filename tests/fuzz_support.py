@@ -6,9 +6,10 @@ the capture vectors of ``../shared/vectors``, the export and tegrastats fixtures
 power logs and run folders written by the project's own writers.
 
 The contract checked (:func:`outcome`): reading a damaged input either raises
-:class:`~streamline_bridge.errors.InputError` naming the file, or returns a recording that is
-consistent (every issue names a file, ``partial`` when an issue says something was lost), and
-``inspect``'s summary of it can be made. Anything else is an internal error.
+:class:`~streamline_bridge.errors.InputError` naming the file on one line, or returns a recording
+that is consistent (:func:`recording_faults`: every issue names the input or a file in it, the
+tables have the model's columns and types, relative times are the absolute ones less the clock
+base, a damaged range is one issue, not one per byte), and ``inspect``'s summary of it can be made. Anything else is an internal error.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def build_seeds(folder: Path, shared: Path | None) -> list[Seed]:
 
 # ---------------------------------------------------------------- the mutations
 
-OPS = ("flip", "set", "u32", "cut", "delete", "insert", "dup", "zeros", "token", "json")
+OPS = ("flip", "set", "small", "u32", "cut", "delete", "insert", "dup", "zeros", "token", "json")
 INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 2, 3, 16, 17, 64)
 TOKENS = ("", "0", "-1", "nan", "inf", "1e999", "99999999999999999999", "utf-9", "x", "\x00", "é", "  ", ",",
           ";", "<", ">", "\"", "'", "&amp;", "&#0;", "\n", "\r\n", "mW", "W", "uW", "0x", "--", ":", "=", "NaN%")
@@ -164,6 +165,8 @@ def _apply(data: bytes, op: str, frac: float, value: int) -> bytes:
         b[p] ^= (value % 255) + 1
     elif op == "set" and b:
         b[p] = INTERESTING[value % len(INTERESTING)] & 0xFF
+    elif op == "small" and b:  # record and frame types, counts, versions are small numbers
+        b[p] = value % 20
     elif op == "u32" and len(b) >= 4:
         p = min(p, len(b) - 4)
         b[p:p + 4] = struct.pack("<I", INTERESTING[value % len(INTERESTING)])
@@ -254,8 +257,35 @@ def outcome(path: Path) -> tuple[str, str]:
         return "input-error", str(exc)
     except Exception as exc:  # noqa: BLE001 -- what is being counted
         return "internal-error", f"{type(exc).__name__}: {exc}"
-    if any(not i.file for i in rec.meta.issues):
-        return "internal-error", "an issue names no file"
+    faults = recording_faults(rec, path)
+    if faults:
+        return "internal-error", "; ".join(faults)
     if rec.meta.partial:
         return "partial", "; ".join(str(i) for i in rec.meta.issues[:3])
     return "ok", ""
+
+
+MAX_ISSUES = 25  # a few mutations damage a few ranges: more issues than this is a warning per byte or per row
+
+
+def recording_faults(rec: Any, path: Path) -> list[str]:
+    """What is inconsistent in a recording read from ``path`` (empty: nothing)."""
+    from streamline_bridge.model import MARKER_DTYPES, POWER_DTYPES
+
+    out = [f"{len(rec.meta.issues)} issues"] if len(rec.meta.issues) > MAX_ISSUES else []
+    root = str(path.resolve())
+    for issue in rec.meta.issues:
+        if not issue.file or not str(Path(issue.file).resolve()).startswith(root):
+            out.append(f"issue names {issue.file!r}, not the input")
+    for name, table, dtypes in (("markers", rec.markers, MARKER_DTYPES), ("power", rec.power, POWER_DTYPES)):
+        if list(table.columns) != list(dtypes):
+            out.append(f"{name} columns {list(table.columns)}")
+        else:
+            out += [f"{name}.{c} is {table[c].dtype}, not {t}" for c, t in dtypes.items() if table[c].dtype != t]
+    base = rec.meta.clock_base_ns
+    if base is not None and not out:
+        for name, table in (("markers", rec.markers), ("power", rec.power)):
+            both = table[["time_ns", "time_rel_ns"]].dropna()
+            if not (both["time_rel_ns"].astype("int64") == both["time_ns"].astype("int64") - base).all():
+                out.append(f"{name}.time_rel_ns is not time_ns - clock base")
+    return out

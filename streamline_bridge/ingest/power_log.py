@@ -11,6 +11,7 @@ header or trailer fields of the wrong type are reported and left out.
 
 from __future__ import annotations
 
+import re
 import struct
 from numbers import Real
 from pathlib import Path
@@ -75,6 +76,20 @@ def _checked(path: Path, obj: Any, what: str, issues: list[Issue]) -> dict[str, 
     return out
 
 
+def _problem_runs(path: Path, problems: list[tuple[int, str]]) -> list[Issue]:
+    """The reader's problems, one issue per run of alike ones (the same message but for its numbers):
+    zeros appended to a log are one issue, not one per 9 bytes."""
+    runs: list[list[Any]] = []  # [shape, first offset, last offset, count, first message]
+    for offset, message in problems:
+        shape = re.sub(r"\d+", "#", message)
+        if runs and runs[-1][0] == shape:
+            runs[-1][2:4] = [offset, runs[-1][3] + 1]
+        else:
+            runs.append([shape, offset, offset, 1, message])
+    return [Issue(str(path), message if n == 1 else f"{n} damaged records from byte {a} to byte {b} (first: {message})", a)
+            for _, a, b, n, message in runs]
+
+
 def _number(value: Any) -> float | None:
     return value if isinstance(value, Real) and not isinstance(value, bool) else None
 
@@ -82,7 +97,7 @@ def _number(value: Any) -> float | None:
 def read(path: Path) -> Recording:
     """The power samples of one log as a :class:`Recording` (no markers)."""
     content = _content(path)
-    issues = [Issue(str(path), message, offset) for offset, message in content.problems]
+    issues = _problem_runs(path, content.problems)
     head = _checked(path, content.meta, "header", issues)
     trailer = None if content.trailer is None else _checked(path, content.trailer, "trailer", issues)
     damaged = bool(issues)
