@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from apc_writer import CaptureWriter
+from fuzz_support import recording_faults
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -90,11 +91,15 @@ def test_frame_decoders_on_random_bytes(data):
 
 
 def _read(folder: Path, data: bytes):
+    """The capture with ``data`` as its data file (None: InputError naming the folder); its consistency asserted."""
     (folder / "0000000000").write_bytes(data)
     try:
-        return apc.read(folder)
-    except InputError:
+        rec = apc.read(folder)
+    except InputError as exc:
+        assert exc.path is not None and exc.path.startswith(str(folder))
         return None
+    assert not recording_faults(rec, folder)
+    return rec
 
 
 @pytest.fixture
@@ -134,13 +139,15 @@ def test_reader_on_bit_flips(folders, datas, name, flips):
     data = bytearray(datas[name])
     for frac, bit in flips:
         data[int(frac * (len(data) - 1))] ^= 1 << bit
-    _read(folders[name], bytes(data))
+    rec = _read(folders[name], bytes(data))
+    assert rec is not None  # a data file is there: damage inside it is never more than partial
 
 
 @FUZZ
 @given(data=st.binary(max_size=3000))
 def test_reader_on_random_bytes(folders, data):
-    _read(folders["synthetic-p950"], data)
+    rec = _read(folders["synthetic-p950"], data)
+    assert rec is not None and rec.meta.partial  # (random bytes hold no Summary frame: no clock base)
 
 
 def test_truncated_vector_is_partial_and_keeps_the_head(folders, datas):
