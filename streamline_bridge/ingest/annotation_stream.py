@@ -27,6 +27,7 @@ import pandas as pd
 
 from annotate import wire
 from streamline_bridge.errors import InputError
+from streamline_bridge.ingest import leb128
 from streamline_bridge.model import MARKER_DTYPES, MARKER_KINDS, markers_frame
 
 MAX_MESSAGE_LENGTH = 32 << 20  # the library never sends more than 32 KiB + an image; anything above is garbage
@@ -340,18 +341,11 @@ class _Body:
         self.buf, self.pos, self.end = buf, pos, end
 
     def varint(self) -> int:
-        buf, pos, result, shift = self.buf, self.pos, 0, 0
-        while pos < self.end and shift < 70:
-            b = buf[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                if b & 0x40:
-                    result -= 1 << shift
-                self.pos = pos
-                return ((result + (1 << 63)) & ((1 << 64) - 1)) - (1 << 63)  # wrap to int64 like the vector path
-        raise _FieldError(_FAULTS[2] if pos >= self.end else _FAULTS[1])
+        try:
+            value, self.pos = leb128.decode(self.buf, self.pos, self.end)
+        except leb128.LEB128Error as exc:
+            raise _FieldError(_FAULTS[2] if exc.offset >= self.end else _FAULTS[1]) from None
+        return leb128.to_int64(value)  # as the vectorised path gives it
 
     def color(self) -> int:
         if self.pos + 4 > self.end:
@@ -424,63 +418,6 @@ def _fixed_reader(layout: tuple[tuple[str, str], ...]) -> Callable[[_Body], dict
     return lambda r: {name: getattr(r, kind)() for name, kind in layout}
 
 
-def _u64_at(arr: np.ndarray) -> np.ndarray:
-    """A view of ``arr`` whose element ``i`` is the little-endian u64 of ``arr[i:i + 8]``."""
-    return np.ndarray((len(arr) - 7,), dtype="<u8", buffer=arr, strides=(1,))
-
-
-def _sleb(arr: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Signed LEB128 at every offset ``p`` of ``arr``: (int64 values, byte counts, ok = ended within 10 bytes).
-
-    Values of up to 8 bytes (timestamps, ids) are decoded from one 64-bit read each: the first
-    byte without bit 7 ends the value, the 7-bit groups below it are packed down; longer ones
-    (and too-long garbage) go byte by byte.
-    """
-    first = arr[p]
-    if not (first >= 0x80).any():  # every value is one byte
-        val = first.astype(np.int64)
-        val -= (first & 0x40).astype(np.int64) << 1  # 0x40..0x7f are -64..-1
-        return val, np.ones(len(p), np.int64), np.ones(len(p), bool)
-    w = _u64_at(arr)[p]
-    ends = ~w & _BIT7S
-    low = ends & (~ends + np.uint64(1))  # bit 7 of the last byte (0: no end within 8 bytes)
-    w &= (low << np.uint64(1)) - np.uint64(1)  # drop the bytes after it
-    # byte count from the float exponent of ``low`` (= 2 ** (8 n - 1)); 1 where there is no end
-    n = np.maximum((low.astype(np.float64).view(np.int64) >> 52) - 1022 >> 3, 1)
-    val = w & np.uint64(0x7F)
-    for i in range(1, int(n.max())):
-        val |= ((w >> np.uint64(8 * i)) & np.uint64(0x7F)) << np.uint64(7 * i)
-    neg = (w & (low >> np.uint64(1))) != 0
-    val |= np.where(neg, ~((np.uint64(1) << (7 * n).astype(np.uint64)) - np.uint64(1)), np.uint64(0))
-    ok = np.ones(len(p), bool)
-    longer = np.flatnonzero(low == 0)
-    if len(longer):
-        val[longer], n[longer], ok[longer] = _sleb_bytewise(arr, p[longer])
-    return val.view(np.int64), n, ok
-
-
-def _sleb_bytewise(arr: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_sleb` one byte position at a time (any length): (uint64 bit patterns, byte counts, ok)."""
-    b = arr[p]
-    val = (b & 0x7F).astype(np.uint64)
-    last = b
-    cont = b >= 0x80
-    n = np.ones(len(p), np.int64)
-    k = 1
-    while k < 10 and cont.any():
-        b = arr[p + k]
-        val |= np.where(cont, (b & 0x7F).astype(np.uint64) << np.uint64(7 * k), np.uint64(0))
-        last = np.where(cont, b, last)
-        n += cont
-        cont &= b >= 0x80
-        k += 1
-    neg = ((last & 0x40) != 0) & (n < 10)
-    if neg.any():
-        shift = (7 * np.minimum(n, 9)).astype(np.uint64)
-        val |= np.where(neg, ~((np.uint64(1) << shift) - np.uint64(1)), np.uint64(0))
-    return val, n, ~cont
-
-
 def _tails(buf: bytes, arr: np.ndarray, p: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """The strings ``buf[p:ends]`` as an object array, each distinct string decoded once.
 
@@ -504,7 +441,7 @@ def _short_tails(buf: bytes, arr: np.ndarray, ps: np.ndarray, ls: np.ndarray) ->
     """Strings of at most 32 bytes: read as up to four little-endian words masked to their length,
     hashed and factorised; the grouping is verified row by row, so a hash collision only costs the
     slow path (every row decoded)."""
-    u64 = _u64_at(arr)
+    u64 = leb128.u64_at(arr)
     words = [u64[ps + 8 * j] & _LOW_BYTES[np.clip(ls - 8 * j, 0, 8)] for j in range(max(1, -(-int(ls.max()) // 8)))]
     h = ls.astype(np.uint64) * _HASH_MUL
     for w in words:
@@ -521,7 +458,6 @@ def _short_tails(buf: bytes, arr: np.ndarray, ps: np.ndarray, ls: np.ndarray) ->
 
 _SHORT_TAIL = 32
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
-_BIT7S = np.uint64(0x8080808080808080)
 _LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)  # masks keeping the n low bytes
 def _decode_layout(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                    layout: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], np.ndarray]:
@@ -531,7 +467,7 @@ def _decode_layout(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.nda
     cols: dict[str, Any] = {}
     for name, kind in layout:
         if kind == _VARINT:
-            cols[name], n, ok = _sleb(arr, p)
+            cols[name], n, ok = leb128.decode_at(arr, p)
             p = p + n
             bad[(bad == 0) & ~ok] = 1
         elif kind == _COLOR:
