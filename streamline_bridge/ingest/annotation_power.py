@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from annotate import wire
 from streamline_bridge.ingest.annotation_stream import DecodedStream
 from streamline_bridge.ingest.units import mw_per_unit
 from streamline_bridge.model import RailInfo, Recording
@@ -40,7 +41,7 @@ def _definitions(streams: Sequence[DecodedStream]) -> dict[tuple[int, int], tupl
     """``{(pid, key): (name, units, mW per raw unit)}`` of the power counters (last definition wins)."""
     defs: dict[tuple[int, int], tuple[str, str, float]] = {}
     for st in streams:
-        group = st.fields.get(8)
+        group = st.fields.get(wire.COUNTER)
         if group is None:
             continue
         pid = st.handshake.pid if st.handshake else 0
@@ -57,7 +58,7 @@ def _values(streams: Sequence[DecodedStream], pid: int, key: int) -> tuple[np.nd
     """Times and raw values of counter ``key`` of process ``pid``, in time order."""
     times, values = [], []
     for st in streams:
-        group = st.fields.get(9)
+        group = st.fields.get(wire.COUNTER_VALUE)
         if group is None or (st.handshake.pid if st.handshake else 0) != pid:
             continue
         mine = (group.columns["key"] & _U32) == key

@@ -3,9 +3,11 @@
 Wire format: ``../shared/spec/annotate-protocol.md``. A stream is ``ANNOTATE N\\n``, ``u32 tid``,
 ``u32 pid`` (``u8 dont_mangle_keys`` for N >= 3), then messages ``u8 code, u32le length, body``.
 
+What each message code holds, and what it becomes in the markers table, is
+:data:`~streamline_bridge.ingest.annotation_messages.SPECS` (keyed by :mod:`annotate.wire`'s codes).
 Speed comes from splitting the work: one tight Python loop walks the framing only (one
 ``unpack_from`` per message, :func:`walk_frames`), then the fields of all messages of one code are
-decoded together with numpy (signed LEB128 over arrays of start offsets); string tails are
+decoded together with numpy (:func:`~streamline_bridge.ingest.leb128.decode_at` over arrays of start offsets); string tails are
 gathered and hashed so that each distinct string is decoded once. The rare variable layouts
 (visual, counter definition, CAM job, CAM dependencies) and small batches (fewer than
 :data:`VECTOR_MIN` messages of a code) are decoded message by message.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +30,17 @@ import pandas as pd
 from annotate import wire
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest import leb128
+from streamline_bridge.ingest.annotation_messages import (
+    COLOR,
+    FAULTS,
+    MAX_CODE,
+    SPECS,
+    TAIL,
+    VARINT,
+    Body,
+    FieldError,
+    Layout,
+)
 from streamline_bridge.model import MARKER_DTYPES, MARKER_KINDS, markers_frame
 
 MAX_MESSAGE_LENGTH = 32 << 20  # the library never sends more than 32 KiB + an image; anything above is garbage
@@ -35,79 +48,12 @@ HEADER_SIZE = 5  # u8 code + u32 length
 MAGIC_PREFIX = b"ANNOTATE "
 SUPPORTED_VERSIONS = range(1, 6)
 
-MESSAGE_NAMES = {
-    1: "STR",
-    2: "STR_COLOR",
-    3: "NAME_CHANNEL",
-    4: "NAME_GROUP",
-    5: "VISUAL",
-    6: "MARKER",
-    7: "MARKER_COLOR",
-    8: "COUNTER",
-    9: "COUNTER_VALUE",
-    10: "ACTIVITY_SWITCH",
-    11: "CAM_TRACK",
-    12: "CAM_JOB",
-    13: "CAM_VIEW_NAME",
-    14: "CAM_JOB_START",
-    15: "CAM_JOB_SET_DEPS",
-    16: "CAM_JOB_STOP",
-}
-
-# Marker kind of each code (code 1 with an empty text becomes "end").
-CODE_KINDS = {
-    1: "text", 2: "text", 3: "name_channel", 4: "name_group", 5: "visual", 6: "marker", 7: "marker",
-    8: "counter_def", 9: "counter_value", 10: "activity_switch", 11: "cam_track", 12: "cam_job",
-    13: "cam_view_name", 14: "cam_job_start", 15: "cam_job_deps", 16: "cam_job_stop",
-}
-
-_VARINT, _COLOR, _TAIL = "varint", "color", "tail"
-
-# Fixed layouts, decoded vectorised: (field name, type) in wire order.
-_LAYOUTS: dict[int, tuple[tuple[str, str], ...]] = {
-    1: (("time", _VARINT), ("channel", _VARINT), ("text", _TAIL)),
-    2: (("time", _VARINT), ("channel", _VARINT), ("color", _COLOR), ("text", _TAIL)),
-    3: (("time", _VARINT), ("channel", _VARINT), ("group", _VARINT), ("name", _TAIL)),
-    4: (("time", _VARINT), ("group", _VARINT), ("name", _TAIL)),
-    6: (("time", _VARINT), ("text", _TAIL)),
-    7: (("time", _VARINT), ("color", _COLOR), ("text", _TAIL)),
-    9: (("time", _VARINT), ("core", _VARINT), ("key", _VARINT), ("value", _VARINT)),
-    10: (("time", _VARINT), ("core", _VARINT), ("key", _VARINT), ("activity", _VARINT), ("tid", _VARINT)),
-    11: (("view", _VARINT), ("track", _VARINT), ("parent", _VARINT), ("name", _TAIL)),
-    13: (("view", _VARINT), ("name", _TAIL)),
-    14: (("view", _VARINT), ("job", _VARINT), ("track", _VARINT), ("time", _VARINT), ("color", _COLOR),
-         ("name", _TAIL)),
-    16: (("view", _VARINT), ("job", _VARINT), ("time", _VARINT)),
-}
-
-# Which message field fills which markers-table column, per code.
-_TABLE_COLUMNS: dict[int, dict[str, str]] = {
-    1: {"time_ns": "time", "channel": "channel", "text": "text"},
-    2: {"time_ns": "time", "channel": "channel", "color": "color", "text": "text"},
-    3: {"time_ns": "time", "channel": "channel", "group": "group", "text": "name"},
-    4: {"time_ns": "time", "group": "group", "text": "name"},
-    5: {"time_ns": "time", "text": "text"},
-    6: {"time_ns": "time", "text": "text"},
-    7: {"time_ns": "time", "color": "color", "text": "text"},
-    8: {"key": "key", "color": "color", "text": "name"},
-    9: {"time_ns": "time", "core": "core", "key": "key", "value": "value"},
-    10: {"time_ns": "time", "core": "core", "key": "key", "value": "activity"},
-    11: {"text": "name"},
-    12: {"time_ns": "start", "color": "color", "text": "name"},
-    13: {"text": "name"},
-    14: {"time_ns": "time", "color": "color", "text": "name"},
-    15: {"time_ns": "time"},
-    16: {"time_ns": "time"},
-}
 _INT_COLUMNS = ("time_ns", "channel", "group", "color", "key", "value", "core")
-
-_COUNTER_INTS = ("key", "per_cpu", "class", "display", "modifier", "series_composition", "rendering_type",
-                 "average_selection", "average_cores", "percentage", "activity_count", "cores")
 
 _U32 = struct.Struct("<I").unpack_from
 _LENGTH_AT = struct.Struct("<xI").unpack_from  # the u32 length of the message starting at an offset
-# Field faults, shared by the per-message and the vectorised paths (index 0: no fault).
-_FAULTS = ("", "packed integer longer than 10 bytes", "message body too short for its fields")
+_KNOWN_CODE = np.zeros(256, bool)
+_KNOWN_CODE[list(SPECS)] = True
 _PAD = bytes(128)  # lets vectorised reads run past a body's end without bounds checks (6 fields + 32-byte tail)
 
 
@@ -178,7 +124,7 @@ class Message:
 
     @property
     def name(self) -> str:
-        return MESSAGE_NAMES[self.code]
+        return SPECS[self.code].name
 
     def to_json(self) -> dict[str, Any]:
         """The message in the layout of the ``*.expected.json`` vector decodes."""
@@ -246,7 +192,7 @@ class DecodedStream:
 
     def counter_names(self) -> dict[int, str]:
         """``{key: name}`` of the counter definitions (the last definition of a key wins)."""
-        group = self.fields.get(8)
+        group = self.fields.get(wire.COUNTER)
         return {} if group is None else {int(k): n for k, n in zip(group.columns["key"], group.columns["name"])}
 
     def markers(self, *, pid: int | None = None, tid: int | None = None, stream: int = 0,
@@ -266,17 +212,17 @@ class DecodedStream:
         text = np.full(n, None, dtype=object)
         kind = np.zeros(n, np.int8)
         for code, group in self.fields.items():
-            kind[group.index] = MARKER_KINDS.index(CODE_KINDS[code])
-            for column, name in _TABLE_COLUMNS[code].items():
+            spec = SPECS[code]
+            kind[group.index] = MARKER_KINDS.index(spec.kind)
+            for column, name in spec.columns.items():
                 values = group.columns[name]
                 if column == "text":
                     text[group.index] = _object_array(values)
                 else:
                     ints[column][group.index] = values
                     missing[column][group.index] = False
-        if 1 in self.fields:
-            ends = self.fields[1].index[self.fields[1].columns["text"] == ""]
-            kind[ends] = MARKER_KINDS.index("end")
+            if spec.kind_when_empty is not None:
+                kind[group.index[text[group.index] == ""]] = MARKER_KINDS.index(spec.kind_when_empty)
         for c in _INT_COLUMNS:
             cols[c] = pd.Series(pd.arrays.IntegerArray(ints[c], missing[c]))
         cols["text"] = text
@@ -330,92 +276,9 @@ def _object_array(values: list[Any]) -> np.ndarray:
     return out
 
 
-class _FieldError(Exception):
-    """A message body that does not hold its fields (caught and turned into a DecodeError)."""
-
-
-class _Body:
-    """Reads the fields of one message body, one at a time (for the variable layouts)."""
-
-    def __init__(self, buf: bytes, pos: int, end: int):
-        self.buf, self.pos, self.end = buf, pos, end
-
-    def varint(self) -> int:
-        try:
-            value, self.pos = leb128.decode(self.buf, self.pos, self.end)
-        except leb128.LEB128Error as exc:
-            raise _FieldError(_FAULTS[2] if exc.offset >= self.end else _FAULTS[1]) from None
-        return leb128.to_int64(value)  # as the vectorised path gives it
-
-    def color(self) -> int:
-        if self.pos + 4 > self.end:
-            raise _FieldError(_FAULTS[2])
-        r, g, b, t = self.buf[self.pos:self.pos + 4]
-        self.pos += 4
-        return t | r << 8 | g << 16 | b << 24
-
-    def zstr(self) -> str:
-        nul = self.buf.find(b"\0", self.pos, self.end)
-        if nul < 0:
-            raise _FieldError("string not NUL-terminated inside the body")
-        s = self.buf[self.pos:nul].decode("utf-8", "replace")
-        self.pos = nul + 1
-        return s
-
-    def rest(self) -> bytes:
-        out = self.buf[self.pos:self.end]
-        self.pos = self.end
-        return out
-
-    def tail(self) -> str:
-        return self.rest().decode("utf-8", "replace")
-
-    def count(self, min_item_size: int) -> int:
-        n = self.varint()
-        if n < 0 or n * min_item_size > self.end - self.pos:
-            raise _FieldError(f"count {n} does not fit in the body")
-        return n
-
-
-def _visual(r: _Body) -> dict[str, Any]:
-    return {"time": r.varint(), "text": r.zstr(), "image": r.rest()}
-
-
-def _counter(r: _Body) -> dict[str, Any]:
-    f: dict[str, Any] = {name: r.varint() for name in _COUNTER_INTS[:-2]}
-    f["activity_count"] = r.count(5)
-    f["cores"] = r.varint()
-    f["color"] = r.color()
-    f["activities"] = [(r.zstr(), r.color()) for _ in range(f["activity_count"])]
-    f["title"], f["name"], f["units"] = r.zstr(), r.zstr(), r.zstr()
-    f["description"] = r.tail()
-    return f
-
-
-def _cam_job(r: _Body) -> dict[str, Any]:
-    f: dict[str, Any] = {"view": r.varint(), "job": r.varint(), "track": r.varint(), "start": r.varint(),
-                         "duration": r.varint(), "color": r.color(), "primary_dep": r.varint()}
-    f["deps"] = [r.varint() for _ in range(r.count(1))]
-    f["name"] = r.tail()
-    return f
-
-
-def _cam_deps(r: _Body) -> dict[str, Any]:
-    f: dict[str, Any] = {"view": r.varint(), "job": r.varint(), "time": r.varint(), "primary_dep": r.varint()}
-    f["deps"] = [r.varint() for _ in range(r.count(1))]
-    return f
-
-
-_SCALAR: dict[int, Callable[[_Body], dict[str, Any]]] = {5: _visual, 8: _counter, 12: _cam_job, 15: _cam_deps}
-
 # Fewer messages of one fixed-layout code than this are decoded one by one (numpy's per-call cost
 # dominates small batches, e.g. a listener's few messages per read).
 VECTOR_MIN = 32
-
-
-def _fixed_reader(layout: tuple[tuple[str, str], ...]) -> Callable[[_Body], dict[str, Any]]:
-    """A per-message reader of a fixed layout (the field types name :class:`_Body` methods)."""
-    return lambda r: {name: getattr(r, kind)() for name, kind in layout}
 
 
 def _tails(buf: bytes, arr: np.ndarray, p: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -460,17 +323,17 @@ _SHORT_TAIL = 32
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
 _LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)  # masks keeping the n low bytes
 def _decode_layout(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                   layout: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], np.ndarray]:
-    """Fields of messages sharing a fixed layout; also per message 0 (good) or the index of its fault in _FAULTS."""
+                   layout: Layout) -> tuple[dict[str, Any], np.ndarray]:
+    """Fields of messages sharing a fixed layout; also per message 0 (good) or the index of its fault in FAULTS."""
     p = starts + HEADER_SIZE
     bad = np.zeros(len(p), np.int8)
     cols: dict[str, Any] = {}
     for name, kind in layout:
-        if kind == _VARINT:
+        if kind == VARINT:
             cols[name], n, ok = leb128.decode_at(arr, p)
             p = p + n
             bad[(bad == 0) & ~ok] = 1
-        elif kind == _COLOR:
+        elif kind == COLOR:
             cols[name] = (arr[p + 3].astype(np.int64) | arr[p].astype(np.int64) << 8
                           | arr[p + 1].astype(np.int64) << 16 | arr[p + 2].astype(np.int64) << 24)
             p = p + 4
@@ -486,33 +349,33 @@ def _decode_fields(buf: bytes, arr: np.ndarray, starts: np.ndarray, codes: np.nd
     ends = starts + HEADER_SIZE + lengths
     out: dict[int, CodeFields] = {}
     first_bad, why = len(starts), ""
-    for code in np.flatnonzero(np.bincount(codes, minlength=17)):
+    for code in np.flatnonzero(np.bincount(codes, minlength=MAX_CODE + 1)):
         code = int(code)
         index = np.flatnonzero(codes == code)
-        layout = _LAYOUTS.get(code)
+        spec = SPECS[code]
+        layout = spec.layout
         if layout is None or len(index) < VECTOR_MIN:
-            read_one = _SCALAR[code] if layout is None else _fixed_reader(layout)
             rows = []
             for i in index.tolist():
                 if i > first_bad:
                     break
                 try:
-                    rows.append(read_one(_Body(buf, int(starts[i]) + HEADER_SIZE, int(ends[i]))))
-                except _FieldError as exc:
+                    rows.append(spec.read(Body(buf, int(starts[i]) + HEADER_SIZE, int(ends[i]))))
+                except FieldError as exc:
                     first_bad, why = i, str(exc)
                     break
             index = index[:len(rows)]
             if layout is None:
                 columns = {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
             else:  # the same column types as the vectorised path
-                columns = {name: _object_array([r[name] for r in rows]) if kind == _TAIL
+                columns = {name: _object_array([r[name] for r in rows]) if kind == TAIL
                            else np.array([r[name] for r in rows], np.int64) for name, kind in layout}
         else:
-            columns, bad = _decode_layout(buf, arr, starts[index], ends[index], _LAYOUTS[code])
+            columns, bad = _decode_layout(buf, arr, starts[index], ends[index], layout)
             if bad.any():
                 k = int(np.argmax(bad != 0))
                 if int(index[k]) < first_bad:
-                    first_bad, why = int(index[k]), _FAULTS[int(bad[k])]
+                    first_bad, why = int(index[k]), FAULTS[int(bad[k])]
         out[code] = CodeFields(index, columns)
     return out, first_bad, why
 
@@ -552,20 +415,20 @@ def _decode_messages(buf: bytes, pos: int, base: int, handshake: Handshake | Non
     lengths = np.diff(st, append=pos) - HEADER_SIZE
     arr = np.frombuffer(buf + _PAD, np.uint8)
     codes = arr[st]
-    bad = (codes == 0) | (codes > 16) | (lengths > MAX_MESSAGE_LENGTH)
+    bad = ~_KNOWN_CODE[codes] | (lengths > MAX_MESSAGE_LENGTH)
     error: DecodeError | None = None
     n = len(st) if pos <= end else len(st) - 1  # the last one may be incomplete
     if bad.any():
         k = int(np.argmax(bad))
         c, ln = int(codes[k]), int(lengths[k])
-        why = (f"unknown message code {c} (0x{c:02x})" if not 1 <= c <= 16
+        why = (f"unknown message code {c} (0x{c:02x})" if c not in SPECS
                else f"message length {ln} exceeds the {MAX_MESSAGE_LENGTH >> 20} MiB limit")
         error = DecodeError(source, why, base + int(st[k]))
         n = min(n, k)
     st, codes, lengths = st[:n], codes[:n], lengths[:n]
     fields, first_bad, why = _decode_fields(buf, arr, st, codes, lengths)
     if first_bad < n:
-        error = DecodeError(source, f"{MESSAGE_NAMES[int(codes[first_bad])]} message (code {int(codes[first_bad])}): "
+        error = DecodeError(source, f"{SPECS[int(codes[first_bad])].name} message (code {int(codes[first_bad])}): "
                             f"{why}", base + int(st[first_bad]))
         st, codes, lengths = st[:first_bad], codes[:first_bad], lengths[:first_bad]
         fields, _, _ = _decode_fields(buf, arr, st, codes, lengths)
