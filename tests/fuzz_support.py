@@ -14,6 +14,8 @@ base, a damaged range is one issue, not one per byte), and ``inspect``'s summary
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import re
@@ -244,13 +246,16 @@ def outcome(path: Path) -> tuple[str, str]:
     partial) counts as an internal error too.
     """
     from streamline_bridge import ingest
+    from streamline_bridge.commands import inspect
     from streamline_bridge.errors import InputError
     from streamline_bridge.ingest.summary import summarize
 
     try:
         rec = ingest.read(path)
         info = summarize(rec)
-        json.dumps(info, default=str)
+        with contextlib.redirect_stdout(io.StringIO()):  # what inspect prints, as a table and as JSON
+            inspect._print_rich(info)
+            json.dumps(info, default=str)
     except InputError as exc:
         if not exc.path or "\n" in str(exc):
             return "internal-error", f"InputError without a file or on several lines: {exc!r}"

@@ -158,3 +158,13 @@ def test_noise_in_a_tegrastats_log_is_one_issue_per_run_of_lines(tmp_path):
     bad = [i.message for i in rec.meta.issues if "tegrastats line" in i.message]
     assert bad == ["lines 2-505 (503 lines) are not tegrastats lines: 'garbage'", "line 507 is not a tegrastats line: 'x'"]
     assert rec.meta.partial and rec.meta.extra["lines"] == 3
+
+
+def test_text_of_the_input_is_never_taken_for_markup(tmp_path, capsys):
+    """inspect prints names and lines of the input as they are (rich markup in them was an internal error)."""
+    line = (fz.FIXTURES / "tegrastats" / "tx2.log").read_text().splitlines()[0]
+    p = tmp_path / "t.log"
+    p.write_text(f"{line}\njunk [/bar] [bold]x\n{line}\n")
+    assert main(["inspect", str(p)]) not in (0, 70)  # damaged: one line is not a tegrastats line
+    out = " ".join(capsys.readouterr().out.split())
+    assert "'junk [/bar] [bold]x'" in out

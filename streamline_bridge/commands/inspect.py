@@ -34,10 +34,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_rich(info: dict) -> None:
     from rich.console import Console
+    from rich.markup import escape  # the input's own text (names, lines, paths) is never markup
     from rich.table import Table
 
     con = Console()
-    con.print(f"[bold]{', '.join(info['sources'])}[/bold]  format [cyan]{info['format']}[/cyan]"
+    con.print(f"[bold]{escape(', '.join(info['sources']))}[/bold]  format [cyan]{info['format']}[/cyan]"
               + (f"  protocol {info['protocol']}" if info["protocol"] is not None else "")
               + (f"  clock base {info['clock_base_ns']} ns" if info["clock_base_ns"] is not None else ""))
     m = info["markers"]
@@ -56,13 +57,13 @@ def _print_rich(info: dict) -> None:
         for col in ("rail", "samples", "missing", "mean mW", "update period ms", "source unit"):
             t.add_column(col, justify="left" if col == "rail" else "right")
         for rail, r in p["rails"].items():
-            t.add_row(rail + (" [red](estimated)[/red]" if r["estimated"] else ""), str(r["samples"]),
+            t.add_row(escape(rail) + (" [red](estimated)[/red]" if r["estimated"] else ""), str(r["samples"]),
                       str(r["missing"]), "-" if r["mean_mw"] is None else f"{r['mean_mw']:.1f}",
-                      "-" if r["update_period_ms"] is None else f"{r['update_period_ms']:.2f}", r["unit"])
+                      "-" if r["update_period_ms"] is None else f"{r['update_period_ms']:.2f}", escape(r["unit"]))
         con.print(t)
     for key, value in info["extra"].items():
-        con.print(f"{key}: {value}")
+        con.print(escape(f"{key}: {value}"))
     for issue in info["issues"]:
-        con.print(f"[yellow]warning:[/yellow] {issue}", highlight=False)
+        con.print(f"[yellow]warning:[/yellow] {escape(str(issue))}", highlight=False)
     if info["partial"]:
         con.print("[red]input ended early or was damaged: shown is what could be read[/red]")
