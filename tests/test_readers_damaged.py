@@ -168,3 +168,13 @@ def test_text_of_the_input_is_never_taken_for_markup(tmp_path, capsys):
     assert main(["inspect", str(p)]) not in (0, 70)  # damaged: one line is not a tegrastats line
     out = " ".join(capsys.readouterr().out.split())
     assert "'junk [/bar] [bold]x'" in out
+
+
+def test_an_over_long_line_in_a_tegrastats_log_is_one_bad_line(tmp_path):
+    line = (fz.FIXTURES / "tegrastats" / "tx2.log").read_text().splitlines()[0]
+    p = tmp_path / "t.log"
+    p.write_text(f"{line}\n{'x' * 300_000}\n{line}\nnoise\n{line}")
+    rec = ingest.read(p)
+    bad = [i.message for i in rec.meta.issues if "tegrastats line" in i.message]
+    assert [m.split(":")[0] for m in bad] == ["line 2 is not a tegrastats line", "line 4 is not a tegrastats line"]
+    assert rec.meta.extra["lines"] == 3

@@ -21,18 +21,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
 from streamline_bridge.errors import InputError
-from streamline_bridge.ingest.files import read_regular
+from streamline_bridge.ingest.files import open_regular
 from streamline_bridge.ingest.streamline_export import text_head
 from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_markers, power_frame
 from streamline_bridge.power.tegrastats_format import NOT_CONNECTED, TegrastatsLine, parse_line
 
 FORMAT = "tegrastats"
 DEFAULT_INTERVAL_MS = 1000
+MAX_LINE = 1 << 16  # bytes; a tegrastats line has a few hundred
 
 def sniff(path: Path) -> bool:
     """A text file whose first non-empty line is a tegrastats line."""
@@ -54,29 +55,27 @@ def read_log(path: str | os.PathLike[str], interval_ms: float | None = None) -> 
     given. Lines that are not tegrastats lines are skipped, with one Issue per run of them (file and line numbers).
     """
     p = Path(path)
-    text = read_regular(p).decode("utf-8", "replace")
     issues: list[Issue] = []
     lines: list[TegrastatsLine] = []
     bad: list[list[Any]] = []  # runs of lines that are not tegrastats lines: [first, last, count, first text]
     previous_bad = False  # whether the previous non-blank line was one
-    raw_lines = text.split("\n")
-    ends_cut = bool(raw_lines and raw_lines[-1].strip())  # no newline after the last line
-    for no, raw in enumerate(raw_lines, start=1):
-        if not raw.strip():
-            continue
-        parsed = parse_line(raw)
-        if parsed is None:
-            if previous_bad:
-                bad[-1][1:3] = [no, bad[-1][2] + 1]
-            else:
-                bad.append([no, no, 1, raw])
-            previous_bad = True
-            continue
-        previous_bad = False
-        if ends_cut and no == len(raw_lines) and lines and set(parsed.rails) != set(lines[-1].rails):
-            issues.append(Issue(str(p), f"line {no} is cut short (no newline, rails missing)"))
-            continue
-        lines.append(parsed)
+    with open_regular(p) as f:
+        for no, raw, ended in _lines(f):
+            if not raw.strip():
+                continue
+            parsed = parse_line(raw)
+            if parsed is None:
+                if previous_bad:
+                    bad[-1][1:3] = [no, bad[-1][2] + 1]
+                else:
+                    bad.append([no, no, 1, raw])
+                previous_bad = True
+                continue
+            previous_bad = False
+            if not ended and lines and set(parsed.rails) != set(lines[-1].rails):
+                issues.append(Issue(str(p), f"line {no} is cut short (no newline, rails missing)"))
+                continue
+            lines.append(parsed)
     partial = bool(bad or issues)
     issues[:0] = [Issue(str(p), (f"line {a} is not a tegrastats line" if n == 1 else
                                  f"lines {a}-{b} ({n} lines) are not tegrastats lines") + f": {first[:60]!r}")
@@ -109,6 +108,18 @@ def read_log(path: str | os.PathLike[str], interval_ms: float | None = None) -> 
         if missing:
             issues.append(Issue(str(p), f"rail {n} missing from {missing} line(s)", action="left as NaN"))
     return Recording(empty_markers(), power_frame(times, rails, None), meta)
+
+
+def _lines(f: BinaryIO) -> Iterator[tuple[int, str, bool]]:
+    """(number, text, whether it ends with a newline) of each line, read one at a time; a line longer
+    than :data:`MAX_LINE` bytes is cut to that length (it is no tegrastats line)."""
+    no, rest_of_long = 0, False
+    for chunk in iter(lambda: f.readline(MAX_LINE), b""):
+        long = len(chunk) == MAX_LINE and not chunk.endswith(b"\n")
+        if not rest_of_long:
+            no += 1
+            yield no, chunk.rstrip(b"\n").decode("utf-8", "replace"), long or chunk.endswith(b"\n")
+        rest_of_long = long
 
 
 def _times(lines: list[TegrastatsLine], interval_ms: float | None) -> tuple[np.ndarray, int, str]:
