@@ -238,19 +238,23 @@ class DecodedStream:
 
 
 def resolve_stream_names(markers: pd.DataFrame) -> None:
-    """Fill, in place, ``channel_name``, ``group_name`` and the group of text rows of ONE stream's table
-    from its earlier ``name_channel``/``name_group`` rows (a text row inherits its channel's group)."""
+    """Fill, in place, ``channel_name``, ``group_name`` and the group of text rows from the earlier
+    ``name_channel``/``name_group`` rows of the same stream (a text row inherits its channel's group).
+
+    Each stream's rows must be in message order (the streams may follow each other in one table).
+    """
     code = markers["code"].to_numpy()
+    stream = markers["stream"]
     is_channel = code == wire.NAME_CHANNEL
     if is_channel.any():
-        channel = markers["channel"]
+        channel = [stream, markers["channel"]]
         markers["channel_name"] = markers["text"].where(is_channel).groupby(channel).ffill()
         channel_group = markers["group"].where(is_channel).groupby(channel).ffill()
         is_text = np.isin(code, (wire.TEXT, wire.TEXT_COLOR))
         markers["group"] = markers["group"].where(~(is_text & markers["group"].isna().to_numpy()), channel_group)
     is_group = code == wire.NAME_GROUP
     if is_group.any():
-        markers["group_name"] = markers["text"].where(is_group).groupby(markers["group"]).ffill()
+        markers["group_name"] = markers["text"].where(is_group).groupby([stream, markers["group"]]).ffill()
 
 
 def resolve_group_names(markers: pd.DataFrame) -> None:

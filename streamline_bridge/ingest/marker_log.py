@@ -150,13 +150,7 @@ class _Stream:
         out.update(messages=self.messages, bytes=self.size, closed=self.closed)
         return out
 
-    def markers(self) -> pd.DataFrame | None:
-        if not self.tables:
-            return None
-        table = pd.concat(self.tables, ignore_index=True) if len(self.tables) > 1 else self.tables[0]
-        self.tables = []  # (the pieces are freed as soon as they are joined)
-        annotation_stream.resolve_stream_names(table)
-        return table
+
 
 
 def read(path: Path) -> Recording:
@@ -169,8 +163,9 @@ def read(path: Path) -> Recording:
         base = base if type(base) is int else None  # (not a bool, not a float)
         streams = _records(r, f, pos, size, base) if pos else []
     r.report_orphans()
-    tables = [t for t in (st.markers() for st in streams) if t is not None]
+    tables = [t for st in streams for t in st.tables]  # stream by stream, each in message order
     markers = pd.concat(tables, ignore_index=True) if tables else empty_markers()
+    annotation_stream.resolve_stream_names(markers)
     annotation_stream.resolve_group_names(markers)
     info = [st.entry() for st in streams]
     counters: dict[int, str] = {}
