@@ -9,9 +9,9 @@ ordered by stream (the order in which the streams were opened in the file), then
 within the stream; pid and tid come from each stream's handshake.
 
 Damage: a file cut anywhere gives what was read before the cut, ``meta.partial = True`` and an
-:class:`~streamline_bridge.model.Issue` with the byte offset. Bytes that are not records (garbage,
-zeros appended) are skipped up to the next plausible record and reported as ONE issue per damaged
-range (its offset and size); records of a stream that is not open are counted per stream. A
+:class:`~streamline_bridge.model.Issue` with the byte offset. Records of unknown type and bytes
+that are not records (garbage, zeros appended) are skipped up to the next good record and
+reported as ONE issue per damaged range (its offset and size); records of a stream that is not open are counted per stream. A
 stream whose bytes go bad is read up to the bad message. Counters titled ``Power`` become power
 samples (:mod:`~streamline_bridge.ingest.annotation_power`).
 """
@@ -235,11 +235,12 @@ class _File:
     def next_record_type(self, pos: int) -> int:
         """The offset of the next byte from ``pos`` on that could be a record type (the file size if none)."""
         while pos < self.size:
-            chunk = self.get(pos, min(CHUNK, self.size - pos))
-            m = _RECORD_TYPE.search(chunk)
+            if not self.start <= pos < self.start + len(self.buf):
+                self.get(pos, 1)  # the chunk from pos on
+            m = _RECORD_TYPE.search(self.buf, pos - self.start)
             if m:
-                return pos + m.start()
-            pos += len(chunk)
+                return self.start + m.start()
+            pos = self.start + len(self.buf)
         return self.size
 
 
@@ -276,11 +277,10 @@ def _records(r: _Reader, f: BinaryIO, pos: int, end: int, base: int | None) -> l
         kind, ident, n = RECORD.unpack(head)
         body = pos + RECORD.size
         if kind not in RECORD_TYPES:
-            if r.damage is None and body + n <= end and plausible(body + n, strict=False):
-                r.issue(f"unknown record type {kind} (stream {ident}, {n} bytes)", pos)  # one whole record
+            r.damaged(pos, f"unknown record type {kind} (stream {ident}, {n} bytes)")
+            if body + n <= end and plausible(body + n, strict=False):  # a whole record: skipped by its length
                 pos = body + n
                 continue
-            r.damaged(pos, f"unknown record type {kind}")
             pos = src.next_record_type(pos + 1)
             while pos < end and not plausible(pos):
                 pos = src.next_record_type(pos + 1)
