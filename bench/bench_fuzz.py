@@ -23,7 +23,7 @@ except ModuleNotFoundError:  # run as a script
     from bench.run import Result
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import fuzz_support as fz  # noqa: E402
+import fuzz_support as fz
 
 CASES, QUICK_CASES, SEED = 20_000, 2_000, 14
 SLOW_S = 2.0  # a case taking longer than this is counted as slow (a reader doing per-byte work)

@@ -260,7 +260,7 @@ def outcome(path: Path) -> tuple[str, str]:
         if not exc.path or "\n" in str(exc):
             return "internal-error", f"InputError without a file or on several lines: {exc!r}"
         return "input-error", str(exc)
-    except Exception as exc:  # noqa: BLE001 -- what is being counted
+    except Exception as exc:
         return "internal-error", f"{type(exc).__name__}: {exc}"
     faults = recording_faults(rec, path)
     if faults:

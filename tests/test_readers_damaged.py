@@ -126,7 +126,7 @@ def test_an_unknown_xml_encoding_leaves_the_capture_readable(seeds, tmp_path):
                                     for i in rec.meta.issues)
 
 
-@pytest.mark.parametrize("kind", range(0, 6))
+@pytest.mark.parametrize("kind", range(6))
 def test_a_power_log_record_type_changed_is_never_an_internal_error(seeds, tmp_path, kind):
     data = bytearray(seeds["power-log"].path.read_bytes())
     data[16 + struct.unpack_from("<I", data, 12)[0] + 4] = kind  # the first record's type byte

@@ -8,8 +8,9 @@ kind is ``kind``. Adding a message is one entry here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from annotate import wire
 from streamline_bridge.ingest import leb128

@@ -20,8 +20,8 @@ values change (``power/period.py``), as for a power log.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd

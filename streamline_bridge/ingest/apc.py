@@ -32,7 +32,14 @@ import pandas as pd
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest import annotation_power, annotation_stream
 from streamline_bridge.ingest import apc_frames as fr
-from streamline_bridge.ingest.apc_xml import CapturedXml, EventInfo, event_for, read_captured, read_counters_xml, read_events
+from streamline_bridge.ingest.apc_xml import (
+    CapturedXml,
+    EventInfo,
+    event_for,
+    read_captured,
+    read_counters_xml,
+    read_events,
+)
 from streamline_bridge.model import (
     Issue,
     Meta,

@@ -11,7 +11,6 @@ from streamline_bridge.ingest.files import read_regular
 from streamline_bridge.ingest.units import mw_per_unit
 
 
-
 @dataclass
 class EventInfo:
     """What ``events.xml`` says about one counter: how to scale and label its values."""

@@ -28,8 +28,16 @@ from typing import Any, BinaryIO
 
 import pandas as pd
 
-from annotate import wire
-from annotate.marker_log_layout import CLOSED, HEADER, MAGIC, MESSAGES, OPENED, RECORD, RECORD_TYPES, VERSION
+from annotate.marker_log_layout import (
+    CLOSED,
+    HEADER,
+    MAGIC,
+    MESSAGES,
+    OPENED,
+    RECORD,
+    RECORD_TYPES,
+    VERSION,
+)
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest import annotation_power, annotation_stream
 from streamline_bridge.ingest.files import open_regular
@@ -149,8 +157,6 @@ class _Stream:
             out.update(pid=hs.pid, tid=hs.tid, protocol=hs.version)
         out.update(messages=self.messages, bytes=self.size, closed=self.closed)
         return out
-
-
 
 
 def read(path: Path) -> Recording:

@@ -18,7 +18,14 @@ import numpy as np
 
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest.files import check_input, read_regular
-from streamline_bridge.model import Issue, Meta, Recording, empty_markers, empty_power, rail_arrays
+from streamline_bridge.model import (
+    Issue,
+    Meta,
+    Recording,
+    empty_markers,
+    empty_power,
+    rail_arrays,
+)
 
 FORMAT = "run-dir"
 MANIFEST = "manifest.json"

@@ -20,16 +20,28 @@ The line grammar is :mod:`streamline_bridge.power.tegrastats_format`, shared wit
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest.files import open_regular
 from streamline_bridge.ingest.streamline_export import text_head
-from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_markers, power_frame
-from streamline_bridge.power.tegrastats_format import NOT_CONNECTED, TegrastatsLine, parse_line
+from streamline_bridge.model import (
+    Issue,
+    Meta,
+    RailInfo,
+    Recording,
+    empty_markers,
+    power_frame,
+)
+from streamline_bridge.power.tegrastats_format import (
+    NOT_CONNECTED,
+    TegrastatsLine,
+    parse_line,
+)
 
 FORMAT = "tegrastats"
 DEFAULT_INTERVAL_MS = 1000
