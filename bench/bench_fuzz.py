@@ -30,7 +30,7 @@ SLOW_S = 2.0  # a case taking longer than this is counted as slow (a reader doin
 
 
 def campaign(n: int, seed: int = SEED) -> tuple[Counter, Counter, list[str], float]:
-    """Run ``n`` cases; (outcome counts, (seed name, outcome) counts, crasher descriptions, slowest s)."""
+    """Run ``n`` cases; (outcome counts, (seed name, outcome) counts, crashers and slow cases, slowest s)."""
     rng = random.Random(seed)
     shared = Path(__file__).resolve().parents[2] / "shared"
     counts: Counter = Counter()
@@ -52,6 +52,7 @@ def campaign(n: int, seed: int = SEED) -> tuple[Counter, Counter, list[str], flo
             slowest = max(slowest, dt)
             if dt > SLOW_S:
                 counts["slow"] += 1
+                crashers.append(f"slow ({dt:.1f} s): {s.name} {target or '-'} {muts}")
             counts[what] += 1
             per_seed[s.name, what] += 1
             if what == "internal-error":
