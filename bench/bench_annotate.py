@@ -11,7 +11,7 @@ same bytes, measured in alternation with the cases (best of several rounds each)
 Goal: <= 2 µs per call and within 3x of the floor (write-through, one ``os.write`` per call by
 design, is shown for information).
 
-``python -m bench annotate`` (or ``python bench/bench_annotate.py``).
+``python -m bench annotate``.
 """
 
 from __future__ import annotations
@@ -23,16 +23,10 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
-from typing import Callable
-
-try:
-    from bench.run import Result
-except ImportError:  # run as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.run import Result
+from collections.abc import Callable
 
 from annotate import Client, wire
+from bench.run import Result
 
 GOAL_US = 2.0
 GOAL_RATIO = 3.0
@@ -67,7 +61,7 @@ def _start_listener(prefix: str) -> subprocess.Popen:
         except OSError:
             if time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("benchmark listener did not start")
+                raise RuntimeError("benchmark listener did not start") from None
             time.sleep(0.02)
         finally:
             s.close()
@@ -133,7 +127,3 @@ def run(quick: bool) -> list[Result]:
             listener.wait()
     return results
 
-
-if __name__ == "__main__":
-    for r in run("--quick" in sys.argv):
-        print(f"{r.metric:40s} {r.value:7.3f} {r.unit}  floor {r.baseline:.3f}  ratio {r.ratio:.2f}  {r.goal} {r.ok}")

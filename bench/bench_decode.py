@@ -9,7 +9,6 @@ decoded (the capture reader's budget).
 
 from __future__ import annotations
 
-
 from annotate import wire
 from bench.run import Result, best_of
 from streamline_bridge.ingest import annotation_stream

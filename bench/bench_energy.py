@@ -10,7 +10,6 @@ Goal for the core: under 1 s and within 5x of the floor.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from bench.run import Result, best_of

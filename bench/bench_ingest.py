@@ -15,10 +15,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from bench.run import Result, best_of
+from bench.run import Result, best_of, scratch_dir
 from streamline_bridge.ingest import annotation_stream, apc
 from streamline_bridge.ingest import apc_frames as fr
 
@@ -93,11 +92,6 @@ def generate(folder: Path, perf_mb: int, messages: int, samples: int) -> dict[st
             "samples": 4 * ticks}
 
 
-def _tmp_root(need: int) -> Path:
-    for root in ("/dev/shm", tempfile.gettempdir()):
-        if os.path.isdir(root) and shutil.disk_usage(root).free > 2 * need:
-            return Path(root)
-    raise RuntimeError(f"no temp folder with {2 * need >> 20} MiB free")
 
 
 
@@ -123,7 +117,7 @@ def _construct_walk(buf: bytes) -> int:
 
 def run(quick: bool) -> list[Result]:
     perf_mb, messages, samples = (50, 100_000, 10_000) if quick else (520, 1_000_000, 100_000)
-    folder = Path(tempfile.mkdtemp(prefix="bench_ingest_", dir=_tmp_root(perf_mb << 20))) / "big.apc"
+    folder = scratch_dir("bench_ingest_", perf_mb << 20) / "big.apc"
     try:
         info = generate(folder, perf_mb, messages, samples)
         data_file = folder / "0000000000"
@@ -153,7 +147,6 @@ def run(quick: bool) -> list[Result]:
         t_dec = best_of(lambda: [annotation_stream.decode(s) for s in streams], 2)
         t_mark = best_of(lambda: [annotation_stream.decode(s).markers(stream=i, clock_base_ns=BASE)
                                 for i, s in enumerate(streams)], 2)
-        del raw
     finally:
         shutil.rmtree(folder.parent, ignore_errors=True)
     n = info["messages"]

@@ -29,19 +29,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-try:
-    from bench.run import Result
-except ImportError:  # run as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.run import Result
+from bench.run import Result
 from bench.wakeups import ROOT, Wakeups
-from streamline_bridge.power.sampler import Config
+from streamline_bridge.power.sampling import Config
 
 GOAL = 1.03
 SIZE = 224
@@ -163,7 +160,7 @@ def run(quick: bool) -> list[Result]:
 if __name__ == "__main__":
     if "--reserved" in sys.argv:
         from streamline_bridge.commands.profile import import_caffe
-        from streamline_bridge.power.sampler import reserve_cpu
+        from streamline_bridge.power.tuning import reserve_cpu
 
         cpu = reserve_cpu()
         print(json.dumps([asdict(r) for r in _measure(import_caffe(), "--quick" in sys.argv, cpu)]))

@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from bench.run import Result
+from bench.run import Result, scratch_dir
 from bench.wakeups import Wakeups
 from streamline_bridge.power import Sampler
 from streamline_bridge.power.log import read_log
-from streamline_bridge.power.sampler import Config
+from streamline_bridge.power.sampling import Config
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures/sysfs/tx1-l4t28"
 FILES = [f"bus/i2c/drivers/ina3221x/1-0040/iio_device/in_power{k}_input" for k in range(3)]
@@ -99,8 +98,7 @@ def _median(runs: list[dict]) -> dict:
 
 def run(quick: bool) -> list[Result]:
     seconds, rounds = (1.0, 1) if quick else (2.0, 3)
-    base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else None
-    tmp = Path(tempfile.mkdtemp(prefix="bench-sampler-", dir=base))
+    tmp = scratch_dir("bench-sampler-")
     try:
         root = tmp / "sys"
         shutil.copytree(FIXTURE, root)

@@ -22,12 +22,11 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from bench.run import Result
+from bench.run import Result, scratch_dir
 from streamline_bridge.ingest import marker_log
 from streamline_bridge.power import Sampler
 
@@ -64,8 +63,7 @@ def _round(root: Path, out: Path, feed: bool, n: int) -> tuple[float, dict]:
 
 def run(quick: bool) -> list[Result]:
     pairs, seconds = (3, 0.5) if quick else (20, 0.75)
-    base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else None
-    tmp = Path(tempfile.mkdtemp(prefix="bench-streamline-", dir=base))
+    tmp = scratch_dir("bench-streamline-")
     prefix = f"sb-bench-{uuid.uuid4().hex[:12]}"
     old_prefix = os.environ.get("STREAMLINE_ANNOTATE_SOCKET_PREFIX")
     os.environ["STREAMLINE_ANNOTATE_SOCKET_PREFIX"] = prefix  # read by the sampler's client

@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import pkgutil
+import shutil
 import sys
+import tempfile
 import timeit
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 
 @dataclass
@@ -47,6 +50,15 @@ class Result:
 def best_of(fn: Callable[[], object], repeat: int) -> float:
     """The shortest wall time of ``repeat`` calls of ``fn``, in seconds (the least disturbed run)."""
     return min(timeit.repeat(fn, number=1, repeat=repeat))
+
+
+def scratch_dir(prefix: str, need_bytes: int = 0) -> Path:
+    """A new temporary folder, in ``/dev/shm`` (memory: no disk in the figures) when it is writable
+    and has room for twice ``need_bytes``, else in the system's temp folder. The caller removes it."""
+    for root in ("/dev/shm", tempfile.gettempdir()):
+        if os.access(root, os.W_OK) and shutil.disk_usage(root).free > 2 * need_bytes:
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    raise RuntimeError(f"no temp folder with {2 * need_bytes >> 20} MiB free")
 
 
 def discover() -> list[str]:

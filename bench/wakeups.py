@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamline_bridge.power.sampler import CLOCK, prepare_process, sleep_until
+from streamline_bridge.power.tuning import CLOCK, prepare_process, sleep_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ class Wakeups:
         self.realtime = False
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "Wakeups":
+    def __enter__(self) -> Wakeups:
         self._proc = subprocess.Popen(self.command, cwd=ROOT, stdout=subprocess.PIPE)
         assert self._proc.stdout is not None
         self.realtime = json.loads(self._proc.stdout.readline())["realtime"]  # after its first wake-up

@@ -32,8 +32,8 @@ if [ ! -x .venv/bin/python ]; then
   step "creating .venv"
   "$PY" -m venv .venv
 fi
-step "installing the project and its test tools into .venv"
-.venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e '.[dev,caffe,nvml]'
+step "installing the project, its test tools and its checkers into .venv"
+.venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e '.[dev,check,caffe,nvml]'
 
 step "installing torch 2.13 (optional: the PyTorch adapter and its tests)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt torch==2.13.0 \

@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from streamline_bridge.sensor_model import SensorModel
+
 MARKER_KINDS = (
     "text",
     "end",
@@ -112,6 +114,7 @@ class RailInfo:
     update_period_ns: int | None = None  # measured period of value changes, if known
     estimated: bool = False  # True when the values are a model, not a measurement
     extra: dict[str, Any] = field(default_factory=dict)
+    sensor_model: SensorModel | None = None  # what a reading means (None: not known, decided from the data)
 
 
 @dataclass
@@ -172,7 +175,7 @@ def _column(values: Any, dtype: Any) -> pd.Series:
     """``values`` as a Series of ``dtype``, converting only when needed (strings through pyarrow: 4x faster)."""
     if isinstance(values, (pd.Series, pd.api.extensions.ExtensionArray)) and values.dtype == dtype:
         return pd.Series(values).reset_index(drop=True)
-    if dtype == "string" and getattr(values, "dtype", None) == object:
+    if dtype == "string" and getattr(values, "dtype", None) == np.dtype(object):
         try:
             strings = pa.array(np.asarray(values, dtype=object), type=pa.large_string())
             return pd.Series(pd.array(strings, dtype="string"))

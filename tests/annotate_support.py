@@ -11,11 +11,10 @@ import os
 import socket
 import struct
 import threading
-import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 TIMED_CODES = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x09, 0x0A}
 
@@ -122,14 +121,6 @@ def walk_marker_log(path: Path) -> MarkerLog:
         records.append((kind, sid, payload))
         pos += 9 + length
     return MarkerLog(meta, records, pos, len(data))
-
-
-def wait_until(pred: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def unique_prefix() -> str:

@@ -15,11 +15,19 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 CLOCK = time.CLOCK_MONOTONIC_RAW
 WIDTH = 12  # every value is written as "%12d\n"
+
+TX1_IIO = "bus/i2c/drivers/ina3221x/1-0040/iio_device"  # in fixtures/sysfs/tx1-l4t28
+TX1_BASES = {"VDD_IN": 10_000, "VDD_GPU": 20_000, "VDD_CPU": 30_000}  # mW at update 0
+
+
+def tx1_ramps(slope: int = 1) -> dict[str, Callable[[int], int]]:
+    """The TX1's power files as ``base + slope x k`` mW: every value says which sensor update it is."""
+    return {f"{TX1_IIO}/in_power{i}_input": (lambda k, b=b: b + slope * k) for i, b in enumerate(TX1_BASES.values())}
 
 
 class FakeSensor:
@@ -65,7 +73,7 @@ class FakeSensor:
             os.close(fd)
             os.unlink(self.path(rel))
 
-    def start(self) -> "FakeSensor":
+    def start(self) -> FakeSensor:
         """Write f(0) everywhere (synchronously), then keep the files moving in a thread."""
         self.t0 = time.clock_gettime_ns(CLOCK)
         for rel, f in self.functions.items():
@@ -97,7 +105,7 @@ class FakeSensor:
             os.close(fd)
         self._fds.clear()
 
-    def __enter__(self) -> "FakeSensor":
+    def __enter__(self) -> FakeSensor:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

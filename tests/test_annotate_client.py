@@ -14,9 +14,9 @@ from annotate_support import (
     parse_stream,
     sleb,
     unique_prefix,
-    wait_until,
     walk_marker_log,
 )
+from helpers import wait_until
 
 IMG = bytes.fromhex("89504e470d0a1a0a")
 

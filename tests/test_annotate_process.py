@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from annotate_support import FakeGatord, unique_prefix, wait_until, walk_marker_log
+from annotate_support import FakeGatord, unique_prefix, walk_marker_log
+from helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 

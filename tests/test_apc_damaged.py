@@ -6,9 +6,9 @@ import json
 import shutil
 
 import pytest
-from apc_writer import CaptureWriter
 
 from annotate import wire
+from apc_writer import CaptureWriter
 from streamline_bridge.cli import main
 from streamline_bridge.ingest import apc
 

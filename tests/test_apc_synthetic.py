@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from apc_writer import CaptureWriter
 
 from annotate import wire
+from apc_writer import CaptureWriter
 from streamline_bridge.ingest import apc, apc_frames
 
 BASE = 4_000_000_000_000

@@ -5,14 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from streamline_bridge.cli import main
 
 
 def test_help_lists_commands(capsys):
-    try:
+    with pytest.raises(SystemExit) as exc:
         main(["--help"])
-    except SystemExit as exc:
-        assert exc.code == 0
+    assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "inspect" in out
 

@@ -64,7 +64,7 @@ def test_channel_map_names_group_and_channels_once_per_thread(tmp_path: Path) ->
 
     rec = marker_log.read(log)
     m = rec.markers
-    for tid, part in m.groupby("tid"):
+    for _tid, part in m.groupby("tid"):
         names = part[part["kind"] == "name_channel"]
         assert names["text"].tolist() == ["iterations", "conv1", "fire2", "pool10"]  # once per thread
         assert names["channel"].tolist() == [10, 11, 12, 13] and (names["group"] == 2).all()

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FIXTURES
+from helpers import wait_until
 from streamline_bridge.power import discovery, sysfs
 from streamline_bridge.power.counter import CounterPower
 from streamline_bridge.power.source import Unavailable
 from streamline_bridge.power.tegrastats import parse_power
-from conftest import FIXTURES
 
 SYSFS = FIXTURES / "sysfs"
 
@@ -250,11 +251,7 @@ def test_tegrastats_source_follows_a_running_tegrastats(tmp_path: Path, monkeypa
     assert [r.name for r in src.rails] == ["POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU"]
     assert src.configured_update_ns() == 20_000_000
     with src:
-        import time
-
-        deadline = time.monotonic() + 10
-        while src.read()[0] != 933 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: src.read()[0] == 933, what="the fake tegrastats' line")
         assert src.read() == [933, 0, 84]
 
 

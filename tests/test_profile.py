@@ -12,12 +12,11 @@ import pandas as pd
 import pytest
 
 from conftest import FIXTURES
-from fake_sysfs import FakeSensor
+from fake_sysfs import TX1_BASES, FakeSensor, tx1_ramps
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 
-IIO = "bus/i2c/drivers/ina3221x/1-0040/iio_device"
-BASES = {"VDD_IN": 10_000, "VDD_GPU": 20_000, "VDD_CPU": 30_000}
+BASES = TX1_BASES
 RAILS = list(BASES)
 MODEL = "models/squeezenet_v1.1"
 
@@ -25,8 +24,7 @@ MODEL = "models/squeezenet_v1.1"
 @pytest.fixture
 def tx1(tmp_path: Path):
     """A TX1 sysfs copy whose rails move by 20 mW every 5 ms."""
-    functions = {f"{IIO}/in_power{i}_input": (lambda k, b=b: b + 20 * k) for i, b in enumerate(BASES.values())}
-    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", 0.005, functions):
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", 0.005, tx1_ramps(20)):
         yield str(tmp_path / "sys")
 
 

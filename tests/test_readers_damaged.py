@@ -110,7 +110,7 @@ def test_a_manifest_field_of_the_wrong_form_is_an_input_error(seeds, tmp_path, f
     m = json.loads((run / "manifest.json").read_text())
     m[field] = value
     (run / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(InputError, match=f"damaged run manifest: '{field}'") as err:
+    with pytest.raises(InputError, match=field) as err:
         ingest.read(run)
     assert err.value.path == str(run / "manifest.json")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -14,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import FIXTURES, ROOT
+from helpers import wait_until
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
-from conftest import FIXTURES, ROOT
+from streamline_bridge.power.log import read_log
 
 TX1 = str(FIXTURES / "sysfs/tx1-l4t28")
 MARKING = """
@@ -82,7 +85,7 @@ def test_no_power_source_is_one_line_and_no_command_runs(tmp_path: Path, capsys)
                sys.executable, "-c", f"open({str(flag)!r}, 'w')"])
     err = capsys.readouterr().err
     assert rc == 2 and "no RAPL zone" in err and len(err.strip().splitlines()) == 1
-    assert not flag.exists()
+    assert not flag.exists() and os.listdir(tmp_path / "run") == []  # left empty: the folder can be used again
 
 
 def test_interrupt_is_forwarded_and_the_manifest_still_written(tmp_path: Path) -> None:
@@ -177,40 +180,232 @@ def test_a_run_folder_whose_record_was_killed_reads_as_partial(tmp_path: Path) -
     assert rec.power.empty and any("no power log" in i.message for i in rec.meta.issues)
 
 
-def test_a_sensor_lost_during_the_run_is_reported_and_the_command_finishes(tmp_path: Path, capsys) -> None:
+def test_a_sensor_lost_during_the_run_is_marked_and_the_other_rails_go_on(tmp_path: Path, capsys) -> None:
     tree = tmp_path / "sys"
     shutil.copytree(TX1, tree)
     cpu = tree / "bus/i2c/drivers/ina3221x/1-0040/iio_device/in_power2_input"
     child = f"""
-import os, pathlib, time
+import math, os, pathlib, time
 from streamline_bridge.power.log import read_log
 cpu = pathlib.Path({str(cpu)!r})
 cpu.write_text("")  # emptied and removed: the sampler's reads fail from now on
 cpu.unlink()
 log = pathlib.Path(os.environ["STREAMLINE_ANNOTATE_FILE"]).with_name("power.sbp")
-pid = read_log(log).meta["pid"]
 
 
-def sampler_gone():
-    try:
-        return pathlib.Path(f"/proc/{{pid}}/stat").read_text().split(") ")[1][0] == "Z"
-    except FileNotFoundError:
-        return True
+def failed_for_s():  # how long the log shows VDD_CPU without a value, up to its last sample
+    content = read_log(log)
+    values = content.power["VDD_CPU"]
+    ok = [i for i, v in enumerate(values) if not math.isnan(v)]
+    first_nan = ok[-1] + 1 if ok else 0
+    if first_nan >= len(values):
+        return 0.0
+    return (content.t_end[-1] - content.t_end[first_nan]) / 1e9
 
 
 deadline = time.monotonic() + 30
-while not (read_log(log).trailer and sampler_gone()) and time.monotonic() < deadline:
+while failed_for_s() <= 1.0 and time.monotonic() < deadline:  # past gone_after_s (1 s): marked failed
     time.sleep(0.05)
 """
     run = tmp_path / "run"
     rc = main(["record", "-o", str(run), "--idle", "0.1", "--sysfs-root", str(tree), "--",
                sys.executable, "-c", child])
     err = capsys.readouterr().err
-    assert rc == 1 and "in_power2_input" in err and "VDD_CPU" in err
+    assert rc == 1 and "in_power2_input" in err and "VDD_CPU" in err and "other rails were recorded" in err
     m = json.loads((run / "manifest.json").read_text())
-    assert m["exit_code"] == 0 and "in_power2_input" in m["sampler_error"]
+    assert m["exit_code"] == 0 and m["sampler_error"] is None
+    stats = m["power"]["stats"]
+    assert list(stats["failed_rails"]) == ["VDD_CPU"] and "in_power2_input" in stats["failed_rails"]["VDD_CPU"]
     a, b = m["phases"]["idle_after"]
-    assert a == b
+    assert b - a >= 0.1e9  # sampling went on: the idle phase after the run was measured
     rec = ingest.read(run)
-    assert rec.meta.extra["sampler_error"] == m["sampler_error"]
-    assert rec.power[rec.power["rail"] == "VDD_IN"]["power_mw"].notna().all()
+    assert [i.message for i in rec.meta.issues] == [stats["failed_rails"]["VDD_CPU"]]
+    assert stats["samples"] == len(rec.power) // 3 and f"{stats['samples']} power samples" in err
+    after = rec.power[rec.power["time_ns"] > a]
+    assert after[after["rail"] == "VDD_IN"]["power_mw"].eq(2079.0).all() and len(after) > 0
+    assert after[after["rail"] == "VDD_CPU"]["power_mw"].isna().all()
+
+
+HOLD = """
+import os, pathlib, sys, time
+pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))
+while not pathlib.Path(sys.argv[2]).exists():
+    time.sleep(0.02)
+"""
+
+
+def start_holding_record(tmp_path: Path, run: Path) -> tuple[subprocess.Popen, Path, Path]:
+    """``record`` in its own process, its command started and holding until ``release`` exists."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    rec = subprocess.Popen([sys.executable, "-m", "streamline_bridge", "record", "-o", str(run), "--idle", "0",
+                            "--sysfs-root", TX1, "--", sys.executable, "-c", HOLD, str(started), str(release)],
+                           cwd=ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: started.exists() and started.read_text() or rec.poll() is not None, what="command started")
+    assert rec.poll() is None, rec.stderr.read() if rec.stderr else ""
+    return rec, started, release
+
+
+def test_a_second_record_into_the_same_folder_fails_at_once_and_report_says_it_is_being_recorded(
+        tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    rec, _, release = start_holding_record(tmp_path, run)
+    try:
+        flag = tmp_path / "second-ran"
+        assert main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--",
+                     sys.executable, "-c", f"open({str(flag)!r}, 'w')"]) == 2
+        err = capsys.readouterr().err
+        assert err.strip().splitlines() == [
+            f"streamline-bridge: error: {run}: another record is writing this run folder: choose another folder"]
+        assert not flag.exists()
+        live = ingest.read(run)
+        (run_issue,) = [i for i in live.meta.issues if i.file == str(run / "manifest.json")]
+        assert live.meta.partial and run_issue.message.startswith("the run is still being recorded")
+    finally:
+        release.touch()
+        assert rec.wait(60) == 0, rec.stderr.read() if rec.stderr else ""
+    done = ingest.read(run)
+    assert not done.meta.partial and done.meta.issues == []
+    log = read_log(run / "power.sbp")
+    assert not log.problems and np.all(np.diff(log.t_start) > 0)  # one writer: time only moves forward
+    assert sorted(os.listdir(run)) == ["manifest.json", "power.sbp"]  # no markers made: no marker log
+
+
+@pytest.mark.parametrize("planted", ["power.sbp", "manifest.json.tmp", "markers.sbm", "notes.txt"])
+def test_a_folder_with_files_but_no_manifest_is_refused_and_left_alone(tmp_path: Path, capsys, planted) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("root's file\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / planted).symlink_to(precious)
+    assert main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--", "true"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run}: holds files but no run manifest ({planted})" in err and len(err.strip().splitlines()) == 1
+    assert precious.read_text() == "root's file\n" and os.listdir(run) == [planted]
+
+
+PLANT = """
+import os, pathlib, sys
+run = pathlib.Path(os.environ["STREAMLINE_ANNOTATE_FILE"]).parent
+for name in ("manifest.json.tmp", "markers.sbm"):  # swapped for symlinks while record runs
+    (run / name).unlink()
+    (run / name).symlink_to(sys.argv[1])
+"""
+
+
+def test_symlinks_planted_during_the_run_are_never_followed(tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("root's file\n")
+    run = tmp_path / "run"
+    assert main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--",
+                 sys.executable, "-c", PLANT, str(precious)]) == 0
+    assert precious.read_text() == "root's file\n"
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["complete"] and m["exit_code"] == 0 and not (run / "manifest.json").is_symlink()
+    assert not (run / "manifest.json.tmp").exists()
+
+
+def test_the_power_log_is_never_written_through_a_symlink(tmp_path: Path) -> None:
+    from streamline_bridge.power import Sampler, SamplerError
+
+    precious = tmp_path / "precious"
+    precious.write_text("root's file\n")
+    (tmp_path / "power.sbp").symlink_to(precious)
+    with pytest.raises(SamplerError, match="power.sbp"):
+        Sampler(tmp_path / "power.sbp", sysfs_root=TX1).start()
+    assert precious.read_text() == "root's file\n"
+
+
+def gone(pid: int) -> bool:
+    """True once process ``pid`` has ended (a zombie has ended too)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().split(") ")[1][0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+IN_RUN = inspect.getsource(gone) + """
+import os, pathlib, signal, time
+from streamline_bridge.power.log import read_log
+log = pathlib.Path(os.environ["STREAMLINE_ANNOTATE_FILE"]).with_name("power.sbp")
+pid = read_log(log).meta["pid"]  # the sampler's
+deadline = time.monotonic() + 30
+
+
+def wait_for(predicate):
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+"""
+KILL_SAMPLER = IN_RUN + """
+wait_for(lambda: len(read_log(log).t_start) >= 100)
+os.kill(pid, signal.SIGKILL)
+wait_for(lambda: gone(pid))
+"""
+
+
+def test_a_killed_sampler_is_reported_and_the_summary_counts_the_samples_in_the_log(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    rc = main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--", sys.executable, "-c", KILL_SAMPLER])
+    err = capsys.readouterr().err
+    assert rc == 1 and "power sampler stopped: killed by signal SIGKILL" in err
+    n = len(read_log(run / "power.sbp").t_start)
+    assert n >= 100 and f"{n} power samples" in err
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["complete"] and m["power"]["stats"]["samples"] == n and "SIGKILL" in m["sampler_error"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux only")
+def test_the_command_dies_with_a_killed_record(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    rec, started, release = start_holding_record(tmp_path, run)
+    cmd_pid = int(started.read_text())
+    sampler_pid = read_log(run / "power.sbp").meta["pid"]
+    rec.kill()
+    rec.wait(30)
+    try:
+        wait_until(lambda: gone(cmd_pid), what="the command ended")
+        wait_until(lambda: gone(sampler_pid), what="the sampler ended")
+    finally:
+        release.touch()  # a command left running ends anyway
+    log = read_log(run / "power.sbp")
+    assert log.trailer is not None and log.trailer["stop_reason"] == "parent closed the pipe"
+
+
+FILL_DISK = IN_RUN + """
+with open(log.parent.parent / "filler", "wb", buffering=0) as f:
+    try:
+        while True:
+            f.write(b"x" * 4096)
+    except OSError:
+        pass
+wait_for(lambda: gone(pid))  # the sampler's next chunk does not fit: it stops
+"""
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 2 MiB tmpfs (root only)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs (needs root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_stops_the_sampler_cleanly_and_the_manifest_is_still_completed(small_disk: Path, capsys) -> None:
+    run = small_disk / "run"
+    rc = main(["record", "-o", str(run), "--idle", "0.1", "--sysfs-root", TX1, "--", sys.executable, "-c", FILL_DISK])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{run / 'power.sbp'}: cannot write the power log: No space left on device" in err
+    assert "Traceback" not in err
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["complete"] and m["exit_code"] == 0 and "No space left" in m["sampler_error"]
+    assert set(m["phases"]) == {"idle_before", "run", "idle_after"}
+    assert sorted(os.listdir(run)) == ["manifest.json", "power.sbp"]  # no manifest.json.tmp left
+    log = read_log(run / "power.sbp")
+    assert not log.problems and log.truncated_at is None  # whole records only
+    assert m["power"]["stats"]["samples"] == len(log.t_start) > 0
+    assert f"{len(log.t_start)} power samples" in err

@@ -8,16 +8,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import FIXTURES
-from fake_sysfs import FakeSensor
+from fake_sysfs import TX1_BASES, FakeSensor, tx1_ramps
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 from streamline_bridge.energy import energy_table
 
-IIO = "bus/i2c/drivers/ina3221x/1-0040/iio_device"
-BASES = {"VDD_IN": 10_000, "VDD_GPU": 20_000, "VDD_CPU": 30_000}  # mW at the start
+BASES = TX1_BASES  # mW at the start
 SLOPE = 20  # mW per sensor update: a clock misaligned by 0.1 s would be 400 mW off
 PERIOD_S = 0.005
 LAYERS = ("conv1", "fire2/squeeze1x1", "pool10")
@@ -44,9 +42,8 @@ def true_mj(fake: FakeSensor, base: int, start: np.ndarray, end: np.ndarray) -> 
 
 
 def test_record_then_report_gives_the_fake_sensors_energy(tmp_path: Path, capsys) -> None:
-    functions = {f"{IIO}/in_power{i}_input": (lambda k, b=b: b + SLOPE * k) for i, b in enumerate(BASES.values())}
     run = tmp_path / "run"
-    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, functions) as fake:
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_ramps(SLOPE)) as fake:
         rc = main(["record", "-o", str(run), "--idle", "0.2", "--sysfs-root", str(tmp_path / "sys"), "--",
                    sys.executable, "-c", SCRIPT])
     assert rc == 0

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FIXTURES
 from fake_sysfs import FakeSensor
 from streamline_bridge.cli import main
-from conftest import FIXTURES
 
 
 def sensors_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict]]:

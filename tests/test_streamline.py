@@ -14,25 +14,20 @@ import pytest
 
 from annotate import GREEN, RED, Client
 from annotate.layers import ChannelMap
+from annotate_support import FakeGatord, unique_prefix
 from apc_writer import CaptureWriter
-from fake_sysfs import FakeSensor
+from conftest import FIXTURES
+from fake_sysfs import TX1_BASES, TX1_IIO, FakeSensor, tx1_ramps
+from helpers import wait_until
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 from streamline_bridge.ingest import annotation_power, annotation_stream, marker_log
 from streamline_bridge.power import Sampler
 from streamline_bridge.power.log import read_log
 from streamline_bridge.power.streamline_feed import KEY_BASE, MODIFIER, StreamlineFeed, rail_key, rail_keys
-from annotate_support import FakeGatord, unique_prefix, wait_until
-from conftest import FIXTURES
 
-IIO = "bus/i2c/drivers/ina3221x/1-0040/iio_device"
-BASES = {"VDD_IN": 10_000, "VDD_GPU": 20_000, "VDD_CPU": 30_000}
+IIO, BASES = TX1_IIO, TX1_BASES
 PERIOD_S = 0.007
-
-
-def tx1_functions() -> dict:
-    """in_powerK_input = base + k: every value says which sensor update it is."""
-    return {f"{IIO}/in_power{i}_input": (lambda k, b=b: b + k) for i, b in enumerate(BASES.values())}
 
 
 def samples_past(s: Sampler, n: int) -> None:
@@ -136,7 +131,7 @@ def test_counters_and_markers_round_trip_through_a_capture_and_report_uses_them(
         tmp_path: Path, gatord: FakeGatord, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "power.sbp"
     layer_types = {"conv1": "Convolution", "fire2/squeeze1x1": "Convolution", "fire2/concat": "Concat"}
-    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions()):
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_ramps()):
         s = Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, status_ms=20, streamline=True).start()
         app = Client(flush_interval=0.02)  # the profiled program, same gatord
         layers = ChannelMap("squeezenet", client=app)
@@ -184,7 +179,7 @@ def test_counters_and_markers_round_trip_through_a_capture_and_report_uses_them(
 def test_gatord_going_away_mid_run_loses_nothing_from_the_power_log_or_the_marker_file(
         tmp_path: Path, gatord: FakeGatord) -> None:
     out, markers = tmp_path / "power.sbp", tmp_path / "markers.sbm"
-    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions()):
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_ramps()):
         s = Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, status_ms=20, streamline=True).start()
         app = Client(file=markers, flush_interval=0.02)
         for i in range(10):
@@ -210,7 +205,7 @@ def test_gatord_going_away_mid_run_loses_nothing_from_the_power_log_or_the_marke
 def test_a_rail_that_drops_out_stops_its_counter_with_a_red_marker(tmp_path: Path, gatord: FakeGatord) -> None:
     gpu = f"{IIO}/in_power1_input"
     out = tmp_path / "power.sbp"
-    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_functions()) as fake:
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_ramps()) as fake:
         s = Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, status_ms=20, gone_after_s=60,
                     streamline=True).start()
         samples_past(s, 50)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from annotate_support import unique_prefix
+from conftest import FIXTURES, ROOT
 from fake_sysfs import FakeSensor
 from streamline_bridge.ingest import marker_log
 from streamline_bridge.power.log import read_log
 from streamline_bridge.power.streamline_feed import rail_key
-from annotate_support import unique_prefix
-from conftest import FIXTURES, ROOT
 
 DOC = ROOT / "docs" / "streamline.md"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)

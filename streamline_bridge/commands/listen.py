@@ -20,8 +20,9 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO, cast
 
 from annotate.mirror import CLOSED, MESSAGES, OPENED, MarkerLog, record
 from annotate.transport import DEFAULT_PREFIX, DEFAULT_TCP_PORTS, Endpoints
@@ -149,7 +150,7 @@ class Listener:
             self._drain()
         finally:
             for key in list(self._sel.get_map().values()):
-                key.fileobj.close()
+                cast(socket.socket, key.fileobj).close()  # only sockets are registered
             self._sel.close()
             self._flush()
 
@@ -165,9 +166,10 @@ class Listener:
                 pass
         for key in list(self._sel.get_map().values()):
             if isinstance(key.data, _Reader):
-                while key.data(key.fileobj):
+                sock = cast(socket.socket, key.fileobj)
+                while key.data(sock):
                     pass
-                if key.fileobj.fileno() >= 0:
+                if sock.fileno() >= 0:
                     key.data.end("listener stopped")
 
     def _accept(self, server: socket.socket) -> socket.socket | None:

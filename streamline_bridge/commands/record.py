@@ -6,17 +6,19 @@ The sampler starts first and measures idle power for ``--idle`` seconds, then CM
 ``STREAMLINE_ANNOTATE_FILE=RUN_DIR/markers.sbm`` in its environment (so the markers it makes
 with ``annotate`` land in the folder), then idle again. The folder gets ``power.sbp`` (power
 log), ``markers.sbm`` (if CMD made markers) and ``manifest.json`` (docs/run-folder.md), which is
-written at the start and rewritten at the end, also after Ctrl-C. CMD's exit status becomes
-ours (128 + N when a signal N ended it); a sampler failure is reported and makes it 1 when CMD
-itself succeeded. Ctrl-C reaches CMD (forwarded when it did not come from the terminal); the
-idle phase after an interrupted run is skipped. With ``--streamline`` the sampler also sends the
-rails to a running Streamline capture as counters (docs/streamline.md).
+written at the start and rewritten at the end, also after Ctrl-C or a full disk. The folder must
+be new or empty and is locked while record runs (``streamline_bridge.runfolder``). CMD's exit
+status becomes ours (128 + N when a signal N ended it); a sampler failure or a failed rail is
+reported and makes it 1 when CMD itself succeeded. Ctrl-C reaches CMD (forwarded when it did not
+come from the terminal); the idle phase after an interrupted run is skipped. CMD gets SIGTERM if
+record dies (Linux). With ``--streamline`` the sampler also sends the rails to a running
+Streamline capture as counters (docs/streamline.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import ctypes
 import os
 import signal
 import socket
@@ -26,13 +28,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from streamline_bridge.runfolder import CLOCK_NAME, MARKERS_FILE, POWER_FILE, Phases, RunWriter
+
+__all__ = ["MARKERS_FILE", "add_sampler_arguments", "finish_run", "reserve_sampler_cpu", "start_run"]
 HELP = "run a command with the power sampler and idle phases; write a run folder"
-MANIFEST = "manifest.json"
-POWER_FILE = "power.sbp"
-MARKERS_FILE = "markers.sbm"
-MANIFEST_FORMAT = "streamline-bridge run"
-MANIFEST_VERSION = 1
 CLOCK = time.CLOCK_MONOTONIC_RAW
+PR_SET_PDEATHSIG = 1
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -63,13 +64,6 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _now() -> int:
     return time.clock_gettime_ns(CLOCK)
-
-
-def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
-    """Replace ``manifest.json`` atomically (a reader never sees half a file)."""
-    tmp = run_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    os.replace(tmp, run_dir / MANIFEST)
 
 
 class _Status:
@@ -138,7 +132,7 @@ def _run_command(cmd: list[str], env: dict[str, str], status: _Status, check: Ca
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        proc = subprocess.Popen(cmd, env=env)
+        proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_us())
         for signum in early:
             proc.send_signal(signum)
         while True:
@@ -154,6 +148,25 @@ def _run_command(cmd: list[str], env: dict[str, str], status: _Status, check: Ca
     return (128 - rc if rc < 0 else rc), interrupted
 
 
+def _die_with_us() -> Callable[[], None] | None:
+    """A ``preexec_fn`` giving the child SIGTERM when we die, even by SIGKILL (Linux
+    ``PR_SET_PDEATHSIG``; None elsewhere). Only the child itself: what it starts is its business."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # we died before the prctl: no signal would come
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
 def _in_terminal_foreground() -> bool:
     """True when our process group owns the terminal: a Ctrl-C there reached CMD already."""
     try:
@@ -166,7 +179,7 @@ def reserve_sampler_cpu(args: argparse.Namespace) -> None:
     """``--reserve-cpu``: take the sampler's CPU (``--cpu``, or the highest) away from this process
     and what it starts; call it before the program's libraries start their threads."""
     from streamline_bridge.errors import InputError
-    from streamline_bridge.power.sampler import reserve_cpu
+    from streamline_bridge.power.tuning import reserve_cpu
 
     if args.reserve_cpu:
         try:
@@ -175,9 +188,9 @@ def reserve_sampler_cpu(args: argparse.Namespace) -> None:
             raise InputError(None, str(exc)) from None
 
 
-def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, dict[str, Any], Any]:
-    """Create the run folder, start the sampler (``add_sampler_arguments``' options) and write the
-    first manifest; returns (run folder, manifest, started ``Sampler``)."""
+def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, RunWriter, Any]:
+    """Create and lock the run folder, start the sampler (``add_sampler_arguments``' options) and
+    write the first manifest; returns (run folder, its manifest, started ``Sampler``)."""
     from streamline_bridge import __version__
     from streamline_bridge.errors import InputError
     from streamline_bridge.power import Sampler
@@ -189,43 +202,62 @@ def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, dict[
         raise InputError(None, str(exc)) from None
     if args.streamline and not args.streamline_rate > 0:
         raise InputError(None, "--streamline-rate must be above 0")
-    run_dir = Path(args.output)
-    if (run_dir / MANIFEST).exists():
-        raise InputError(run_dir, "already holds a run (manifest.json): choose another folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {
-        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "complete": False,
-        "command": command, "cwd": os.getcwd(), "host": socket.gethostname(), "streamline_bridge": __version__,
-        "clock": "CLOCK_MONOTONIC_RAW", "idle_s": args.idle,
-        "files": {"power": POWER_FILE, "markers": MARKERS_FILE},
-    }
-    sampler = Sampler(run_dir / POWER_FILE, source=args.source, rate_hz=args.rate, sysfs_root=args.sysfs_root,
-                      proc_root=args.proc_root, options=options, cpu=args.cpu, realtime=args.realtime,
-                      streamline=args.streamline, streamline_rate_hz=args.streamline_rate).start()
+    if not args.rate > 0:
+        raise InputError(None, "--rate must be above 0")
+    manifest = RunWriter(args.output)
+    run_dir = manifest.path
+    try:
+        manifest.update(command=command, cwd=os.getcwd(), host=socket.gethostname(), streamline_bridge=__version__,
+                        clock=CLOCK_NAME, idle_s=args.idle, files={"power": POWER_FILE, "markers": MARKERS_FILE})
+        manifest.placeholder(MARKERS_FILE)
+        sampler = Sampler(run_dir / POWER_FILE, source=args.source, rate_hz=args.rate, sysfs_root=args.sysfs_root,
+                          proc_root=args.proc_root, options=options, cpu=args.cpu, realtime=args.realtime,
+                          streamline=args.streamline, streamline_rate_hz=args.streamline_rate).start()
+    except BaseException:
+        manifest.close()
+        raise
     manifest["power"] = {"source": sampler.info["source"], "rails": sampler.info["rails"],
                          "estimated": sampler.info["estimated"], "rate_hz": args.rate,
                          "realtime": sampler.info["realtime"], "cpu": args.cpu, "cpu_reserved": args.reserve_cpu,
                          "streamline_hz": args.streamline_rate if args.streamline else None}
     manifest["started_monotonic_raw_ns"], manifest["started_realtime_ns"] = _now(), time.time_ns()
-    write_manifest(run_dir, manifest)
+    try:
+        manifest.write()
+    except BaseException:
+        try:
+            sampler.stop()
+        finally:
+            manifest.close()
+        raise
     return run_dir, manifest, sampler
 
 
-def finish_run(run_dir: Path, manifest: dict[str, Any], sampler: Any, t: list[int], sampler_error: str | None,
+def _logged_stats(sampler: Any, log: Path) -> dict[str, Any]:
+    """The sampler's summary, its sample count taken from the log itself (what is really there,
+    also when the sampler was killed before it could say)."""
+    from streamline_bridge.power.log import read_log
+
+    stats = {"failed_rails": dict(sampler.failed_rails), **sampler.stats}
+    try:
+        stats["samples"] = len(read_log(log).t_start)
+    except (OSError, ValueError):
+        stats["samples"] = 0
+    return stats
+
+
+def finish_run(run_dir: Path, manifest: RunWriter, sampler: Any, t: list[int], sampler_error: str | None,
                **fields: Any) -> str | None:
-    """Stop the sampler and rewrite the manifest as complete, with the phases from ``t`` (t0..t3,
-    missing ones: now) and ``fields``; returns the sampler's error, if any."""
+    """Stop the sampler, write the last manifest (complete, the phases from the marks ``t`` (t0..t3,
+    missing ones: now) and ``fields``) and release the folder; returns the sampler's error, if any."""
     from streamline_bridge.power import SamplerError
 
-    while len(t) < 4:
-        t.append(_now())
+    phases = Phases.from_marks(t, _now())
     try:
-        manifest["power"]["stats"] = sampler.stop()
+        sampler.stop()
     except SamplerError as exc:
         sampler_error = sampler_error or str(exc)
-    manifest.update(complete=True, sampler_error=sampler_error, **fields,
-                    phases={"idle_before": t[0:2], "run": t[1:3], "idle_after": t[2:4]})
-    write_manifest(run_dir, manifest)
+    manifest["power"]["stats"] = _logged_stats(sampler, run_dir / POWER_FILE)
+    manifest.finish(phases, sampler_error=sampler_error, **fields)
     return sampler_error
 
 
@@ -280,14 +312,17 @@ def run(args: argparse.Namespace) -> int:
                                    interrupted=interrupted)
     if "error" in manifest:
         raise InputError(cmd[0], "cannot run the command: " + manifest["error"].split(": ", 1)[-1])
-    stats = manifest["power"].get("stats") or {}
+    stats = manifest["power"]["stats"]
     achieved = stats.get("achieved_hz")
     print(f"streamline-bridge record: {run_dir}: exit status {exit_code}, {stats.get('samples', 0)} power samples"
           + (f" at {achieved:.0f} Hz" if achieved else "") + f" from {sampler.info['source']}"
           + (" (ESTIMATED power)" if sampler.info["estimated"] else "")
           + (f"; {stats['streamline']['values_sent']} counter values sent to Streamline" if "streamline" in stats else ""),
           file=sys.stderr)
+    for message in stats["failed_rails"].values():
+        print(f"streamline-bridge: error: {message} (the other rails were recorded)", file=sys.stderr)
     if sampler_error:
         print(f"streamline-bridge: error: {sampler_error}", file=sys.stderr)
+    if sampler_error or stats["failed_rails"]:
         return exit_code or 1
     return exit_code

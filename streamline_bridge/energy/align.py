@@ -10,7 +10,7 @@ exports too, left on the capture's relative clock.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -63,6 +63,8 @@ class DecodeError(InputError):
     ``partial`` is a :class:`DecodedStream` of the messages decoded before the error.
     """
 
+    offset: int  # always known here (InputError's may be None)
+
     def __init__(self, source: str | None, message: str, offset: int, partial: DecodedStream | None = None):
         super().__init__(source, message, offset)
         self.partial = partial

@@ -320,8 +320,8 @@ def _power(counters: pd.DataFrame, keys: dict[int, str], captured: CapturedXml |
     for key in counters["key"].unique().tolist():
         attrs = captured.counters.get(key) if captured else None
         infos[key] = event_for(attrs, events) if attrs else None
-    power_keys = [k for k, ev in infos.items() if ev is not None and ev.is_power]
-    wanted = Counter(infos[k].name or keys[k] for k in power_keys)
+    power = {k: ev for k, ev in infos.items() if ev is not None and ev.is_power}
+    wanted = Counter(ev.name or keys[k] for k, ev in power.items())
     summary: dict[str, Any] = {}
     rails: dict[str, RailInfo] = {}
     parts: list[tuple[str, np.ndarray, np.ndarray]] = []
@@ -334,7 +334,7 @@ def _power(counters: pd.DataFrame, keys: dict[int, str], captured: CapturedXml |
         if ev:
             entry.update(title=ev.title, name=ev.name, units=ev.units, multiplier=ev.multiplier, cls=ev.cls)
         entry.update(min=float(raw.min()) * mult, max=float(raw.max()) * mult)
-        if key in power_keys:
+        if ev is not None and key in power:
             rail = ev.name if ev.name and wanted[ev.name] == 1 else ctype
             t = part["t_rel_ns"].to_numpy(np.int64)
             order = np.argsort(t, kind="stable")
@@ -395,7 +395,7 @@ def _external_markers(r: _Reader, ext: fr.ExternalWalk, base: int | None
             info.append(entry)
             continue
         try:
-            decoded = annotation_stream.decode(data, str(r.folder))
+            decoded: annotation_stream.DecodedStream | None = annotation_stream.decode(data, str(r.folder))
         except annotation_stream.DecodeError as exc:
             decoded = exc.partial
             cut = exc.message.startswith("stream ends inside")
@@ -483,9 +483,8 @@ def _legacy_markers(r: _Reader, buf, frames: list[int], base: int | None, first_
         if n:
             rel = np.asarray(rows.pop("time_rel_ns"), np.int64)
             rows["time_ns"] = list(rel + base) if base is not None else [pd.NA] * n
-            rows["time_rel_ns"] = rel
-            m = markers_frame({**rows, "tid": [ls.tid] * n, "stream": [index] * n, "core": [ls.core] * n},
-                              base)
+            m = markers_frame({**rows, "time_rel_ns": rel, "tid": [ls.tid] * n, "stream": [index] * n,
+                               "core": [ls.core] * n}, base)
             _check_order(r, m, ls.offsets[0], f"ANNOTATE stream of tid {ls.tid}")
             tables.append(m)
     return tables, info

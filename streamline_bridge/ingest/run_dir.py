@@ -10,72 +10,29 @@ its exit status and the power log's facts.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from streamline_bridge.errors import InputError
-from streamline_bridge.ingest.files import check_input, read_regular
-from streamline_bridge.model import (
-    Issue,
-    Meta,
-    Recording,
-    empty_markers,
-    empty_power,
-    rail_arrays,
-)
+from streamline_bridge.ingest.files import check_input
+from streamline_bridge.model import Issue, Meta, Recording, empty_markers, empty_power, rail_arrays
+from streamline_bridge.runfolder import (MANIFEST, MARKERS_FILE, POWER_FILE, Phases, being_recorded,
+                                         is_run_folder, read_manifest)
 
 FORMAT = "run-dir"
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "streamline-bridge run"
-VERSION = 1
-
-
-def _manifest(path: Path) -> dict[str, Any]:
-    try:
-        m = json.loads(read_regular(path / MANIFEST))
-    except (ValueError, RecursionError) as exc:
-        raise InputError(path / MANIFEST, f"not valid JSON ({exc})") from None
-    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
-        raise InputError(path / MANIFEST, f"not a run manifest (format is not {MANIFEST_FORMAT!r})")
-    if m.get("version") != VERSION:
-        raise InputError(path / MANIFEST, f"run manifest version {m.get('version')} is not supported (this reader: {VERSION})")
-    return _checked(path / MANIFEST, m)
-
-
-def _checked(path: Path, m: dict[str, Any]) -> dict[str, Any]:
-    """The manifest with the fields this reader uses checked: InputError naming the first of the wrong form."""
-    def bad(key: str, what: str) -> InputError:
-        return InputError(path, f"damaged run manifest: {key!r} is not {what}")
-
-    files = m.get("files", {})
-    if not isinstance(files, dict) or not all(isinstance(v, str) and v and Path(v).name == v for v in files.values()):
-        raise bad("files", "an object of file names in the run folder")
-    phases = m.get("phases") or {}
-    if not isinstance(phases, dict) or not all(
-            isinstance(v, list) and len(v) == 2 and all(type(t) is int for t in v) for v in phases.values()):
-        raise bad("phases", "an object of [start, end] times in ns")
-    if m.get("started_monotonic_raw_ns") is not None and type(m["started_monotonic_raw_ns"]) is not int:
-        raise bad("started_monotonic_raw_ns", "a time in ns")
-    return m
 
 
 def sniff(path: Path) -> bool:
     """A folder with a run manifest."""
-    if not (Path(path) / MANIFEST).is_file():
-        return False
-    try:
-        return json.loads((Path(path) / MANIFEST).read_text()).get("format") == MANIFEST_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+    return is_run_folder(path)
 
 
-def idle_means(power: Any, phases: dict[str, list[int]]) -> dict[str, float | None]:
+def idle_means(power: Any, phases: Phases | None) -> dict[str, float | None]:
     """Mean mW per rail over the samples inside the idle phases (None: no sample there)."""
     out: dict[str, float | None] = {}
-    spans = [phases[k] for k in ("idle_before", "idle_after") if k in phases]
+    spans = phases.idle_spans() if phases is not None else []
     for rail, (t, p) in rail_arrays(power).items():
         inside = np.zeros(len(t), dtype=bool)
         for a, b in spans:
@@ -89,8 +46,8 @@ def _part(path: Path, reader: str, issues: list[Issue]) -> Recording | None:
     """Read one file of the folder with the named reader; a missing or unreadable file is an Issue."""
     import importlib
 
-    if not path.exists():
-        return None
+    if not path.exists() or reader == "marker_log" and path.is_file() and path.stat().st_size == 0:
+        return None  # no marker log, or the empty one record made for the command: no markers
     try:
         check_input(path)
         return importlib.import_module(f"streamline_bridge.ingest.{reader}").read(path)
@@ -102,26 +59,30 @@ def _part(path: Path, reader: str, issues: list[Issue]) -> Recording | None:
 def read(path: Path) -> Recording:
     """The run's markers and power on one clock base, with its phases and idle power."""
     path = Path(path)
-    m = _manifest(path)
-    files = m.get("files", {})
+    m = read_manifest(path)
+    files = m.get("files") or {}
     issues: list[Issue] = []
     if not m.get("complete"):
-        issues.append(Issue(str(path / MANIFEST), "the run did not finish (record was killed?): "
-                                                  "phases end where the recording ends", None, "kept"))
-    power_path = path / files.get("power", "power.sbp")
+        why = ("the run is still being recorded" if being_recorded(path)
+               else "the run did not finish (record was killed?)")
+        issues.append(Issue(str(path / MANIFEST), f"{why}: phases end where the recording ends", None, "kept"))
+    power_path = path / files.get("power", POWER_FILE)
     if not power_path.exists():
         issues.append(Issue(str(power_path), "no power log in the run folder", None, "missing"))
     power_rec = _part(power_path, "power_log", issues)
-    marker_rec = _part(path / files.get("markers", "markers.sbm"), "marker_log", issues)
-    phases = m.get("phases") or {}
-    base = (phases.get("run") or [m.get("started_monotonic_raw_ns")])[0]
+    failed = ((m.get("power") or {}).get("stats") or {}).get("failed_rails") or {}  # checked by read_manifest
+    issues += [Issue(str(power_path), message, None, "marked failed, the other rails kept")
+               for message in failed.values()]
+    marker_rec = _part(path / files.get("markers", MARKERS_FILE), "marker_log", issues)
+    phases = Phases.from_dict(m["phases"]) if m.get("phases") is not None else None
+    base = phases.t1 if phases is not None else m.get("started_monotonic_raw_ns")
     markers = marker_rec.markers.copy() if marker_rec is not None else empty_markers()
     power = power_rec.power.copy() if power_rec is not None else empty_power()
     if base is not None:
         markers["time_rel_ns"] = (markers["time_ns"] - base).astype("Int64")
         power["time_rel_ns"] = (power["time_ns"] - base).astype("int64")
     extra: dict[str, Any] = {
-        "phases": phases,
+        "phases": phases.to_dict() if phases is not None else {},
         "idle_mw": idle_means(power, phases),
         "command": m.get("command"),
         "exit_code": m.get("exit_code"),

@@ -132,7 +132,7 @@ def _row_cells(line: str, sep: str, starts: list[int] | None) -> list[str]:
 
 def _table(path: Path, text: str) -> _Table:
     lines = text.splitlines()
-    for i, line in enumerate(lines[:_MAX_PREAMBLE]):
+    for i, line in enumerate(lines[:_MAX_PREAMBLE]):  # noqa: B007 (i, the header's line, is read below)
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         header, sep, starts = _header_cells(line)

@@ -8,7 +8,6 @@ import pandas as pd
 
 from streamline_bridge.model import RailInfo, Recording
 
-
 # CAM jobs carry times the application chose itself; they need not be on the capture clock.
 _CALLER_TIMED = ("cam_job", "cam_job_start", "cam_job_deps", "cam_job_stop")
 

@@ -137,8 +137,8 @@ def _lines(f: BinaryIO) -> Iterator[tuple[int, str, bool]]:
 def _times(lines: list[TegrastatsLine], interval_ms: float | None) -> tuple[np.ndarray, int, str]:
     """Relative time (ns) of each line, the line period (ns), and how they were worked out."""
     n = len(lines)
-    stamps = [ln.stamp for ln in lines]
-    if any(s is None for s in stamps):
+    stamps = [ln.stamp for ln in lines if ln.stamp is not None]
+    if len(stamps) < n:
         period = int(round((interval_ms or DEFAULT_INTERVAL_MS) * 1e6))
         how = (f"no timestamps: line i is at i × {period / 1e6:g} ms "
                + ("(given interval)" if interval_ms else "(tegrastats' default interval; pass the real one)"))

@@ -12,7 +12,7 @@ __all__ = ["Sampler", "SamplerError"]
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use, so that ``python -m streamline_bridge.power.sampler`` does not load
+    # Imported on first use, so that ``python -m streamline_bridge.power.sampling`` does not load
     # the sampler module twice (once through this package, once as __main__).
     if name in __all__:
         from streamline_bridge.power import sampler

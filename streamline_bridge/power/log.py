@@ -9,6 +9,7 @@ survives a SIGKILL of the writer; a reader stops at a record cut short and says 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import struct
@@ -32,15 +33,41 @@ def _record(kind: int, payload: bytes) -> bytes:
 
 
 class PowerLogWriter:
-    """Appends a power log; each record goes to disk with one ``write()`` on an O_APPEND descriptor."""
+    """Appends a power log; each record goes to disk with one ``write()`` on an O_APPEND descriptor.
+
+    The file is created new (``O_EXCL | O_NOFOLLOW``: an existing file or a symlink is an error,
+    nothing is overwritten); a record that does not fit (disk full) is cut off again and the
+    OSError raised, so the log holds whole records only.
+    """
 
     def __init__(self, path: str | os.PathLike[str], meta: dict[str, Any]):
         self.path = os.fspath(path)
         self.n_rails = len(meta["rails"])
         self.samples_written = 0
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self._size = 0
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND | os.O_CLOEXEC,
+                           0o644)
         text = json.dumps(meta, sort_keys=True).encode()
-        os.write(self._fd, HEADER.pack(MAGIC, VERSION, len(text)) + text + CRC.pack(zlib.crc32(text)))
+        try:
+            self._append(HEADER.pack(MAGIC, VERSION, len(text)) + text + CRC.pack(zlib.crc32(text)))
+        except OSError:
+            self.close()
+            raise
+
+    def _append(self, data: bytes) -> None:
+        """Write ``data`` whole or not at all: when the rest of a short write fails too (disk full,
+        file size limit), what was written is cut off again and the OSError raised, naming the file."""
+        view, done = memoryview(data), 0
+        try:
+            while done < len(data):
+                n = os.write(self._fd, view[done:])
+                if n == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += n
+        except OSError as exc:
+            os.ftruncate(self._fd, self._size)
+            raise OSError(exc.errno, exc.strerror, self.path) from None
+        self._size += done
 
     def write_samples(self, t_start: array, read_ns: array, columns: list[array], missed: int) -> None:
         """One sample record: ``t_start`` (array 'q'), ``read_ns`` (array 'I'), one array 'f' per rail."""
@@ -49,12 +76,12 @@ class PowerLogWriter:
             return
         payload = b"".join([SAMPLES.pack(self.samples_written, n, self.n_rails, missed),
                             t_start.tobytes(), read_ns.tobytes(), *(c.tobytes() for c in columns)])
-        os.write(self._fd, _record(SAMPLES_RECORD, payload))
+        self._append(_record(SAMPLES_RECORD, payload))
         self.samples_written += n
 
     def write_trailer(self, summary: dict[str, Any]) -> None:
         """The summary record written at a clean stop (achieved rate, update periods ...)."""
-        os.write(self._fd, _record(TRAILER_RECORD, json.dumps(summary, sort_keys=True).encode()))
+        self._append(_record(TRAILER_RECORD, json.dumps(summary, sort_keys=True).encode()))
 
     def close(self) -> None:
         if self._fd >= 0:

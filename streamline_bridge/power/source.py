@@ -72,7 +72,7 @@ class Source(ABC):
     def read(self) -> list[float]:
         """One value per rail in mW; NaN, with ``errors[i]`` set, where rail ``i`` could not be read."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a no-op unless the source holds something)
         """Release what :meth:`open` acquired (safe to call twice)."""
 
     def configured_update_ns(self) -> int | None:
@@ -93,7 +93,7 @@ class Source(ABC):
             "rails": [r.to_dict() for r in self.rails],
         }
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         self.open()
         return self
 

@@ -40,7 +40,7 @@ def _slices(result: EnergyResult, base: int) -> tuple[list[dict[str, Any]], set[
     cat = "estimated" if result.estimated else result.meta["by"]
     events = []
     for i, (name, iteration, group) in enumerate(zip(info["name"], info["iteration"], info["group"])):
-        args = {f"{r} mJ": round(float(energy[r][i]), 6) for r in rails if np.isfinite(energy[r][i])}
+        args: dict[str, Any] = {f"{r} mJ": round(float(energy[r][i]), 6) for r in rails if np.isfinite(energy[r][i])}
         args["iteration"] = int(iteration)
         if group:
             args["group"] = str(group)
