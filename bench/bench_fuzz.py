@@ -63,9 +63,17 @@ def campaign(n: int, seed: int = SEED) -> tuple[Counter, Counter, list[str], flo
 def run(quick: bool) -> list[Result]:
     n = QUICK_CASES if quick else CASES
     counts, _, crashers, slowest = campaign(n)
-    out = [Result("fuzz", f"{what} of {n} mutated inputs", counts[what], "cases",
-                  goal="0" if what == "internal-error" else "", ok=(counts[what] == 0) if what == "internal-error" else None)
-           for what in fz.OUTCOMES]
+    out = [
+        Result(
+            "fuzz",
+            f"{what} of {n} mutated inputs",
+            counts[what],
+            "cases",
+            goal="0" if what == "internal-error" else "",
+            ok=(counts[what] == 0) if what == "internal-error" else None,
+        )
+        for what in fz.OUTCOMES
+    ]
     out.append(Result("fuzz", f"cases over {SLOW_S:g} s", counts["slow"], "cases", goal="0", ok=counts["slow"] == 0))
     out.append(Result("fuzz", "slowest case", slowest, "s"))
     for c in crashers[:10]:

@@ -49,14 +49,19 @@ def _marker_log(path: Path, shared: Path | None) -> None:
     streams = []
     if shared is not None:
         streams += [(shared / "vectors" / "annotate" / f"annotate-v4-{n}.bin").read_bytes() for n in ("main", "worker")]
-    streams.append(wire.handshake(7, 4) + b"".join(
-        wire.name_channel(10 + i, 1, 2, "conv") + wire.text(20 + i, 1, f"layer{i}") + wire.text(30 + i, 1, "")
-        for i in range(40)) + wire.counter_value(50, 0, 3, 2500, protocol=4))
+    streams.append(
+        wire.handshake(7, 4)
+        + b"".join(
+            wire.name_channel(10 + i, 1, 2, "conv") + wire.text(20 + i, 1, f"layer{i}") + wire.text(30 + i, 1, "")
+            for i in range(40)
+        )
+        + wire.counter_value(50, 0, 3, 2500, protocol=4)
+    )
     for ident, data in enumerate(streams, 1):  # interleaved records, as several threads write them
         half = len(data) // 2
         log.write(mirror.record(mirror.OPENED, ident, data[:half]))
     for ident, data in enumerate(streams, 1):
-        log.write(mirror.record(mirror.MESSAGES, ident, data[len(data) // 2:]))
+        log.write(mirror.record(mirror.MESSAGES, ident, data[len(data) // 2 :]))
         log.write(mirror.record(mirror.CLOSED, ident))
     log.close()
 
@@ -64,21 +69,42 @@ def _marker_log(path: Path, shared: Path | None) -> None:
 def _power_log(path: Path, trailer: bool = True) -> None:
     from streamline_bridge.power.log import PowerLogWriter
 
-    meta = {"format": "streamline-bridge power log", "source": "ina3221x", "estimated": False,
-            "config": {"devices": {"1-0040": {"running_mode": 1}}}, "requested_hz": 1000.0,
-            "rails": [{"name": "VDD_IN", "unit": "mW", "files": ["in_power0_input"]},
-                      {"name": "VDD_GPU", "unit": "mW", "files": ["in_power1_input"]}],
-            "clock": "CLOCK_MONOTONIC_RAW", "monotonic_raw_ns": 10**9, "realtime_ns": 1_795_000_000 * 10**9,
-            "host": "tx1"}
+    meta = {
+        "format": "streamline-bridge power log",
+        "source": "ina3221x",
+        "estimated": False,
+        "config": {"devices": {"1-0040": {"running_mode": 1}}},
+        "requested_hz": 1000.0,
+        "rails": [
+            {"name": "VDD_IN", "unit": "mW", "files": ["in_power0_input"]},
+            {"name": "VDD_GPU", "unit": "mW", "files": ["in_power1_input"]},
+        ],
+        "clock": "CLOCK_MONOTONIC_RAW",
+        "monotonic_raw_ns": 10**9,
+        "realtime_ns": 1_795_000_000 * 10**9,
+        "host": "tx1",
+    }
     w = PowerLogWriter(path, meta)
     for c in range(4):
         idx = range(c * 6, (c + 1) * 6)
-        w.write_samples(array("q", [10**9 + 10**6 * i for i in idx]), array("I", [10_000] * 6),
-                        [array("f", [float(i // 2) for i in idx]),
-                         array("f", [math.nan if i % 5 == 0 else 500.0 + i // 3 for i in idx])], missed=c % 2)
+        w.write_samples(
+            array("q", [10**9 + 10**6 * i for i in idx]),
+            array("I", [10_000] * 6),
+            [
+                array("f", [float(i // 2) for i in idx]),
+                array("f", [math.nan if i % 5 == 0 else 500.0 + i // 3 for i in idx]),
+            ],
+            missed=c % 2,
+        )
     if trailer:
-        w.write_trailer({"samples": 24, "achieved_hz": 1000.0, "error": None,
-                         "update_period_ns": {"VDD_IN": 2_000_000, "VDD_GPU": 3_000_000}})
+        w.write_trailer(
+            {
+                "samples": 24,
+                "achieved_hz": 1000.0,
+                "error": None,
+                "update_period_ns": {"VDD_IN": 2_000_000, "VDD_GPU": 3_000_000},
+            }
+        )
     w.close()
 
 
@@ -87,21 +113,31 @@ def _run_folder(path: Path, shared: Path | None) -> None:
     _power_log(path / "power.sbp")
     _marker_log(path / "markers.sbm", shared)
     t = [10**9, 10**9 + 5 * 10**6, 10**9 + 15 * 10**6, 10**9 + 23 * 10**6]
-    manifest = {"format": "streamline-bridge run", "version": 1, "complete": True, "command": ["python", "x.py"],
-                "cwd": "/tmp", "host": "tx1", "clock": "CLOCK_MONOTONIC_RAW", "idle_s": 0.005,
-                "files": {"power": "power.sbp", "markers": "markers.sbm"},
-                "power": {"source": "ina3221x", "rails": ["VDD_IN", "VDD_GPU"], "estimated": False, "rate_hz": 1000},
-                "started_monotonic_raw_ns": t[0], "started_realtime_ns": 1_795_000_000 * 10**9,
-                "exit_code": 0, "interrupted": False, "sampler_error": None,
-                "phases": {"idle_before": t[0:2], "run": t[1:3], "idle_after": t[2:4]}}
+    manifest = {
+        "format": "streamline-bridge run",
+        "version": 1,
+        "complete": True,
+        "command": ["python", "x.py"],
+        "cwd": "/tmp",
+        "host": "tx1",
+        "clock": "CLOCK_MONOTONIC_RAW",
+        "idle_s": 0.005,
+        "files": {"power": "power.sbp", "markers": "markers.sbm"},
+        "power": {"source": "ina3221x", "rails": ["VDD_IN", "VDD_GPU"], "estimated": False, "rate_hz": 1000},
+        "started_monotonic_raw_ns": t[0],
+        "started_realtime_ns": 1_795_000_000 * 10**9,
+        "exit_code": 0,
+        "interrupted": False,
+        "sampler_error": None,
+        "phases": {"idle_before": t[0:2], "run": t[1:3], "idle_after": t[2:4]},
+    }
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
 def build_seeds(folder: Path, shared: Path | None) -> list[Seed]:
     """Write (or copy) every seed input into ``folder``; ``shared`` is ../shared (None: without its vectors)."""
-    from apc_writer import CaptureWriter
-
     from annotate import wire
+    from apc_writer import CaptureWriter
 
     seeds = []
     _marker_log(folder / "markers.sbm", shared)
@@ -119,15 +155,21 @@ def build_seeds(folder: Path, shared: Path | None) -> list[Seed]:
             for f in dst.iterdir():
                 f.chmod(0o644)
             dst.chmod(0o755)
-            seeds.append(Seed(f"apc:{name}", dst, tuple(sorted(f.name for f in dst.iterdir()
-                                                                   if f.name != "frames.json"))))
+            seeds.append(
+                Seed(f"apc:{name}", dst, tuple(sorted(f.name for f in dst.iterdir() if f.name != "frames.json")))
+            )
     legacy = folder / "legacy.apc"
     legacy.mkdir()
     w = CaptureWriter()
     w.summary(monotonic_raw=10**12, monotonic=10**12 + 5)
     w.counter([(1000, 0, 4, 7), (2000, 1, 4, -8)])
-    w.legacy_annotate([(0, 5, 100, b"\x1c\x06\x01\x00\x00\x00\x03\x00abc" + b"\x1b\x01\x02\x03hi\n"),
-                       (0, 5, 0, b""), (1, 6, 200, b"\x1c\x05\x02\x00ok\x1c\x08\x01\x00\x00\x00\x01\x00g")])
+    w.legacy_annotate(
+        [
+            (0, 5, 100, b"\x1c\x06\x01\x00\x00\x00\x03\x00abc" + b"\x1b\x01\x02\x03hi\n"),
+            (0, 5, 0, b""),
+            (1, 6, 200, b"\x1c\x05\x02\x00ok\x1c\x08\x01\x00\x00\x00\x01\x00g"),
+        ]
+    )
     w.external(9, wire.handshake(1, 1) + wire.marker(10**12 + 9, "m"))
     (legacy / "0000000000").write_bytes(w.data())
     seeds.append(Seed("apc:legacy", legacy, ("0000000000",)))
@@ -144,10 +186,56 @@ def build_seeds(folder: Path, shared: Path | None) -> list[Seed]:
 
 OPS = ("flip", "set", "small", "u32", "cut", "delete", "insert", "dup", "zeros", "token", "json")
 INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 2, 3, 16, 17, 64)
-TOKENS = ("", "0", "-1", "nan", "inf", "1e999", "99999999999999999999", "utf-9", "x", "\x00", "é", "  ", ",",
-          ";", "<", ">", "\"", "'", "&amp;", "&#0;", "\n", "\r\n", "mW", "W", "uW", "0x", "--", ":", "=", "NaN%")
-JSON_VALUES: tuple[Any, ...] = ("x", "", 0, -1, 1.5, 2**64, None, True, [], ["x"], {}, {"x": 1}, float("nan"),
-                                "../../etc/passwd", "/dev/zero", [1, 2])
+TOKENS = (
+    "",
+    "0",
+    "-1",
+    "nan",
+    "inf",
+    "1e999",
+    "99999999999999999999",
+    "utf-9",
+    "x",
+    "\x00",
+    "é",
+    "  ",
+    ",",
+    ";",
+    "<",
+    ">",
+    '"',
+    "'",
+    "&amp;",
+    "&#0;",
+    "\n",
+    "\r\n",
+    "mW",
+    "W",
+    "uW",
+    "0x",
+    "--",
+    ":",
+    "=",
+    "NaN%",
+)
+JSON_VALUES: tuple[Any, ...] = (
+    "x",
+    "",
+    0,
+    -1,
+    1.5,
+    2**64,
+    None,
+    True,
+    [],
+    ["x"],
+    {},
+    {"x": 1},
+    float("nan"),
+    "../../etc/passwd",
+    "/dev/zero",
+    [1, 2],
+)
 _TOKEN = re.compile(rb"[A-Za-z0-9_.\-+]+|[^A-Za-z0-9_.\-+\s]")
 Mutation = tuple[str, float, int]  # (op, where as a fraction of the size, a number the op uses)
 
@@ -171,15 +259,15 @@ def _apply(data: bytes, op: str, frac: float, value: int) -> bytes:
         b[p] = value % 20
     elif op == "u32" and len(b) >= 4:
         p = min(p, len(b) - 4)
-        b[p:p + 4] = struct.pack("<I", INTERESTING[value % len(INTERESTING)])
+        b[p : p + 4] = struct.pack("<I", INTERESTING[value % len(INTERESTING)])
     elif op == "cut":
         del b[p:]
     elif op == "delete":
-        del b[p:p + n]
+        del b[p : p + n]
     elif op == "insert":
         b[p:p] = bytes((value * 31 + i * 17) & 0xFF for i in range(n))
     elif op == "dup":
-        b[p:p] = b[p:p + n * 8]
+        b[p:p] = b[p : p + n * 8]
     elif op == "zeros":
         b += bytes(n * 997)
     elif op == "token":

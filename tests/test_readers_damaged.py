@@ -9,9 +9,9 @@ import shutil
 import struct
 from pathlib import Path
 
-import fuzz_support as fz
 import pytest
 
+import fuzz_support as fz
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 from streamline_bridge.errors import InputError
@@ -53,7 +53,9 @@ def test_garbage_between_records_is_skipped_to_the_next_record(seeds, tmp_path):
     p.write_bytes(data[:first] + garbage + data[first:])
     rec = marker_log.read(p)
     (issue,) = rec.meta.issues
-    assert issue.offset == first and f"{len(garbage)} damaged byte(s) up to byte {first + len(garbage)}" in issue.message
+    assert (
+        issue.offset == first and f"{len(garbage)} damaged byte(s) up to byte {first + len(garbage)}" in issue.message
+    )
     pd_good = marker_log.read(seeds["marker-log"].path).markers
     assert rec.markers.equals(pd_good)
 
@@ -102,9 +104,16 @@ def test_a_run_folder_without_a_whole_power_log_is_damaged(seeds, tmp_path, dama
     assert len(rec.markers) > 0  # the markers are still read
 
 
-@pytest.mark.parametrize("field, value", [("files", "x"), ("files", {"power": "../../etc/passwd"}),
-                                          ("phases", {"run": [1, {}]}), ("phases", ["x"]),
-                                          ("started_monotonic_raw_ns", "soon")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("files", "x"),
+        ("files", {"power": "../../etc/passwd"}),
+        ("phases", {"run": [1, {}]}),
+        ("phases", ["x"]),
+        ("started_monotonic_raw_ns", "soon"),
+    ],
+)
 def test_a_manifest_field_of_the_wrong_form_is_an_input_error(seeds, tmp_path, field, value):
     run = _copy(seeds["run-dir"], tmp_path / "run")
     m = json.loads((run / "manifest.json").read_text())
@@ -118,12 +127,14 @@ def test_a_manifest_field_of_the_wrong_form_is_an_input_error(seeds, tmp_path, f
 def test_an_unknown_xml_encoding_leaves_the_capture_readable(seeds, tmp_path):
     cap = _copy(seeds["apc:synthetic-p950"], tmp_path / "c.apc")
     xml = cap / "captured.xml"
-    xml.write_text(xml.read_text().replace('encoding="UTF-8"', 'encoding="utf-9"').replace('encoding="utf-8"',
-                                                                                           'encoding="utf-9"'))
+    xml.write_text(
+        xml.read_text().replace('encoding="UTF-8"', 'encoding="utf-9"').replace('encoding="utf-8"', 'encoding="utf-9"')
+    )
     assert "utf-9" in xml.read_text()
     rec = ingest.read(cap)
-    assert rec.meta.partial and any("unknown encoding: utf-9" in i.message and i.file == str(xml)
-                                    for i in rec.meta.issues)
+    assert rec.meta.partial and any(
+        "unknown encoding: utf-9" in i.message and i.file == str(xml) for i in rec.meta.issues
+    )
 
 
 @pytest.mark.parametrize("kind", range(6))
@@ -156,7 +167,10 @@ def test_noise_in_a_tegrastats_log_is_one_issue_per_run_of_lines(tmp_path):
     p.write_text("\n".join([lines[0]] + ["garbage"] * 500 + [""] + ["more"] * 3 + [lines[1], "x", lines[0]]) + "\n")
     rec = ingest.read(p)
     bad = [i.message for i in rec.meta.issues if "tegrastats line" in i.message]
-    assert bad == ["lines 2-505 (503 lines) are not tegrastats lines: 'garbage'", "line 507 is not a tegrastats line: 'x'"]
+    assert bad == [
+        "lines 2-505 (503 lines) are not tegrastats lines: 'garbage'",
+        "line 507 is not a tegrastats line: 'x'",
+    ]
     assert rec.meta.partial and rec.meta.extra["lines"] == 3
 
 

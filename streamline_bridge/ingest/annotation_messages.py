@@ -42,7 +42,7 @@ class Body:
     def color(self) -> int:
         if self.pos + 4 > self.end:
             raise FieldError(FAULTS[2])
-        r, g, b, t = self.buf[self.pos:self.pos + 4]
+        r, g, b, t = self.buf[self.pos : self.pos + 4]
         self.pos += 4
         return t | r << 8 | g << 16 | b << 24
 
@@ -50,12 +50,12 @@ class Body:
         nul = self.buf.find(b"\0", self.pos, self.end)
         if nul < 0:
             raise FieldError("string not NUL-terminated inside the body")
-        s = self.buf[self.pos:nul].decode("utf-8", "replace")
+        s = self.buf[self.pos : nul].decode("utf-8", "replace")
         self.pos = nul + 1
         return s
 
     def rest(self) -> bytes:
-        out = self.buf[self.pos:self.end]
+        out = self.buf[self.pos : self.end]
         self.pos = self.end
         return out
 
@@ -73,8 +73,18 @@ def _visual(r: Body) -> dict[str, Any]:
     return {"time": r.varint(), "text": r.zstr(), "image": r.rest()}
 
 
-COUNTER_INTS = ("key", "per_cpu", "class", "display", "modifier", "series_composition", "rendering_type",
-                "average_selection", "average_cores", "percentage")
+COUNTER_INTS = (
+    "key",
+    "per_cpu",
+    "class",
+    "display",
+    "modifier",
+    "series_composition",
+    "rendering_type",
+    "average_selection",
+    "average_cores",
+    "percentage",
+)
 
 
 def _counter(r: Body) -> dict[str, Any]:
@@ -89,8 +99,15 @@ def _counter(r: Body) -> dict[str, Any]:
 
 
 def _cam_job(r: Body) -> dict[str, Any]:
-    f: dict[str, Any] = {"view": r.varint(), "job": r.varint(), "track": r.varint(), "start": r.varint(),
-                         "duration": r.varint(), "color": r.color(), "primary_dep": r.varint()}
+    f: dict[str, Any] = {
+        "view": r.varint(),
+        "job": r.varint(),
+        "track": r.varint(),
+        "start": r.varint(),
+        "duration": r.varint(),
+        "color": r.color(),
+        "primary_dep": r.varint(),
+    }
     f["deps"] = [r.varint() for _ in range(r.count(1))]
     f["name"] = r.tail()
     return f
@@ -124,37 +141,69 @@ _TIME_CHANNEL = (("time", VARINT), ("channel", VARINT))
 _TEXT = {"time_ns": "time", "channel": "channel", "text": "text"}
 SPECS: dict[int, MessageSpec] = {
     wire.TEXT: MessageSpec("STR", "text", _TEXT, (*_TIME_CHANNEL, ("text", TAIL)), kind_when_empty="end"),
-    wire.TEXT_COLOR: MessageSpec("STR_COLOR", "text", {**_TEXT, "color": "color"},
-                                 (*_TIME_CHANNEL, ("color", COLOR), ("text", TAIL))),
-    wire.NAME_CHANNEL: MessageSpec("NAME_CHANNEL", "name_channel",
-                                   {"time_ns": "time", "channel": "channel", "group": "group", "text": "name"},
-                                   (*_TIME_CHANNEL, ("group", VARINT), ("name", TAIL))),
-    wire.NAME_GROUP: MessageSpec("NAME_GROUP", "name_group", {"time_ns": "time", "group": "group", "text": "name"},
-                                 (("time", VARINT), ("group", VARINT), ("name", TAIL))),
+    wire.TEXT_COLOR: MessageSpec(
+        "STR_COLOR", "text", {**_TEXT, "color": "color"}, (*_TIME_CHANNEL, ("color", COLOR), ("text", TAIL))
+    ),
+    wire.NAME_CHANNEL: MessageSpec(
+        "NAME_CHANNEL",
+        "name_channel",
+        {"time_ns": "time", "channel": "channel", "group": "group", "text": "name"},
+        (*_TIME_CHANNEL, ("group", VARINT), ("name", TAIL)),
+    ),
+    wire.NAME_GROUP: MessageSpec(
+        "NAME_GROUP",
+        "name_group",
+        {"time_ns": "time", "group": "group", "text": "name"},
+        (("time", VARINT), ("group", VARINT), ("name", TAIL)),
+    ),
     wire.VISUAL: MessageSpec("VISUAL", "visual", {"time_ns": "time", "text": "text"}, reader=_visual),
-    wire.MARKER: MessageSpec("MARKER", "marker", {"time_ns": "time", "text": "text"}, (("time", VARINT), ("text", TAIL))),
-    wire.MARKER_COLOR: MessageSpec("MARKER_COLOR", "marker", {"time_ns": "time", "color": "color", "text": "text"},
-                                   (("time", VARINT), ("color", COLOR), ("text", TAIL))),
-    wire.COUNTER: MessageSpec("COUNTER", "counter_def", {"key": "key", "color": "color", "text": "name"},
-                              reader=_counter),
-    wire.COUNTER_VALUE: MessageSpec("COUNTER_VALUE", "counter_value",
-                                    {"time_ns": "time", "core": "core", "key": "key", "value": "value"},
-                                    (("time", VARINT), ("core", VARINT), ("key", VARINT), ("value", VARINT))),
-    wire.ACTIVITY_SWITCH: MessageSpec("ACTIVITY_SWITCH", "activity_switch",
-                                      {"time_ns": "time", "core": "core", "key": "key", "value": "activity"},
-                                      (("time", VARINT), ("core", VARINT), ("key", VARINT), ("activity", VARINT),
-                                       ("tid", VARINT))),
-    wire.CAM_TRACK: MessageSpec("CAM_TRACK", "cam_track", {"text": "name"},
-                                (("view", VARINT), ("track", VARINT), ("parent", VARINT), ("name", TAIL))),
-    wire.CAM_JOB: MessageSpec("CAM_JOB", "cam_job", {"time_ns": "start", "color": "color", "text": "name"},
-                              reader=_cam_job),
-    wire.CAM_VIEW_NAME: MessageSpec("CAM_VIEW_NAME", "cam_view_name", {"text": "name"},
-                                    (("view", VARINT), ("name", TAIL))),
-    wire.CAM_JOB_START: MessageSpec("CAM_JOB_START", "cam_job_start", {"time_ns": "time", "color": "color", "text": "name"},
-                                    (("view", VARINT), ("job", VARINT), ("track", VARINT), ("time", VARINT),
-                                     ("color", COLOR), ("name", TAIL))),
-    wire.CAM_JOB_SET_DEPENDENCIES: MessageSpec("CAM_JOB_SET_DEPS", "cam_job_deps", {"time_ns": "time"}, reader=_cam_deps),
-    wire.CAM_JOB_STOP: MessageSpec("CAM_JOB_STOP", "cam_job_stop", {"time_ns": "time"},
-                                   (("view", VARINT), ("job", VARINT), ("time", VARINT))),
+    wire.MARKER: MessageSpec(
+        "MARKER", "marker", {"time_ns": "time", "text": "text"}, (("time", VARINT), ("text", TAIL))
+    ),
+    wire.MARKER_COLOR: MessageSpec(
+        "MARKER_COLOR",
+        "marker",
+        {"time_ns": "time", "color": "color", "text": "text"},
+        (("time", VARINT), ("color", COLOR), ("text", TAIL)),
+    ),
+    wire.COUNTER: MessageSpec(
+        "COUNTER", "counter_def", {"key": "key", "color": "color", "text": "name"}, reader=_counter
+    ),
+    wire.COUNTER_VALUE: MessageSpec(
+        "COUNTER_VALUE",
+        "counter_value",
+        {"time_ns": "time", "core": "core", "key": "key", "value": "value"},
+        (("time", VARINT), ("core", VARINT), ("key", VARINT), ("value", VARINT)),
+    ),
+    wire.ACTIVITY_SWITCH: MessageSpec(
+        "ACTIVITY_SWITCH",
+        "activity_switch",
+        {"time_ns": "time", "core": "core", "key": "key", "value": "activity"},
+        (("time", VARINT), ("core", VARINT), ("key", VARINT), ("activity", VARINT), ("tid", VARINT)),
+    ),
+    wire.CAM_TRACK: MessageSpec(
+        "CAM_TRACK",
+        "cam_track",
+        {"text": "name"},
+        (("view", VARINT), ("track", VARINT), ("parent", VARINT), ("name", TAIL)),
+    ),
+    wire.CAM_JOB: MessageSpec(
+        "CAM_JOB", "cam_job", {"time_ns": "start", "color": "color", "text": "name"}, reader=_cam_job
+    ),
+    wire.CAM_VIEW_NAME: MessageSpec(
+        "CAM_VIEW_NAME", "cam_view_name", {"text": "name"}, (("view", VARINT), ("name", TAIL))
+    ),
+    wire.CAM_JOB_START: MessageSpec(
+        "CAM_JOB_START",
+        "cam_job_start",
+        {"time_ns": "time", "color": "color", "text": "name"},
+        (("view", VARINT), ("job", VARINT), ("track", VARINT), ("time", VARINT), ("color", COLOR), ("name", TAIL)),
+    ),
+    wire.CAM_JOB_SET_DEPENDENCIES: MessageSpec(
+        "CAM_JOB_SET_DEPS", "cam_job_deps", {"time_ns": "time"}, reader=_cam_deps
+    ),
+    wire.CAM_JOB_STOP: MessageSpec(
+        "CAM_JOB_STOP", "cam_job_stop", {"time_ns": "time"}, (("view", VARINT), ("job", VARINT), ("time", VARINT))
+    ),
 }
 MAX_CODE = max(SPECS)

@@ -371,6 +371,7 @@ def _decode_fields(buf: bytes, arr: np.ndarray, starts: np.ndarray, codes: np.nd
                     first_bad, why = i, str(exc)
                     break
             index = index[:len(rows)]
+            columns: dict[str, Any]
             if layout is None:
                 columns = {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
             else:  # the same column types as the vectorised path

@@ -9,8 +9,13 @@ from typing import BinaryIO
 
 from streamline_bridge.errors import InputError
 
-_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
 
 
 def _kind(mode: int) -> str:
@@ -22,8 +27,9 @@ def check_input(path: str | os.PathLike[str]) -> None:
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
-        raise InputError(path, "no such file or directory" if not os.path.lexists(path)
-                         else exc.strerror or str(exc)) from None
+        raise InputError(
+            path, "no such file or directory" if not os.path.lexists(path) else exc.strerror or str(exc)
+        ) from None
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise InputError(path, f"{_kind(mode)}, not a file: only regular files are read")
 

@@ -82,8 +82,11 @@ class _Reader:
         if self.damage is not None:
             start, fault = self.damage
             self.damage = None
-            self.issue(f"{offset - start} damaged byte(s) up to byte {offset} (first: {fault})", start,
-                       action="skipped to the next record")
+            self.issue(
+                f"{offset - start} damaged byte(s) up to byte {offset} (first: {fault})",
+                start,
+                action="skipped to the next record",
+            )
 
     def orphan(self, ident: int, offset: int, size: int) -> None:
         entry = self.orphans.setdefault(ident, [offset, 0, 0])
@@ -141,7 +144,9 @@ class _Stream:
             self.failed = True
             if exc.partial is not None:
                 self._keep(exc.partial, base)
-            r.issue(f"stream {self.id}: {exc.message}", self.file_offset(exc.offset), action="rest of the stream skipped")
+            r.issue(
+                f"stream {self.id}: {exc.message}", self.file_offset(exc.offset), action="rest of the stream skipped"
+            )
 
     def _keep(self, decoded: annotation_stream.DecodedStream, base: int | None) -> None:
         if len(decoded):
@@ -189,7 +194,9 @@ def read(path: Path) -> Recording:
         partial=r.partial,
         extra={k: header[k] for k in ("writer", "host", "pid", "realtime_ns") if k in header} | {"streams": info},
     )
-    return annotation_power.add_power(Recording(markers, empty_power(), meta), [p for st in streams for p in st.counters])
+    return annotation_power.add_power(
+        Recording(markers, empty_power(), meta), [p for st in streams for p in st.counters]
+    )
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -199,7 +206,7 @@ def _int_or_none(value: Any) -> int | None:
 def _header(r: _Reader, f: BinaryIO, size: int) -> tuple[dict[str, Any], int]:
     """The JSON metadata and the offset of the first record (0 when the header is cut short)."""
     head = f.read(HEADER.size)
-    if head[:len(MAGIC)] != MAGIC[:len(head)]:
+    if head[: len(MAGIC)] != MAGIC[: len(head)]:
         raise InputError(r.path, "not a marker log (no SBMARK1 magic)", 0)
     if len(head) < HEADER.size:
         r.issue("file ends inside the header", len(head), action="nothing to read")
@@ -231,12 +238,12 @@ class _File:
     def get(self, pos: int, n: int) -> bytes:
         """``n`` bytes at file offset ``pos`` (fewer at the end of the file); drops what lies before ``pos``."""
         if pos < self.start or pos + n > self.start + len(self.buf):
-            keep = self.buf[pos - self.start:] if self.start <= pos < self.start + len(self.buf) else b""
+            keep = self.buf[pos - self.start :] if self.start <= pos < self.start + len(self.buf) else b""
             self.f.seek(pos + len(keep))
             more = self.f.read(max(n - len(keep), CHUNK))
             self.buf, self.start = keep + more, pos
         a = pos - self.start
-        return self.buf[a:a + n]
+        return self.buf[a : a + n]
 
     def next_record_type(self, pos: int) -> int:
         """The offset of the next byte from ``pos`` on that could be a record type (the file size if none)."""
@@ -293,14 +300,22 @@ def _records(r: _Reader, f: BinaryIO, pos: int, end: int, base: int | None) -> l
             continue
         if body + n > end:
             r.resync(pos)
-            r.issue(f"file ends inside a record (type {kind}, stream {ident}, {end - body} of {n} payload bytes)",
-                    pos, action="cut")
+            r.issue(
+                f"file ends inside a record (type {kind}, stream {ident}, {end - body} of {n} payload bytes)",
+                pos,
+                action="cut",
+            )
             break
         r.resync(pos)
+        st: _Stream | None
         if kind == OPENED:
             if ident in open_:
-                r.issue(f"stream {ident} opened again before its close record", pos,
-                        action="earlier stream ended there", damage=False)
+                r.issue(
+                    f"stream {ident} opened again before its close record",
+                    pos,
+                    action="earlier stream ended there",
+                    damage=False,
+                )
                 open_[ident].flush(r, base, end=True)
             st = _Stream(len(streams), ident, annotation_stream.StreamDecoder(f"{r.name} stream {ident}"))
             streams.append(st)
@@ -324,6 +339,6 @@ def _records(r: _Reader, f: BinaryIO, pos: int, end: int, base: int | None) -> l
         pos = body + n
     if r.damage is not None:
         r.resync(end)
-    for st in open_.values():
-        st.flush(r, base, end=True)
+    for still_open in open_.values():
+        still_open.flush(r, base, end=True)
     return streams

@@ -97,8 +97,16 @@ def _problem_runs(path: Path, problems: list[tuple[int, str]]) -> list[Issue]:
             for _, a, b, n, message in runs]
 
 
+def _rail(entry: dict[str, Any], source: str, period: Any, estimated: bool) -> RailInfo:
+    """One rail of the header (its fields of the wrong type left out)."""
+    extra = entry.get("extra")
+    return RailInfo(name=entry["name"], source=source, unit=str(entry.get("unit", "mW")),
+                    update_period_ns=period if type(period) is int else None, estimated=estimated,
+                    extra={"files": entry.get("files", []), **(extra if isinstance(extra, dict) else {})})
+
+
 def _number(value: Any) -> float | None:
-    return value if isinstance(value, Real) and not isinstance(value, bool) else None
+    return float(value) if isinstance(value, Real) and not isinstance(value, bool) else None
 
 
 def read(path: Path) -> Recording:
@@ -120,14 +128,8 @@ def read(path: Path) -> Recording:
     periods = (trailer or {}).get("update_period_ns") or {
         name: period_from_changes(change_times(content.t_end, values)) for name, values in content.power.items()}
     estimated = bool(head.get("estimated"))
-    rails = {
-        r["name"]: RailInfo(name=r["name"], source=str(head.get("source", "")), unit=str(r.get("unit", "mW")),
-                            update_period_ns=p if type(p := periods.get(r["name"])) is int else None,
-                            estimated=estimated,
-                            extra={"files": r.get("files", []),
-                                   **(r.get("extra") if isinstance(r.get("extra"), dict) else {})})
-        for r in head.get("rails", ()) if isinstance(r, dict) and isinstance(r.get("name"), str)
-    }
+    rails = {r["name"]: _rail(r, str(head.get("source", "")), periods.get(r["name"]), estimated)
+             for r in head.get("rails", ()) if isinstance(r, dict) and isinstance(r.get("name"), str)}
     n = len(content.t_end)
     span = (int(content.t_end[-1]) - int(content.t_end[0])) / 1e9 if n > 1 else 0.0
     extra: dict[str, Any] = {
