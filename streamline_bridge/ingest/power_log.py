@@ -21,14 +21,7 @@ import numpy as np
 
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest.files import read_regular
-from streamline_bridge.model import (
-    Issue,
-    Meta,
-    RailInfo,
-    Recording,
-    empty_markers,
-    power_frame,
-)
+from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_markers, power_frame
 from streamline_bridge.power.log import MAGIC, LogContent, read_log
 from streamline_bridge.power.period import change_times, period_from_changes
 

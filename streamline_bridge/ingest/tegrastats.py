@@ -29,14 +29,7 @@ import numpy as np
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest.files import open_regular
 from streamline_bridge.ingest.streamline_export import text_head
-from streamline_bridge.model import (
-    Issue,
-    Meta,
-    RailInfo,
-    Recording,
-    empty_markers,
-    power_frame,
-)
+from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_markers, power_frame
 from streamline_bridge.power.tegrastats_format import (
     NOT_CONNECTED,
     TegrastatsLine,
