@@ -197,46 +197,82 @@ class DecodedStream:
         group = self.fields.get(wire.COUNTER)
         return {} if group is None else {int(k): n for k, n in zip(group.columns["key"], group.columns["name"])}
 
-    def markers(self, *, pid: int | None = None, tid: int | None = None, stream: int = 0,
-                clock_base_ns: int | None = None, names: bool = True) -> pd.DataFrame:
-        """The messages as a markers table (``model.py``); pid/tid default to the handshake's.
-
-        ``channel_name``/``group_name``/``group`` of text rows are resolved from earlier
-        ``name_channel``/``name_group`` messages of this stream (:func:`resolve_stream_names`;
-        ``names=False`` leaves that to the caller, for a stream decoded in pieces; see
-        :func:`resolve_group_names` for names given on other threads of the process).
-        """
+    def marker_columns(self, *, pid: int | None = None, tid: int | None = None, stream: int = 0) -> MarkerColumns:
+        """These messages' rows of the markers table, compact (:class:`MarkerColumns`); pid/tid default
+        to the handshake's."""
         n = len(self)
         hs = self.handshake
-        cols: dict[str, Any] = {}
-        ints = {c: np.zeros(n, np.int64) for c in _INT_COLUMNS}
-        missing = {c: np.ones(n, bool) for c in _INT_COLUMNS}
-        text = np.full(n, None, dtype=object)
-        kind = np.zeros(n, np.int8)
+        out = MarkerColumns(n, {}, np.full(n, None, dtype=object), np.zeros(n, np.int8), self.code,
+                            pid if pid is not None else (hs.pid if hs else 0),
+                            tid if tid is not None else (hs.tid if hs else 0), stream)
         for code, group in self.fields.items():
             spec = SPECS[code]
-            kind[group.index] = MARKER_KINDS.index(spec.kind)
+            out.kind[group.index] = MARKER_KINDS.index(spec.kind)
             for column, name in spec.columns.items():
                 values = group.columns[name]
                 if column == "text":
-                    text[group.index] = _object_array(values)
-                else:
-                    ints[column][group.index] = values
-                    missing[column][group.index] = False
+                    out.text[group.index] = _object_array(values)
+                    continue
+                if column not in out.ints:
+                    out.ints[column] = (np.zeros(n, np.int64), np.zeros(n, bool))
+                out.ints[column][0][group.index] = values
+                out.ints[column][1][group.index] = True
             if spec.kind_when_empty is not None:
-                kind[group.index[text[group.index] == ""]] = MARKER_KINDS.index(spec.kind_when_empty)
-        for c in _INT_COLUMNS:
-            cols[c] = pd.Series(pd.arrays.IntegerArray(ints[c], missing[c]))
-        cols["text"] = text
-        cols["kind"] = pd.Categorical.from_codes(kind, dtype=MARKER_DTYPES["kind"])
-        cols["code"] = self.code.astype(np.int64)
-        cols["pid"] = np.full(n, pid if pid is not None else (hs.pid if hs else 0), np.int64)
-        cols["tid"] = np.full(n, tid if tid is not None else (hs.tid if hs else 0), np.int64)
-        cols["stream"] = np.full(n, stream, np.int64)
-        table = markers_frame(cols, clock_base_ns)
-        if names:
-            resolve_stream_names(table)
+                out.kind[group.index[out.text[group.index] == ""]] = MARKER_KINDS.index(spec.kind_when_empty)
+        return out
+
+    def markers(self, *, pid: int | None = None, tid: int | None = None, stream: int = 0,
+                clock_base_ns: int | None = None) -> pd.DataFrame:
+        """The messages as a markers table (``model.py``); pid/tid default to the handshake's.
+
+        ``channel_name``/``group_name``/``group`` of text rows are resolved from earlier
+        ``name_channel``/``name_group`` messages of this stream (:func:`resolve_stream_names`; see
+        :func:`resolve_group_names` for names given on other threads of the process).
+        """
+        table = markers_table([self.marker_columns(pid=pid, tid=tid, stream=stream)], clock_base_ns)
+        resolve_stream_names(table)
         return table
+
+
+@dataclass
+class MarkerColumns:
+    """Some messages' rows of the markers table, as few arrays as they need (a stream read in pieces keeps
+    these, not tables: the integer columns no message fills, and pid/tid/stream, take no room)."""
+
+    n: int
+    ints: dict[str, tuple[np.ndarray, np.ndarray]]  # column -> (int64 values, present) of the columns filled
+    text: np.ndarray  # object
+    kind: np.ndarray  # int8 index into MARKER_KINDS
+    code: np.ndarray  # uint8
+    pid: int
+    tid: int
+    stream: int
+
+
+def markers_table(pieces: list[MarkerColumns], clock_base_ns: int | None) -> pd.DataFrame:
+    """One markers table of ``pieces``, one after the other; each piece's arrays are let go as they are
+    copied in, so that the memory needed is the table's and the pieces', never twice the table's."""
+    sizes = [p.n for p in pieces]
+    n = sum(sizes)
+    starts = np.cumsum([0, *sizes])[:-1].tolist()
+    cols: dict[str, Any] = {}
+    for column in _INT_COLUMNS:
+        if any(column in p.ints for p in pieces):
+            values, missing = np.zeros(n, np.int64), np.ones(n, bool)
+            for p, a in zip(pieces, starts):
+                if column in p.ints:
+                    v, present = p.ints.pop(column)
+                    values[a:a + p.n], missing[a:a + p.n] = v, ~present
+            cols[column] = pd.Series(pd.arrays.IntegerArray(values, missing))
+    text, kind, code = np.empty(n, dtype=object), np.zeros(n, np.int8), np.zeros(n, np.int64)
+    for p, a in zip(pieces, starts):
+        text[a:a + p.n], kind[a:a + p.n], code[a:a + p.n] = p.text, p.kind, p.code
+    cols["text"] = text
+    cols["kind"] = pd.Categorical.from_codes(kind, dtype=MARKER_DTYPES["kind"])
+    cols["code"] = code
+    for column in ("pid", "tid", "stream"):
+        cols[column] = np.repeat(np.array([getattr(p, column) for p in pieces], np.int64), sizes)
+    return markers_frame(cols, clock_base_ns)
 
 
 def resolve_stream_names(markers: pd.DataFrame) -> None:

@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import pandas as pd
-
 from annotate.marker_log_layout import (
     CLOSED,
     HEADER,
@@ -115,7 +113,7 @@ class _Stream:
     closed: bool = False
     failed: bool = False
     messages: int = 0
-    tables: list[pd.DataFrame] = field(default_factory=list)
+    pieces: list[annotation_stream.MarkerColumns] = field(default_factory=list)
     counters: list[annotation_stream.DecodedStream] = field(default_factory=list)  # counter messages only
 
     def add(self, payload: bytes, file_offset: int) -> None:
@@ -130,28 +128,28 @@ class _Stream:
         i = max(bisect.bisect_right(self.stream_offsets, stream_offset) - 1, 0)
         return self.file_offsets[i] + stream_offset - self.stream_offsets[i] if self.file_offsets else 0
 
-    def flush(self, r: _Reader, base: int | None, end: bool = False) -> None:
+    def flush(self, r: _Reader, end: bool = False) -> None:
         """Decode the pending bytes (and, at the stream's ``end``, say whether it ends inside a message)."""
         data = b"".join(self.pending)
         self.pending, self.pending_size = [], 0
         if self.failed:
             return
         try:
-            self._keep(self.decoder.feed(data), base)
+            self._keep(self.decoder.feed(data))
             if end:
                 self.decoder.finish()
         except annotation_stream.DecodeError as exc:
             self.failed = True
             if exc.partial is not None:
-                self._keep(exc.partial, base)
+                self._keep(exc.partial)
             r.issue(
                 f"stream {self.id}: {exc.message}", self.file_offset(exc.offset), action="rest of the stream skipped"
             )
 
-    def _keep(self, decoded: annotation_stream.DecodedStream, base: int | None) -> None:
+    def _keep(self, decoded: annotation_stream.DecodedStream) -> None:
         if len(decoded):
             self.messages += len(decoded)
-            self.tables.append(decoded.markers(stream=self.ordinal, clock_base_ns=base, names=False))
+            self.pieces.append(decoded.marker_columns(stream=self.ordinal))
             self.counters.append(decoded.counters_only())
 
     def entry(self) -> dict[str, Any]:
@@ -172,10 +170,10 @@ def read(path: Path) -> Recording:
         header, pos = _header(r, f, size)
         base = header.get("monotonic_raw_ns")
         base = base if type(base) is int else None  # (not a bool, not a float)
-        streams = _records(r, f, pos, size, base) if pos else []
+        streams = _records(r, f, pos, size) if pos else []
     r.report_orphans()
-    tables = [t for st in streams for t in st.tables]  # stream by stream, each in message order
-    markers = pd.concat(tables, ignore_index=True) if tables else empty_markers()
+    pieces = [p for st in streams for p in st.pieces]  # stream by stream, each in message order
+    markers = annotation_stream.markers_table(pieces, base) if pieces else empty_markers()
     annotation_stream.resolve_stream_names(markers)
     annotation_stream.resolve_group_names(markers)
     info = [st.entry() for st in streams]
@@ -257,7 +255,7 @@ class _File:
         return self.size
 
 
-def _records(r: _Reader, f: BinaryIO, pos: int, end: int, base: int | None) -> list[_Stream]:
+def _records(r: _Reader, f: BinaryIO, pos: int, end: int) -> list[_Stream]:
     """Every stream in the file in the order they were opened, decoded as their bytes arrive."""
     streams: list[_Stream] = []
     open_: dict[int, _Stream] = {}
@@ -316,7 +314,7 @@ def _records(r: _Reader, f: BinaryIO, pos: int, end: int, base: int | None) -> l
                     action="earlier stream ended there",
                     damage=False,
                 )
-                open_[ident].flush(r, base, end=True)
+                open_[ident].flush(r, end=True)
             st = _Stream(len(streams), ident, annotation_stream.StreamDecoder(f"{r.name} stream {ident}"))
             streams.append(st)
             open_[ident] = st
@@ -333,12 +331,12 @@ def _records(r: _Reader, f: BinaryIO, pos: int, end: int, base: int | None) -> l
                 r.issue(f"close record for stream {ident}, which is not open", pos, action="ignored", damage=False)
             else:
                 st.closed = True
-                st.flush(r, base, end=True)
+                st.flush(r, end=True)
         if st is not None and st.pending_size >= BATCH:
-            st.flush(r, base)
+            st.flush(r)
         pos = body + n
     if r.damage is not None:
         r.resync(end)
     for still_open in open_.values():
-        still_open.flush(r, base, end=True)
+        still_open.flush(r, end=True)
     return streams
