@@ -250,8 +250,9 @@ class MarkerColumns:
 
 
 def markers_table(pieces: list[MarkerColumns], clock_base_ns: int | None) -> pd.DataFrame:
-    """One markers table of ``pieces``, one after the other; each piece's arrays are let go as they are
-    copied in, so that the memory needed is the table's and the pieces', never twice the table's."""
+    """One markers table of ``pieces``, one after the other, each column allocated once (the pieces'
+    integer columns are let go as they are copied in): the memory needed is the table's and the
+    compact pieces', not twice the table's as when joining tables."""
     sizes = [p.n for p in pieces]
     n = sum(sizes)
     starts = np.cumsum([0, *sizes])[:-1].tolist()
