@@ -24,6 +24,7 @@ import zlib
 from typing import Dict, Optional
 
 from annotate.client import Client, Region
+from annotate.conventions import ITERATION_CHANNEL, iteration_text, layer_text, name_prefix
 from annotate.wire import Text, rgb
 
 # One colour per kind of layer (the "tab10" palette): (kind, RGB).
@@ -77,11 +78,10 @@ def color_for(layer_type: str) -> int:
 
 def group_of(layer_name: str, separator: str = "/") -> str:
     """The block a layer belongs to: its name up to the first ``separator``, else the whole name."""
-    head, sep, _ = layer_name.partition(separator)
-    return head if sep and head else layer_name
+    return name_prefix(layer_name, 1, separator)
 
 
-ITERATIONS = "iterations"  # the channel the energy table reads iteration markers from
+ITERATIONS = ITERATION_CHANNEL  # the channel the energy table reads iteration markers from
 
 
 class ChannelMap:
@@ -136,9 +136,9 @@ class ChannelMap:
     def region(self, layer_name: Text, layer_type: str) -> Region:
         """``with layers.region(name, type):`` the layer's text on its block's channel, in its type's colour."""
         name = layer_name.decode("utf-8", "replace") if isinstance(layer_name, bytes) else layer_name
-        text = f"{name}___{layer_type}" if self.typed and layer_type else name
+        text = layer_text(name, layer_type if self.typed else None)
         return self.client.region(text, self.channel(group_of(name, self.separator)), color_for(layer_type))
 
     def iteration(self, n: int) -> Region:
         """``with layers.iteration(n):`` text ``iteration <n>`` on the ``iterations`` channel."""
-        return self.client.region(f"iteration {n}", self.channel(ITERATIONS))
+        return self.client.region(iteration_text(n), self.channel(ITERATIONS))

@@ -145,7 +145,7 @@ def _reserved(quick: bool) -> list[Result]:
 
 
 def run(quick: bool) -> list[Result]:
-    from streamline_bridge.commands.profile import import_caffe
+    from streamline_bridge.profiling.caffe import import_caffe
     from streamline_bridge.errors import InputError
 
     try:
@@ -159,8 +159,8 @@ def run(quick: bool) -> list[Result]:
 
 if __name__ == "__main__":
     if "--reserved" in sys.argv:
-        from streamline_bridge.commands.profile import import_caffe
         from streamline_bridge.power.tuning import reserve_cpu
+        from streamline_bridge.profiling.caffe import import_caffe
 
         cpu = reserve_cpu()
         print(json.dumps([asdict(r) for r in _measure(import_caffe(), "--quick" in sys.argv, cpu)]))

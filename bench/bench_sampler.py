@@ -76,6 +76,7 @@ def _case(rate_hz: float, run: Callable[[], tuple[np.ndarray, float, dict]]) -> 
 def _sample(root: Path, out: Path, rate_hz: float, seconds: float, realtime: bool,
             spin_us: float = Config.spin_us) -> dict:
     def run() -> tuple[np.ndarray, float, dict]:
+        out.unlink(missing_ok=True)  # the sampler creates its log new (never writes through an old file)
         with Sampler(out, sysfs_root=root, rate_hz=rate_hz, realtime=realtime, spin_us=spin_us) as s:
             time.sleep(seconds)
         return read_log(out).t_start, s.stats["cpu_share"], {"missed": s.stats["missed_ticks"],

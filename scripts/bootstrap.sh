@@ -39,6 +39,10 @@ step "installing torch 2.13 (optional: the PyTorch adapter and its tests)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt torch==2.13.0 \
   || step "torch not installed: the PyTorch adapter tests will skip"
 
+step "installing onnxruntime and onnx (optional: profile onnx and its tests)"
+.venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e '.[onnx]' \
+  || step "onnxruntime not installed: profile onnx and its tests will skip"
+
 if [ "$caffe" = 1 ]; then
   bash scripts/build-pycaffe.sh .venv/bin/python
 fi

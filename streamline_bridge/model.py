@@ -30,20 +30,21 @@ A :class:`Recording` is two pandas tables and their metadata:
     power_mw          float64    power in mW (W and µW sources normalised); NaN = missing sample
     ================  =========  ==============================================================
 
-``meta`` (:class:`Meta`): sources, clock base, protocol, counter key map, per-rail facts
+``meta`` (:class:`Meta`): sources, clock base, protocol, counter key map and the annotation counters'
+full definitions (``counters``), per-rail facts
 (update period, whether estimated), and every :class:`Issue` (what was dropped or repaired, why).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from streamline_bridge.sensor_model import SensorModel
+from streamline_bridge.sensor_model import SensorModel, assign
 
 MARKER_KINDS = (
     "text",
@@ -126,15 +127,28 @@ class Meta:
     clock_base_ns: int | None = None  # CLOCK_MONOTONIC_RAW ns of the recording's start
     protocol: int | None = None
     counter_keys: dict[int, str] = field(default_factory=dict)
+    # annotation counter definitions by key: title, name, units, class, display, modifier, description,
+    # per_cpu, color, cores, activities ([name, color], ...) ... (the last definition of a key wins)
+    counters: dict[int, dict[str, Any]] = field(default_factory=dict)
     rails: dict[str, RailInfo] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
     partial: bool = False  # True when input ended or broke before its natural end
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def assign_sensor_models(self, models: Mapping[str | None, SensorModel], rails: Iterable[str]) -> list[str]:
+        """Give ``rails`` the models of ``models`` (the user's ``--sensor-model``, winning over the
+        recording's own); returns the rail names ``models`` gives that are not among ``rails``."""
+        rails = list(rails)
+        chosen, unknown = assign(rails, models)
+        for name, model in chosen.items():
+            self.rails[name] = replace(self.rails.get(name) or RailInfo(name), sensor_model=model)
+        return unknown
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy."""
         d = asdict(self)
         d["counter_keys"] = {str(k): v for k, v in self.counter_keys.items()}
+        d["counters"] = {str(k): v for k, v in self.counters.items()}
         return d
 
 

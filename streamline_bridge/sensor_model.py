@@ -16,19 +16,21 @@ one of three families (docs/energy-table.md, "Sensor models"):
 
 A model is written as its *spec* (``instant``, ``window:100ms``, ``ina3221:0x7c07``), which is
 what the user types (``--sensor-model``), what the power log stores and what reports show, with
-where it came from (``source``: ``user``, ``driver``, ``device tree``, ``data``, ``source``).
+where it came from (``source``: ``user``, ``driver``, ``device tree``, ``driver default``,
+``data``, ``source``).
 This module only describes models; :mod:`streamline_bridge.energy.sensors` computes with them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 Kind = Literal["instant", "window", "ina3221"]
 KINDS: tuple[Kind, ...] = ("instant", "window", "ina3221")
-SOURCES = ("user", "driver", "device tree", "data", "source", "default")
+SOURCES = ("user", "driver", "device tree", "driver default", "data", "source", "default")
 
 # INA3221 configuration register (datasheet SBOS576, tables 4-6)
 CONV_TIMES_US = (140, 204, 332, 588, 1100, 2116, 4156, 8244)  # VBUSCT / VSHCT codes 0..7
@@ -72,7 +74,7 @@ class SensorModel:
     def spec(self) -> str:
         """``instant``, ``window:<ms>ms`` or ``ina3221:0x....``: what ``parse`` reads back."""
         if self.kind == "window":
-            return f"window:{self.period_ns / 1e6:g}ms"
+            return f"window:{(self.period_ns or 0) / 1e6:g}ms"
         if self.kind == "ina3221":
             return f"ina3221:{self.config:#06x}"
         return "instant"
@@ -85,10 +87,10 @@ class SensorModel:
         if self.kind == "ina3221":
             known = KNOWN_CONFIGS.get(self.config or 0)
             what = (f"{len(self.channels)} ch, AVG {self.averages}, shunt {self.shunt_ct_ns / 1e3:g} us + "
-                    f"bus {self.bus_ct_ns / 1e3:g} us: refreshed every {self.update_ns / 1e6:.3g} ms, "
+                    f"bus {self.bus_ct_ns / 1e3:g} us: refreshed every {(self.update_ns or 0) / 1e6:.3g} ms, "
                     f"memory ~{self.memory_ns / 1e6:.3g} ms" + (f"; {known}" if known else ""))
         elif self.kind == "window":
-            what = f"mean over {self.period_ns / 1e6:.3g} ms blocks"
+            what = f"mean over {(self.period_ns or 0) / 1e6:.3g} ms blocks"
         else:
             what = "value at the read"
         return f"{self.spec} ({what}; from {self.source})"
@@ -157,6 +159,7 @@ class SensorModel:
 
 
 INSTANT = SensorModel("instant")
+INSTANT_SOURCE = SensorModel("instant", source="source")  # what the kind of source says (NVML, counters)
 
 
 def ina3221_config(channels: tuple[int, ...] = (1, 2, 3), averages: int = 1, bus_ct_us: int = 1100,
@@ -227,3 +230,36 @@ def parse_assignments(text: str, source: str = "user") -> dict[str | None, Senso
     if not out:
         raise ValueError("empty --sensor-model")
     return out
+
+
+def shown(entry: dict[str, Any] | None) -> str:
+    """A model as stored (:meth:`SensorModel.to_dict`, None: not known) in a table cell:
+    ``ina3221:0x7c07 (from device tree)``, or ``from the data``."""
+    return "from the data" if entry is None else f"{entry['model']} (from {entry['source']})"
+
+
+def assign(names: Iterable[str], models: Mapping[str | None, SensorModel]) -> tuple[dict[str, SensorModel], list[str]]:
+    """The model of each of ``names`` under ``models`` (:func:`parse_assignments`: a rail's own, else
+    the one for every rail), and the rails ``models`` names that are not among ``names``."""
+    names = list(names)
+    chosen = {n: m for n in names if (m := models.get(n, models.get(None))) is not None}
+    return chosen, [k for k in models if k is not None and k not in names]
+
+
+_IN_TEXT = re.compile(r"sensor model (\S+) \(from ([^)]*)\)")
+
+
+def in_text(model: SensorModel) -> str:
+    """``sensor model SPEC (from SOURCE)``: how a model travels in free text (a counter's description)."""
+    return f"sensor model {model.spec} (from {model.source})"
+
+
+def from_text(text: str) -> SensorModel | None:
+    """The model :func:`in_text` put in ``text``, or None (none there, or not a valid spec)."""
+    m = _IN_TEXT.search(text or "")
+    if not m:
+        return None
+    try:
+        return parse(m.group(1), m.group(2))
+    except ValueError:
+        return None

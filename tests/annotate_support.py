@@ -134,8 +134,13 @@ class FakeGatord:
     ``start_capture()`` writes 0x00 to every open control connection.
     """
 
-    def __init__(self, prefix: str = "", tcp: bool = False, stalled: bool = False, greet: bool = False) -> None:
+    def __init__(self, prefix: str = "", tcp: bool = False, stalled: bool = False, greet: bool = False,
+                 backlog: int = 64, accepting: bool = True, data: bool = True) -> None:
         self.prefix = prefix
+        self.backlog = backlog
+        self.accepting = threading.Event()  # data connections are accepted only once this is set
+        if accepting:
+            self.accepting.set()
         self.tcp = tcp
         self.greet = greet  # write 0x00 to each control connection at once (as `streamline-bridge listen`)
         self.reading = threading.Event()  # data connections are read only once this is set
@@ -154,12 +159,17 @@ class FakeGatord:
             self.ports = (self._ctrl_l.getsockname()[1], self._data_l.getsockname()[1])
         else:
             self._ctrl_l = self._listen(b"\0" + prefix.encode() + b"-parent", self._accept_control)
-            self._data_l = self._listen(b"\0" + prefix.encode(), self._accept_data)
+            self._data_l = self.open_data() if data else None
+
+    def open_data(self) -> socket.socket:
+        """Listen for data connections (``data=False``: not at first, connecting is refused)."""
+        self._data_l = self._listen(b"\0" + self.prefix.encode(), self._accept_data)
+        return self._data_l
 
     def _listen(self, address: bytes | tuple[str, int], handler: Callable[[socket.socket], None]) -> socket.socket:
         s = socket.socket(socket.AF_INET if self.tcp else socket.AF_UNIX, socket.SOCK_STREAM)
         s.bind(address)
-        s.listen(64)
+        s.listen(self.backlog)
         self._spawn(self._accept_loop, s, handler)
         return s
 
@@ -169,6 +179,8 @@ class FakeGatord:
         t.start()
 
     def _accept_loop(self, listener: socket.socket, handler: Callable[[socket.socket], None]) -> None:
+        if handler == self._accept_data:
+            self.accepting.wait()
         while True:
             try:
                 conn, _ = listener.accept()
@@ -219,12 +231,15 @@ class FakeGatord:
     def stop(self) -> None:
         """Close listeners and every connection (gatord going away)."""
         self.reading.set()
+        self.accepting.set()
         with self._lock:
             if self._stopping:
                 return
             self._stopping = True
             socks = self._socks[:]
         for s in (self._ctrl_l, self._data_l):
+            if s is None:
+                continue
             s.shutdown(socket.SHUT_RDWR)
             s.close()
         for s in socks:

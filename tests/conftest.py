@@ -23,3 +23,12 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def vectors(shared: Path) -> Path:
     return shared / "vectors"
+
+
+@pytest.fixture
+def tx1(tmp_path: Path):
+    """A fake Jetson TX1 sysfs tree (its INA3221 rails moving by 20 mW every 5 ms): ``--sysfs-root``."""
+    from fake_sysfs import FakeSensor, tx1_ramps
+
+    with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", 0.005, tx1_ramps(20)):
+        yield str(tmp_path / "sys")

@@ -9,7 +9,8 @@ The contract checked (:func:`outcome`): reading a damaged input either raises
 :class:`~streamline_bridge.errors.InputError` naming the file on one line, or returns a recording
 that is consistent (:func:`recording_faults`: every issue names the input or a file in it, the
 tables have the model's columns and types, relative times are the absolute ones less the clock
-base, a damaged range is one issue, not one per byte), and ``inspect``'s summary of it can be made. Anything else is an internal error.
+base, a damaged range is one issue, not one per byte), and ``streamline-bridge inspect`` prints it
+and exits 0, or 3 (damaged input). Anything else is an internal error.
 """
 
 from __future__ import annotations
@@ -328,34 +329,36 @@ OUTCOMES = ("ok", "partial", "input-error", "internal-error")
 
 
 def outcome(path: Path) -> tuple[str, str]:
-    """What reading ``path`` as ``inspect`` does gives: (one of :data:`OUTCOMES`, detail).
+    """What reading ``path`` gives: (one of :data:`OUTCOMES`, detail).
 
-    A recording breaking the reader contract (an issue without a file, damage not flagged
-    partial) counts as an internal error too.
+    The reader's result must keep the contract (:func:`recording_faults`), and ``streamline-bridge
+    inspect PATH`` must print it and exit 0, or 3 when it is partial or an InputError (never 70,
+    an internal error); anything else counts as an internal error.
     """
-    from streamline_bridge import ingest
-    from streamline_bridge.commands import inspect
-    from streamline_bridge.errors import InputError
-    from streamline_bridge.ingest.summary import summarize
+    from streamline_bridge import cli, ingest
+    from streamline_bridge.errors import EXIT_DAMAGED, EXIT_OK, InputError
 
     try:
         rec = ingest.read(path)
-        info = summarize(rec)
-        with contextlib.redirect_stdout(io.StringIO()):  # what inspect prints, as a table and as JSON
-            inspect._print_rich(info)
-            json.dumps(info, default=str)
     except InputError as exc:
         if not exc.path or "\n" in str(exc):
             return "internal-error", f"InputError without a file or on several lines: {exc!r}"
-        return "input-error", str(exc)
+        what, detail, expected = "input-error", str(exc), EXIT_DAMAGED
     except Exception as exc:
         return "internal-error", f"{type(exc).__name__}: {exc}"
-    faults = recording_faults(rec, path)
-    if faults:
-        return "internal-error", "; ".join(faults)
-    if rec.meta.partial:
-        return "partial", "; ".join(str(i) for i in rec.meta.issues[:3])
-    return "ok", ""
+    else:
+        faults = recording_faults(rec, path)
+        if faults:
+            return "internal-error", "; ".join(faults)
+        what = "partial" if rec.meta.partial else "ok"
+        detail = "; ".join(str(i) for i in rec.meta.issues[:3])
+        expected = EXIT_DAMAGED if rec.meta.partial else EXIT_OK
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        status = cli.main(["inspect", str(path)])
+    if status != expected:
+        return "internal-error", f"inspect exits {status}, not {expected}: {err.getvalue().strip()}"
+    return what, detail
 
 
 MAX_ISSUES = 25  # a few mutations damage a few ranges: more issues than this is a warning per byte or per row

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
-
-import annotate
-from annotate import Client, wire
 from annotate_support import (
     TIMED_CODES,
     FakeGatord,
@@ -17,6 +15,9 @@ from annotate_support import (
     walk_marker_log,
 )
 from helpers import wait_until
+
+import annotate
+from annotate import Client, wire
 
 IMG = bytes.fromhex("89504e470d0a1a0a")
 
@@ -348,8 +349,8 @@ def test_a_stalled_gatord_never_blocks_a_caller():
         flusher.start()
 
         def sender_stuck() -> bool:  # the flush holds the send lock, blocked in send()
-            if c._lock.acquire(blocking=False):
-                c._lock.release()
+            if c._sender.lock.acquire(blocking=False):
+                c._sender.lock.release()
                 return False
             return flusher.is_alive()
 
@@ -402,3 +403,106 @@ def test_a_capture_start_byte_while_capturing_loses_nothing():
         assert [code for code, _ in s.messages] == [0x08, 0x06, 0x06]
     finally:
         g.stop()
+
+
+def test_prepared_texts_and_markers_take_an_explicit_time(tmp_path) -> None:
+    """Work timed elsewhere (a runtime's profiler) is annotated at its own times, not at the call's."""
+    from annotate import Client
+    from streamline_bridge import ingest
+
+    log = tmp_path / "t.sbm"
+    client = Client(file=log, gatord=False)
+    start, stop = client.prepare_text("node", 3), client.prepare_text(None, 3)
+    start(time=5_000_000_000)
+    stop(time=5_000_001_234)
+    client.marker("mark", time=6_000_000_000)
+    client.close()
+    m = ingest.read(log).markers
+    rows = m[m["kind"].isin(["text", "end", "marker"])]
+    assert rows["time_ns"].astype("int64").tolist() == [5_000_000_000, 5_000_001_234, 6_000_000_000]
+    assert rows["kind"].tolist() == ["text", "end", "marker"]
+
+
+def sent_to(g: FakeGatord, tid: int):
+    return [s for s in g.streams() if s.tid == tid]
+
+
+@pytest.mark.parametrize("failure", ["EAGAIN", "ECONNREFUSED"])
+def test_a_failed_data_connect_is_retried_with_the_definitions_first(failure):
+    """A full backlog (EAGAIN) or no data listener yet (ECONNREFUSED) while the control connection is up:
+    retried with backoff, the capture goes on (no capture-start byte comes again), nothing is lost."""
+    if failure == "EAGAIN":
+        g = FakeGatord(unique_prefix(), backlog=0, accepting=False)
+        filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        filler.connect(b"\0" + g.prefix.encode())  # the backlog is full now
+    else:
+        g = FakeGatord(unique_prefix(), data=False)
+    try:
+        c = Client(address_prefix=g.prefix, flush_interval=0.01, retry_interval=0.05)
+        c.setup()
+        c.absolute_counter(1, "Power", "GPU rail")
+        c.marker("first")
+        link = None
+
+        def failed_once() -> bool:
+            nonlocal link
+            links = [st.link for st in c._sender.snapshot()]
+            link = links[0] if links else None
+            return link is not None and link.backoff.delay > 0
+
+        wait_until(failed_once, what="a failed data connect")
+        assert c.capturing
+        c.marker("second")
+        if failure == "EAGAIN":
+            g.accepting.set()
+        else:
+            g.open_data()
+        me = threading.get_native_id()
+        wait_until(lambda: sent_to(g, me) and len(sent_to(g, me)[0].messages) == 4, what="the retried connection")
+        c.close()
+        (s,) = sent_to(g, me)
+        counter = wire.counter(1, "Power", "GPU rail")[5:]
+        assert [(code, body) for code, body in s.messages[:2]] == [(0x08, counter)] * 2  # re-sent, then queued
+        assert [code for code, _ in s.messages[2:]] == [0x06, 0x06]
+        assert s.messages[2][1].endswith(b"first") and s.messages[3][1].endswith(b"second")
+    finally:
+        if failure == "EAGAIN":
+            filler.close()
+        g.stop()
+
+
+def test_a_stalled_gatord_gets_everything_once_it_reads_again(tmp_path):
+    """gatord stops reading (SIGSTOP): sends time out, the connection and the unsent bytes are kept and the
+    sender's rounds carry on; nothing is lost for gatord nor the marker log, no message is cut or repeated."""
+    g = FakeGatord(unique_prefix(), stalled=True)
+    log = tmp_path / "stall.sbm"
+    try:
+        c = Client(file=log, address_prefix=g.prefix, flush_interval=0.01, send_timeout=1)
+        c.setup()
+        n = 50_000
+        for i in range(n):
+            c.marker(f"{i:030d}")  # 2.5 MB: far more than the socket buffers hold
+        (st,) = c._sender.snapshot()
+        wait_until(lambda: st.link.sock is not None and st.link.sent < len(st.link.pending), what="a stalled send")
+        wait_until(lambda: sum(len(s.messages) for s in walk_marker_log(log).streams().values()) == n,
+                   what="the marker log written although gatord is stalled")
+        g.reading.set()
+        wait_until(lambda: g.streams() and len(g.streams()[0].messages) == n, 30, "everything at gatord")
+        c.marker("after")
+        c.close()
+        (s,) = g.streams()
+        assert len(g.conns) == 1 and s.rest == b""
+        assert [body[-30:] for _, body in s.messages[:n]] == [f"{i:030d}".encode() for i in range(n)]
+        assert s.messages[n][1].endswith(b"after")
+    finally:
+        g.stop()
+
+
+def test_a_broken_connection_resumes_at_the_message_cut_short():
+    from annotate.gatord import message_start
+
+    msgs = [wire.marker(1, "a"), wire.marker(2, "bb"), wire.text(3, 0, "ccc")]
+    data = bytearray(b"".join(msgs))
+    ends = [len(b"".join(msgs[: i + 1])) for i in range(3)]
+    assert [message_start(data, k) for k in (0, 1, ends[0] - 1, ends[0], ends[1] + 2, ends[2])] == [
+        0, 0, 0, ends[0], ends[1], ends[2]]

@@ -19,17 +19,21 @@ from annotate_support import FakeGatord, unique_prefix, walk_marker_log
 from helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
+PYTHON = os.environ.get("ANNOTATE_TEST_PYTHON", sys.executable)  # the scripts' interpreter: any Python 3.6+
 
 
 def spawn(script: str, *args: str, cwd: Path | None = None) -> subprocess.Popen:
+    """The script in a fresh interpreter; its stdin is a pipe the test holds as ``stdin_w``."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for k in list(env):
         if k.startswith("STREAMLINE_ANNOTATE_"):
             del env[k]
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script), *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+    p = subprocess.Popen(
+        [PYTHON, "-c", textwrap.dedent(script), *args],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
     )
+    p.stdin_w, p.stdin = p.stdin, None  # communicate() leaves it alone; closing it is the test's signal
+    return p
 
 
 def texts(stream) -> list[str]:
@@ -205,3 +209,96 @@ def test_multiprocessing_children_flush_before_os_exit(tmp_path):
         pid: [f"child {i} {j}" for j in range(50)] for i, pid in enumerate(children)
     }
     assert len(streams) == 4
+
+
+RUNNING_THREADS = """
+    import mmap, os, struct, sys, threading, annotate
+    mode, path, counts = sys.argv[1], sys.argv[2], sys.argv[3]
+    n = 4
+    annotate.setup(file=path, gatord=False, flush_interval=0.05)
+    fd = os.open(counts, os.O_RDWR)
+    done = mmap.mmap(fd, 8 * n)  # per thread: how many calls have returned (survives the process)
+    started = threading.Barrier(n + 1)
+    def work(k):
+        started.wait()
+        i = 0
+        while True:
+            annotate.marker(f"{k}:{i}")
+            i += 1
+            struct.pack_into("<q", done, 8 * k, i)
+    for k in range(n):
+        threading.Thread(target=work, args=(k,), daemon=mode != "sigterm").start()
+    started.wait()
+    print("ready", flush=True)
+    sys.stdin.readline()  # the test closes stdin for "exception"; a signal interrupts this
+    raise RuntimeError("the application failed")
+"""
+
+
+@pytest.mark.parametrize("mode, sig, returncode", [
+    ("sigterm", signal.SIGTERM, -signal.SIGTERM),  # non-daemon threads still writing when the signal comes
+    ("sigint", signal.SIGINT, -signal.SIGINT),  # KeyboardInterrupt, daemon threads writing through exit
+    ("exception", None, 1),
+])
+def test_no_returned_call_is_lost_when_the_process_ends_with_threads_writing(tmp_path, mode, sig, returncode):
+    import struct
+
+    log, counts = tmp_path / f"{mode}.sbm", tmp_path / "counts"
+    counts.write_bytes(bytes(8 * 4))
+    p = spawn(RUNNING_THREADS, mode, str(log), str(counts))
+    assert p.stdout.readline() == "ready\n", p.stderr.read()
+
+    def returned() -> list[int]:
+        return list(struct.unpack("<4q", counts.read_bytes()))
+
+    wait_until(lambda: min(returned()) >= 2000, 20, "every thread to make 2000 calls")
+    if sig is None:
+        p.stdin_w.close()
+    else:
+        p.send_signal(sig)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == returncode or (sig == signal.SIGINT and p.returncode == 1), err  # 1 before Python 3.8
+    made = returned()  # final: the process is gone
+    streams = {s.tid: texts(s) for s in walk_marker_log(log).streams().values()}
+    got = sorted(streams.values(), key=lambda t: t[0] if t else "")
+    assert len(got) == 4
+    for k, labels in enumerate(got):
+        assert labels == [f"{k}:{i}" for i in range(len(labels))]  # in order, nothing missing in between
+        assert len(labels) >= made[k], f"thread {k}: {made[k]} calls returned, {len(labels)} in the log"
+
+
+JOINED = """
+    import sys, threading, annotate
+    annotate.setup(file=sys.argv[1], gatord=False, flush_interval=60)
+    go = threading.Event()
+    def work(k):
+        for i in range(5000):
+            annotate.marker(f"{k}:{i}")
+        go.wait()
+        annotate.flush()  # a round after Ctrl-C: Python 3.11/3.12 already call this thread stopped
+        for i in range(5000, 10000):
+            annotate.marker(f"{k}:{i}")
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    threading.Thread(target=lambda: (sys.stdin.read(), go.set()), daemon=True).start()
+    print("ready", flush=True)
+    for t in threads:
+        t.join()
+"""
+
+
+def test_ctrl_c_during_thread_join_loses_nothing_of_the_joined_threads(tmp_path):
+    """Python 3.11/3.12 mark a thread stopped when Ctrl-C interrupts its join() (it runs on, and the
+    interpreter no longer waits for it at exit): its stream must stay open and be waited for."""
+    log = tmp_path / "join.sbm"
+    p = spawn(JOINED, str(log))
+    assert p.stdout.readline() == "ready\n", p.stderr.read()
+    # the main thread is blocked in join() once it sleeps (the workers wait for stdin to close)
+    wait_until(lambda: Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "S", 20, "join()")
+    p.send_signal(signal.SIGINT)
+    p.stdin_w.close()
+    _, err = p.communicate(timeout=30)
+    assert p.returncode in (-signal.SIGINT, 1) and "KeyboardInterrupt" in err, err  # (1 before Python 3.8)
+    streams = sorted((texts(s) for s in walk_marker_log(log).streams().values()), key=lambda t: t[0])
+    assert streams == [[f"{k}:{i}" for i in range(10000)] for k in range(4)]

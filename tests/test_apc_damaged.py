@@ -156,10 +156,10 @@ def test_damaged_summary(tmp_path):
     assert rec.meta.issues[0].offset == 0 and "damaged SUMMARY frame" in rec.meta.issues[0].message
 
 
-def test_cli_exit_status_2_on_a_damaged_capture(tmp_path, capsys):
+def test_cli_exit_status_3_on_a_damaged_capture(tmp_path, capsys):
     w = _writer()
     w.raw(b"\x09\x00\x00\x00\x05")
-    assert main(["inspect", "--json", str(w.write(tmp_path / "z.apc"))]) == 2
+    assert main(["inspect", "--json", str(w.write(tmp_path / "z.apc"))]) == 3  # EXIT_DAMAGED
     info = json.loads(capsys.readouterr().out)
     assert info["partial"] and info["markers"]["count"] == 2
     assert any("0000000000 at byte" in i and "runs 8 bytes past the end" in i for i in info["issues"])

@@ -21,7 +21,7 @@ def test_help_lists_commands(capsys):
 def test_missing_file_is_one_line_and_nonzero(tmp_path, capsys):
     rc = main(["inspect", str(tmp_path / "nope.sbm")])
     err = capsys.readouterr().err
-    assert rc == 2
+    assert rc == 3  # EXIT_DAMAGED: the file is unusable
     assert err.count("\n") == 1 and "nope.sbm" in err and "no such file" in err
     assert "Traceback" not in err
 
@@ -29,7 +29,7 @@ def test_missing_file_is_one_line_and_nonzero(tmp_path, capsys):
 def test_unrecognised_file_names_it(tmp_path, capsys):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"\x00\x01garbage")
-    assert main(["inspect", str(junk)]) == 2
+    assert main(["inspect", str(junk)]) == 3
     err = capsys.readouterr().err
     assert "junk.bin" in err and "not a recognised recording" in err
 

@@ -45,3 +45,15 @@ def test_unreadable_image_names_the_file(tmp_path):
     bad.write_bytes(b"GIF? no")
     with pytest.raises(InputError, match="not-an-image.jpg"):
         load_image(bad)
+
+
+def test_torchvision_preprocessing_normalises_rgb_by_imagenet_statistics() -> None:
+    from streamline_bridge.nets.imagenet import TORCHVISION_MEAN_RGB, TORCHVISION_STD_RGB, preprocess_torchvision
+
+    mean = np.array(TORCHVISION_MEAN_RGB) * 255
+    rgb = np.broadcast_to(mean, (6, 8, 3)).astype(np.float32).copy()
+    rgb[:, :, 0] += 255 * TORCHVISION_STD_RGB[0]  # red one standard deviation above the mean
+    out = preprocess_torchvision(rgb, 3, 4)
+    assert out.shape == (3, 3, 4) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0], 1.0, atol=1e-5)  # RGB order kept, one deviation
+    np.testing.assert_allclose(out[1:], 0.0, atol=1e-5)

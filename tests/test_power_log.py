@@ -13,7 +13,7 @@ import pytest
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 from streamline_bridge.errors import InputError
-from streamline_bridge.power.log import HEADER, MAGIC, RECORD, PowerLogWriter, read_log
+from streamline_bridge.power.log import MAGIC, RECORD_HEAD_SIZE, PowerLogWriter, read_log
 
 RAILS = [{"name": "VDD_IN", "unit": "mW", "files": ["/sys/x/in_power0_input"], "scale": 1.0, "extra": {"channel": 0}},
          {"name": "VDD_GPU", "unit": "mV*mA", "files": ["/sys/x/v", "/sys/x/i"], "scale": 1e-3, "extra": {}}]
@@ -21,6 +21,12 @@ META = {"format": "streamline-bridge power log", "source": "ina3221x", "estimate
         "config": {"devices": {"1-0040": {"running_mode": 1}}}, "rails": RAILS, "requested_hz": 1000.0,
         "clock": "CLOCK_MONOTONIC_RAW", "monotonic_raw_ns": 1_000_000_000, "realtime_ns": 1_795_000_000_000_000_000,
         "host": "tx1"}
+V1 = Path(__file__).resolve().parents[1] / "fixtures" / "power-log" / "v1-ina3221x.sbp"
+
+
+def _header_len(data: bytes) -> int:
+    """magic, version, JSON length, JSON, CRC (docs/power-log.md)."""
+    return 16 + int.from_bytes(data[12:16], "little") + 4
 
 
 def write_log(path: Path, chunks: int = 3, per_chunk: int = 5, trailer: bool = True) -> tuple[list, list, list]:
@@ -61,8 +67,8 @@ def test_every_cut_reads_the_complete_records_before_it(tmp_path: Path) -> None:
     path = tmp_path / "p.sbp"
     write_log(path, chunks=2, per_chunk=3)
     data = path.read_bytes()
-    header_len = HEADER.size + HEADER.unpack_from(data)[2] + 4
-    record_len = RECORD.size + 20 + 3 * (12 + 8)
+    header_len = _header_len(data)
+    record_len = RECORD_HEAD_SIZE + 20 + 3 * (12 + 8)
     for cut in range(len(data)):
         if cut < header_len:
             with pytest.raises(ValueError):
@@ -80,9 +86,9 @@ def test_a_damaged_record_is_skipped_and_reported(tmp_path: Path) -> None:
     path = tmp_path / "p.sbp"
     write_log(path, chunks=3, per_chunk=4)
     data = bytearray(path.read_bytes())
-    header_len = HEADER.size + HEADER.unpack_from(data)[2] + 4
-    record_len = RECORD.size + 20 + 4 * 20
-    data[header_len + record_len + RECORD.size + 25] ^= 0xFF  # a byte inside the second record
+    header_len = _header_len(data)
+    record_len = RECORD_HEAD_SIZE + 20 + 4 * 20
+    data[header_len + record_len + RECORD_HEAD_SIZE + 25] ^= 0xFF  # a byte inside the second record
     path.write_bytes(bytes(data))
     log = read_log(path)
     assert len(log.t_start) == 8 and log.trailer is not None
@@ -122,8 +128,8 @@ def test_without_a_trailer_the_update_period_is_estimated_from_the_samples(tmp_p
 
 def test_bad_input_is_one_input_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.sbp"
-    bad.write_bytes(MAGIC + b"\x02\x00\x00\x00" + b"\x00" * 8)
-    with pytest.raises(InputError, match="version 2 is not supported"):
+    bad.write_bytes(MAGIC + b"\x03\x00\x00\x00" + b"\x00" * 8)
+    with pytest.raises(InputError, match="version 3 is not supported"):
         ingest.read(bad, "power-log")
     bad.write_bytes(b"not a power log at all")
     with pytest.raises(InputError, match="not a power log"):

@@ -38,7 +38,7 @@ def test_samples_are_the_sensor_values_at_or_before_their_time(tmp_path: Path) -
     log = read_log(out)
     assert log.trailer is not None and log.trailer["error"] is None and not log.problems
     assert log.meta["clock"] == "CLOCK_MONOTONIC_RAW" and log.meta["requested_hz"] == 1000
-    assert log.meta["config"] == {"devices": {"1-0040": {"running_mode": 1}}}
+    assert log.meta["config"]["devices"]["1-0040"]["running_mode"] == 1
     assert len(log.t_start) == log.trailer["samples"] >= 200
     assert np.all(np.diff(log.t_start) > 0) and np.all(log.t_end >= log.t_start)
     for rail, base in BASES.items():

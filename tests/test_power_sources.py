@@ -57,7 +57,7 @@ def test_ina3221x_reads_power_files_and_records_running_mode() -> None:
     vdd_in = src.rails[0]
     assert vdd_in.unit == "mW" and vdd_in.files[0].endswith("1-0040/iio_device/in_power0_input")
     assert vdd_in.extra == {"driver": "ina3221x", "device": "1-0040", "channel": 0, "running_mode": 1}
-    assert src.config == {"devices": {"1-0040": {"running_mode": 1}}}
+    assert src.config["devices"]["1-0040"]["running_mode"] == 1
     assert opened("tx2-l4t32").rails[3].files[0].endswith("0-0041/iio:device1/in_power0_input")
     src.close()
 

@@ -46,7 +46,7 @@ def test_the_seeds_read_cleanly(seeds: dict[str, fz.Seed]) -> None:
 
 
 @settings(
-    max_examples=250,
+    max_examples=150,
     deadline=None,
     derandomize=True,
     database=None,

@@ -84,7 +84,7 @@ def test_no_power_source_is_one_line_and_no_command_runs(tmp_path: Path, capsys)
     rc = main(["record", "-o", str(tmp_path / "run"), "--source", "rapl", "--sysfs-root", TX1, "--",
                sys.executable, "-c", f"open({str(flag)!r}, 'w')"])
     err = capsys.readouterr().err
-    assert rc == 2 and "no RAPL zone" in err and len(err.strip().splitlines()) == 1
+    assert rc == 1 and "no RAPL zone" in err and len(err.strip().splitlines()) == 1  # EXIT_FAILURE
     assert not flag.exists() and os.listdir(tmp_path / "run") == []  # left empty: the folder can be used again
 
 
@@ -267,7 +267,7 @@ def test_a_second_record_into_the_same_folder_fails_at_once_and_report_says_it_i
     assert not done.meta.partial and done.meta.issues == []
     log = read_log(run / "power.sbp")
     assert not log.problems and np.all(np.diff(log.t_start) > 0)  # one writer: time only moves forward
-    assert sorted(os.listdir(run)) == ["manifest.json", "power.sbp"]  # no markers made: no marker log
+    assert sorted(os.listdir(run)) == ["board.jsonl", "manifest.json", "power.sbp"]  # no markers made: no marker log
 
 
 @pytest.mark.parametrize("planted", ["power.sbp", "manifest.json.tmp", "markers.sbm", "notes.txt"])
@@ -404,7 +404,7 @@ def test_a_full_disk_stops_the_sampler_cleanly_and_the_manifest_is_still_complet
     m = json.loads((run / "manifest.json").read_text())
     assert m["complete"] and m["exit_code"] == 0 and "No space left" in m["sampler_error"]
     assert set(m["phases"]) == {"idle_before", "run", "idle_after"}
-    assert sorted(os.listdir(run)) == ["manifest.json", "power.sbp"]  # no manifest.json.tmp left
+    assert sorted(os.listdir(run)) == ["board.jsonl", "manifest.json", "power.sbp"]  # no manifest.json.tmp left
     log = read_log(run / "power.sbp")
     assert not log.problems and log.truncated_at is None  # whole records only
     assert m["power"]["stats"]["samples"] == len(log.t_start) > 0

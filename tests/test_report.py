@@ -20,7 +20,7 @@ from streamline_bridge.cli import main
 from streamline_bridge.energy import COLUMNS, combine, energy_table
 from streamline_bridge.model import Recording
 from streamline_bridge.power.log import PowerLogWriter
-from streamline_bridge.report import files, plot, table, trace
+from streamline_bridge.report import by_name, emit, files, plot, registry, table, trace
 
 MS = 1_000_000
 BASE = 5_000_000_000_000  # CLOCK_MONOTONIC_RAW of the logs' start
@@ -89,6 +89,11 @@ def result_of(markers: Path, power: Path, **kw):
     return rec, energy_table(rec, **kw)
 
 
+def write(name: str, res, path: Path, rec=None) -> list[Path]:
+    """Write ``res`` with the registry's renderer ``name`` (as report does)."""
+    return emit(by_name([r for r in registry() if r.renders(res)], name), res, rec, path)
+
+
 def exact_mj(start: int, end: int, rail: int) -> float:
     """Integral of the ramp, computed in float32 like the log stores it (values are exact in float32)."""
     a, b = (start - BASE) / MS, (end - BASE) / MS
@@ -116,39 +121,43 @@ def test_rich_table_shows_rows_in_execution_order_totals_and_warnings(logs):
     names = ["conv1", "fire2/squeeze1x1", "fire2/expand1x1", "pool10"]
     assert [text.index(n + " ") for n in names] == sorted(text.index(n + " ") for n in names)
     assert "total" in text and "VDD_IN: energy per layer" in text and "VDD_CPU: energy" in text and " ±" in text
-    assert "shorter than VDD_IN's sensor period (7 ms" in text
+    assert "4 of 4 layers on VDD_IN are not resolved" in text  # 4 iterations are too few to say how sure
     assert "no idle power known" in text
 
 
 def test_csv_reads_back_with_its_companion_metadata(logs, tmp_path):
     _, res = result_of(*logs, warmup=1)
-    written = files.write(res, tmp_path / "t.csv")
+    written = write("csv", res, tmp_path / "t.csv")
     assert written == [tmp_path / "t.csv", tmp_path / "t.meta.json"]
     back = pd.read_csv(tmp_path / "t.csv", keep_default_na=False, na_values=[""])
     assert list(back.columns) == list(COLUMNS)
     np.testing.assert_allclose(back["energy_mj"], res.table["energy_mj"], rtol=1e-12)
     assert back["name"].tolist() == res.table["name"].tolist()
     meta = json.loads((tmp_path / "t.meta.json").read_text())
-    assert meta["version"] == 1 and meta["warmup"] == 1 and meta["warnings"] == res.warnings
+    assert meta["version"] == 2 and meta["files_version"] == 2 and meta["warmup"] == 1 and meta["warnings"] == res.warnings
     assert meta["totals"][0]["rail"] == "VDD_IN"
 
 
-def test_json_has_version_meta_and_rows(logs, tmp_path):
+def test_json_is_an_array_of_rows_that_pandas_reads_with_its_metadata_beside(logs, tmp_path):
     _, res = result_of(*logs)
-    files.write(res, tmp_path / "t.json")
-    doc = json.loads((tmp_path / "t.json").read_text())
-    assert doc["version"] == 1 and doc["meta"]["by"] == "layer"
-    assert len(doc["rows"]) == len(res.table) and list(doc["rows"][0]) == list(COLUMNS)
-    assert doc["rows"][0]["dynamic_mj"] is None  # NaN is written as null
-    assert doc["rows"][0]["energy_mj"] == pytest.approx(res.table["energy_mj"].iloc[0])
+    assert write("json", res, tmp_path / "t.json") == [tmp_path / "t.json", tmp_path / "t.meta.json"]
+    rows = json.loads((tmp_path / "t.json").read_text())
+    assert len(rows) == len(res.table) and list(rows[0]) == list(COLUMNS)
+    assert rows[0]["dynamic_mj"] is None  # NaN is written as null
+    assert rows[0]["energy_mj"] == pytest.approx(res.table["energy_mj"].iloc[0])
+    back = pd.read_json(tmp_path / "t.json")  # the default orient reads it; "records" too
+    assert list(back.columns) == list(COLUMNS) and back["name"].tolist() == res.table["name"].tolist()
+    np.testing.assert_allclose(back["energy_mj"], res.table["energy_mj"], rtol=1e-12)
+    pd.testing.assert_frame_equal(pd.read_json(tmp_path / "t.json", orient="records"), back)
+    assert json.loads((tmp_path / "t.meta.json").read_text())["by"] == "layer"
 
 
 def test_parquet_keeps_columns_types_and_metadata(logs, tmp_path):
     _, res = result_of(*logs, by="group")
-    files.write(res, tmp_path / "t.parquet")
+    assert write("parquet", res, tmp_path / "t.parquet") == [tmp_path / "t.parquet"]  # metadata inside
     pt = pq.read_table(tmp_path / "t.parquet")
     meta = json.loads(pt.schema.metadata[files.PARQUET_KEY])
-    assert meta["by"] == "group" and meta["rails"]["VDD_IN"]["sensor_period_ms"] == 7.0
+    assert meta["by"] == "group" and meta["rails"]["VDD_IN"]["sensor_model"] == "instant"
     back = pt.to_pandas()
     assert back["name"].unique().tolist() == ["conv1", "fire2", "pool10"]
     pd.testing.assert_series_equal(back["energy_mj"], res.table["energy_mj"])
@@ -157,7 +166,7 @@ def test_parquet_keeps_columns_types_and_metadata(logs, tmp_path):
 @pytest.mark.parametrize("suffix", [".png", ".svg"])
 def test_plot_writes_a_valid_image(logs, tmp_path, suffix):
     _, res = result_of(*logs)
-    out = plot.write(res, tmp_path / f"fig{suffix}")
+    [out] = write("plot", res, tmp_path / f"fig{suffix}")
     data = out.read_bytes()
     if suffix == ".png":
         assert data.startswith(b"\x89PNG\r\n\x1a\n")
@@ -166,12 +175,12 @@ def test_plot_writes_a_valid_image(logs, tmp_path, suffix):
     else:
         assert b"<svg" in data[:1000] and b"conv1" in data
     with pytest.raises(ValueError, match="must end in"):
-        plot.write(res, tmp_path / "fig.pdf")
+        plot.write(res, None, tmp_path / "fig.pdf")
 
 
 def test_trace_has_slices_counters_instants_and_names(logs, tmp_path):
     rec, res = result_of(*logs)
-    trace.write(res, rec, tmp_path / "t.json")
+    write("trace", res, tmp_path / "t.json", rec)
     doc = json.loads((tmp_path / "t.json").read_text())
     ev = doc["traceEvents"]
     assert doc["displayTimeUnit"] == "ms"
@@ -179,16 +188,16 @@ def test_trace_has_slices_counters_instants_and_names(logs, tmp_path):
     assert len(slices) == ITERATIONS * len(LAYERS)
     first = slices[0]
     assert first["name"] == "conv1" and first["pid"] == 4242 and first["tid"] == 4243
-    assert first["ts"] == pytest.approx(20_000.0) and first["dur"] == pytest.approx(3_000.0)
+    assert first["ts"] == pytest.approx(20_000.0) and first["dur"]  # time zero: the power record's start == pytest.approx(3_000.0)
     assert first["args"]["VDD_IN mJ"] == pytest.approx(exact_mj(BASE + 20 * MS, BASE + 23 * MS, 0), rel=1e-6)
     counters = {e["name"] for e in ev if e["ph"] == "C"}
-    assert counters == {"VDD_IN mW", "VDD_GPU mW", "VDD_CPU mW"}
-    vdd_in = [e for e in ev if e["ph"] == "C" and e["name"] == "VDD_IN mW"]
+    assert counters == {"VDD_IN", "VDD_GPU", "VDD_CPU"}  # each with the one argument mW: track "VDD_IN mW"
+    vdd_in = [e for e in ev if e["ph"] == "C" and e["name"] == "VDD_IN"]
     assert len(vdd_in) == 150 and vdd_in[5]["args"]["mW"] == pytest.approx(2000 + 3.0 * 5)  # every change
     early = rec.power.assign(time_ns=rec.power["time_ns"] - 1_030 * MS)  # power 1.03 s earlier than the markers
     short = trace.build(res, Recording(rec.markers, early, rec.meta))
     # power from 1 s before the first slice (20 ms in): the samples from 50 ms on, and the one before
-    assert len([e for e in short["traceEvents"] if e["ph"] == "C" and e["name"] == "VDD_IN mW"]) == 101
+    assert len([e for e in short["traceEvents"] if e["ph"] == "C" and e["name"] == "VDD_IN"]) == 101
     assert [e["name"] for e in ev if e["ph"] == "i"] == [f"iteration {i}" for i in range(ITERATIONS)]
     names = {(e["name"], e["args"]["name"]) for e in ev if e["ph"] == "M"}
     assert ("thread_name", "thread 4243") in names and ("process_name", "power rails") in names
@@ -202,18 +211,19 @@ def test_estimated_power_is_said_in_every_output(tmp_path):
     con = Console(record=True, width=220)
     table.render(res, con)
     text = con.export_text()
-    assert "ESTIMATED POWER" in text and "VDD_GPU (ESTIMATED): energy per layer" in text
-    files.write(res, tmp_path / "t.csv")
+    assert text.startswith("ESTIMATED power: VDD_IN, VDD_GPU, VDD_CPU (cpu-model)") and "VDD_GPU: energy per layer" in text
+    assert text.count("ESTIMATED") == 1  # said once, first
+    write("csv", res, tmp_path / "t.csv")
     assert json.loads((tmp_path / "t.meta.json").read_text())["estimated"] is True
     assert pd.read_csv(tmp_path / "t.csv")["estimated"].all()
-    files.write(res, tmp_path / "t.json")
-    assert json.loads((tmp_path / "t.json").read_text())["meta"]["estimated"] is True
-    files.write(res, tmp_path / "t.parquet")
+    write("json", res, tmp_path / "t.json")
+    assert pd.read_json(tmp_path / "t.json")["estimated"].all()
+    write("parquet", res, tmp_path / "t.parquet")
     assert json.loads(pq.read_table(tmp_path / "t.parquet").schema.metadata[files.PARQUET_KEY])["estimated"]
-    plot.write(res, tmp_path / "f.svg")
+    write("plot", res, tmp_path / "f.svg")
     assert b"ESTIMATED" in (tmp_path / "f.svg").read_bytes()
     doc = trace.build(res, rec)
-    assert doc["otherData"]["estimated_power"] and "VDD_IN (ESTIMATED) mW" in {
+    assert doc["otherData"]["estimated_power"] and "VDD_IN (ESTIMATED)" in {
         e["name"] for e in doc["traceEvents"] if e["ph"] == "C"}
 
 
@@ -223,9 +233,9 @@ def test_report_command_writes_every_output(logs, tmp_path, capsys):
                "--plot", str(tmp_path / "f.png"), "--trace", str(tmp_path / "tr.json"), "--baseline", "none"])
     assert rc == 0
     err = capsys.readouterr().err
-    assert "wrote" in err and "sensor period" in err
-    doc = json.loads((tmp_path / "t.json").read_text())
-    assert doc["meta"]["warmup"] == 1 and doc["meta"]["baseline"] == "none"
+    assert "wrote" in err and "not resolved" in err
+    meta = json.loads((tmp_path / "t.meta.json").read_text())
+    assert meta["warmup"] == 1 and meta["baseline"] == "none"
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "tr.json").read_text())["displayTimeUnit"] == "ms"
     assert main(["report", str(m), "--power", str(p), "--by", "iteration"]) == 0
@@ -235,26 +245,25 @@ def test_report_command_writes_every_output(logs, tmp_path, capsys):
 
 def test_report_command_errors_are_one_line_naming_the_input(logs, tmp_path, capsys):
     m, p = logs
-    assert main(["report", str(p)]) == 2
+    assert main(["report", str(p)]) == 3  # EXIT_DAMAGED: an input that cannot give a table
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(p) in err and "no markers" in err
-    assert main(["report", str(m)]) == 2
-    assert "no power samples" in capsys.readouterr().err
     assert main(["report", str(m), "--power", str(p), "--offset", "100"]) == 0  # marker times are absolute
     assert main(["report", str(m), "--power", str(p), "-o", str(tmp_path / "x.txt"), "--format", "csv"]) == 0
-    assert main(["report", str(m), "--power", str(p), "-o", str(tmp_path / "x.xlsx")]) == 2
+    assert main(["report", str(m), "--power", str(p), "-o", str(tmp_path / "x.xlsx")]) == 2  # EXIT_USAGE
     assert "cannot tell the format" in capsys.readouterr().err
-    assert main(["report", str(m), "--power", str(p), "--warmup", "9"]) == 2
+    assert not (tmp_path / "x.xlsx").exists()
+    assert main(["report", str(m), "--power", str(p), "--warmup", "9"]) == 3
     assert "drops all 4 iteration(s)" in capsys.readouterr().err
 
 
-def test_a_marker_log_cut_short_still_reports_and_exits_2(logs, tmp_path, capsys):
+def test_a_marker_log_cut_short_still_reports_and_exits_3(logs, tmp_path, capsys):
     m, p = logs
     data = m.read_bytes()
     cut = tmp_path / "cut.sbm"
     cut.write_bytes(data[: len(data) - struct.calcsize("<BII") - 40])  # into the last iteration's record
     rc = main(["report", str(cut), "--power", str(p), "-o", str(tmp_path / "t.csv")])
-    assert rc == 2
+    assert rc == 3  # EXIT_DAMAGED, the partial table written
     assert pd.read_csv(tmp_path / "t.csv")["n"].tolist() == [ITERATIONS - 1] * 3 * len(LAYERS)
     assert "ends inside a record" in capsys.readouterr().err
 
@@ -293,8 +302,8 @@ def test_report_groups_from_a_json_mapping(logs, tmp_path, capsys):
     mapping.write_text(json.dumps({"conv1": "front", "fire2/squeeze1x1": "front"}))
     out = tmp_path / "g.json"
     assert main(["report", str(m), "--power", str(p), "--by", "group", "--groups", str(mapping), "-o", str(out)]) == 0
-    names = [r["name"] for r in json.loads(out.read_text())["rows"] if r["rail"] == "VDD_IN"]
+    names = [r["name"] for r in json.loads(out.read_text()) if r["rail"] == "VDD_IN"]
     assert names == ["front", "fire2", "pool10"]  # unmapped layers keep their prefix
     mapping.write_text("[1, 2]")
-    assert main(["report", str(m), "--power", str(p), "--by", "group", "--groups", str(mapping)]) == 2
+    assert main(["report", str(m), "--power", str(p), "--by", "group", "--groups", str(mapping)]) == 3
     assert "must be a JSON object" in capsys.readouterr().err

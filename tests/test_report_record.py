@@ -14,6 +14,7 @@ from fake_sysfs import TX1_BASES, FakeSensor, tx1_ramps
 from streamline_bridge import ingest
 from streamline_bridge.cli import main
 from streamline_bridge.energy import energy_table
+from streamline_bridge.report import trace as trace_module
 
 BASES = TX1_BASES  # mW at the start
 SLOPE = 20  # mW per sensor update: a clock misaligned by 0.1 s would be 400 mW off
@@ -69,6 +70,43 @@ def test_record_then_report_gives_the_fake_sensors_energy(tmp_path: Path, capsys
         np.testing.assert_allclose(s["dynamic_mj"], s["energy_mj"] - idle * s["time_ms"] * 1e-3, rtol=1e-9)
     out = tmp_path / "t.json"
     assert main(["report", str(run), "--warmup", "1", "-o", str(out), "--trace", str(tmp_path / "tr.json")]) == 0
-    doc = json.loads(out.read_text())
-    assert [r["name"] for r in doc["rows"][::3]] == list(LAYERS)
-    assert doc["meta"]["rails"]["VDD_IN"]["idle_mw"] == res.meta["rails"]["VDD_IN"]["idle_mw"]
+    rows = json.loads(out.read_text())
+    assert [r["name"] for r in rows[::3]] == list(LAYERS)
+    meta = json.loads((tmp_path / "t.meta.json").read_text())
+    assert meta["rails"]["VDD_IN"]["idle_mw"] == res.meta["rails"]["VDD_IN"]["idle_mw"]
+    # the trace starts at the earliest event, the idle phase before the run: no negative time
+    trace = json.loads((tmp_path / "tr.json").read_text())
+    events = trace["traceEvents"]
+    assert all(e["ts"] >= 0 for e in events if "ts" in e)
+    phases = {e["name"]: e for e in events if e.get("cat") == "phase"}
+    assert set(phases) == {"idle before", "run", "idle after"} and min(e["ts"] for e in events if "ts" in e) == 0
+    first_slice = min(e["ts"] for e in events if e["ph"] == "X" and e.get("cat") != "phase")
+    assert phases["idle before"]["ts"] < phases["run"]["ts"] < first_slice  # the idle phase is in, at >= 0
+    base = trace["otherData"]["clock_base_ns"]
+    assert base == min(rec.meta.extra["phases"]["idle_before"][0], int(rec.power["time_ns"].min()))
+    assert_trace_event_format(events)
+    rails = [e for e in events if e["ph"] == "C" and e["pid"] == trace_module.POWER_PID]
+    assert sorted({e["name"] for e in rails}) == ["VDD_CPU", "VDD_GPU", "VDD_IN"]
+    assert all(list(e["args"]) == ["mW"] for e in rails)  # one track per rail: "VDD_IN mW"
+
+
+# Trace Event Format (Google's "Trace Event Format" document): fields every event of a phase must have
+REQUIRED = {"X": {"name", "ph", "ts", "dur", "pid", "tid"}, "C": {"name", "ph", "ts", "pid", "args"},
+            "i": {"name", "ph", "ts", "pid", "s"}, "M": {"name", "ph", "pid", "args"}}
+
+
+def assert_trace_event_format(events: list[dict]) -> None:
+    """Every event has its phase's required fields with the right types; counters one numeric series per track."""
+    for e in events:
+        assert REQUIRED[e["ph"]] <= set(e), e
+        assert isinstance(e["pid"], int) and isinstance(e.get("tid", 0), int)
+        if "ts" in e:
+            assert isinstance(e["ts"], (int, float)) and e["ts"] >= 0
+        if e["ph"] == "X":
+            assert e["dur"] >= 0
+        if e["ph"] == "C":  # a counter: numbers only, one track per argument
+            assert e["args"] and all(isinstance(v, (int, float)) for v in e["args"].values())
+        if e["ph"] == "i":
+            assert e["s"] in ("g", "p", "t")
+        if e["ph"] == "M":
+            assert e["name"] in ("process_name", "thread_name") and isinstance(e["args"]["name"], str)

@@ -37,7 +37,7 @@ def test_every_source_is_listed_available_or_with_its_reason(capsys, tmp_path: P
     assert rc == 0
     by_name = {s["source"]: s for s in found}
     assert list(by_name) == ["ina3221x", "ina3221", "hwmon", "nvml", "rapl", "tegrastats", "cpu-model"]
-    assert by_name["ina3221x"]["available"] and by_name["ina3221x"]["config"] == {"devices": {"1-0040": {"running_mode": 1}}}
+    assert by_name["ina3221x"]["available"] and by_name["ina3221x"]["config"]["devices"]["1-0040"]["running_mode"] == 1
     assert not by_name["rapl"]["available"] and "RAPL" in by_name["rapl"]["reason"]
     assert not by_name["cpu-model"]["available"] and "stat" in by_name["cpu-model"]["reason"]
 
@@ -71,4 +71,5 @@ def test_triggered_ina3221x_gets_a_note(capsys, tmp_path: Path) -> None:
     shutil.copytree(FIXTURES / "sysfs/tx2-l4t32", tree)
     (tree / "bus/i2c/drivers/ina3221x/0-0041/iio:device1/running_mode").write_text("0\n")
     rc, found = sensors_json(capsys, "--sysfs-root", str(tree), "--source", "ina3221x", "--measure", "0")
-    assert rc == 0 and len(found[0]["advice"]) == 1 and found[0]["advice"][0].startswith("0-0041: running_mode is 0")
+    triggered = [a for a in found[0]["advice"] if "running_mode is 0" in a]
+    assert rc == 0 and len(triggered) == 1 and triggered[0].startswith("0-0041: running_mode is 0")

@@ -26,6 +26,6 @@ def test_threads_and_rails_are_summarised_from_the_tables():
     info = summarize(Recording(markers, power, meta))
     assert info["markers"]["threads"] == [(7, 8), (7, 9)]
     assert info["power"]["rails"]["VDD_IN"] == {"samples": 2, "missing": 1, "mean_mw": 100.0, "unit": "mW",
-                                                "update_period_ms": 7.0, "estimated": False}
+                                                "update_period_ms": 7.0, "estimated": False, "sensor_model": None}
     assert info["power"]["rails"]["VDD_GPU"]["mean_mw"] == 20.0
     assert info["power"]["rails"]["VDD_GPU"]["update_period_ms"] is None

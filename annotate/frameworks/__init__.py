@@ -8,21 +8,50 @@ Both adapters emit the energy table's conventions (docs/energy-table.md) through
 * ``style="markers"``: bookmarks ``iteration <n>``, then one per layer (``name___type``, coloured
   by type), then ``end`` after the last layer (the SyNERGY / reference-study style).
 
+The isolation method (``profile --method isolate``) runs each layer alone in a loop:
+:func:`run_isolated` puts the loop inside one annotation, the layer's text ``name___type``, on the
+channel named ``isolate`` (``annotate.conventions.ISOLATE_CHANNEL``, far above the block
+channels); nothing else is sent while it runs. The energy table leaves that channel out;
+``streamline_bridge.energy.isolate`` measures the settled power inside each of its intervals.
+
 The framework itself is imported only when an adapter is used: ``annotate`` stays standard-library
-only at import time. Adapters: :mod:`annotate.frameworks.caffe`, :mod:`annotate.frameworks.torch`.
+only at import time. Adapters: :mod:`annotate.frameworks.caffe`, :mod:`annotate.frameworks.torch`,
+:mod:`annotate.frameworks.onnx`.
 """
 
 import functools
 import threading
+import time
 from typing import Callable, Dict, NamedTuple, Optional
 
 from annotate.client import Client
+from annotate.conventions import END, ISOLATE_CHANNEL, ISOLATE_CHANNEL_ID, ISOLATE_GROUP, iteration_text, layer_text
 from annotate.layers import ITERATIONS, ChannelMap, color_for, group_of
 
 STYLES = ("channels", "markers")
 
 
-def _nothing() -> None:
+def run_isolated(text: str, work: Callable[[], None], seconds: float, client: Optional[Client] = None,
+                 color: Optional[int] = None, min_runs: int = 3) -> int:
+    """Run ``work`` (one layer, alone) again and again for at least ``seconds`` and ``min_runs`` runs,
+    inside one annotation ``text`` on the :data:`ISOLATE_CHANNEL` channel; returns the number of runs."""
+    if client is None:
+        import annotate
+
+        client = annotate.default_client()
+    client.name_group(ISOLATE_GROUP, ISOLATE_CHANNEL)
+    client.name_channel(ISOLATE_CHANNEL_ID, ISOLATE_GROUP, ISOLATE_CHANNEL)
+    end = time.monotonic() + seconds
+    runs = 0
+    client.text(text, ISOLATE_CHANNEL_ID, color)
+    while runs < min_runs or time.monotonic() < end:
+        work()
+        runs += 1
+    client.end(ISOLATE_CHANNEL_ID)
+    return runs
+
+
+def _nothing(time: Optional[int] = None) -> None:
     pass
 
 
@@ -35,8 +64,8 @@ class Layer(NamedTuple):
     color: int
     block: str
     channel: int  # the block's channel (style "channels"; 0 for bookmarks)
-    start: Callable[[], None]  # sends the layer's start, encoded once (LayerMarks.start)
-    stop: Callable[[], None]  # sends its end (nothing for a bookmark, which runs to the next)
+    start: Callable[..., None]  # sends the layer's start, encoded once (LayerMarks.start); time= to stamp it
+    stop: Callable[..., None]  # sends its end (nothing for a bookmark, which runs to the next); time= too
 
 
 class LayerMarks:
@@ -61,10 +90,11 @@ class LayerMarks:
         self._blocks: Dict[str, int] = {}  # block -> channel, named in self._thread
         self._thread = threading.get_ident()
 
-    def layer(self, name: str, layer_type: str) -> Layer:
-        """The annotation of one layer (compute once, emit many times)."""
-        block, color = group_of(name, self.separator), color_for(layer_type)
-        text = f"{name}___{layer_type}" if layer_type else name
+    def layer(self, name: str, layer_type: str, block: Optional[str] = None) -> Layer:
+        """The annotation of one layer (compute once, emit many times); ``block``: the channel it
+        goes on (default: the name before the first separator)."""
+        block, color = block or group_of(name, self.separator), color_for(layer_type)
+        text = layer_text(name, layer_type)
         if self.style == "channels":
             channel = self._blocks[block] = self.channels.channel(block)
             return Layer(name, layer_type, text, color, block, channel,
@@ -91,13 +121,24 @@ class LayerMarks:
                 for block in self._blocks:
                     self.channels.channel(block)
                 self._thread = thread
-            self.client.text(f"iteration {n}", self.channels.channel(ITERATIONS))
+            self.client.text(iteration_text(n), self.channels.channel(ITERATIONS))
         else:
-            self.client.marker(f"iteration {n}")
+            self.client.marker(iteration_text(n))
+
+    def whole(self, n: int, layer: Layer, run: Callable[[], None], sync: Optional[Callable[[], None]] = None) -> None:
+        """Iteration ``n`` as one interval ``layer`` around ``run()`` (``sync()`` before it ends):
+        the whole net in one call, for comparison with the layer-by-layer intervals."""
+        self.iteration_start(n)
+        layer.start()
+        run()
+        if sync is not None:
+            sync()
+        layer.stop()
+        self.iteration_stop()
 
     def iteration_stop(self) -> None:
         """The iteration's last layer has finished."""
         if self.style == "channels":
             self.client.end(self.channels.channel(ITERATIONS))
         else:
-            self.client.marker("end")
+            self.client.marker(END)

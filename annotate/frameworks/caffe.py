@@ -23,10 +23,10 @@ to close every annotation after the work really finished. Standard library only;
 imported here (the caller's ``net`` brings it).
 """
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, List, Optional, Tuple
 
 from annotate.client import Client
-from annotate.frameworks import Layer, LayerMarks
+from annotate.frameworks import Layer, LayerMarks, run_isolated
 
 NO_WORK_TYPES = ("Input",)  # layers that only hold the caller's input
 PLUMBING_TYPES = ("Split",)  # layers Caffe inserts itself (a blob read by several layers)
@@ -75,14 +75,29 @@ class CaffeRunner:
 
     def forward_whole(self) -> None:
         """One annotated iteration, the whole net in one call (one interval named after the network)."""
-        self.marks.iteration_start(self.iteration)
-        self.marks.start(self.whole)
-        self.net._forward(self.first, self.last)
-        if self.sync is not None:
-            self.sync()
-        self.marks.stop(self.whole)
-        self.marks.iteration_stop()
+        self.marks.whole(self.iteration, self.whole, lambda: self.net._forward(self.first, self.last), self.sync)
         self.iteration += 1
+
+    def isolate(self, seconds: float, names: Optional[Collection[str]] = None) -> Dict[str, int]:
+        """Each layer (or those in ``names``) alone in a loop for ``seconds`` (the isolation method,
+        :func:`annotate.frameworks.run_isolated`); returns the runs per layer name."""
+        runs = {}
+        for first, last, layer in self.layers:
+            if names is None or layer.name in names:
+                runs[layer.name] = run_isolated(layer.text, self._layer_work(first, last), seconds,
+                                                self.marks.client, layer.color)
+        return runs
+
+    def _layer_work(self, first: int, last: int) -> Callable[[], None]:
+        forward, sync = self.net._forward, self.sync
+        if sync is None:
+            return lambda: forward(first, last)
+
+        def work() -> None:
+            forward(first, last)
+            sync()
+
+        return work
 
     def warm_up(self, n: int, layer_by_layer: bool = True) -> None:
         """``n`` forwards without annotations (caches, allocations, clocks settle)."""

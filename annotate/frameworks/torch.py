@@ -5,76 +5,124 @@
 
     annotate.setup(file="run.sbm")
     model = torchvision.models.squeezenet1_1().eval()
-    with annotate_modules(model, "squeezenet") as marks, torch.no_grad():
+    with annotate_modules(model, "squeezenet") as marks, torch.inference_mode():
         for i in range(20):
             with marks.iteration():
                 model(x)
 
 Every leaf module (one without children) gets a forward pre-hook that starts its annotation and
-a forward hook that stops it; the text is ``<qualified name>___<class name>`` (``features.0___Conv2d``),
-the block is the name before the first ``.``. On a GPU, ``torch.cuda.synchronize()`` runs before
+a forward hook that stops it; the text is ``<qualified name>___<class name>`` (``features.0___Conv2d``).
+Its block (channel, and the energy table's group) is the module it belongs to: the nearest
+enclosing module that is not a plain container (``Sequential``, ``ModuleList``, ``ModuleDict``)
+nor the model itself, else the leaf alone (SqueezeNet's ``features.3.squeeze`` is in the fire
+module ``features.3``, ``features.0`` in its own block). On a GPU, ``torch.cuda.synchronize()`` runs before
 each annotation so that it marks when the work really started and finished. Work done outside
 leaf modules (``torch.flatten`` in a ``forward``) belongs to no channel annotation, and to the
 previous layer with bookmarks. The hooks are removed when the ``with`` block ends (or by
-:meth:`ModuleMarks.remove`). ``torch`` is imported only when a model on a GPU is annotated.
+:meth:`ModuleMarks.remove`); while :attr:`ModuleMarks.active` is false they send nothing.
+:class:`TorchRunner` runs a model the way ``profile torch`` does (the interface of
+``annotate.frameworks.caffe.CaffeRunner``). ``torch`` is imported only when a model is annotated.
 """
 
 import contextlib
-from typing import Any, Iterator, List, Optional
+from typing import Any, Callable, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from annotate.client import Client
-from annotate.frameworks import LayerMarks
+from annotate.conventions import layer_text
+from annotate.frameworks import Layer, LayerMarks, run_isolated
+from annotate.layers import color_for
+
+CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")  # modules that only hold others
 
 
 def _on_gpu(model: Any) -> bool:
     return any(p.is_cuda for p in model.parameters()) or any(b.is_cuda for b in model.buffers())
 
 
+def leaf_blocks(model: Any, types: Optional[Mapping[str, str]] = None) -> Dict[str, Tuple[str, str]]:
+    """``{leaf name: (class name, block)}`` in registration order: a leaf's block is its nearest
+    enclosing module that is neither a plain container (:data:`CONTAINERS`) nor ``model``, else the
+    leaf. ``types``: class names by module name where the modules' own are not the model's (an
+    unflattened ``torch.export`` program: :func:`exported_types`)."""
+    kinds = {name: type(module).__name__ for name, module in model.named_modules()}
+    kinds.update(types or {})
+    out: Dict[str, Tuple[str, str]] = {}
+    for name, module in model.named_modules():
+        if not name or next(iter(module.children()), None) is not None:
+            continue
+        block, parent = name, name.rpartition(".")[0]
+        while parent:
+            if kinds[parent] not in CONTAINERS:
+                block = parent
+                break
+            parent = parent.rpartition(".")[0]
+        out[name] = (kinds[name], block)
+    return out
+
+
+def exported_types(program: Any) -> Dict[str, str]:
+    """``{module name: class name}`` of the modules an ``ExportedProgram``'s nodes came from
+    (their ``nn_module_stack``), for :func:`leaf_blocks` on ``torch.export.unflatten(program)``."""
+    out: Dict[str, str] = {}
+    for node in program.graph.nodes:
+        for path, qualified_type in node.meta.get("nn_module_stack", {}).values():
+            out[path] = str(getattr(qualified_type, "__name__", qualified_type)).rpartition(".")[2]
+    return out
+
+
 class ModuleMarks:
-    """The hooks annotating one model's leaf modules; :meth:`iteration` brackets one inference."""
+    """The hooks annotating one model's leaf modules; :meth:`iteration` brackets one inference.
+
+    ``sync`` runs before every annotation (default: ``torch.cuda.synchronize`` for a model on a GPU,
+    nothing on the CPU), so that each marks when the device's work really started and finished."""
 
     def __init__(self, model: Any, network: str = "torch", style: str = "channels",
-                 client: Optional[Client] = None) -> None:
+                 client: Optional[Client] = None, types: Optional[Mapping[str, str]] = None,
+                 sync: Optional[Callable[[], None]] = None) -> None:
         self.marks = LayerMarks(network, style=style, client=client, separator=".")
         self.count = 0
-        sync = None
-        if _on_gpu(model):
+        self.active = True  # the hooks send their annotations
+        if sync is None and _on_gpu(model):
             import torch
 
             sync = torch.cuda.synchronize
-        self._sync = sync
+        self.sync = sync
         self._handles: List[Any] = []
-        for name, module in model.named_modules():
-            if name and next(iter(module.children()), None) is None:
-                self._hook(module, self.marks.layer(name, type(module).__name__))
+        modules = dict(model.named_modules())
+        self.layers: Tuple[Layer, ...] = tuple(
+            self._hook(modules[name], self.marks.layer(name, kind, block))
+            for name, (kind, block) in leaf_blocks(model, types).items())
 
-    def _hook(self, module: Any, layer: Any) -> None:
-        marks, sync = self.marks, self._sync
+    def _hook(self, module: Any, layer: Layer) -> Layer:
+        sync = self.sync
 
         def pre(mod: Any, inputs: Any) -> None:
-            if sync is not None:
-                sync()
-            marks.start(layer)
+            if self.active:
+                if sync is not None:
+                    sync()
+                layer.start()
 
         def post(mod: Any, inputs: Any, output: Any) -> None:
-            if sync is not None:
-                sync()
-            marks.stop(layer)
+            if self.active:
+                if sync is not None:
+                    sync()
+                layer.stop()
 
         self._handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+        return layer
 
     @contextlib.contextmanager
     def iteration(self) -> Iterator[int]:
         """``with marks.iteration():`` one inference, numbered from 0; yields its number."""
         n = self.count
-        if self._sync is not None:
-            self._sync()
+        if self.sync is not None:
+            self.sync()
         self.marks.iteration_start(n)
         try:
             yield n
         finally:
-            if self._sync is not None:
-                self._sync()
+            if self.sync is not None:
+                self.sync()
             self.marks.iteration_stop()
             self.count += 1
 
@@ -87,10 +135,109 @@ class ModuleMarks:
 
 @contextlib.contextmanager
 def annotate_modules(model: Any, network: str = "torch", style: str = "channels",
-                     client: Optional[Client] = None) -> Iterator[ModuleMarks]:
+                     client: Optional[Client] = None, types: Optional[Mapping[str, str]] = None) -> Iterator[ModuleMarks]:
     """Annotate ``model``'s leaf modules for the duration of the ``with`` block."""
-    marks = ModuleMarks(model, network, style, client)
+    marks = ModuleMarks(model, network, style, client, types)
     try:
         yield marks
     finally:
         marks.remove()
+
+
+class TorchRunner:
+    """Runs ``model(*inputs)`` under ``torch.inference_mode`` with per-leaf-module (or per-forward)
+    annotations, counting iterations from 0; :attr:`output` is the last forward's output."""
+
+    def __init__(self, model: Any, inputs: Sequence[Any], network: str = "torch", style: str = "channels",
+                 client: Optional[Client] = None, types: Optional[Mapping[str, str]] = None,
+                 sync: Optional[Callable[[], None]] = None) -> None:
+        import torch
+
+        self.model, self.inputs = model, tuple(inputs)
+        self.module_marks = ModuleMarks(model, network, style, client, types, sync)
+        self.module_marks.active = False
+        self.layers = self.module_marks.layers
+        if not self.layers:
+            raise ValueError("the model has no module to run")
+        self.whole = self.module_marks.marks.layer(network, "Net")
+        self.output: Any = None
+        self._no_grad: Callable[[], Any] = torch.inference_mode
+
+    def _forward(self) -> None:
+        with self._no_grad():
+            self.output = self.model(*self.inputs)
+
+    def forward_layers(self) -> None:
+        """One annotated iteration, every leaf module in its own interval."""
+        marks = self.module_marks
+        with marks.iteration():
+            marks.active = True
+            try:
+                self._forward()
+            finally:
+                marks.active = False
+
+    def forward_whole(self) -> None:
+        """One annotated iteration, the whole forward in one interval named after the network."""
+        marks = self.module_marks
+        if marks.sync is not None:
+            marks.sync()
+        marks.marks.whole(marks.count, self.whole, self._forward, marks.sync)
+        marks.count += 1
+
+    def warm_up(self, n: int, layer_by_layer: bool = True) -> None:
+        """``n`` forwards without annotations (``layer_by_layer`` has no effect: a forward is one call)."""
+        for _ in range(n):
+            self._forward()
+        if self.module_marks.sync is not None:
+            self.module_marks.sync()
+
+    def isolate(self, seconds: float, names: Optional[Collection[str]] = None) -> Dict[str, int]:
+        """Each leaf module (or those in ``names``) alone in a loop for ``seconds`` (the isolation
+        method, :func:`isolate_modules`); returns the runs per module name."""
+        with self._no_grad():
+            return isolate_modules(self.model, self.inputs, seconds, names, self.module_marks.marks.client)
+
+    def remove(self) -> None:
+        """Take the hooks off the model."""
+        self.module_marks.remove()
+
+
+def isolate_modules(model: Any, inputs: Tuple[Any, ...], seconds: float, names: Optional[Collection[str]] = None,
+                    client: Optional[Client] = None) -> Dict[str, int]:
+    """The isolation method: each leaf module (or those in ``names``) alone in a loop for ``seconds``,
+    on the inputs it gets in one forward of ``model(*inputs)`` (:func:`annotate.frameworks.run_isolated`);
+    returns the runs per module name. Call it outside :func:`annotate_modules` (its hooks would
+    annotate every run) and under ``torch.no_grad()``."""
+    seen: Dict[str, Tuple[Any, Any]] = {}  # name -> (module, its inputs), in execution order
+
+    def keeper(name: str) -> Any:
+        def keep(mod: Any, args: Any) -> None:
+            seen.setdefault(name, (mod, args))
+        return keep
+
+    handles = []
+    for name, module in model.named_modules():
+        if name and next(iter(module.children()), None) is None and (names is None or name in names):
+            handles.append(module.register_forward_pre_hook(keeper(name)))
+    try:
+        model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    sync = None
+    if _on_gpu(model):
+        import torch
+
+        sync = torch.cuda.synchronize
+    runs = {}
+    for name, (module, args) in seen.items():
+        kind = type(module).__name__
+
+        def work(module: Any = module, args: Any = args) -> None:
+            module(*args)
+            if sync is not None:
+                sync()
+
+        runs[name] = run_isolated(layer_text(name, kind), work, seconds, client, color_for(kind))
+    return runs

@@ -8,16 +8,25 @@ built with Arm's annotation library. Each data connection becomes one stream of 
 record when it ends. A connection that sends bad bytes gets one warning line naming it and the
 byte offset and is dropped; the others go on. Runs until SIGINT/SIGTERM, then writes what is
 left, prints a one-line summary and exits 0.
+
+Defences: only the listener's own user and root may connect (``SO_PEERCRED``, or the socket's
+owner in ``/proc/net/tcp`` with ``--tcp``) unless ``--allow-any-user``; an unfinished message may
+hold at most ``--max-message`` MiB per connection and ``--max-memory`` MiB over all of them (the
+connection that would pass either is dropped with a warning naming it); bursts of connections are
+drained from a large accept backlog; out of file descriptors, new connections are refused (one
+warning) instead of the listener failing.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import errno
+import gc
 import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -26,11 +35,16 @@ from typing import Any, TextIO, cast
 
 from annotate.mirror import CLOSED, MESSAGES, OPENED, MarkerLog, record
 from annotate.transport import DEFAULT_PREFIX, DEFAULT_TCP_PORTS, Endpoints
+from streamline_bridge.peers import peer_of
 
 HELP = "accept annotation clients like gatord does and write their messages to a marker log"
 
 _READ_SIZE = 1 << 16
 _FLUSH_BYTES = 1 << 20  # write early when this much is waiting
+_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
+_ACCEPT_BURST = 256  # connections taken per wake-up of a listening socket
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_MIB = 1 << 20
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +58,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "or streamline-annotate, gatord's names)")
     parser.add_argument("--flush-ms", type=float, metavar="MS",
                         help="write buffered records at least this often (default: $STREAMLINE_ANNOTATE_FLUSH_MS or 100)")
+    parser.add_argument("--allow-any-user", action="store_true",
+                        help="accept clients of any local user (default: only this user and root may write into the log)")
+    parser.add_argument("--max-message", type=_mib, default="16", metavar="MIB",
+                        help="drop a connection whose unfinished message passes this size (default 16 MiB)")
+    parser.add_argument("--max-memory", type=_mib, default="256", metavar="MIB",
+                        help="at most this much held in unfinished messages over all connections (default 256 MiB)")
+
+
+def _mib(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"wants a positive number of MiB, got {text!r}")
+    return int(value * _MIB)
 
 
 def _ports(text: str) -> tuple[int, int]:
@@ -63,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise InputError("STREAMLINE_ANNOTATE_FLUSH_MS", "not a number of milliseconds") from None
     endpoints = Endpoints(prefix, args.tcp, args.tcp_ports)
-    listener = Listener(endpoints, max(flush_ms, 0.0) / 1000)
+    listener = Listener(endpoints, max(flush_ms, 0.0) / 1000, allow_any_user=args.allow_any_user,
+                        max_message=args.max_message, max_memory=args.max_memory)
     log = MarkerLog(args.output, protocol=5, writer="listen")
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: listener.stop())
@@ -74,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
         log.close()
     s = listener.stats
     print(f"listen: {s['messages']} messages from {s['streams']} connection(s)"
-          + (f", {s['dropped']} dropped for bad bytes" if s["dropped"] else "") + f", written to {args.output}",
+          + (f", {s['dropped']} dropped for bad bytes" if s["dropped"] else "")
+          + (f", {s['too_big']} dropped for size" if s["too_big"] else "")
+          + (f", {s['refused']} refused" if s["refused"] else "") + f", written to {args.output}",
           flush=True)
     return 0
 
@@ -97,7 +130,11 @@ class Listener:
     endpoints: Endpoints
     flush_interval: float
     warn: TextIO = sys.stderr
-    stats: dict[str, int] = field(default_factory=lambda: {"messages": 0, "streams": 0, "dropped": 0})
+    allow_any_user: bool = False
+    max_message: int = 16 * _MIB
+    max_memory: int = 256 * _MIB
+    stats: dict[str, int] = field(
+        default_factory=lambda: {"messages": 0, "streams": 0, "dropped": 0, "too_big": 0, "refused": 0})
 
     def __post_init__(self) -> None:
         from streamline_bridge.ingest import annotation_stream
@@ -107,6 +144,10 @@ class Listener:
         self._sel = selectors.DefaultSelector()
         self._pending = bytearray()
         self._next_id = 1
+        self._held = 0  # bytes of unfinished messages over all connections
+        self._warned_fds = False
+        self._spare_fd = _spare_fd()  # closed to accept (and refuse) a connection when out of descriptors
+        self._uid = os.geteuid()
         self._servers: list[socket.socket] = []  # [control, data]
         self._bind(self.endpoints.control)
         self._bind(self.endpoints.data)
@@ -122,7 +163,7 @@ class Listener:
             if self.endpoints.tcp:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(address)
-            s.listen(64)
+            s.listen(_BACKLOG)
         except OSError as exc:
             s.close()
             for other in self._servers:
@@ -132,7 +173,7 @@ class Listener:
             raise OSError(exc.errno, f"cannot listen on {self.endpoints.describe()}: {exc.strerror} "
                                      "(is gatord or another listener running?)") from None
         s.setblocking(False)
-        self._sel.register(s, selectors.EVENT_READ, self._accept)
+        self._sel.register(s, selectors.EVENT_READ, self._accept_burst)
         self._servers.append(s)
 
     def serve(self, write: Callable[[bytes], None]) -> None:
@@ -153,6 +194,8 @@ class Listener:
                 cast(socket.socket, key.fileobj).close()  # only sockets are registered
             self._sel.close()
             self._flush()
+            if self._spare_fd >= 0:
+                os.close(self._spare_fd)
 
     def _flush(self) -> None:
         if self._pending:
@@ -172,11 +215,30 @@ class Listener:
                 if sock.fileno() >= 0:
                     key.data.end("listener stopped")
 
+    def _accept_burst(self, server: socket.socket) -> None:
+        """A listening socket is readable: take what its backlog holds (up to a burst's worth)."""
+        for _ in range(_ACCEPT_BURST):
+            if self._accept(server) is None:
+                return
+
     def _accept(self, server: socket.socket) -> socket.socket | None:
+        """Accept one connection (None: none waiting). Strangers and connections beyond the descriptor limit are refused."""
         try:
             sock, _ = server.accept()
         except (BlockingIOError, InterruptedError):
             return None
+        except OSError as exc:
+            if exc.errno not in _OUT_OF_FDS:
+                raise
+            return self._refuse_for_fds(server)
+        peer, uid = peer_of(sock, self.endpoints.tcp)
+        if not (self.allow_any_user or uid in (self._uid, 0)):
+            who = "an unknown user" if uid is None else f"user {uid}"
+            self._warning(f"refused a connection from {peer} ({who}; only this user and root may write here, "
+                          "see --allow-any-user)")
+            self.stats["refused"] += 1
+            sock.close()
+            return sock
         sock.setblocking(False)
         if server is self._servers[0]:
             try:
@@ -188,10 +250,30 @@ class Listener:
         else:
             ident = self._next_id
             self._next_id += 1
-            conn = _Data(ident, sock, _peer(sock, self.endpoints.tcp), self.codec.StreamDecoder(f"connection {ident}"))
+            conn = _Data(ident, sock, peer, self.codec.StreamDecoder(f"connection {ident}"))
             self.stats["streams"] += 1
             self._sel.register(sock, selectors.EVENT_READ, _Reader(self, conn))
         return sock
+
+    def _refuse_for_fds(self, server: socket.socket) -> socket.socket | None:
+        """Out of descriptors: free the spare one, accept the connection and close it at once."""
+        if not self._warned_fds:
+            self._warned_fds = True
+            self._warning("out of file descriptors (ulimit -n); refusing new connections until some close")
+        if self._spare_fd >= 0:
+            os.close(self._spare_fd)
+        try:
+            sock, _ = server.accept()
+        except OSError:
+            self._spare_fd = _spare_fd()
+            return None
+        sock.close()
+        self.stats["refused"] += 1
+        self._spare_fd = _spare_fd()
+        return sock
+
+    def _warning(self, text: str) -> None:
+        print(f"streamline-bridge listen: warning: {text}", file=self.warn, flush=True)
 
     def _record(self, kind: int, stream: int, payload: bytes = b"") -> None:
         self._pending += record(kind, stream, payload)
@@ -237,14 +319,30 @@ class _Reader:
         if not chunk:
             self.end(None)
             return False
+        lst, decoder = self.listener, self.conn.decoder
+        held = decoder.pending
+        if held + len(chunk) > lst.max_message or lst._held + len(chunk) > lst.max_memory:
+            self._too_big(held + len(chunk))
+            return False
         try:
-            decoded = self.conn.decoder.feed(chunk)
-        except self.listener.codec.DecodeError as exc:
+            decoded = decoder.feed(chunk)
+        except lst.codec.DecodeError as exc:
             self._take(exc.partial)
             self._drop(exc)
             return False
+        finally:
+            lst._held += decoder.pending - held
         self._take(decoded)
         return True
+
+    def _too_big(self, size: int) -> None:
+        lst = self.listener
+        limit = (f"message over {_mib_text(lst.max_message)}" if size > lst.max_message
+                 else f"unfinished messages over {_mib_text(lst.max_memory)} in all connections")
+        print(f"streamline-bridge listen: warning: connection {self.conn.id} ({self.conn.peer}) at byte "
+              f"{self.conn.decoder.offset}: {limit}; message and connection dropped", file=lst.warn, flush=True)
+        lst.stats["too_big"] += 1
+        self._finish()
 
     def _take(self, decoded: Any) -> None:
         c, lst = self.conn, self.listener
@@ -273,15 +371,34 @@ class _Reader:
         self._finish()
 
     def _finish(self) -> None:
+        lst, held = self.listener, self.conn.decoder.pending
         if self.conn.opened:
-            self.listener._record(CLOSED, self.conn.id)
-        self.listener._close(self.conn.sock)
+            lst._record(CLOSED, self.conn.id)
+        lst._close(self.conn.sock)
+        self.conn.decoder = lst.codec.StreamDecoder(None)  # what it held is freed now
+        lst._held -= held
+        if held >= _MIB:
+            _return_freed_memory_promptly()
 
 
-def _peer(sock: socket.socket, tcp: bool) -> str:
-    """Who is on the other end: ``pid N`` (Unix socket credentials) or ``host:port``."""
-    if tcp:
-        host, port = sock.getpeername()[:2]
-        return f"{host}:{port}"
-    pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-    return f"pid {pid}"
+def _mib_text(size: int) -> str:
+    return f"{size / _MIB:g} MiB"
+
+
+def _spare_fd() -> int:
+    """A descriptor held in reserve (-1 when none is free: the next refusal waits for one)."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+
+
+def _return_freed_memory_promptly() -> None:
+    """Large unfinished messages are many 64 KiB chunks: free them now (a decoding error's traceback holds
+    them in a reference cycle) and have glibc hand the memory back to the system."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(None)
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import logging
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -32,6 +34,7 @@ from streamline_bridge.runfolder import CLOCK_NAME, MARKERS_FILE, POWER_FILE, Ph
 
 __all__ = ["MARKERS_FILE", "add_sampler_arguments", "finish_run", "reserve_sampler_cpu", "start_run"]
 HELP = "run a command with the power sampler and idle phases; write a run folder"
+log = logging.getLogger("streamline_bridge")
 CLOCK = time.CLOCK_MONOTONIC_RAW
 PR_SET_PDEATHSIG = 1
 
@@ -44,10 +47,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the sampler and the idle phases (``record`` and ``profile``)."""
-    from streamline_bridge.power.discovery import add_source_arguments
+    from streamline_bridge.power.discovery import add_sensor_model_argument, add_source_arguments
 
     parser.add_argument("--rate", type=float, default=1000.0, metavar="HZ", help="samples per second (default 1000)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the run in RUN_DIR if it holds one (its run files only; nothing else is touched)")
     add_source_arguments(parser)
+    add_sensor_model_argument(parser)
     parser.add_argument("--idle", type=float, default=2.0, metavar="SECONDS",
                         help="idle power measured before and after the command (default 2)")
     parser.add_argument("--cpu", type=int, metavar="N", help="pin the sampler to CPU N")
@@ -82,14 +88,18 @@ class _Status:
             self._live = Live("", console=Console(stderr=True), refresh_per_second=4, transient=True)
             self._live.start()
 
-    def enter(self, phase: str) -> None:
+    def enter(self, phase: str, live: bool = True) -> None:
+        """A new phase; ``live=False`` while CMD runs: its lines would interleave with a live line, so
+        the phase is one line on stderr and the live line comes back with the next phase."""
         self.phase = phase
-        if not self.tty:
-            print(f"streamline-bridge record: {phase}", file=sys.stderr, flush=True)
+        if self._live is not None and live != self._live.is_started:
+            (self._live.start if live else self._live.stop)()
+        if not self.tty or not live:
+            log.info(f"streamline-bridge record: {phase}")
         self.update()
 
     def update(self) -> None:
-        if self._live is None:
+        if self._live is None or not self._live.is_started:
             return
         latest = self.sampler.latest
         mw = latest.get("mw", {})
@@ -188,27 +198,60 @@ def reserve_sampler_cpu(args: argparse.Namespace) -> None:
             raise InputError(None, str(exc)) from None
 
 
+def _remove_run(run_dir: Path) -> None:
+    """``--force``: delete the files a finished run folder holds (run files, report outputs), nothing else;
+    the folder must not be being recorded."""
+    from streamline_bridge.board import LOG_FILE
+    from streamline_bridge.errors import InputError
+    from streamline_bridge.report import registry
+    from streamline_bridge.report.files import meta_path
+    from streamline_bridge.runfolder import MANIFEST, being_recorded, is_run_folder
+
+    if not is_run_folder(run_dir):
+        return
+    if being_recorded(run_dir):
+        raise InputError(None, f"{run_dir}: another record is writing this run folder: choose another folder")
+    outputs = [r.run_file for r in registry() if r.run_file]
+    ours = {MANIFEST, POWER_FILE, MARKERS_FILE, LOG_FILE, *outputs, *(meta_path(n).name for n in outputs)}
+    others = sorted(set(os.listdir(run_dir)) - ours)
+    if others:  # checked before anything is deleted: a refused --force loses nothing
+        raise InputError(None, f"{run_dir}: holds other files than a run's ({', '.join(others[:3])}): --force "
+                               "replaces a run folder only")
+    for name in ours:
+        (run_dir / name).unlink(missing_ok=True)  # a name only: never what a symlink points to
+
+
 def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, RunWriter, Any]:
     """Create and lock the run folder, start the sampler (``add_sampler_arguments``' options) and
     write the first manifest; returns (run folder, its manifest, started ``Sampler``)."""
-    from streamline_bridge import __version__
+    from streamline_bridge import __version__, board
     from streamline_bridge.errors import InputError
     from streamline_bridge.power import Sampler
-    from streamline_bridge.power.discovery import parse_options
+    from streamline_bridge.power.discovery import SENSOR_MODEL_OPTION, parse_options, sensor_models
 
     try:
         options = parse_options(args.option)
+        models = sensor_models(args.sensor_model)
     except ValueError as exc:
         raise InputError(None, str(exc)) from None
+    if args.sensor_model is not None:
+        options[SENSOR_MODEL_OPTION] = args.sensor_model
     if args.streamline and not args.streamline_rate > 0:
         raise InputError(None, "--streamline-rate must be above 0")
     if not args.rate > 0:
         raise InputError(None, "--rate must be above 0")
-    manifest = RunWriter(args.output)
+    if args.force:
+        _remove_run(Path(args.output))
+    try:
+        manifest = RunWriter(args.output)
+    except InputError as exc:  # the folder given is not one to write into: a bad argument (exit status 2)
+        raise InputError(None, str(exc) + (", or --force to replace it" if "already holds a run" in str(exc)
+                                           else "")) from None
     run_dir = manifest.path
     try:
         manifest.update(command=command, cwd=os.getcwd(), host=socket.gethostname(), streamline_bridge=__version__,
-                        clock=CLOCK_NAME, idle_s=args.idle, files={"power": POWER_FILE, "markers": MARKERS_FILE})
+                        clock=CLOCK_NAME, idle_s=args.idle, files={"power": POWER_FILE, "markers": MARKERS_FILE},
+                        board=board.start(args.sysfs_root, args.proc_root))
         manifest.placeholder(MARKERS_FILE)
         sampler = Sampler(run_dir / POWER_FILE, source=args.source, rate_hz=args.rate, sysfs_root=args.sysfs_root,
                           proc_root=args.proc_root, options=options, cpu=args.cpu, realtime=args.realtime,
@@ -216,6 +259,10 @@ def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, RunWr
     except BaseException:
         manifest.close()
         raise
+    unknown = [name for name in models if name is not None and name not in sampler.info["rails"]]
+    if unknown:
+        print(f"streamline-bridge: warning: --sensor-model names no rail {', '.join(unknown)} "
+              f"(rails: {', '.join(sampler.info['rails'])})", file=sys.stderr)
     manifest["power"] = {"source": sampler.info["source"], "rails": sampler.info["rails"],
                          "estimated": sampler.info["estimated"], "rate_hz": args.rate,
                          "realtime": sampler.info["realtime"], "cpu": args.cpu, "cpu_reserved": args.reserve_cpu,
@@ -249,8 +296,10 @@ def finish_run(run_dir: Path, manifest: RunWriter, sampler: Any, t: list[int], s
                **fields: Any) -> str | None:
     """Stop the sampler, write the last manifest (complete, the phases from the marks ``t`` (t0..t3,
     missing ones: now) and ``fields``) and release the folder; returns the sampler's error, if any."""
+    from streamline_bridge import board
     from streamline_bridge.power import SamplerError
 
+    board.end(manifest["board"])
     phases = Phases.from_marks(t, _now())
     try:
         sampler.stop()
@@ -262,6 +311,7 @@ def finish_run(run_dir: Path, manifest: RunWriter, sampler: Any, t: list[int], s
 
 
 def run(args: argparse.Namespace) -> int:
+    from streamline_bridge import board
     from streamline_bridge.errors import InputError
     from streamline_bridge.power import SamplerError
 
@@ -272,9 +322,12 @@ def run(args: argparse.Namespace) -> int:
     run_dir, manifest, sampler = start_run(args, cmd)
     markers = run_dir / MARKERS_FILE
     sampler_error: str | None = None
+    board_log = board.BoardLog(manifest.create(board.LOG_FILE), args.sysfs_root, args.proc_root)  # once a second
+    manifest["files"]["board"] = board.LOG_FILE
 
     def check() -> None:
         nonlocal sampler_error
+        board_log.poll()
         if sampler_error is None:
             try:
                 sampler.check()
@@ -289,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
         status.enter(f"idle before ({args.idle:g} s)")
         _wait(args.idle, status, check)
         t.append(_now())
-        status.enter("running " + " ".join(cmd))
+        status.enter("running " + shlex.join(cmd), live=False)
         try:
             exit_code, interrupted = _run_command(cmd, env, status, check)
         except OSError as exc:
@@ -308,21 +361,21 @@ def run(args: argparse.Namespace) -> int:
         raise
     finally:
         status.close()
+        board_log.close()
         sampler_error = finish_run(run_dir, manifest, sampler, t, sampler_error, exit_code=exit_code,
                                    interrupted=interrupted)
     if "error" in manifest:
-        raise InputError(cmd[0], "cannot run the command: " + manifest["error"].split(": ", 1)[-1])
+        raise InputError(None, f"{cmd[0]}: cannot run the command: " + manifest["error"].split(": ", 1)[-1])
     stats = manifest["power"]["stats"]
     achieved = stats.get("achieved_hz")
-    print(f"streamline-bridge record: {run_dir}: exit status {exit_code}, {stats.get('samples', 0)} power samples"
+    log.info(f"streamline-bridge record: {run_dir}: exit status {exit_code}, {stats.get('samples', 0)} power samples"
           + (f" at {achieved:.0f} Hz" if achieved else "") + f" from {sampler.info['source']}"
           + (" (ESTIMATED power)" if sampler.info["estimated"] else "")
-          + (f"; {stats['streamline']['values_sent']} counter values sent to Streamline" if "streamline" in stats else ""),
-          file=sys.stderr)
+          + (f"; {stats['streamline']['values_sent']} counter values sent to Streamline" if "streamline" in stats else ""))
     for message in stats["failed_rails"].values():
-        print(f"streamline-bridge: error: {message} (the other rails were recorded)", file=sys.stderr)
+        log.error(f"streamline-bridge: error: {message} (the other rails were recorded)")
     if sampler_error:
-        print(f"streamline-bridge: error: {sampler_error}", file=sys.stderr)
+        log.error(f"streamline-bridge: error: {sampler_error}")
     if sampler_error or stats["failed_rails"]:
         return exit_code or 1
     return exit_code

@@ -97,6 +97,7 @@ def combine(recordings: Sequence[Recording], offset_ns: int | None = None) -> Re
         meta.issues += rec.meta.issues
         meta.partial |= rec.meta.partial
         meta.counter_keys.update(rec.meta.counter_keys)
+        meta.counters.update(rec.meta.counters)
         idle = {**meta.extra.get("idle_mw", {}), **rec.meta.extra.get("idle_mw", {})}
         meta.extra.update(rec.meta.extra)
         if idle:

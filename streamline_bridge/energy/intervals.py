@@ -10,22 +10,22 @@ Two marker styles (see ``docs/energy-table.md``, "Marker conventions"):
 In both styles a text or bookmark ``iteration <n>`` (or any text on a channel named
 ``iteration(s)``) starts an iteration and is not a layer. Without iteration markers an iteration starts at each repetition of
 the first layer's name. ``name___type`` names carry the layer type after three underscores.
+The conventions themselves are declared in :mod:`annotate.conventions` (shared with the writers).
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-ITERATION_TEXT = re.compile(r"^\s*iteration[\s_#:=]*(\d+)\s*$", re.IGNORECASE)
-ITERATION_CHANNELS = ("iteration", "iterations")
-DELIMITERS = ("start", "end")  # bookmark texts that only delimit (markers style)
-TYPE_SEPARATOR = "___"
+from annotate import conventions as cv
+
 STYLES = ("auto", "channels", "markers")
+GROUP_KEYWORDS = ("auto", "prefix", "tree", "block", "channel")  # and "depth=N"
 
 GroupSpec = Mapping[str, str] | str | None
 
@@ -69,11 +69,11 @@ def _per_unique(values: np.ndarray, fn: Callable[[str], Any], dtype: Any = objec
 
 
 def _iteration_text(text: str) -> bool:
-    return ITERATION_TEXT.match(text) is not None
+    return cv.iteration_number(text) is not None
 
 
 def _is_iteration(df: pd.DataFrame) -> np.ndarray:
-    named = _per_unique(df["channel_name"], lambda c: c.strip().lower() in ITERATION_CHANNELS, bool)
+    named = _per_unique(df["channel_name"], cv.is_iteration_channel, bool)
     return (named | _per_unique(df["text"], _iteration_text, bool)) & (df["text"] != "").to_numpy(bool)
 
 
@@ -91,22 +91,43 @@ def detect_style(markers: pd.DataFrame) -> str:
     return "channels" if layer_texts.any() else "markers"
 
 
-def _groups(names: np.ndarray, group_names: np.ndarray, groups: GroupSpec) -> np.ndarray:
-    """Group of each layer: a mapping, ``prefix`` (before ``/``), ``channel`` (channel group name) or auto."""
-    prefix = _per_unique(names, lambda n: n.split("/", 1)[0])
-    named = group_names != ""
-    channel = np.where(named, group_names, prefix)
+def group_depth(groups: GroupSpec) -> int | None:
+    """N of a ``"depth=N"`` group spec (N >= 1), else None; ValueError for a malformed one."""
+    if not isinstance(groups, str) or not groups.startswith("depth="):
+        return None
+    value = groups[len("depth="):]
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"groups 'depth=N' needs a whole number N >= 1, not {value!r}")
+    return int(value)
+
+
+def _groups(names: np.ndarray, channel_names: np.ndarray, group_names: np.ndarray, groups: GroupSpec) -> np.ndarray:
+    """Group of each layer: a mapping, ``prefix`` (the name before the first ``/`` or ``.``),
+    ``depth=N`` (its first N parts), ``tree`` (its parent when that holds layers only), ``block``
+    (the name of the channel the layer was on), ``channel`` (the channel's group name) or ``auto``
+    (docs/energy-table.md, "Groups")."""
+    depth = group_depth(groups)
+    if depth is not None:
+        return _per_unique(names, lambda n: cv.name_prefix(n, depth))
+    prefix = _per_unique(names, cv.name_prefix)
     if isinstance(groups, Mapping):
         mapping = dict(groups)
         return np.where(_per_unique(names, lambda n: n in mapping, bool),
                         _per_unique(names, lambda n: mapping.get(n, "")), prefix)
-    if groups == "prefix":
-        return prefix
+    if groups not in (None, *GROUP_KEYWORDS):
+        raise ValueError(f"groups must be a mapping, 'depth=N' or one of {GROUP_KEYWORDS}, not {groups!r}")
+    tree = _per_unique(names, cv.tree_groups(names).__getitem__)
+    if groups in ("prefix", "tree"):
+        return prefix if groups == "prefix" else tree
+    if groups == "block":
+        return np.where(channel_names != "", channel_names, prefix)
     if groups == "channel":
-        return channel
-    if groups not in (None, "auto"):
-        raise ValueError(f"groups must be a mapping, 'prefix', 'channel' or 'auto', not {groups!r}")
-    return prefix if _per_unique(names, lambda n: "/" in n, bool).any() else channel
+        return np.where(group_names != "", group_names, prefix)
+    if len(set(channel_names[channel_names != ""])) > 1:  # the adapters' blocks
+        return np.where(channel_names != "", channel_names, names)
+    if _per_unique(names, lambda n: "/" in n, bool).any():
+        return prefix
+    return np.where(group_names != "", group_names, tree)
 
 
 def find_intervals(markers: pd.DataFrame, style: str = "auto", groups: GroupSpec = None) -> Intervals:
@@ -125,7 +146,7 @@ def find_intervals(markers: pd.DataFrame, style: str = "auto", groups: GroupSpec
         spans = _spans(_texts(markers, ("marker",)), ["pid", "tid"])
         opened = np.ones(len(spans), bool)
         iteration = _is_iteration(spans)
-        delimiter = iteration | _per_unique(spans["text"], lambda t: t.strip().lower() in DELIMITERS, bool)
+        delimiter = iteration | _per_unique(spans["text"], cv.is_delimiter, bool)
     iter_rows = spans[iteration & opened]
     if style == "channels":  # iteration bookmarks delimit channel-annotated layers too
         marks = _spans(_texts(markers, ("marker",)), ["pid", "tid"])
@@ -139,12 +160,12 @@ def find_intervals(markers: pd.DataFrame, style: str = "auto", groups: GroupSpec
         layers = layers[~open_]
     layers = layers.sort_values(["start_ns", "order"], kind="stable").reset_index(drop=True)
     text = layers["text"].to_numpy(object)
-    name = _per_unique(text, lambda t: t.split(TYPE_SEPARATOR, 1)[0])
+    name = _per_unique(text, lambda t: cv.split_layer_text(t)[0])
     out = pd.DataFrame({
         "seq": np.arange(len(layers)),
         "name": name,
-        "layer_type": _per_unique(text, lambda t: t.split(TYPE_SEPARATOR, 1)[1] if TYPE_SEPARATOR in t else ""),
-        "group": _groups(name, layers["group_name"].to_numpy(object), groups),
+        "layer_type": _per_unique(text, lambda t: cv.split_layer_text(t)[1]),
+        "group": _groups(name, layers["channel_name"].to_numpy(object), layers["group_name"].to_numpy(object), groups),
         "start_ns": layers["start_ns"].to_numpy(np.int64),
         "end_ns": layers["end_ns"].to_numpy(np.int64),
         "pid": layers["pid"].to_numpy(np.int64),
@@ -179,11 +200,10 @@ def _explicit_iterations(layers: pd.DataFrame, rows: pd.DataFrame
     closed = rows["end_ns"].astype("Float64").to_numpy(np.float64, na_value=np.nan)
     next_start = np.append(starts[1:], np.iinfo(np.int64).max).astype(np.float64)
     end = np.fmin(np.fmax(closed, last_end.to_numpy(np.float64)), next_start)
-    labels = [m.group(1) if (m := ITERATION_TEXT.match(str(t))) else str(i)
-              for i, t in enumerate(rows["text"])]
+    labels = [cv.iteration_number(str(t)) or str(i) for i, t in enumerate(rows["text"])]
     iterations = pd.DataFrame({
         "iteration": np.arange(len(starts)),
-        "label": [f"iteration {lab}" for lab in labels],
+        "label": [cv.iteration_text(lab) for lab in labels],
         "start_ns": starts,
         "end_ns": pd.array(np.where(np.isfinite(end), end, np.nan), dtype="Float64").astype("Int64"),
     })
@@ -200,7 +220,7 @@ def _repeated_iterations(layers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
     spans = layers.groupby("iteration").agg(start_ns=("start_ns", "min"), end_ns=("end_ns", "max"))
     iterations = pd.DataFrame({
         "iteration": spans.index.to_numpy(np.int64),
-        "label": [f"iteration {i}" for i in spans.index],
+        "label": [cv.iteration_text(i) for i in spans.index],
         "start_ns": spans["start_ns"].to_numpy(np.int64),
         "end_ns": pd.array(spans["end_ns"].to_numpy(np.int64), dtype="Int64"),
     })

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 SERIES_MAX_DF = 200
+MAX_ITERATIONS = 10**9  # iterations_needed says at most this (a mean near 0 needs 'more than anyone runs')
 
 
 def t_two_sided_probability(t: float, df: int) -> float:
@@ -94,7 +95,7 @@ def iterations_needed(mean: np.ndarray, sd: np.ndarray, n: np.ndarray, precision
     guess = np.maximum(np.asarray(n, dtype=np.int64), 2)
     for _ in range(3):
         t = t_quantiles(np.maximum(guess - 1, 1), confidence)
-        guess = np.maximum(np.ceil((t * ratio) ** 2), 2).astype(np.int64)
+        guess = np.clip(np.ceil((t * ratio) ** 2), 2, MAX_ITERATIONS).astype(np.int64)
     out = np.where(ratio == 0, 1, guess)
     result = pd.array(np.where(ok, out, 0), dtype="Int64")
     result[~ok] = pd.NA

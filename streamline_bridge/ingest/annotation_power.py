@@ -15,7 +15,8 @@ the same name from several processes (two ``record`` runs in one capture) are on
 reader's own power counters already use gets `` (annotations)``.
 Each rail's :class:`~streamline_bridge.model.RailInfo` says ``source = "annotation counters"``
 and carries the rate of its values; its update period is the sensor's, estimated from when the
-values change (``power/period.py``), as for a power log.
+values change (``power/period.py``), as for a power log; its sensor model is the one the counter's
+description carries (``record --streamline``: the sampler's), else left to the data.
 """
 
 from __future__ import annotations
@@ -31,26 +32,32 @@ from streamline_bridge.ingest.annotation_stream import DecodedStream
 from streamline_bridge.ingest.units import mw_per_unit
 from streamline_bridge.model import RailInfo, Recording
 from streamline_bridge.power.period import change_times, period_from_changes
+from streamline_bridge.sensor_model import SensorModel, from_text
 
 SOURCE = "annotation counters"
 TITLE = "power"
 _U32 = 0xFFFFFFFF
 
 
-def _definitions(streams: Sequence[DecodedStream]) -> dict[tuple[int, int], tuple[str, str, float]]:
-    """``{(pid, key): (name, units, mW per raw unit)}`` of the power counters (last definition wins)."""
-    defs: dict[tuple[int, int], tuple[str, str, float]] = {}
+_Definition = tuple[str, str, float, SensorModel | None]
+
+
+def _definitions(streams: Sequence[DecodedStream]) -> dict[tuple[int, int], _Definition]:
+    """``{(pid, key): (name, units, mW per raw unit, sensor model)}`` of the power counters (last
+    definition wins); the model is the one the description carries (``sensor_model.in_text``)."""
+    defs: dict[tuple[int, int], _Definition] = {}
     for st in streams:
         group = st.fields.get(wire.COUNTER)
         if group is None:
             continue
         pid = st.handshake.pid if st.handshake else 0
         c = group.columns
-        for key, title, name, units, modifier in zip(c["key"], c["title"], c["name"], c["units"], c["modifier"]):
+        for key, title, name, units, modifier, text in zip(c["key"], c["title"], c["name"], c["units"],
+                                                         c["modifier"], c["description"]):
             factor = mw_per_unit(units)
             if str(title).strip().lower() == TITLE and factor is not None:
                 defs[(pid, int(key) & _U32)] = (str(name) or f"key {int(key) & _U32:#x}", str(units),
-                                                 factor / (modifier if modifier > 0 else 1))
+                                                 factor / (modifier if modifier > 0 else 1), from_text(str(text)))
     return defs
 
 
@@ -79,11 +86,11 @@ def add_power(rec: Recording, streams: Iterable[DecodedStream]) -> Recording:
     base = rec.meta.clock_base_ns
     rails = dict(rec.meta.rails)
     taken = set(rails) | {str(r) for r in rec.power["rail"].unique()}
-    found: dict[str, list[tuple[int, int, str, np.ndarray, np.ndarray]]] = {}
-    for (pid, key), (name, units, to_mw) in defs.items():
+    found: dict[str, list[tuple[int, int, str, np.ndarray, np.ndarray, SensorModel | None]]] = {}
+    for (pid, key), (name, units, to_mw, model) in defs.items():
         t, raw = _values(streams, pid, key)
         if len(t):
-            found.setdefault(name, []).append((pid, key, units, t, raw.astype(np.float64) * to_mw))
+            found.setdefault(name, []).append((pid, key, units, t, raw.astype(np.float64) * to_mw, model))
     parts: list[pd.DataFrame] = []
     for name, counters in found.items():
         rail = name if name not in taken else f"{name} (annotations)"
@@ -95,7 +102,8 @@ def add_power(rec: Recording, streams: Iterable[DecodedStream]) -> Recording:
         rails[rail] = RailInfo(name=rail, source=SOURCE, unit=counters[0][2],
                                update_period_ns=period_from_changes(change_times(t, mw)),
                                extra={"counter": name, "rate_hz": max(rates) if rates else None,
-                                      "pids": [c[0] for c in counters], "keys": [hex(c[1]) for c in counters]})
+                                      "pids": [c[0] for c in counters], "keys": [hex(c[1]) for c in counters]},
+                               sensor_model=counters[0][5])
         parts.append(pd.DataFrame({"time_ns": t, "time_rel_ns": t - (base if base is not None else 0),
                                    "rail": rail, "power_mw": mw}))
     if not parts:
@@ -112,15 +120,18 @@ def is_annotation_rail(info: RailInfo | None) -> bool:
 
 
 def describe(rails: dict[str, RailInfo]) -> str:
-    """One line naming each source of the rails, e.g. ``annotation counters at 1000 Hz: VDD_IN, VDD_GPU``."""
-    by_source: dict[str, list[str]] = {}
+    """One line naming each source of the rails and their sensor model, e.g. ``annotation counters at
+    1000 Hz: VDD_IN, VDD_GPU (sensor model ina3221:0x7c07 from device tree)``."""
+    by_source: dict[tuple[str, str], list[str]] = {}
     for name, info in rails.items():
         label = info.source or "unknown source"
         rate = info.extra.get("rate_hz") if is_annotation_rail(info) else None
         if rate:
             label += f" at {rate:.0f} Hz"
-        by_source.setdefault(label, []).append(name)
-    return "; ".join(f"{label}: {', '.join(names)}" for label, names in by_source.items())
+        model = info.sensor_model
+        how = "from the data" if model is None else f"{model.spec} from {model.source}"
+        by_source.setdefault((label, how), []).append(name)
+    return "; ".join(f"{label}: {', '.join(names)} (sensor model {how})" for (label, how), names in by_source.items())
 
 
 def prefer_measured(recordings: Sequence[Recording]) -> tuple[list[Recording], list[str]]:

@@ -194,8 +194,20 @@ class DecodedStream:
 
     def counter_names(self) -> dict[int, str]:
         """``{key: name}`` of the counter definitions (the last definition of a key wins)."""
+        return {k: d["name"] for k, d in self.counter_definitions().items()}
+
+    def counter_definitions(self) -> dict[int, dict[str, Any]]:
+        """``{key: every field of its definition}`` (``Meta.counters``; the last definition of a key wins)."""
         group = self.fields.get(wire.COUNTER)
-        return {} if group is None else {int(k): n for k, n in zip(group.columns["key"], group.columns["name"])}
+        if group is None:
+            return {}
+        rows = zip(*(group.columns[c] for c in group.columns))
+        out = {}
+        for row in rows:
+            d = {c: (v.item() if hasattr(v, "item") else v) for c, v in zip(group.columns, row)}
+            d["activities"] = [[name, color] for name, color in d.get("activities", [])]
+            out[int(d["key"])] = d
+        return out
 
     def marker_columns(self, *, pid: int | None = None, tid: int | None = None, stream: int = 0) -> MarkerColumns:
         """These messages' rows of the markers table, compact (:class:`MarkerColumns`); pid/tid default

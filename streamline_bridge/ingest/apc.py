@@ -50,6 +50,7 @@ from streamline_bridge.model import (
     markers_frame,
 )
 from streamline_bridge.power.period import change_times, period_from_changes
+from streamline_bridge.sensor_model import INSTANT_SOURCE
 
 FORMAT = "apc"
 DATA_FILE = re.compile(r"\d{10}")
@@ -235,6 +236,7 @@ def _decode(r: _Reader, buf, captured: CapturedXml | None, events: dict[str, Eve
         clock_base_ns=base,
         protocol=captured.protocol if captured else None,
         counter_keys=dict(keys),
+        counters={k: v for d in decoded_streams for k, v in d.counter_definitions().items()},
         rails=rails,
         issues=r.issues,
         partial=r.partial,
@@ -342,7 +344,8 @@ def _power(counters: pd.DataFrame, keys: dict[int, str], captured: CapturedXml |
             parts.append((rail, t, raw * ev.to_mw))
             rails[rail] = RailInfo(name=rail, source=f"apc counter {ctype}", unit=ev.units or "W",
                                    update_period_ns=_update_period(t, raw),
-                                   extra={"counter": ctype, "key": hex(key), "multiplier": ev.multiplier})
+                                   extra={"counter": ctype, "key": hex(key), "multiplier": ev.multiplier},
+                                   sensor_model=INSTANT_SOURCE)  # gatord polls the value as it is
             entry["rail"] = rail
         summary[ctype] = entry
     if not parts:

@@ -178,9 +178,11 @@ def read(path: Path) -> Recording:
     annotation_stream.resolve_group_names(markers)
     info = [st.entry() for st in streams]
     counters: dict[int, str] = {}
+    definitions: dict[int, dict[str, Any]] = {}
     for st in streams:
         for part in st.counters:
             counters.update(part.counter_names())
+            definitions.update(part.counter_definitions())
     versions = {e["protocol"] for e in info if e.get("protocol") is not None}
     meta = Meta(
         format=FORMAT,
@@ -188,6 +190,7 @@ def read(path: Path) -> Recording:
         clock_base_ns=base,
         protocol=versions.pop() if len(versions) == 1 else _int_or_none(header.get("protocol")),
         counter_keys=counters,
+        counters=definitions,
         issues=r.issues,
         partial=r.partial,
         extra={k: header[k] for k in ("writer", "host", "pid", "realtime_ns") if k in header} | {"streams": info},

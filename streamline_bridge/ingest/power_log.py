@@ -3,7 +3,8 @@
 Sample times are when each read completed (CLOCK_MONOTONIC_RAW ns); ``meta.clock_base_ns`` is
 the log's start. Each rail's :class:`~streamline_bridge.model.RailInfo` carries the source's
 unit, the measured update period (from the trailer, or estimated from the samples when the
-sampler did not stop cleanly), whether it is an estimate, and the sensor configuration. A log
+sampler did not stop cleanly), whether it is an estimate, the sensor configuration, and (version 2)
+the sensor model with where it came from (version 1: None, left to the data). A log
 cut short or damaged is read as far as it goes and flagged partial, with an Issue per problem;
 one whose header or records the low-level reader cannot make sense of is an :class:`InputError`, and
 header or trailer fields of the wrong type are reported and left out.
@@ -24,6 +25,7 @@ from streamline_bridge.ingest.files import read_regular
 from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_markers, power_frame
 from streamline_bridge.power.log import MAGIC, LogContent, read_log
 from streamline_bridge.power.period import change_times, period_from_changes
+from streamline_bridge.sensor_model import SensorModel
 
 FORMAT = "power-log"
 
@@ -90,16 +92,30 @@ def _problem_runs(path: Path, problems: list[tuple[int, str]]) -> list[Issue]:
             for _, a, b, n, message in runs]
 
 
-def _rail(entry: dict[str, Any], source: str, period: Any, estimated: bool) -> RailInfo:
+def _rail(path: Path, entry: dict[str, Any], source: str, period: Any, estimated: bool,
+          issues: list[Issue]) -> RailInfo:
     """One rail of the header (its fields of the wrong type left out)."""
     extra = entry.get("extra")
     return RailInfo(name=entry["name"], source=source, unit=str(entry.get("unit", "mW")),
                     update_period_ns=period if type(period) is int else None, estimated=estimated,
-                    extra={"files": entry.get("files", []), **(extra if isinstance(extra, dict) else {})})
+                    extra={"files": entry.get("files", []), **(extra if isinstance(extra, dict) else {})},
+                    sensor_model=_sensor_model(path, entry, issues))
 
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, Real) and not isinstance(value, bool) else None
+
+
+def _sensor_model(path: Path, rail: dict[str, Any], issues: list[Issue]) -> SensorModel | None:
+    """The rail's model from the header (None in version 1, or when the entry is not a model)."""
+    entry = rail.get("sensor_model")
+    if entry is None:
+        return None
+    try:
+        return SensorModel.from_dict(entry)
+    except ValueError as exc:
+        issues.append(Issue(str(path), f"rail {rail['name']}: {exc}", None, "sensor model left to the data"))
+        return None
 
 
 def read(path: Path) -> Recording:
@@ -121,7 +137,7 @@ def read(path: Path) -> Recording:
     periods = (trailer or {}).get("update_period_ns") or {
         name: period_from_changes(change_times(content.t_end, values)) for name, values in content.power.items()}
     estimated = bool(head.get("estimated"))
-    rails = {r["name"]: _rail(r, str(head.get("source", "")), periods.get(r["name"]), estimated)
+    rails = {r["name"]: _rail(path, r, str(head.get("source", "")), periods.get(r["name"]), estimated, issues)
              for r in head.get("rails", ()) if isinstance(r, dict) and isinstance(r.get("name"), str)}
     n = len(content.t_end)
     span = (int(content.t_end[-1]) - int(content.t_end[0])) / 1e9 if n > 1 else 0.0
@@ -137,6 +153,10 @@ def read(path: Path) -> Recording:
         "clock": head.get("clock"),
         "realtime_ns": head.get("realtime_ns"),
         "read_ns": _read_stats(content),
+        "log_version": content.version,
+        "sensor_model_notes": [f"{device}: {note}"  # how the sensor models were found, or why not
+                               for device, cfg in (head.get("config") or {}).get("devices", {}).items()
+                               if isinstance(cfg, dict) for note in cfg.get("notes") or []],
     }
     if trailer:
         extra["sampler"] = {k: trailer.get(k) for k in ("lateness_us", "cpu_share", "stop_reason", "error")}

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from streamline_bridge import board
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest.files import check_input
 from streamline_bridge.model import Issue, Meta, Recording, empty_markers, empty_power, rail_arrays
@@ -88,6 +89,7 @@ def read(path: Path) -> Recording:
         "exit_code": m.get("exit_code"),
         "interrupted": m.get("interrupted"),
         "sampler_error": m.get("sampler_error"),
+        "board": board.from_manifest(m.get("board"), path / files["board"] if "board" in files else None),
     }
     if power_rec is not None:
         extra["power"] = power_rec.meta.extra
@@ -101,6 +103,7 @@ def read(path: Path) -> Recording:
         clock_base_ns=base,
         protocol=marker_rec.meta.protocol if marker_rec is not None else None,
         counter_keys=marker_rec.meta.counter_keys if marker_rec is not None else {},
+        counters=marker_rec.meta.counters if marker_rec is not None else {},
         rails=power_rec.meta.rails if power_rec is not None else {},
         issues=issues,
         partial=not m.get("complete") or power_rec is None or any(i.action == "not read" for i in issues)

@@ -45,6 +45,7 @@ from streamline_bridge.model import (
     markers_frame,
     power_frame,
 )
+from streamline_bridge.sensor_model import SensorModel
 
 FORMAT = "streamline-export"
 
@@ -353,7 +354,8 @@ def _timeline(t: _Table, tcol: int) -> Recording:
         name = re.sub(r"(?i)\bpower\b[:\s]*|[:\s]+$", "", _UNIT_IN_HEADER.sub("", header)).strip(" :-_") or header
         rails[name] = values * factor
         infos[name] = RailInfo(name=name, source=f"streamline timeline column {header!r}", unit=unit or "W",
-                               update_period_ns=bin_ns, extra={"binned": True})
+                               update_period_ns=bin_ns, extra={"binned": True},
+                               sensor_model=SensorModel("window", period_ns=bin_ns, source="source") if bin_ns else None)
     if not rails and not counters:
         raise InputError(t.path, "no Message column (log/bookmarks) and no counter columns (timeline)")
     if rails:

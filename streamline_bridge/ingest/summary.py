@@ -27,6 +27,7 @@ def _rail(part: pd.DataFrame, info: RailInfo | None) -> dict[str, Any]:
         "unit": info.unit if info else "mW",
         "update_period_ms": info.update_period_ns / 1e6 if info and info.update_period_ns else None,
         "estimated": bool(info and info.estimated),
+        "sensor_model": None if info is None or info.sensor_model is None else info.sensor_model.to_dict(),
     }
 
 

@@ -30,11 +30,8 @@ from streamline_bridge.errors import InputError
 from streamline_bridge.ingest.files import open_regular
 from streamline_bridge.ingest.streamline_export import text_head
 from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_markers, power_frame
-from streamline_bridge.power.tegrastats_format import (
-    NOT_CONNECTED,
-    TegrastatsLine,
-    parse_line,
-)
+from streamline_bridge.power.tegrastats_format import NOT_CONNECTED, TegrastatsLine, parse_line
+from streamline_bridge.sensor_model import SensorModel
 
 FORMAT = "tegrastats"
 DEFAULT_INTERVAL_MS = 1000
@@ -108,7 +105,8 @@ def read_log(path: str | os.PathLike[str], interval_ms: float | None = None) -> 
     rails = {n: np.array([ln.rails.get(n, np.nan) for ln in lines]) for n in names}
     for n in names:
         meta.rails[n] = RailInfo(name=n, source="tegrastats", unit="mW", update_period_ns=int(period),
-                                 extra={"averages_dropped": True})
+                                 extra={"averages_dropped": True},
+                                 sensor_model=SensorModel("window", period_ns=int(period), source="source"))
         missing = int(np.isnan(rails[n]).sum())
         if missing:
             issues.append(Issue(str(p), f"rail {n} missing from {missing} line(s)", action="left as NaN"))

@@ -3,6 +3,8 @@
 Input: RGB image -> resized with OpenCV-style bilinear interpolation (half-pixel centres, no
 antialiasing: Pillow's default resize smooths when shrinking and changes SqueezeNet's answer on
 Caffe's cat.jpg from "tabby" to "kit fox") -> BGR, 0..255, minus the per-channel mean, CHW.
+:func:`preprocess_torchvision` is torchvision's instead (RGB, 0..1, normalised by ImageNet's
+per-channel mean and standard deviation), for models trained that way.
 Output: the top-k classes of a probability vector with their synset names.
 """
 
@@ -17,6 +19,9 @@ from streamline_bridge.errors import InputError
 
 # Per-channel BGR mean of ILSVRC 2012 as SqueezeNet's train_val.prototxt gives it (mean_value).
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
+# torchvision's ImageNet normalisation (RGB, on 0..1 values)
+TORCHVISION_MEAN_RGB = (0.485, 0.456, 0.406)
+TORCHVISION_STD_RGB = (0.229, 0.224, 0.225)
 
 
 def _bilinear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,6 +77,15 @@ def preprocess(rgb: np.ndarray, height: int, width: int, mean_bgr: np.ndarray | 
     else:
         mean = mean.reshape(3, 1, 1)
     return chw - mean
+
+
+def preprocess_torchvision(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """RGB HxWx3 (0..255) -> torchvision's input 3xHxW: resized (as :func:`preprocess`), 0..1,
+    minus :data:`TORCHVISION_MEAN_RGB`, divided by :data:`TORCHVISION_STD_RGB`."""
+    chw = resize_bilinear(np.asarray(rgb, dtype=np.float32), height, width).transpose(2, 0, 1) / 255.0
+    mean = np.asarray(TORCHVISION_MEAN_RGB, np.float32).reshape(3, 1, 1)
+    std = np.asarray(TORCHVISION_STD_RGB, np.float32).reshape(3, 1, 1)
+    return np.ascontiguousarray((chw - mean) / std, dtype=np.float32)
 
 
 def read_labels(path: str | os.PathLike[str]) -> list[str]:

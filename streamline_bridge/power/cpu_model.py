@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from streamline_bridge.power.source import NAN, Rail, Roots, Source, Unavailable
+from streamline_bridge.sensor_model import SensorModel
 
 CLOCK = time.CLOCK_MONOTONIC_RAW
 RAIL = "CPU (estimated)"
@@ -95,5 +96,7 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> CpuModelSource:
     config: dict[str, Any] = {k: float(opts.get(k, v)) for k, v in DEFAULTS.items()}
     config["cores"] = cores
     config["model"] = "idle_w + core_w x cores x utilisation (estimated, not measured)"
-    rail = Rail(RAIL, "W (model)", (path,), 1.0, {"driver": "cpu-model", "estimated": True})
+    window_ns = int(config["cpu_window_ms"] * 1e6)  # each estimate is the utilisation over the window before it
+    window = SensorModel("window", period_ns=window_ns, source="source") if window_ns > 0 else None
+    rail = Rail(RAIL, "W (model)", (path,), 1.0, {"driver": "cpu-model", "estimated": True}, window)
     return CpuModelSource([rail], config)

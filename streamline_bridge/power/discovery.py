@@ -2,6 +2,9 @@
 
 Order: INA3221 (either driver) > other hwmon power sensors > NVML > RAPL > tegrastats >
 the CPU-utilisation model (an estimate, so it is last and always says so).
+
+The user's sensor models (``--sensor-model``) travel as the source option ``sensor_model`` (so the
+sampler child applies them before it writes the power log header) and win over the source's own.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamline_bridge.power.source import Roots, Source, Unavailable
+from streamline_bridge.sensor_model import SensorModel, parse_assignments
 
 #: ``--source`` name -> module under :mod:`streamline_bridge.power`, in discovery order.
 SOURCES = {
@@ -48,6 +52,28 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
                         help="source option, e.g. cpu_idle_w=3 or tegrastats_interval_ms=20")
 
 
+SENSOR_MODEL_OPTION = "sensor_model"  # the source option that carries --sensor-model
+SENSOR_MODEL_HELP = ("what a reading means, for every rail (SPEC) or some (RAIL=SPEC,...): instant, window:PERIOD "
+                     "(e.g. window:100ms) or ina3221:0xCONFIG (e.g. ina3221:0x7c07); wins over the driver's "
+                     "configuration and the data (docs/energy-table.md)")
+
+
+def add_sensor_model_argument(parser: argparse.ArgumentParser) -> None:
+    """``--sensor-model`` (``record``, ``profile``, ``report``)."""
+    parser.add_argument("--sensor-model", metavar="SPEC|RAIL=SPEC,...", help=SENSOR_MODEL_HELP)
+
+
+def sensor_models(text: str | None) -> dict[str | None, SensorModel]:
+    """``--sensor-model TEXT`` as ``{rail or None (every rail): model}`` (source ``user``); ValueError
+    with one line naming the option when it does not parse."""
+    if text is None:
+        return {}
+    try:
+        return parse_assignments(text, "user")
+    except ValueError as exc:
+        raise ValueError(f"--sensor-model {text!r}: {exc}") from None
+
+
 def parse_options(items: list[str]) -> dict[str, str]:
     """``["KEY=VALUE", ...]`` (the ``--option`` arguments) as a dict; ValueError names a bad item."""
     out = {}
@@ -65,6 +91,10 @@ def try_source(name: str, where: Roots, options: dict[str, Any] | None = None) -
         raise Unavailable(f"unknown power source {name!r} (known: {', '.join(SOURCES)})")
     module = importlib.import_module(f"streamline_bridge.power.{SOURCES[name]}")
     source: Source = module.find(where, options or {})
+    try:
+        source.assign_models(sensor_models((options or {}).get(SENSOR_MODEL_OPTION)))
+    except ValueError as exc:
+        raise Unavailable(str(exc)) from None
     source.open()  # found is not enough: the files must be readable (RAPL is root-only on most kernels)
     source.close()
     return source

@@ -4,6 +4,9 @@ A ``powerK_input`` (else ``powerK_average``) file is one rail in µW, named by `
 or ``<chip>_powerK``. Where a chip has no power file for a label, an ``inJ_input`` (mV) and a
 ``currK_input`` (mA) carrying the same label make a V x I rail. INA3221 chips are left to
 :mod:`~streamline_bridge.power.ina3221`. ``update_interval`` (ms) is recorded per chip.
+
+Sensor model: the INA2xx chips (``ina2*``) block-average and load a value every ``update_interval``:
+``window:`` that (source ``driver``); other chips' models are left to the data.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from typing import Any
 
 from streamline_bridge.power.source import Rail, Roots, Unavailable
 from streamline_bridge.power.sysfs import SysfsSource, checked_rails, read_number, read_text
+from streamline_bridge.sensor_model import SensorModel
 
 CLASS_DIR = "class/hwmon"
 SKIP_CHIPS = ("ina3221",)
+BLOCK_AVERAGING = "ina2"  # chip name prefix of the INA2xx family (block averages, update_interval)
 _ATTR = re.compile(r"(power|in|curr)(\d+)_(input|average)$")
 
 
@@ -69,6 +74,10 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> HwmonSource:
         device = os.path.basename(hw)
         config = {"update_interval_ms": read_number(os.path.join(hw, "update_interval"))}
         chip_rails = _chip_rails(hw, chip, device, config)
+        interval = config["update_interval_ms"]
+        if chip.startswith(BLOCK_AVERAGING) and interval:
+            for rail in chip_rails:
+                rail.sensor_model = SensorModel("window", period_ns=interval * 1_000_000, source="driver")
         if chip_rails:
             devices[device] = {"chip": chip, **config}
             rails += chip_rails

@@ -4,7 +4,8 @@ One rail per GPU, ``GPU<i>``. Where the driver has the total-energy counter
 (``nvmlDeviceGetTotalEnergyConsumption``, mJ, Volta and later) power is Δenergy/Δt between its
 updates, which integrates everything the GPU drew; otherwise ``nvmlDeviceGetPowerUsage`` (mW).
 Option ``nvml_method`` = ``energy`` or ``power`` forces one. No library, no driver or no GPU
-makes the source unavailable, never an error.
+makes the source unavailable, never an error. Sensor model: ``instant`` (what the kind of source
+says; NVML does not tell how the driver averages).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from streamline_bridge.power.counter import CounterPower
 from streamline_bridge.power.source import NAN, Rail, Roots, Source, Unavailable
+from streamline_bridge.sensor_model import INSTANT_SOURCE
 
 MJ_TO_MW_PER_NS = 1e9  # (mJ / ns) x 1e9 = mW
 
@@ -93,7 +95,8 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> NvmlSource:
                         raise Unavailable(f"nvml: GPU{i} ({name}) has no total-energy counter") from None
             rails.append(Rail(f"GPU{i}", unit, (), 1.0, {"driver": "nvml", "index": i, "device": name,
                                                           "method": "energy counter" if unit == "mJ"
-                                                          else "power usage"}))
+                                                          else "power usage"},
+                              sensor_model=INSTANT_SOURCE))
         if not rails:
             raise Unavailable("nvml: no NVIDIA GPU")
         return NvmlSource(rails)

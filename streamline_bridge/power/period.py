@@ -7,10 +7,15 @@ quartile of the intervals, each interval counts as the whole number of periods c
 and the period is the total time over the total count (refined three times): repeats do not
 inflate it and jitter averages out. When every sample differs, the result is the sampling period: the sensor
 is at least that fast.
+
+:func:`fit_grid` goes further for the energy core: the refresh grid (period and phase) fitted
+jointly over the rails of one chip across the whole record, robust to sampler stalls and to
+rails that rarely change.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 
@@ -33,3 +38,142 @@ def change_times(time_ns: Any, values: Any) -> list[int]:
     ok = ~np.isnan(values)
     t, v = time_ns[ok], values[ok]
     return t[1:][v[1:] != v[:-1]].tolist()
+
+
+STALL_FACTOR = 1.5  # a change seen across a gap longer than this x the sampling interval is a stall: not timed
+ON_GRID = 0.85  # share of well-timed changes that must fall on the fitted grid for the grid to stand
+LATE = 0.25  # a change seen up to this share of a period late still counts as on the grid
+SUBMULTIPLES = 8  # sparse changes: the period may be the data's estimate over up to this
+MAX_SCAN = 50_000  # candidate periods a scan tries at most
+
+
+@dataclass(frozen=True)
+class GridFit:
+    """A refresh grid fitted to value changes: one period for a chip, one phase per rail (ns)."""
+
+    period_ns: float
+    phases_ns: tuple[float, ...]  # per series: a grid instant (a register load)
+    on_grid: float  # share of well-timed changes within their sampling gap of the grid
+    changes: int  # well-timed changes used
+
+
+def _change_gaps(t: Any, v: Any) -> tuple[Any, Any, float]:
+    """Midpoints and half-widths of the sampling gaps in which a value changed, and the sampling interval."""
+    import numpy as np
+
+    ok = ~np.isnan(v)
+    t, v = np.asarray(t, np.float64)[ok], v[ok]
+    if len(t) < 3:
+        return np.zeros(0), np.zeros(0), 0.0
+    spacing = float(np.median(np.diff(t)))
+    i = np.flatnonzero(v[1:] != v[:-1]) + 1
+    lo, hi = t[i - 1], t[i]
+    timed = (hi - lo) <= STALL_FACTOR * spacing
+    return (lo + hi)[timed] / 2, (hi - lo)[timed] / 2, spacing
+
+
+def fit_grid(series: Sequence[tuple[Any, Any]], period_hint_ns: float | None = None) -> GridFit | None:
+    """The refresh grid of the rails of one chip, from when their readings change (None: no grid to see).
+
+    ``series``: (read times ns, values) per rail. Changes seen across a sampler stall are not timed.
+    The period starts from ``period_hint_ns`` (the configuration), from :func:`period_from_changes`
+    and its submultiples (sparse changes repeat values over several periods), and is refined by least squares of the
+    change instants on whole periods (one period, one phase per rail) over a growing stretch of the
+    record, so that a period a few % off (the INA3221's oscillator) still lands every change on its
+    own period; the start whose grid holds the most changes beyond what chance would put on it wins. None when the period is not
+    longer than the sampling interval (the grid cannot be seen) or there are too few changes.
+    """
+    import numpy as np
+
+    gaps = [_change_gaps(t, v) for t, v in series]
+    spacing = max((g[2] for g in gaps), default=0.0)
+    mids = [m for m, _, _ in gaps]
+    half = np.concatenate([h for _, h, _ in gaps])
+    if len(half) < 8:
+        return None
+    guesses = [p for p in (period_from_changes(np.sort(m).astype(np.int64).tolist()) for m in mids) if p]
+    starts = {float(period_hint_ns)} if period_hint_ns else set()
+    if guesses:  # the data's estimate, or a multiple of the period when updates often repeat a value
+        data = float(min(guesses))
+        starts.add(data)
+        scanned = _scan(mids, max(STALL_FACTOR * spacing, data / SUBMULTIPLES), 1.2 * data)
+        if scanned:
+            starts.add(scanned)
+    best, best_score = None, -1.0
+    for start in sorted(starts, reverse=True):  # on a tie the longer period: a submultiple fits as well
+        if start <= STALL_FACTOR * spacing:
+            continue
+        fit = _refine(mids, start)
+        if fit is None:
+            continue
+        period, refs, resid = fit
+        # on the grid: within the sampling gap, or late by up to LATE x period (a value written late);
+        # scored against the share that changes at random instants would reach (a fine grid catches all)
+        on = float(np.mean((resid >= -half - 0.05 * period) & (resid <= half + LATE * period)))
+        chance = float(np.mean(np.minimum(1.0, (2 * half + (0.05 + LATE) * period) / period)))
+        score = (on - chance) / (1 - chance) if chance < 1 else 0.0
+        if score > best_score + 1e-6:
+            best, best_score = GridFit(period, tuple(float(r % period) for r in refs), on, int(len(resid))), score
+    return best
+
+
+def _scan(mids: list[Any], lo: float, hi: float, changes: int = 300) -> float | None:
+    """The period in [lo, hi] at which the first ``changes`` changes line up best (phase coherence,
+    each series its own phase): a start for :func:`_refine` when changes are sparse."""
+    import numpy as np
+
+    if not lo < hi:
+        return None
+    t0 = min(m[0] for m in mids if len(m))
+    first = np.sort(np.concatenate(mids))[:changes]
+    most = MAX_SCAN * lo / (8 * np.log(hi / lo))  # the stretch that keeps the scan to MAX_SCAN periods
+    until = min(float(first[-1]), t0 + most)
+    parts = [m[m <= until] - t0 for m in mids if len(m)]
+    span = max(until - t0, hi)
+    if len(np.concatenate(parts)) < 8:
+        return None
+    step = 1 + lo / (8 * span)  # the phase of the last change moves by < 1/8 period per step
+    periods = lo * step ** np.arange(int(np.log(hi / lo) / np.log(step)) + 1)
+    score = np.zeros(len(periods))
+    for m in parts:
+        for i in range(0, len(periods), 2048):
+            ph = np.exp(2j * np.pi * m[None, :] / periods[i:i + 2048, None])
+            score[i:i + 2048] += np.abs(ph.sum(axis=1))
+    return float(periods[np.flatnonzero(score >= 0.98 * score.max())[-1]])  # the longest of the best: not a submultiple
+
+
+def _refine(mids: list[Any], period: float) -> tuple[float, list[float], Any] | None:
+    """Period, a grid instant per series and each change's residual, by least squares on whole periods
+    over a stretch of the record that doubles until it is the whole record (None: too few changes)."""
+    import numpy as np
+
+    t0 = min(m[0] for m in mids if len(m))
+    t_end = max(m[-1] for m in mids if len(m))
+    refs = [float(m[0]) if len(m) else t0 for m in mids]
+    everything = np.sort(np.concatenate(mids))
+    span = max(10 * period, float(everything[min(len(everything) - 1, 4 * len(mids) + 8)] - t0))
+    while True:
+        rows, ks, ys = [], [], []
+        for r, m in enumerate(mids):
+            sel = m[m <= t0 + span]
+            rows.append(np.full(len(sel), r))
+            ks.append(np.round((sel - refs[r]) / period))
+            ys.append(sel - refs[r])
+        r_all, k_all, y_all = np.concatenate(rows), np.concatenate(ks), np.concatenate(ys)
+        keep = np.ones(len(y_all), bool)
+        for _ in range(2):  # fit, drop changes more than a quarter period off, refit
+            a = np.zeros((len(y_all), len(mids) + 1))
+            a[np.arange(len(y_all)), r_all] = 1.0
+            a[:, -1] = k_all
+            if keep.sum() < len(mids) + 2:
+                return None
+            sol = np.linalg.lstsq(a[keep], y_all[keep], rcond=None)[0]
+            resid = y_all - a @ sol
+            keep = np.abs(resid) <= period / 4
+        if not sol[-1] > 0:
+            return None
+        period = float(sol[-1])
+        refs = [refs[r] + sol[r] for r in range(len(mids))]
+        if span >= t_end - t0:
+            return period, refs, resid
+        span *= 2

@@ -3,7 +3,8 @@
 Each zone (``intel-rapl:0`` = ``package-0``, sub-zones ``intel-rapl:0:0`` = ``package-0/core``
 ...) is one rail; power = Δenergy/Δt (:mod:`~streamline_bridge.power.counter`), with the counter
 wrapping at ``max_energy_range_uj``. ``energy_uj`` is readable by root only on most kernels
-since 2020 (CVE-2020-8694): then the source is unavailable and says so.
+since 2020 (CVE-2020-8694): then the source is unavailable and says so. Sensor model: ``instant``
+(each value is the mean power since the previous read, as fine as the sampling itself).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from streamline_bridge.power.counter import CounterPower
 from streamline_bridge.power.source import NAN, Rail, Roots, Source, Unavailable
 from streamline_bridge.power.sysfs import ValueFile, read_number, read_text
+from streamline_bridge.sensor_model import INSTANT_SOURCE
 
 CLASS_DIR = "class/powercap"
 _ZONE = re.compile(r"intel-rapl:(\d+(?::\d+)*)$")
@@ -77,5 +79,5 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> RaplSource:
                  "max_energy_range_uj": read_number(os.path.join(path, "max_energy_range_uj"))}
         if len(key) > 1:
             extra["part_of"] = names.get(key[:1])
-        rails.append(Rail(name, "uJ", (os.path.join(path, "energy_uj"),), 1.0, extra))
+        rails.append(Rail(name, "uJ", (os.path.join(path, "energy_uj"),), 1.0, extra, INSTANT_SOURCE))
     return RaplSource(rails)

@@ -341,7 +341,8 @@ def run(cfg: Config, emit: Callable[[dict], None]) -> int:
     feed = None
     if cfg.streamline_hz:
         feed = StreamlineFeed([r.name for r in src.rails], cfg.rate_hz, cfg.streamline_hz,
-                              description=f"{src.name} rail, streamline-bridge power sampler")
+                              description=f"{src.name} rail, streamline-bridge power sampler",
+                              models=[r.sensor_model for r in src.rails])
     loop = _Loop(cfg, src, writer, emit, ready, feed)
     cpu0, wall0 = time.process_time(), time.monotonic()
     error, status = None, EXIT_OK

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from streamline_bridge.sensor_model import SensorModel, assign
 
 NAN = float("nan")
 
@@ -23,18 +26,25 @@ class Unavailable(Exception):
 
 @dataclass
 class Rail:
-    """One power rail of a source: its name, the source's unit, the files read and sensor facts."""
+    """One power rail of a source: its name, the source's unit, the files read and sensor facts.
+
+    ``sensor_model`` is what a reading means (docs/energy-table.md), from the strongest evidence the
+    source has (the user's ``--sensor-model``, the driver's configuration, the kind of source);
+    None when only the data can tell.
+    """
 
     name: str
     unit: str  # unit of the raw reading: "mW", "uW", "mV*mA", "uJ", "mJ", "W" ...
     files: tuple[str, ...] = ()  # sysfs / proc files read for every sample (empty for API sources)
     scale: float = 1.0  # mW = product of the files' integers x scale (file sources)
     extra: dict[str, Any] = field(default_factory=dict)  # driver, channel, device, configuration
+    sensor_model: SensorModel | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable copy (as stored in the power log header)."""
+        """A JSON-serialisable copy (as stored in the power log header, version 2)."""
         return {"name": self.name, "unit": self.unit, "files": list(self.files), "scale": self.scale,
-                "extra": dict(self.extra)}
+                "extra": dict(self.extra),
+                "sensor_model": None if self.sensor_model is None else self.sensor_model.to_dict()}
 
 
 @dataclass
@@ -80,8 +90,18 @@ class Source(ABC):
         return None
 
     def advice(self) -> list[str]:
-        """Hints about the sensor's configuration that affect what can be measured (none by default)."""
-        return []
+        """Hints about the sensor's configuration that affect what can be measured: the notes of
+        ``config["devices"][...]["notes"]`` (how each device's sensor model was found, or not)."""
+        return [f"{device}: {note}" for device, cfg in self.config.get("devices", {}).items()
+                for note in cfg.get("notes", [])]
+
+    def assign_models(self, models: Mapping[str | None, SensorModel]) -> list[str]:
+        """Give the rails the models of ``models`` (``sensor_model.parse_assignments``: the user's
+        ``--sensor-model``); returns the rail names it gives that this source does not have."""
+        chosen, unknown = assign([r.name for r in self.rails], models)
+        for rail in self.rails:
+            rail.sensor_model = chosen.get(rail.name, rail.sensor_model)
+        return unknown
 
     def describe(self) -> dict[str, Any]:
         """Source, configuration and rails as stored in the power log header."""

@@ -15,6 +15,10 @@ because of it. The power log stays the full-resolution record.
 * **Decimation.** With a Streamline rate below the sampling rate, each run of
   ``n = round(sampling rate / Streamline rate)`` consecutive samples is averaged per rail (failed
   reads left out) and stamped at the mean time of its samples (the centre of the block).
+* **Sensor model.** Each counter's description ends with the rail's sensor model
+  (``sensor_model.in_text``: ``sensor model ina3221:0x7c07 (from device tree)``), which the
+  capture's reader gives the rail back (``ingest/annotation_power.py``). Averaging blocks of an
+  ``instant`` rail make it ``window:`` the block.
 * **A rail that drops out** (failed reads for ``lost_after_s``) stops sending and gets a red
   marker ``"<rail> lost"``; when it reads again, a green ``"<rail> back"`` and its values resume.
 """
@@ -27,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from annotate import ABSOLUTE, AVERAGE, GREEN, LINE, OVERLAY, RED, Client
+from streamline_bridge.sensor_model import SensorModel, in_text
 
 KEY_BASE = 0x5B000000
 TITLE = "Power"
@@ -58,7 +63,8 @@ class StreamlineFeed:
     """
 
     def __init__(self, rails: Sequence[str], sample_hz: float, rate_hz: float = 1000.0,
-                 client: Client | None = None, lost_after_s: float = 0.1, description: str = ""):
+                 client: Client | None = None, lost_after_s: float = 0.1, description: str = "",
+                 models: Sequence[SensorModel | None] = ()):
         if rate_hz <= 0:
             raise ValueError(f"Streamline rate must be above 0 Hz, not {rate_hz:g}")
         self.client = client if client is not None else Client()
@@ -77,10 +83,17 @@ class StreamlineFeed:
         self.sent = 0
         self.markers = 0
         self._on = True
-        for key, name in zip(self.keys, self.names):
+        for key, name, model in zip(self.keys, self.names, [*models, *[None] * (n - len(models))]):
+            meaning = self.counter_model(model, sample_hz)
             self.client.counter(key, TITLE, name, counter_class=ABSOLUTE, display=AVERAGE, units=UNITS,
                                 modifier=MODIFIER, series_composition=OVERLAY, rendering_type=LINE,
-                                description=description)
+                                description="; ".join(filter(None, [description, in_text(meaning) if meaning else ""])))
+
+    def counter_model(self, model: SensorModel | None, sample_hz: float) -> SensorModel | None:
+        """What a counter value means: the rail's model, or a window of the block for an instant rail."""
+        if self.block > 1 and model is not None and model.kind == "instant":
+            return SensorModel("window", period_ns=round(self.block * 1e9 / sample_hz), source=model.source)
+        return model
 
     def add(self, t_ns: int, values: Sequence[float]) -> None:
         """One sample (mW per rail, NaN = failed read) measured at ``t_ns`` (CLOCK_MONOTONIC_RAW)."""

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from streamline_bridge.power.source import NAN, Rail, Roots, Source, Unavailable
 from streamline_bridge.power.tegrastats_format import NOT_CONNECTED, parse_line
+from streamline_bridge.sensor_model import SensorModel
 
 DEFAULT_INTERVAL_MS = 100
 FIRST_LINE_TIMEOUT_S = 3.0
@@ -123,5 +124,6 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> TegrastatsSourc
         proc.wait()
     if not fields:
         raise Unavailable(f"{command[0]}: printed no power rails (TX1 on L4T 28 has none: use sysfs)")
-    rails = [Rail(name, "mW", (), 1.0, {"driver": "tegrastats"}) for name in fields]
+    model = SensorModel("window", period_ns=interval * 1_000_000, source="source")  # a value per interval
+    rails = [Rail(name, "mW", (), 1.0, {"driver": "tegrastats"}, model) for name in fields]
     return TegrastatsSource(rails, {"command": command, "interval_ms": interval})

@@ -1,6 +1,9 @@
-"""The energy table as CSV (+ ``.meta.json`` companion), JSON or Parquet (metadata in the schema).
+"""The table as CSV, JSON (an array of row objects) or Parquet, and its metadata (``.meta.json``).
 
-Columns and metadata: ``docs/energy-table.md`` (version 1).
+Columns and metadata: ``docs/energy-table.md`` (files version :data:`FILES_VERSION`). CSV and JSON
+hold only the rows (``pandas.read_csv`` / ``pandas.read_json`` read them as they are); the metadata
+goes to the companion ``NAME.meta.json`` beside a regular file (or ``--meta FILE``); Parquet keeps it
+in its schema metadata.
 """
 
 from __future__ import annotations
@@ -8,24 +11,26 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from streamline_bridge.report import Renderer
 
-from streamline_bridge.energy import EnergyResult
+if TYPE_CHECKING:
+    import pandas as pd
 
-FORMATS = ("csv", "json", "parquet")
+    from streamline_bridge.energy import EnergyResult
+    from streamline_bridge.energy.compare import Comparison
+
+    Result = EnergyResult | Comparison
+
+FILES_VERSION = 2  # 2: table.json is an array of rows, its metadata in table.meta.json
 PARQUET_KEY = b"streamline_bridge"
-
-
-def format_of(path: str | Path) -> str:
-    """The file format that ``path``'s suffix names (``.csv``, ``.json``, ``.parquet``/``.pq``)."""
-    suffix = Path(path).suffix.lower().lstrip(".")
-    return {"pq": "parquet"}.get(suffix, suffix)
 
 
 def _plain(value: Any) -> Any:
     """JSON-safe: NaN and <NA> become null, numpy scalars Python numbers."""
+    import pandas as pd
+
     if value is None or value is pd.NA:
         return None
     if hasattr(value, "item"):
@@ -44,44 +49,57 @@ def _clean(obj: Any) -> Any:
     return _plain(obj)
 
 
-def _dumps(obj: Any, indent: int | None = None) -> str:
-    return json.dumps(_clean(obj), indent=indent, allow_nan=False)
+def dumps(obj: Any, indent: int | None = None) -> str:
+    """``obj`` as strict JSON (NaN, <NA> and infinities as null)."""
+    return json.dumps(_clean(obj), indent=indent, allow_nan=False, default=str)
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of ``frame`` as dicts of plain Python values."""
     return frame.astype(object).to_dict(orient="records")
 
 
-def document_meta(result: EnergyResult) -> dict[str, Any]:
-    """What goes with the rows: the result's meta, its warnings and the totals per rail."""
-    return {**result.meta, "warnings": list(result.warnings), "totals": _records(result.totals)}
+def document_meta(result: Result) -> dict[str, Any]:
+    """What goes with the rows: the result's meta, the files version, its warnings and totals (if any)."""
+    totals = getattr(result, "totals", None)
+    meta = {**result.meta, "files_version": FILES_VERSION, "warnings": list(result.warnings)}
+    return meta if totals is None else {**meta, "totals": records(totals)}
 
 
-def meta_path(csv_path: str | Path) -> Path:
-    """The companion metadata file of a CSV table: ``name.csv`` -> ``name.meta.json``."""
-    return Path(csv_path).with_suffix(".meta.json")
+def meta_path(path: str | Path) -> Path:
+    """The companion metadata file of a table file: ``name.csv`` -> ``name.meta.json``."""
+    return Path(path).with_suffix(".meta.json")
 
 
-def write(result: EnergyResult, path: str | Path, fmt: str | None = None) -> list[Path]:
-    """Write the table in ``fmt`` (default: from the suffix); returns the files written."""
-    path = Path(path)
-    fmt = fmt or format_of(path)
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown table format {fmt!r} (known: {', '.join(FORMATS)})")
-    meta = document_meta(result)
-    if fmt == "csv":
-        result.table.to_csv(path, index=False)
-        companion = meta_path(path)
-        companion.write_text(_dumps(meta, 2) + "\n")
-        return [path, companion]
-    if fmt == "json":
-        doc = {"version": result.meta["version"], "meta": meta, "rows": _records(result.table)}
-        path.write_text(_dumps(doc, 1) + "\n")
-        return [path]
+def write_meta(result: Result, path: Path) -> Path:
+    """Write :func:`document_meta` to ``path``."""
+    path.write_text(dumps(document_meta(result), 2) + "\n", encoding="utf-8")
+    return path
+
+
+def _csv(result: Result, recording: Any, path: Path) -> list[Path]:
+    result.table.to_csv(path, index=False)
+    return [path]
+
+
+def _json(result: Result, recording: Any, path: Path) -> list[Path]:
+    path.write_text(dumps(records(result.table), 1) + "\n", encoding="utf-8")
+    return [path]
+
+
+def _parquet(result: Result, recording: Any, path: Path) -> list[Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(result.table, preserve_index=False)
-    schema_meta = {**(table.schema.metadata or {}), PARQUET_KEY: _dumps(meta).encode()}
+    schema_meta = {**(table.schema.metadata or {}), PARQUET_KEY: dumps(document_meta(result)).encode()}
     pq.write_table(table.replace_schema_metadata(schema_meta), path)
     return [path]
+
+
+_RESULTS = ("EnergyResult", "Comparison")
+RENDERERS = [
+    Renderer("csv", (".csv",), _csv, _RESULTS, "CSV, one row per line", run_file="table.csv", meta=True),
+    Renderer("json", (".json",), _json, _RESULTS, "JSON array of row objects", run_file="table.json", meta=True),
+    Renderer("parquet", (".parquet", ".pq"), _parquet, _RESULTS, "Parquet, metadata in the schema", binary=True),
+]

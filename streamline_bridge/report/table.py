@@ -1,37 +1,54 @@
-"""The energy table in the terminal (rich): execution order, ± confidence intervals, totals, warnings."""
+"""The energy table in the terminal (rich): execution order, ± confidence intervals, totals, warnings.
+
+Written to a file it is plain text (``.txt``, 200 columns). A time-only result (markers without
+power, :mod:`streamline_bridge.energy.timetable`) is one table of times.
+"""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from rich.console import Console
-from rich.table import Table
+from streamline_bridge.report import Renderer
 
-from streamline_bridge.energy import EnergyResult
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from streamline_bridge.energy import EnergyResult
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN or <NA>."""
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
 
 
 def _decimals(value: float) -> int:
     """Decimals that show ~4 significant digits of ``value`` (at least 1, at most 6)."""
-    if not value or pd.isna(value):
+    if not value or _missing(value):
         return 3
     return int(min(6, max(1, 3 - math.floor(math.log10(abs(value))))))
 
 
 def _num(value: float) -> str:
-    return "-" if value is None or pd.isna(value) else f"{value:.{_decimals(value)}f}"
+    return "-" if value is None or _missing(value) else f"{value:.{_decimals(value)}f}"
 
 
 def _pm(mean: float, ci: float) -> str:
     """``mean ±ci`` with the mean's decimals (just the mean where there is no interval)."""
-    if pd.isna(mean):
+    if _missing(mean):
         return "-"
     d = _decimals(mean)
-    return f"{mean:.{d}f}" if pd.isna(ci) else f"{mean:.{d}f} ±{ci:.{d}f}"
+    return f"{mean:.{d}f}" if _missing(ci) else f"{mean:.{d}f} ±{ci:.{d}f}"
 
 
 def build(result: EnergyResult, rail: str) -> Table:
     """The table of one rail: one line per row name, time, energy ± CI, dynamic energy, mean W, share."""
+    from rich.table import Table
+
     tab, m = result.table, result.meta
     info = m["rails"][rail]
     rows = tab[tab["rail"] == rail]
@@ -39,7 +56,7 @@ def build(result: EnergyResult, rail: str) -> Table:
     prefix = rows["name"].str.split("/", n=1).str[0]
     layers = m["by"] == "layer" and bool((rows["group"] != prefix).any())  # else the name says it
     tot = result.totals.set_index("rail").loc[rail]
-    title = f"{rail}{' [bold red](ESTIMATED)[/bold red]' if info['estimated'] else ''}: {_title(result)}"
+    title = f"{rail}: {_title(result)}"
     t = Table(title=title, show_footer=True)
     t.add_column(m["by"], footer="mean" if m["by"] == "iteration" else "total", no_wrap=True)
     if layers:
@@ -57,37 +74,86 @@ def build(result: EnergyResult, rail: str) -> Table:
         cells += [str(r.n), _pm(r.time_ms, r.time_ms_ci), _pm(r.energy_mj, r.energy_mj_ci)]
         if dynamic:
             cells.append(_pm(r.dynamic_mj, r.dynamic_mj_ci))
-        cells += [_num(r.power_w), "-" if pd.isna(r.share) else f"{r.share:.1%}",
-                  str(r.n_needed) if r.under_period and not pd.isna(r.n_needed) else ""]
+        cells += [
+            _num(r.power_w),
+            "-" if _missing(r.share) else f"{r.share:.1%}",
+            str(r.n_needed) if r.under_period and not _missing(r.n_needed) else "",
+        ]
         t.add_row(*cells, style="yellow" if r.under_period else None)
     return t
 
 
-def _title(result: EnergyResult) -> str:
+def build_times(result: EnergyResult) -> Table:
+    """The table of a time-only result: one line per row name, time ± CI, share of the time."""
+    from rich.table import Table
+
+    tab, m = result.table, result.meta
+    tot = result.totals.iloc[0]
+    t = Table(title=_title(result, "time"), show_footer=True)
+    t.add_column(m["by"], footer="mean" if m["by"] == "iteration" else "total", no_wrap=True)
+    t.add_column("n", justify="right")
+    t.add_column("time ms", justify="right", footer=_pm(tot["time_ms"], tot["time_ms_ci"]))
+    t.add_column("share", justify="right", footer="100%")
+    for r in tab.itertuples(index=False):
+        t.add_row(r.name, str(r.n), _pm(r.time_ms, r.time_ms_ci), "-" if _missing(r.share) else f"{r.share:.1%}")
+    return t
+
+
+def _title(result: EnergyResult, what: str = "energy") -> str:
     m = result.meta
     warmup = f" after {m['warmup']} warm-up" if m["warmup"] else ""
-    return f"energy per {m['by']}, {m['iterations_used']} iteration(s){warmup}, ± {m['confidence']:.0%} CI"
+    return f"{what} per {m['by']}, {m['iterations_used']} iteration(s){warmup}, ± {m['confidence']:.0%} CI"
 
 
 def render(result: EnergyResult, console: Console | None = None) -> None:
     """Print one table per rail, then every warning, to ``console`` (default: stdout)."""
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # a file or a pipe: no terminal width to fit
-            console.width = max(console.width, 160)
-    con = console
-    if result.estimated:
-        con.print("[bold red]ESTIMATED POWER: modelled, not measured[/bold red]")
+    from streamline_bridge import board
+    from streamline_bridge.report import stdout_console
+
+    con = console or stdout_console()
+    if result.meta.get("board"):
+        con.print(f"board: {board.summary(result.meta['board'])}", highlight=False, soft_wrap=True)
+    estimated = [w for w in result.warnings if w.startswith("ESTIMATED")]
+    for w in estimated:  # said once, first
+        con.print(f"[bold red]{w}[/bold red]", highlight=False, soft_wrap=True)
     for rail in result.meta["rails"]:
         con.print(build(result, rail))
-    periods = ", ".join(f"{r} {v['sensor_period_ms']:.3g} ms ({v['period_source']})"
-                        for r, v in result.meta["rails"].items() if v["sensor_period_ms"] is not None
-                        and not math.isnan(v["sensor_period_ms"]))
+    if not result.meta["rails"]:
+        con.print(build_times(result))
+    periods = ", ".join(
+        f"{r} {v['sensor_period_ms']:.3g} ms ({v['period_source']})"
+        for r, v in result.meta["rails"].items()
+        if v["sensor_period_ms"] is not None and not math.isnan(v["sensor_period_ms"])
+    )
     if periods:
         con.print(f"sensor periods: {periods}", highlight=False)
     if result.table["under_period"].any():
-        con.print(f"* shorter than the sensor period: statistical value; 'n needed' = iterations for "
-                  f"±{result.meta['precision']:.0%} at {result.meta['confidence']:.0%}", highlight=False)
+        con.print(
+            f"* shorter than the sensor period: statistical value; 'n needed' = iterations for "
+            f"±{result.meta['precision']:.0%} at {result.meta['confidence']:.0%}",
+            highlight=False,
+        )
     for w in result.warnings:
-        style = "bold red" if w.startswith("ESTIMATED") else "yellow"
-        con.print(f"[{style}]warning:[/{style}] {w}", highlight=False, soft_wrap=True)
+        if w not in estimated:
+            con.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
+
+
+def write(result: EnergyResult, recording: Any, path: Path) -> list[Path]:
+    """The tables as plain text in ``path`` (200 columns)."""
+    from rich.console import Console
+
+    with open(path, "w", encoding="utf-8") as out:
+        render(result, Console(file=out, width=200, soft_wrap=False))
+    return [path]
+
+
+RENDERERS = [
+    Renderer(
+        "table",
+        (".txt",),
+        write,
+        ("EnergyResult",),
+        "the tables as text (the terminal's default)",
+        show=lambda result, recording: render(result),
+    )
+]
