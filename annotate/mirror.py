@@ -1,4 +1,4 @@
-"""Marker log writer (format: ``docs/marker-log.md``, version 1).
+"""Marker log writer (format: ``docs/marker-log.md``, layout: :mod:`annotate.marker_log_layout`).
 
 The file holds the same message bytes as the wire, grouped per stream (one stream per thread,
 id = the thread's native id). Every record is one ``write()`` on an ``O_APPEND`` descriptor, so
@@ -6,32 +6,14 @@ several processes (a forked child, or another process given the same path) can s
 """
 
 import fcntl
-import json
 import os
 import socket
-import struct
 import sys
 import time
 from typing import Any, Dict, Union
 
+from annotate.marker_log_layout import CLOSED, MAGIC, MESSAGES, OPENED, VERSION, header, record  # noqa: F401
 from annotate.wire import RAW_CLOCK, clock_ns
-
-MAGIC = b"SBMARK1\n"
-VERSION = 1
-OPENED, MESSAGES, CLOSED = 1, 2, 3
-
-_record_header = struct.Struct("<BII").pack
-
-
-def header(meta: Dict[str, Any]) -> bytes:
-    """The file header: magic, u32 version, u32 n, n bytes of JSON metadata."""
-    blob = json.dumps(meta, separators=(",", ":")).encode()
-    return MAGIC + struct.pack("<II", VERSION, len(blob)) + blob
-
-
-def record(kind: int, stream: int, payload: bytes = b"") -> bytes:
-    """One record: u8 type, u32 stream id, u32 payload length, payload."""
-    return _record_header(kind, stream & 0xFFFFFFFF, len(payload)) + payload
 
 
 def metadata(protocol: int, writer: str = "annotate") -> Dict[str, Any]:

@@ -158,9 +158,12 @@ def _na(value: Any) -> bool:
 
 
 def _cell(value: Any) -> str:
+    """A value as rich text (the input's own text is never markup)."""
+    from rich.markup import escape
+
     if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str, separators=(", ", ": "))
-    return "-" if value is None else str(value)
+        return escape(json.dumps(value, default=str, separators=(", ", ": ")))
+    return "-" if value is None else escape(str(value))
 
 
 def _print_value(con: Any, key: str, value: Any) -> None:
@@ -174,19 +177,20 @@ def _print_value(con: Any, key: str, value: Any) -> None:
     elif isinstance(value, dict) and value:
         rows = [{"": k, "value": v} for k, v in value.items()]
     else:
-        con.print(f"{key}: {_cell(value)}", highlight=False, soft_wrap=True)
+        con.print(f"{_cell(key)}: {_cell(value)}", highlight=False, soft_wrap=True)
         return
-    con.print(key, highlight=False)
+    con.print(_cell(key), highlight=False)
     t = Table()
     columns = list(dict.fromkeys(c for r in rows for c in r))
     for c in columns:
-        t.add_column(c, overflow="fold")
+        t.add_column(_cell(c), overflow="fold")
     for r in rows:
         t.add_row(*(_cell(r.get(c)) for c in columns))
     con.print(t)
 
 
 def _print_rich(info: dict) -> None:
+    from rich.markup import escape  # the input's own text (names, lines, paths) is never markup
     from rich.table import Table
 
     from streamline_bridge.sensor_model import shown
@@ -195,7 +199,7 @@ def _print_rich(info: dict) -> None:
 
     con = stdout_console()
     con.print(
-        f"[bold]{', '.join(info['sources'])}[/bold]  format [cyan]{info['format']}[/cyan]"
+        f"[bold]{escape(', '.join(info['sources']))}[/bold]  format [cyan]{info['format']}[/cyan]"
         + (f"  protocol {info['protocol']}" if info["protocol"] is not None else "")
         + (f"  clock base {info['clock_base_ns']} ns" if info["clock_base_ns"] is not None else ""),
         soft_wrap=True,
@@ -224,12 +228,12 @@ def _print_rich(info: dict) -> None:
             t.add_column(col, justify="left" if col == "rail" else "right")
         for rail, r in p["rails"].items():
             t.add_row(
-                rail + (" [red](estimated)[/red]" if r["estimated"] else ""),
+                escape(rail) + (" [red](estimated)[/red]" if r["estimated"] else ""),
                 str(r["samples"]),
                 str(r["missing"]),
                 "-" if r["mean_mw"] is None else f"{r['mean_mw']:.1f}",
                 "-" if r["update_period_ms"] is None else f"{r['update_period_ms']:.2f}",
-                r["unit"],
+                escape(r["unit"]),
                 shown(r["sensor_model"]),
             )
         con.print(t)
@@ -260,12 +264,13 @@ def _print_rich(info: dict) -> None:
         if key == "board" and isinstance(value, dict):
             for when in ("start", "end"):
                 if value.get(when):
-                    con.print(f"board at the {when}: {board.summary(value[when])}", highlight=False, soft_wrap=True)
+                    con.print(f"board at the {when}: {_cell(board.summary(value[when]))}", highlight=False,
+                              soft_wrap=True)
             if value.get("samples"):
                 con.print(f"board samples: {len(value['samples'])} (clocks and temperatures, {board.LOG_FILE})")
         else:
             _print_value(con, key, value)
     for issue in info["issues"]:
-        con.print(f"[yellow]warning:[/yellow] {issue}", highlight=False, soft_wrap=True)
+        con.print(f"[yellow]warning:[/yellow] {escape(str(issue))}", highlight=False, soft_wrap=True)
     if info["partial"]:
         con.print("[red]input ended early or was damaged: shown is what could be read[/red]")

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from streamline_bridge.errors import InputError
+from streamline_bridge.ingest.files import check_input
 from streamline_bridge.model import Recording
 
 log = logging.getLogger("streamline_bridge")
@@ -50,8 +51,7 @@ def available_readers() -> dict[str, ModuleType]:
 def detect(path: str | os.PathLike[str]) -> str:
     """The format name of ``path``, or :class:`InputError` naming what was tried."""
     p = Path(path)
-    if not p.exists():
-        raise InputError(p, "no such file or directory")
+    check_input(p)
     readers = available_readers()
     for fmt, mod in readers.items():
         if mod.sniff(p):
@@ -61,6 +61,7 @@ def detect(path: str | os.PathLike[str]) -> str:
 
 def read(path: str | os.PathLike[str], format: str | None = None) -> Recording:
     """Read any supported recording; ``format`` skips detection."""
+    check_input(path)
     fmt = format or detect(path)
     readers = available_readers()
     if fmt not in readers:

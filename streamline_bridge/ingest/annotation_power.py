@@ -21,20 +21,21 @@ description carries (``record --streamline``: the sampler's), else left to the d
 
 from __future__ import annotations
 
-from dataclasses import replace
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
+from annotate import wire
 from streamline_bridge.ingest.annotation_stream import DecodedStream
+from streamline_bridge.ingest.units import mw_per_unit
 from streamline_bridge.model import RailInfo, Recording
 from streamline_bridge.power.period import change_times, period_from_changes
 from streamline_bridge.sensor_model import SensorModel, from_text
 
 SOURCE = "annotation counters"
 TITLE = "power"
-TO_MW = {"mw": 1.0, "w": 1000.0, "uw": 1e-3, "µw": 1e-3, "μw": 1e-3}  # (micro sign and Greek mu)
 _U32 = 0xFFFFFFFF
 
 
@@ -46,14 +47,14 @@ def _definitions(streams: Sequence[DecodedStream]) -> dict[tuple[int, int], _Def
     definition wins); the model is the one the description carries (``sensor_model.in_text``)."""
     defs: dict[tuple[int, int], _Definition] = {}
     for st in streams:
-        group = st.fields.get(8)
+        group = st.fields.get(wire.COUNTER)
         if group is None:
             continue
         pid = st.handshake.pid if st.handshake else 0
         c = group.columns
         for key, title, name, units, modifier, text in zip(c["key"], c["title"], c["name"], c["units"],
                                                          c["modifier"], c["description"]):
-            factor = TO_MW.get(str(units).strip().lower())
+            factor = mw_per_unit(units)
             if str(title).strip().lower() == TITLE and factor is not None:
                 defs[(pid, int(key) & _U32)] = (str(name) or f"key {int(key) & _U32:#x}", str(units),
                                                  factor / (modifier if modifier > 0 else 1), from_text(str(text)))
@@ -64,7 +65,7 @@ def _values(streams: Sequence[DecodedStream], pid: int, key: int) -> tuple[np.nd
     """Times and raw values of counter ``key`` of process ``pid``, in time order."""
     times, values = [], []
     for st in streams:
-        group = st.fields.get(9)
+        group = st.fields.get(wire.COUNTER_VALUE)
         if group is None or (st.handshake.pid if st.handshake else 0) != pid:
             continue
         mine = (group.columns["key"] & _U32) == key

@@ -3,9 +3,11 @@
 Wire format: ``../shared/spec/annotate-protocol.md``. A stream is ``ANNOTATE N\\n``, ``u32 tid``,
 ``u32 pid`` (``u8 dont_mangle_keys`` for N >= 3), then messages ``u8 code, u32le length, body``.
 
+What each message code holds, and what it becomes in the markers table, is
+:data:`~streamline_bridge.ingest.annotation_messages.SPECS` (keyed by :mod:`annotate.wire`'s codes).
 Speed comes from splitting the work: one tight Python loop walks the framing only (one
 ``unpack_from`` per message, :func:`walk_frames`), then the fields of all messages of one code are
-decoded together with numpy (signed LEB128 over arrays of start offsets); string tails are
+decoded together with numpy (:func:`~streamline_bridge.ingest.leb128.decode_at` over arrays of start offsets); string tails are
 gathered and hashed so that each distinct string is decoded once. The rare variable layouts
 (visual, counter definition, CAM job, CAM dependencies) and small batches (fewer than
 :data:`VECTOR_MIN` messages of a code) are decoded message by message.
@@ -20,12 +22,25 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from annotate import wire
 from streamline_bridge.errors import InputError
+from streamline_bridge.ingest import leb128
+from streamline_bridge.ingest.annotation_messages import (
+    COLOR,
+    FAULTS,
+    MAX_CODE,
+    SPECS,
+    TAIL,
+    VARINT,
+    Body,
+    FieldError,
+    Layout,
+)
 from streamline_bridge.model import MARKER_DTYPES, MARKER_KINDS, markers_frame
 
 MAX_MESSAGE_LENGTH = 32 << 20  # the library never sends more than 32 KiB + an image; anything above is garbage
@@ -33,79 +48,12 @@ HEADER_SIZE = 5  # u8 code + u32 length
 MAGIC_PREFIX = b"ANNOTATE "
 SUPPORTED_VERSIONS = range(1, 6)
 
-MESSAGE_NAMES = {
-    1: "STR",
-    2: "STR_COLOR",
-    3: "NAME_CHANNEL",
-    4: "NAME_GROUP",
-    5: "VISUAL",
-    6: "MARKER",
-    7: "MARKER_COLOR",
-    8: "COUNTER",
-    9: "COUNTER_VALUE",
-    10: "ACTIVITY_SWITCH",
-    11: "CAM_TRACK",
-    12: "CAM_JOB",
-    13: "CAM_VIEW_NAME",
-    14: "CAM_JOB_START",
-    15: "CAM_JOB_SET_DEPS",
-    16: "CAM_JOB_STOP",
-}
-
-# Marker kind of each code (code 1 with an empty text becomes "end").
-CODE_KINDS = {
-    1: "text", 2: "text", 3: "name_channel", 4: "name_group", 5: "visual", 6: "marker", 7: "marker",
-    8: "counter_def", 9: "counter_value", 10: "activity_switch", 11: "cam_track", 12: "cam_job",
-    13: "cam_view_name", 14: "cam_job_start", 15: "cam_job_deps", 16: "cam_job_stop",
-}
-
-_VARINT, _COLOR, _TAIL = "varint", "color", "tail"
-
-# Fixed layouts, decoded vectorised: (field name, type) in wire order.
-_LAYOUTS: dict[int, tuple[tuple[str, str], ...]] = {
-    1: (("time", _VARINT), ("channel", _VARINT), ("text", _TAIL)),
-    2: (("time", _VARINT), ("channel", _VARINT), ("color", _COLOR), ("text", _TAIL)),
-    3: (("time", _VARINT), ("channel", _VARINT), ("group", _VARINT), ("name", _TAIL)),
-    4: (("time", _VARINT), ("group", _VARINT), ("name", _TAIL)),
-    6: (("time", _VARINT), ("text", _TAIL)),
-    7: (("time", _VARINT), ("color", _COLOR), ("text", _TAIL)),
-    9: (("time", _VARINT), ("core", _VARINT), ("key", _VARINT), ("value", _VARINT)),
-    10: (("time", _VARINT), ("core", _VARINT), ("key", _VARINT), ("activity", _VARINT), ("tid", _VARINT)),
-    11: (("view", _VARINT), ("track", _VARINT), ("parent", _VARINT), ("name", _TAIL)),
-    13: (("view", _VARINT), ("name", _TAIL)),
-    14: (("view", _VARINT), ("job", _VARINT), ("track", _VARINT), ("time", _VARINT), ("color", _COLOR),
-         ("name", _TAIL)),
-    16: (("view", _VARINT), ("job", _VARINT), ("time", _VARINT)),
-}
-
-# Which message field fills which markers-table column, per code.
-_TABLE_COLUMNS: dict[int, dict[str, str]] = {
-    1: {"time_ns": "time", "channel": "channel", "text": "text"},
-    2: {"time_ns": "time", "channel": "channel", "color": "color", "text": "text"},
-    3: {"time_ns": "time", "channel": "channel", "group": "group", "text": "name"},
-    4: {"time_ns": "time", "group": "group", "text": "name"},
-    5: {"time_ns": "time", "text": "text"},
-    6: {"time_ns": "time", "text": "text"},
-    7: {"time_ns": "time", "color": "color", "text": "text"},
-    8: {"key": "key", "color": "color", "text": "name"},
-    9: {"time_ns": "time", "core": "core", "key": "key", "value": "value"},
-    10: {"time_ns": "time", "core": "core", "key": "key", "value": "activity"},
-    11: {"text": "name"},
-    12: {"time_ns": "start", "color": "color", "text": "name"},
-    13: {"text": "name"},
-    14: {"time_ns": "time", "color": "color", "text": "name"},
-    15: {"time_ns": "time"},
-    16: {"time_ns": "time"},
-}
 _INT_COLUMNS = ("time_ns", "channel", "group", "color", "key", "value", "core")
-
-_COUNTER_INTS = ("key", "per_cpu", "class", "display", "modifier", "series_composition", "rendering_type",
-                 "average_selection", "average_cores", "percentage", "activity_count", "cores")
 
 _U32 = struct.Struct("<I").unpack_from
 _LENGTH_AT = struct.Struct("<xI").unpack_from  # the u32 length of the message starting at an offset
-# Field faults, shared by the per-message and the vectorised paths (index 0: no fault).
-_FAULTS = ("", "packed integer longer than 10 bytes", "message body too short for its fields")
+_KNOWN_CODE = np.zeros(256, bool)
+_KNOWN_CODE[list(SPECS)] = True
 _PAD = bytes(128)  # lets vectorised reads run past a body's end without bounds checks (6 fields + 32-byte tail)
 
 
@@ -178,7 +126,7 @@ class Message:
 
     @property
     def name(self) -> str:
-        return MESSAGE_NAMES[self.code]
+        return SPECS[self.code].name
 
     def to_json(self) -> dict[str, Any]:
         """The message in the layout of the ``*.expected.json`` vector decodes."""
@@ -238,13 +186,19 @@ class DecodedStream:
         return {"handshake": self.handshake.to_json() if self.handshake else None,
                 "messages": [m.to_json() for m in self.messages()]}
 
+    def counters_only(self) -> DecodedStream:
+        """The counter definitions and values of these messages only, without their bytes
+        (what :mod:`~streamline_bridge.ingest.annotation_power` reads), for keeping while a stream is read in pieces."""
+        keep = {c: g for c, g in self.fields.items() if c in (wire.COUNTER, wire.COUNTER_VALUE)}
+        return DecodedStream(self.handshake, self.offset[:0], self.code[:0], self.length[:0], keep, b"", self.start)
+
     def counter_names(self) -> dict[int, str]:
         """``{key: name}`` of the counter definitions (the last definition of a key wins)."""
         return {k: d["name"] for k, d in self.counter_definitions().items()}
 
     def counter_definitions(self) -> dict[int, dict[str, Any]]:
         """``{key: every field of its definition}`` (``Meta.counters``; the last definition of a key wins)."""
-        group = self.fields.get(8)
+        group = self.fields.get(wire.COUNTER)
         if group is None:
             return {}
         rows = zip(*(group.columns[c] for c in group.columns))
@@ -255,67 +209,103 @@ class DecodedStream:
             out[int(d["key"])] = d
         return out
 
+    def marker_columns(self, *, pid: int | None = None, tid: int | None = None, stream: int = 0) -> MarkerColumns:
+        """These messages' rows of the markers table, compact (:class:`MarkerColumns`); pid/tid default
+        to the handshake's."""
+        n = len(self)
+        hs = self.handshake
+        out = MarkerColumns(n, {}, np.full(n, None, dtype=object), np.zeros(n, np.int8), self.code,
+                            pid if pid is not None else (hs.pid if hs else 0),
+                            tid if tid is not None else (hs.tid if hs else 0), stream)
+        for code, group in self.fields.items():
+            spec = SPECS[code]
+            out.kind[group.index] = MARKER_KINDS.index(spec.kind)
+            for column, name in spec.columns.items():
+                values = group.columns[name]
+                if column == "text":
+                    out.text[group.index] = _object_array(values)
+                    continue
+                if column not in out.ints:
+                    out.ints[column] = (np.zeros(n, np.int64), np.zeros(n, bool))
+                out.ints[column][0][group.index] = values
+                out.ints[column][1][group.index] = True
+            if spec.kind_when_empty is not None:
+                out.kind[group.index[out.text[group.index] == ""]] = MARKER_KINDS.index(spec.kind_when_empty)
+        return out
+
     def markers(self, *, pid: int | None = None, tid: int | None = None, stream: int = 0,
                 clock_base_ns: int | None = None) -> pd.DataFrame:
         """The messages as a markers table (``model.py``); pid/tid default to the handshake's.
 
         ``channel_name``/``group_name``/``group`` of text rows are resolved from earlier
-        ``name_channel``/``name_group`` messages of this stream (see :func:`resolve_group_names`
-        for names given on other threads of the process).
+        ``name_channel``/``name_group`` messages of this stream (:func:`resolve_stream_names`; see
+        :func:`resolve_group_names` for names given on other threads of the process).
         """
-        n = len(self)
-        hs = self.handshake
-        cols: dict[str, Any] = {}
-        ints = {c: np.zeros(n, np.int64) for c in _INT_COLUMNS}
-        missing = {c: np.ones(n, bool) for c in _INT_COLUMNS}
-        text = np.full(n, None, dtype=object)
-        kind = np.zeros(n, np.int8)
-        for code, group in self.fields.items():
-            kind[group.index] = MARKER_KINDS.index(CODE_KINDS[code])
-            for column, name in _TABLE_COLUMNS[code].items():
-                values = group.columns[name]
-                if column == "text":
-                    text[group.index] = _object_array(values)
-                else:
-                    ints[column][group.index] = values
-                    missing[column][group.index] = False
-        if 1 in self.fields:
-            ends = self.fields[1].index[self.fields[1].columns["text"] == ""]
-            kind[ends] = MARKER_KINDS.index("end")
-        for c in _INT_COLUMNS:
-            cols[c] = pd.Series(pd.arrays.IntegerArray(ints[c], missing[c]))
-        cols["text"] = text
-        cols["kind"] = pd.Categorical.from_codes(kind, dtype=MARKER_DTYPES["kind"])
-        cols["code"] = self.code.astype(np.int64)
-        cols["pid"] = np.full(n, pid if pid is not None else (hs.pid if hs else 0), np.int64)
-        cols["tid"] = np.full(n, tid if tid is not None else (hs.tid if hs else 0), np.int64)
-        cols["stream"] = np.full(n, stream, np.int64)
-        self._resolve_names(cols, text)
-        return markers_frame(cols, clock_base_ns)
+        table = markers_table([self.marker_columns(pid=pid, tid=tid, stream=stream)], clock_base_ns)
+        resolve_stream_names(table)
+        return table
 
-    def _resolve_names(self, cols: dict[str, Any], text: np.ndarray) -> None:
-        n = len(self)
-        chan_names = pd.Series(np.full(n, None, dtype=object))
-        group_names = pd.Series(np.full(n, None, dtype=object))
-        if 3 in self.fields:
-            idx = self.fields[3].index
-            channel = cols["channel"]
-            named = pd.Series(np.full(n, None, dtype=object))
-            named.iloc[idx] = text[idx]
-            chan_names = named.groupby(channel).ffill()
-            # text rows inherit the group their channel was put in
-            chan_group = pd.Series(pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, bool)))
-            chan_group.iloc[idx] = cols["group"].iloc[idx].to_numpy()
-            chan_group = chan_group.groupby(channel).ffill()
-            is_text = np.isin(self.code, (1, 2))
-            cols["group"] = cols["group"].where(~(is_text & cols["group"].isna().to_numpy()), chan_group)
-        if 4 in self.fields:
-            idx = self.fields[4].index
-            named = pd.Series(np.full(n, None, dtype=object))
-            named.iloc[idx] = text[idx]
-            group_names = named.groupby(cols["group"]).ffill()
-        cols["channel_name"] = chan_names
-        cols["group_name"] = group_names
+
+@dataclass
+class MarkerColumns:
+    """Some messages' rows of the markers table, as few arrays as they need (a stream read in pieces keeps
+    these, not tables: the integer columns no message fills, and pid/tid/stream, take no room)."""
+
+    n: int
+    ints: dict[str, tuple[np.ndarray, np.ndarray]]  # column -> (int64 values, present) of the columns filled
+    text: np.ndarray  # object
+    kind: np.ndarray  # int8 index into MARKER_KINDS
+    code: np.ndarray  # uint8
+    pid: int
+    tid: int
+    stream: int
+
+
+def markers_table(pieces: list[MarkerColumns], clock_base_ns: int | None) -> pd.DataFrame:
+    """One markers table of ``pieces``, one after the other, each column allocated once (the pieces'
+    integer columns are let go as they are copied in): the memory needed is the table's and the
+    compact pieces', not twice the table's as when joining tables."""
+    sizes = [p.n for p in pieces]
+    n = sum(sizes)
+    starts = np.cumsum([0, *sizes])[:-1].tolist()
+    cols: dict[str, Any] = {}
+    for column in _INT_COLUMNS:
+        if any(column in p.ints for p in pieces):
+            values, missing = np.zeros(n, np.int64), np.ones(n, bool)
+            for p, a in zip(pieces, starts):
+                if column in p.ints:
+                    v, present = p.ints.pop(column)
+                    values[a:a + p.n], missing[a:a + p.n] = v, ~present
+            cols[column] = pd.Series(pd.arrays.IntegerArray(values, missing))
+    text, kind, code = np.empty(n, dtype=object), np.zeros(n, np.int8), np.zeros(n, np.int64)
+    for p, a in zip(pieces, starts):
+        text[a:a + p.n], kind[a:a + p.n], code[a:a + p.n] = p.text, p.kind, p.code
+    cols["text"] = text
+    cols["kind"] = pd.Categorical.from_codes(kind, dtype=MARKER_DTYPES["kind"])
+    cols["code"] = code
+    for column in ("pid", "tid", "stream"):
+        cols[column] = np.repeat(np.array([getattr(p, column) for p in pieces], np.int64), sizes)
+    return markers_frame(cols, clock_base_ns)
+
+
+def resolve_stream_names(markers: pd.DataFrame) -> None:
+    """Fill, in place, ``channel_name``, ``group_name`` and the group of text rows from the earlier
+    ``name_channel``/``name_group`` rows of the same stream (a text row inherits its channel's group).
+
+    Each stream's rows must be in message order (the streams may follow each other in one table).
+    """
+    code = markers["code"].to_numpy()
+    stream = markers["stream"]
+    is_channel = code == wire.NAME_CHANNEL
+    if is_channel.any():
+        channel = [stream, markers["channel"]]
+        markers["channel_name"] = markers["text"].where(is_channel).groupby(channel).ffill()
+        channel_group = markers["group"].where(is_channel).groupby(channel).ffill()
+        is_text = np.isin(code, (wire.TEXT, wire.TEXT_COLOR))
+        markers["group"] = markers["group"].where(~(is_text & markers["group"].isna().to_numpy()), channel_group)
+    is_group = code == wire.NAME_GROUP
+    if is_group.any():
+        markers["group_name"] = markers["text"].where(is_group).groupby([stream, markers["group"]]).ffill()
 
 
 def resolve_group_names(markers: pd.DataFrame) -> None:
@@ -341,156 +331,9 @@ def _object_array(values: list[Any]) -> np.ndarray:
     return out
 
 
-class _FieldError(Exception):
-    """A message body that does not hold its fields (caught and turned into a DecodeError)."""
-
-
-class _Body:
-    """Reads the fields of one message body, one at a time (for the variable layouts)."""
-
-    def __init__(self, buf: bytes, pos: int, end: int):
-        self.buf, self.pos, self.end = buf, pos, end
-
-    def varint(self) -> int:
-        buf, pos, result, shift = self.buf, self.pos, 0, 0
-        while pos < self.end and shift < 70:
-            b = buf[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                if b & 0x40:
-                    result -= 1 << shift
-                self.pos = pos
-                return ((result + (1 << 63)) & ((1 << 64) - 1)) - (1 << 63)  # wrap to int64 like the vector path
-        raise _FieldError(_FAULTS[2] if pos >= self.end else _FAULTS[1])
-
-    def color(self) -> int:
-        if self.pos + 4 > self.end:
-            raise _FieldError(_FAULTS[2])
-        r, g, b, t = self.buf[self.pos:self.pos + 4]
-        self.pos += 4
-        return t | r << 8 | g << 16 | b << 24
-
-    def zstr(self) -> str:
-        nul = self.buf.find(b"\0", self.pos, self.end)
-        if nul < 0:
-            raise _FieldError("string not NUL-terminated inside the body")
-        s = self.buf[self.pos:nul].decode("utf-8", "replace")
-        self.pos = nul + 1
-        return s
-
-    def rest(self) -> bytes:
-        out = self.buf[self.pos:self.end]
-        self.pos = self.end
-        return out
-
-    def tail(self) -> str:
-        return self.rest().decode("utf-8", "replace")
-
-    def count(self, min_item_size: int) -> int:
-        n = self.varint()
-        if n < 0 or n * min_item_size > self.end - self.pos:
-            raise _FieldError(f"count {n} does not fit in the body")
-        return n
-
-
-def _visual(r: _Body) -> dict[str, Any]:
-    return {"time": r.varint(), "text": r.zstr(), "image": r.rest()}
-
-
-def _counter(r: _Body) -> dict[str, Any]:
-    f: dict[str, Any] = {name: r.varint() for name in _COUNTER_INTS[:-2]}
-    f["activity_count"] = r.count(5)
-    f["cores"] = r.varint()
-    f["color"] = r.color()
-    f["activities"] = [(r.zstr(), r.color()) for _ in range(f["activity_count"])]
-    f["title"], f["name"], f["units"] = r.zstr(), r.zstr(), r.zstr()
-    f["description"] = r.tail()
-    return f
-
-
-def _cam_job(r: _Body) -> dict[str, Any]:
-    f: dict[str, Any] = {"view": r.varint(), "job": r.varint(), "track": r.varint(), "start": r.varint(),
-                         "duration": r.varint(), "color": r.color(), "primary_dep": r.varint()}
-    f["deps"] = [r.varint() for _ in range(r.count(1))]
-    f["name"] = r.tail()
-    return f
-
-
-def _cam_deps(r: _Body) -> dict[str, Any]:
-    f: dict[str, Any] = {"view": r.varint(), "job": r.varint(), "time": r.varint(), "primary_dep": r.varint()}
-    f["deps"] = [r.varint() for _ in range(r.count(1))]
-    return f
-
-
-_SCALAR: dict[int, Callable[[_Body], dict[str, Any]]] = {5: _visual, 8: _counter, 12: _cam_job, 15: _cam_deps}
-
 # Fewer messages of one fixed-layout code than this are decoded one by one (numpy's per-call cost
 # dominates small batches, e.g. a listener's few messages per read).
 VECTOR_MIN = 32
-
-
-def _fixed_reader(layout: tuple[tuple[str, str], ...]) -> Callable[[_Body], dict[str, Any]]:
-    """A per-message reader of a fixed layout (the field types name :class:`_Body` methods)."""
-    return lambda r: {name: getattr(r, kind)() for name, kind in layout}
-
-
-def _u64_at(arr: np.ndarray) -> np.ndarray:
-    """A view of ``arr`` whose element ``i`` is the little-endian u64 of ``arr[i:i + 8]``."""
-    return np.ndarray((len(arr) - 7,), dtype="<u8", buffer=arr, strides=(1,))
-
-
-def _sleb(arr: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Signed LEB128 at every offset ``p`` of ``arr``: (int64 values, byte counts, ok = ended within 10 bytes).
-
-    Values of up to 8 bytes (timestamps, ids) are decoded from one 64-bit read each: the first
-    byte without bit 7 ends the value, the 7-bit groups below it are packed down; longer ones
-    (and too-long garbage) go byte by byte.
-    """
-    first = arr[p]
-    if not (first >= 0x80).any():  # every value is one byte
-        val = first.astype(np.int64)
-        val -= (first & 0x40).astype(np.int64) << 1  # 0x40..0x7f are -64..-1
-        return val, np.ones(len(p), np.int64), np.ones(len(p), bool)
-    w = _u64_at(arr)[p]
-    ends = ~w & _BIT7S
-    low = ends & (~ends + np.uint64(1))  # bit 7 of the last byte (0: no end within 8 bytes)
-    w &= (low << np.uint64(1)) - np.uint64(1)  # drop the bytes after it
-    # byte count from the float exponent of ``low`` (= 2 ** (8 n - 1)); 1 where there is no end
-    n = np.maximum((low.astype(np.float64).view(np.int64) >> 52) - 1022 >> 3, 1)
-    val = w & np.uint64(0x7F)
-    for i in range(1, int(n.max())):
-        val |= ((w >> np.uint64(8 * i)) & np.uint64(0x7F)) << np.uint64(7 * i)
-    neg = (w & (low >> np.uint64(1))) != 0
-    val |= np.where(neg, ~((np.uint64(1) << (7 * n).astype(np.uint64)) - np.uint64(1)), np.uint64(0))
-    ok = np.ones(len(p), bool)
-    longer = np.flatnonzero(low == 0)
-    if len(longer):
-        val[longer], n[longer], ok[longer] = _sleb_bytewise(arr, p[longer])
-    return val.view(np.int64), n, ok
-
-
-def _sleb_bytewise(arr: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_sleb` one byte position at a time (any length): (uint64 bit patterns, byte counts, ok)."""
-    b = arr[p]
-    val = (b & 0x7F).astype(np.uint64)
-    last = b
-    cont = b >= 0x80
-    n = np.ones(len(p), np.int64)
-    k = 1
-    while k < 10 and cont.any():
-        b = arr[p + k]
-        val |= np.where(cont, (b & 0x7F).astype(np.uint64) << np.uint64(7 * k), np.uint64(0))
-        last = np.where(cont, b, last)
-        n += cont
-        cont &= b >= 0x80
-        k += 1
-    neg = ((last & 0x40) != 0) & (n < 10)
-    if neg.any():
-        shift = (7 * np.minimum(n, 9)).astype(np.uint64)
-        val |= np.where(neg, ~((np.uint64(1) << shift) - np.uint64(1)), np.uint64(0))
-    return val, n, ~cont
 
 
 def _tails(buf: bytes, arr: np.ndarray, p: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -516,7 +359,7 @@ def _short_tails(buf: bytes, arr: np.ndarray, ps: np.ndarray, ls: np.ndarray) ->
     """Strings of at most 32 bytes: read as up to four little-endian words masked to their length,
     hashed and factorised; the grouping is verified row by row, so a hash collision only costs the
     slow path (every row decoded)."""
-    u64 = _u64_at(arr)
+    u64 = leb128.u64_at(arr)
     words = [u64[ps + 8 * j] & _LOW_BYTES[np.clip(ls - 8 * j, 0, 8)] for j in range(max(1, -(-int(ls.max()) // 8)))]
     h = ls.astype(np.uint64) * _HASH_MUL
     for w in words:
@@ -533,20 +376,19 @@ def _short_tails(buf: bytes, arr: np.ndarray, ps: np.ndarray, ls: np.ndarray) ->
 
 _SHORT_TAIL = 32
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
-_BIT7S = np.uint64(0x8080808080808080)
 _LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)  # masks keeping the n low bytes
 def _decode_layout(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                   layout: tuple[tuple[str, str], ...]) -> tuple[dict[str, Any], np.ndarray]:
-    """Fields of messages sharing a fixed layout; also per message 0 (good) or the index of its fault in _FAULTS."""
+                   layout: Layout) -> tuple[dict[str, Any], np.ndarray]:
+    """Fields of messages sharing a fixed layout; also per message 0 (good) or the index of its fault in FAULTS."""
     p = starts + HEADER_SIZE
     bad = np.zeros(len(p), np.int8)
     cols: dict[str, Any] = {}
     for name, kind in layout:
-        if kind == _VARINT:
-            cols[name], n, ok = _sleb(arr, p)
+        if kind == VARINT:
+            cols[name], n, ok = leb128.decode_at(arr, p)
             p = p + n
             bad[(bad == 0) & ~ok] = 1
-        elif kind == _COLOR:
+        elif kind == COLOR:
             cols[name] = (arr[p + 3].astype(np.int64) | arr[p].astype(np.int64) << 8
                           | arr[p + 1].astype(np.int64) << 16 | arr[p + 2].astype(np.int64) << 24)
             p = p + 4
@@ -562,33 +404,34 @@ def _decode_fields(buf: bytes, arr: np.ndarray, starts: np.ndarray, codes: np.nd
     ends = starts + HEADER_SIZE + lengths
     out: dict[int, CodeFields] = {}
     first_bad, why = len(starts), ""
-    for code in np.flatnonzero(np.bincount(codes, minlength=17)):
+    for code in np.flatnonzero(np.bincount(codes, minlength=MAX_CODE + 1)):
         code = int(code)
         index = np.flatnonzero(codes == code)
-        layout = _LAYOUTS.get(code)
+        spec = SPECS[code]
+        layout = spec.layout
         if layout is None or len(index) < VECTOR_MIN:
-            read_one = _SCALAR[code] if layout is None else _fixed_reader(layout)
             rows = []
             for i in index.tolist():
                 if i > first_bad:
                     break
                 try:
-                    rows.append(read_one(_Body(buf, int(starts[i]) + HEADER_SIZE, int(ends[i]))))
-                except _FieldError as exc:
+                    rows.append(spec.read(Body(buf, int(starts[i]) + HEADER_SIZE, int(ends[i]))))
+                except FieldError as exc:
                     first_bad, why = i, str(exc)
                     break
             index = index[:len(rows)]
+            columns: dict[str, Any]
             if layout is None:
                 columns = {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
             else:  # the same column types as the vectorised path
-                columns = {name: _object_array([r[name] for r in rows]) if kind == _TAIL
+                columns = {name: _object_array([r[name] for r in rows]) if kind == TAIL
                            else np.array([r[name] for r in rows], np.int64) for name, kind in layout}
         else:
-            columns, bad = _decode_layout(buf, arr, starts[index], ends[index], _LAYOUTS[code])
+            columns, bad = _decode_layout(buf, arr, starts[index], ends[index], layout)
             if bad.any():
                 k = int(np.argmax(bad != 0))
                 if int(index[k]) < first_bad:
-                    first_bad, why = int(index[k]), _FAULTS[int(bad[k])]
+                    first_bad, why = int(index[k]), FAULTS[int(bad[k])]
         out[code] = CodeFields(index, columns)
     return out, first_bad, why
 
@@ -628,20 +471,20 @@ def _decode_messages(buf: bytes, pos: int, base: int, handshake: Handshake | Non
     lengths = np.diff(st, append=pos) - HEADER_SIZE
     arr = np.frombuffer(buf + _PAD, np.uint8)
     codes = arr[st]
-    bad = (codes == 0) | (codes > 16) | (lengths > MAX_MESSAGE_LENGTH)
+    bad = ~_KNOWN_CODE[codes] | (lengths > MAX_MESSAGE_LENGTH)
     error: DecodeError | None = None
     n = len(st) if pos <= end else len(st) - 1  # the last one may be incomplete
     if bad.any():
         k = int(np.argmax(bad))
         c, ln = int(codes[k]), int(lengths[k])
-        why = (f"unknown message code {c} (0x{c:02x})" if not 1 <= c <= 16
+        why = (f"unknown message code {c} (0x{c:02x})" if c not in SPECS
                else f"message length {ln} exceeds the {MAX_MESSAGE_LENGTH >> 20} MiB limit")
         error = DecodeError(source, why, base + int(st[k]))
         n = min(n, k)
     st, codes, lengths = st[:n], codes[:n], lengths[:n]
     fields, first_bad, why = _decode_fields(buf, arr, st, codes, lengths)
     if first_bad < n:
-        error = DecodeError(source, f"{MESSAGE_NAMES[int(codes[first_bad])]} message (code {int(codes[first_bad])}): "
+        error = DecodeError(source, f"{SPECS[int(codes[first_bad])].name} message (code {int(codes[first_bad])}): "
                             f"{why}", base + int(st[first_bad]))
         st, codes, lengths = st[:first_bad], codes[:first_bad], lengths[:first_bad]
         fields, _, _ = _decode_fields(buf, arr, st, codes, lengths)

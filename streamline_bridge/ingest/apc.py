@@ -49,6 +49,7 @@ from streamline_bridge.model import (
     empty_power,
     markers_frame,
 )
+from streamline_bridge.power.period import change_times, period_from_changes
 from streamline_bridge.sensor_model import INSTANT_SOURCE
 
 FORMAT = "apc"
@@ -190,8 +191,10 @@ def _decode(r: _Reader, buf, captured: CapturedXml | None, events: dict[str, Eve
     w = fr.walk(buf)
     if w.error is not None:
         r.issue(f"{w.error}; {len(buf) - w.error.offset} bytes from here not read", w.error.offset)
-    for offset, t in w.unknown:
-        r.issue(f"unknown frame type {t}", offset)
+    for offset, types, size in _runs(buf, w.unknown):
+        r.issue(f"unknown frame type {types[0]}" if len(types) == 1 else
+                f"{len(types)} frames of unknown type ({', '.join(map(str, sorted(set(types))[:8]))}"
+                f"{', ...' if len(set(types)) > 8 else ''}), {size} bytes", offset)
     if w.zero_length:
         r.issue(f"{w.zero_length} record(s) of length 0", damage=False)
     summary, cores = _summary(r, buf, w.frames[fr.SUMMARY])
@@ -245,6 +248,19 @@ def _decode(r: _Reader, buf, captured: CapturedXml | None, events: dict[str, Eve
 
 def _pairs(flat: list[int]):
     return zip(flat[0::2], flat[1::2])
+
+
+def _runs(buf, unknown: list[tuple[int, int]]) -> list[tuple[int, list[int], int]]:
+    """Frames of unknown type that follow each other as runs: (offset, their types, bytes), one issue each."""
+    runs: list[list[Any]] = []
+    for pos, t in unknown:
+        size = 4 + int.from_bytes(buf[pos:pos + 4], "little")  # (walk() lists only frames of positive length)
+        if runs and runs[-1][0] + runs[-1][2] == pos:
+            runs[-1][1].append(t)
+            runs[-1][2] += size
+        else:
+            runs.append([pos, [t], size])
+    return [(pos, types, size) for pos, types, size in runs]
 
 
 def _summary(r: _Reader, buf, frames: list[int]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -346,10 +362,9 @@ def _power(counters: pd.DataFrame, keys: dict[int, str], captured: CapturedXml |
 
 
 def _update_period(t: np.ndarray, values: np.ndarray) -> int | None:
-    """Median interval between value changes (between samples when the value changes < 3 times)."""
-    changes = t[1:][np.diff(values) != 0]
-    steps = np.diff(changes) if len(changes) >= 3 else np.diff(t)
-    return int(np.median(steps)) if len(steps) else None
+    """The sensor's update period from when the values change (``power/period.py``); the sampling
+    period when they change fewer than 3 times."""
+    return period_from_changes(change_times(t, values.astype(np.float64))) or period_from_changes(t.tolist())
 
 
 def _duration(counters: pd.DataFrame, markers: pd.DataFrame) -> float | None:

@@ -26,10 +26,10 @@ from construct import (
     ExplicitError,
     GreedyBytes,
     If,
+    Int8ul,
     Int16ul,
     Int32sl,
     Int32ul,
-    Int8ul,
     PascalString,
     Peek,
     Prefixed,
@@ -41,6 +41,7 @@ from construct import (
 from construct.core import stream_read, stream_write
 
 from annotate.wire import sleb128 as sleb_encode  # the one encoder of packed integers
+from streamline_bridge.ingest import leb128
 
 # --- frame types (§3.1) ---------------------------------------------------------------------
 
@@ -83,39 +84,20 @@ class FrameError(ValueError):
         self.offset = offset
 
 
-# --- packed integers (signed LEB128, §4) ------------------------------------------------------
+# --- packed integers (signed LEB128, §4; decoded by :mod:`.leb128`) ------------------------------
 
 
 def sleb(buf, pos: int) -> tuple[int, int]:
-    """Decode one packed32/packed64 at ``buf[pos]``; returns ``(value, next_pos)``.
-
-    Raises :class:`FrameError` when the value runs past the end of ``buf`` or is longer than the
-    10 bytes of a packed64.
-    """
+    """One packed32/packed64 at ``buf[pos]``: ``(value, next_pos)``; :class:`FrameError` when it runs
+    past the end of ``buf``, is longer than the 10 bytes of a packed64 or does not fit in 64 bits."""
     try:
-        b = buf[pos]
-        if b < 0x80:
-            return (b - 0x80 if b & 0x40 else b), pos + 1
-        result = b & 0x7F
-        shift = 7
-        end = pos + 10
-        pos += 1
-        while True:
-            b = buf[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
-            if pos >= end:
-                raise FrameError("packed integer longer than 10 bytes", pos - 10)
-    except IndexError:
-        raise FrameError("packed integer runs past the end", pos) from None
-    if b & 0x40:
-        result -= 1 << shift
-    if not -(1 << 63) <= result < (1 << 63):
+        value, pos = leb128.decode(buf, pos)
+    except leb128.LEB128Error as exc:
+        raise FrameError(exc.message, exc.offset) from None
+    if not leb128.fits_int64(value):
         raise FrameError("packed integer does not fit in 64 bits", pos)
-    return result, pos
+    return value, pos
+
 
 
 class _SLEB128(Construct):
@@ -356,30 +338,6 @@ def block_counters(buf, frames: list[int], out: CounterColumns) -> None:
         out.backwards.extend(backwards)
 
 
-def _sleb_run(b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Decode ``b`` as back-to-back packed integers: (int64 values, index of each value's last byte).
-
-    ``None`` when ``b`` does not end on a whole value or a value needs 10 bytes (left to :func:`sleb`).
-    """
-    term = b < 0x80
-    if not len(b) or not term[-1]:
-        return None
-    vend = np.flatnonzero(term)
-    vstart = np.empty_like(vend)
-    vstart[0] = 0
-    vstart[1:] = vend[:-1] + 1
-    nbytes = vend - vstart + 1
-    if (nbytes >= 10).any():
-        return None
-    k = np.arange(len(b), dtype=np.int64) - np.repeat(vstart, nbytes)
-    contrib = (b & 0x7F).astype(np.uint64) << (7 * k).astype(np.uint64)
-    val = np.bitwise_or.reduceat(contrib, vstart)
-    neg = (b[vend] & 0x40) != 0
-    sign = ~((np.uint64(1) << (7 * nbytes).astype(np.uint64)) - np.uint64(1))
-    val |= np.where(neg, sign, np.uint64(0))
-    return val.view(np.int64), vend
-
-
 def _block_counters_bulk(buf, frames: list[int]) -> tuple[dict[str, np.ndarray], list[int]] | None:
     """Every BLOCK_COUNTER frame decoded together; ``None`` if any frame is not well formed."""
     if not frames:
@@ -395,7 +353,7 @@ def _block_counters_bulk(buf, frames: list[int]) -> tuple[dict[str, np.ndarray],
     frame_of_byte = np.repeat(np.arange(nf), lens)
     if not (b[first_byte + lens - 1] < 0x80).all():  # every frame ends on a whole value
         return None
-    decoded = _sleb_run(b)
+    decoded = leb128.decode_run(b)
     if decoded is None:
         return None
     vals, vend = decoded

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamline_bridge.errors import InputError
-
-POWER_UNITS_TO_MW = {"w": 1000.0, "watt": 1000.0, "watts": 1000.0, "mw": 1.0, "µw": 1e-3, "uw": 1e-3}
+from streamline_bridge.ingest.files import read_regular
+from streamline_bridge.ingest.units import mw_per_unit
 
 
 @dataclass
@@ -28,14 +28,14 @@ class EventInfo:
     @property
     def is_power(self) -> bool:
         """True for power counters: units W/mW/µW, or title "Power" (hwmon power is in W)."""
-        return self.units.strip().lower() in POWER_UNITS_TO_MW or (
+        return mw_per_unit(self.units) is not None or (
             not self.units.strip() and self.title.strip().lower() == "power"
         )
 
     @property
     def to_mw(self) -> float:
         """Factor from a raw value to mW (``multiplier`` × unit scale); only for power counters."""
-        return self.multiplier * POWER_UNITS_TO_MW.get(self.units.strip().lower(), 1000.0)
+        return self.multiplier * (mw_per_unit(self.units) or 1000.0)
 
 
 @dataclass
@@ -55,9 +55,10 @@ class CapturedXml:
 
 
 def _parse(path: Path) -> ET.Element:
+    data = read_regular(path)
     try:
-        return ET.parse(path).getroot()
-    except ET.ParseError as exc:
+        return ET.fromstring(data)
+    except (ET.ParseError, LookupError, ValueError) as exc:  # (an unknown or impossible encoding="..." too)
         raise InputError(path, f"broken XML: {exc}") from None
 
 

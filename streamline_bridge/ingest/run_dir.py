@@ -17,6 +17,7 @@ import numpy as np
 
 from streamline_bridge import board
 from streamline_bridge.errors import InputError
+from streamline_bridge.ingest.files import check_input
 from streamline_bridge.model import Issue, Meta, Recording, empty_markers, empty_power, rail_arrays
 from streamline_bridge.runfolder import (MANIFEST, MARKERS_FILE, POWER_FILE, Phases, being_recorded,
                                          is_run_folder, read_manifest)
@@ -49,6 +50,7 @@ def _part(path: Path, reader: str, issues: list[Issue]) -> Recording | None:
     if not path.exists() or reader == "marker_log" and path.is_file() and path.stat().st_size == 0:
         return None  # no marker log, or the empty one record made for the command: no markers
     try:
+        check_input(path)
         return importlib.import_module(f"streamline_bridge.ingest.{reader}").read(path)
     except InputError as exc:
         issues.append(Issue(str(path), exc.message, exc.offset, "not read"))
@@ -104,7 +106,8 @@ def read(path: Path) -> Recording:
         counters=marker_rec.meta.counters if marker_rec is not None else {},
         rails=power_rec.meta.rails if power_rec is not None else {},
         issues=issues,
-        partial=not m.get("complete") or any(r.meta.partial for r in (power_rec, marker_rec) if r is not None),
+        partial=not m.get("complete") or power_rec is None or any(i.action == "not read" for i in issues)
+        or any(r.meta.partial for r in (power_rec, marker_rec) if r is not None),
         extra=extra,
     )
     return Recording(markers, power, meta)

@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 
 from streamline_bridge.errors import InputError
+from streamline_bridge.ingest.files import read_regular
+from streamline_bridge.ingest.units import mw_per_unit
 from streamline_bridge.model import (
     Issue,
     Meta,
@@ -49,7 +51,6 @@ FORMAT = "streamline-export"
 UNPLACED = "time_ns left empty"  # the Issue action of times relative to the capture start, until placed
 
 _TIME_UNITS = {"": 1e9, "s": 1e9, "sec": 1e9, "ms": 1e6, "us": 1e3, "µs": 1e3, "ns": 1.0}
-_POWER_UNITS = {"w": 1000.0, "mw": 1.0, "uw": 1e-3, "µw": 1e-3}
 _UNIT_IN_HEADER = re.compile(r"\s*[\(\[]\s*([^\)\]]*?)\s*[\)\]]\s*$")
 _NUMBER = re.compile(r"^([-+]?(?:\d+(?:[.,]\d+)*|[.,]\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµ%]*)$")
 _CLOCK = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:[.,]\d+)?)$")
@@ -214,11 +215,7 @@ def sniff(path: Path) -> bool:
 def read(path: Path) -> Recording:
     """Read a Log view export, a bookmarks report or a timeline report."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InputError(p, exc.strerror or str(exc)) from None
-    t = _table(p, _decode(data))
+    t = _table(p, _decode(read_regular(p)))
     if not t.rows:
         raise InputError(p, "header but no rows")
     tcol = t.column("time")
@@ -347,13 +344,14 @@ def _timeline(t: _Table, tcol: int) -> Recording:
         values = np.array([_number(t, r, _cell(row, c), header) if _cell(row, c) not in ("", "-") else np.nan
                            for r, row in enumerate(t.rows)], dtype=np.float64)
         unit = _unit(header)
-        is_power = unit.lower() in _POWER_UNITS or "power" in header.lower()
+        factor = mw_per_unit(unit)
+        is_power = factor is not None or "power" in header.lower()
         if not is_power:
             counters[header] = {"unit": unit, "mean": float(np.nanmean(values)) if np.isfinite(values).any() else None}
             continue
-        if unit.lower() not in _POWER_UNITS:
+        if factor is None:
             issues.append(Issue(str(t.path), f"column {header!r} has no power unit: assumed W", action="assumed W"))
-        factor = _POWER_UNITS.get(unit.lower(), 1000.0)
+            factor = 1000.0
         name = re.sub(r"(?i)\bpower\b[:\s]*|[:\s]+$", "", _UNIT_IN_HEADER.sub("", header)).strip(" :-_") or header
         rails[name] = values * factor
         infos[name] = RailInfo(name=name, source=f"streamline timeline column {header!r}", unit=unit or "W",

@@ -20,11 +20,14 @@ The line grammar is :mod:`streamline_bridge.power.tegrastats_format`, shared wit
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from streamline_bridge.errors import InputError
+from streamline_bridge.ingest.files import open_regular
 from streamline_bridge.ingest.streamline_export import text_head
 from streamline_bridge.model import Issue, Meta, RailInfo, Recording, empty_markers, power_frame
 from streamline_bridge.power.tegrastats_format import NOT_CONNECTED, TegrastatsLine, parse_line
@@ -32,6 +35,7 @@ from streamline_bridge.sensor_model import SensorModel
 
 FORMAT = "tegrastats"
 DEFAULT_INTERVAL_MS = 1000
+MAX_LINE = 1 << 16  # bytes; a tegrastats line has a few hundred
 
 def sniff(path: Path) -> bool:
     """A text file whose first non-empty line is a tegrastats line."""
@@ -50,31 +54,34 @@ def read_log(path: str | os.PathLike[str], interval_ms: float | None = None) -> 
     """Read a tegrastats log; ``interval_ms`` is the ``--interval`` it ran with, if known.
 
     Without stamps the interval defaults to 1000 ms; with stamps it is measured from them unless
-    given. Lines that are not tegrastats lines are skipped with an Issue (file and line number).
+    given. Lines that are not tegrastats lines are skipped, with one Issue per run of them (file and line numbers).
     """
     p = Path(path)
-    try:
-        text = p.read_bytes().decode("utf-8", "replace")
-    except OSError as exc:
-        raise InputError(p, exc.strerror or str(exc)) from None
     issues: list[Issue] = []
     lines: list[TegrastatsLine] = []
-    partial = False
-    raw_lines = text.split("\n")
-    ends_cut = bool(raw_lines and raw_lines[-1].strip())  # no newline after the last line
-    for no, raw in enumerate(raw_lines, start=1):
-        if not raw.strip():
-            continue
-        parsed = parse_line(raw)
-        if parsed is None:
-            issues.append(Issue(str(p), f"line {no} is not a tegrastats line: {raw[:60]!r}"))
-            partial = True
-            continue
-        if ends_cut and no == len(raw_lines) and lines and set(parsed.rails) != set(lines[-1].rails):
-            issues.append(Issue(str(p), f"line {no} is cut short (no newline, rails missing)"))
-            partial = True
-            continue
-        lines.append(parsed)
+    bad: list[list[Any]] = []  # runs of lines that are not tegrastats lines: [first, last, count, first text]
+    previous_bad = False  # whether the previous non-blank line was one
+    with open_regular(p) as f:
+        for no, raw, ended in _lines(f):
+            if not raw.strip():
+                continue
+            parsed = parse_line(raw)
+            if parsed is None:
+                if previous_bad:
+                    bad[-1][1:3] = [no, bad[-1][2] + 1]
+                else:
+                    bad.append([no, no, 1, raw])
+                previous_bad = True
+                continue
+            previous_bad = False
+            if not ended and lines and set(parsed.rails) != set(lines[-1].rails):
+                issues.append(Issue(str(p), f"line {no} is cut short (no newline, rails missing)"))
+                continue
+            lines.append(parsed)
+    partial = bool(bad or issues)
+    issues[:0] = [Issue(str(p), (f"line {a} is not a tegrastats line" if n == 1 else
+                                 f"lines {a}-{b} ({n} lines) are not tegrastats lines") + f": {first[:60]!r}")
+                  for a, b, n, first in bad]
     if not lines:
         raise InputError(p, "no tegrastats lines")
     names = list(dict.fromkeys(r for ln in lines for r in ln.rails))
@@ -104,6 +111,18 @@ def read_log(path: str | os.PathLike[str], interval_ms: float | None = None) -> 
         if missing:
             issues.append(Issue(str(p), f"rail {n} missing from {missing} line(s)", action="left as NaN"))
     return Recording(empty_markers(), power_frame(times, rails, None), meta)
+
+
+def _lines(f: BinaryIO) -> Iterator[tuple[int, str, bool]]:
+    """(number, text, whether it ends with a newline) of each line, read one at a time; a line longer
+    than :data:`MAX_LINE` bytes is cut to that length (it is no tegrastats line)."""
+    no, rest_of_long = 0, False
+    for chunk in iter(lambda: f.readline(MAX_LINE), b""):
+        long = len(chunk) == MAX_LINE and not chunk.endswith(b"\n")
+        if not rest_of_long:
+            no += 1
+            yield no, chunk.rstrip(b"\n").decode("utf-8", "replace"), long or chunk.endswith(b"\n")
+        rest_of_long = long
 
 
 def _times(lines: list[TegrastatsLine], interval_ms: float | None) -> tuple[np.ndarray, int, str]:
