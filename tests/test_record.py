@@ -260,6 +260,8 @@ def test_a_second_record_into_the_same_folder_fails_at_once_and_report_says_it_i
         live = ingest.read(run)
         (run_issue,) = [i for i in live.meta.issues if i.file == str(run / "manifest.json")]
         assert live.meta.partial and run_issue.message.startswith("the run is still being recorded")
+        said = " ".join(i.message for i in live.meta.issues)
+        assert "killed" not in said and "did not stop cleanly" not in said  # its sampler is still running
     finally:
         release.touch()
         assert rec.wait(60) == 0, rec.stderr.read() if rec.stderr else ""
@@ -409,3 +411,30 @@ def test_a_full_disk_stops_the_sampler_cleanly_and_the_manifest_is_still_complet
     assert not log.problems and log.truncated_at is None  # whole records only
     assert m["power"]["stats"]["samples"] == len(log.t_start) > 0
     assert f"{len(log.t_start)} power samples" in err
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("finished") / "run"
+    assert main(["record", "-o", str(run), "--idle", "0.05", "--sysfs-root", TX1, "--", sys.executable, "-c", "0"]) == 0
+    return run
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "cut"])
+def test_inspect_of_a_run_folder_whose_power_log_is_damaged_is_the_damaged_input_status(
+        tmp_path: Path, finished_run: Path, capsys, damage: str) -> None:
+    from streamline_bridge.errors import EXIT_DAMAGED, EXIT_OK
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    assert main(["inspect", str(run)]) == EXIT_OK
+    log = run / "power.sbp"
+    size = log.stat().st_size
+    if damage == "missing":
+        log.unlink()
+    else:
+        os.truncate(log, 0 if damage == "empty" else size - 5)
+    capsys.readouterr()
+    assert main(["inspect", str(run)]) == EXIT_DAMAGED
+    out = capsys.readouterr()
+    assert str(log) in out.out + out.err and "Traceback" not in out.err
