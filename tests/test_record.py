@@ -372,6 +372,48 @@ def test_the_command_dies_with_a_killed_record(tmp_path: Path) -> None:
     assert log.trailer is not None and log.trailer["stop_reason"] == "parent closed the pipe"
 
 
+STUBBORN = """
+import os, pathlib, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import signal, time\\n"
+                          "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\nwhile True: time.sleep(1)"],
+                         start_new_session=True)  # a grandchild in a session of its own
+pathlib.Path(sys.argv[1] + ".tmp").write_text(f"{os.getpid()} {child.pid}")
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+while True:
+    time.sleep(1)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc: Linux only")
+def test_a_command_that_ignores_sigterm_and_its_grandchildren_die_with_a_killed_record(tmp_path: Path) -> None:
+    run, started = tmp_path / "run", tmp_path / "started"
+    rec = subprocess.Popen([sys.executable, "-m", "streamline_bridge", "record", "-o", str(run), "--idle", "0",
+                            "--sysfs-root", TX1, "--", sys.executable, "-c", STUBBORN, str(started)],
+                           cwd=ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: started.exists() or rec.poll() is not None, what="command started")
+    pids = [int(p) for p in started.read_text().split()]
+    rec.kill()
+    rec.wait(30)
+    try:
+        wait_until(lambda: all(gone(p) for p in pids), what="the command and its grandchild ended")
+    finally:
+        for p in pids:
+            if not gone(p):
+                os.kill(p, signal.SIGKILL)
+
+
+def test_the_watchdog_lets_the_command_be_when_told_all_is_well(tmp_path: Path) -> None:
+    from streamline_bridge import watchdog
+
+    cmd = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    dog = watchdog.start(cmd.pid)
+    watchdog.release(dog)
+    assert dog.returncode == 0 and cmd.poll() is None  # released: the command runs on
+    cmd.stdin.close()
+    assert cmd.wait(30) == 0
+
+
 FILL_DISK = IN_RUN + """
 with open(log.parent.parent / "filler", "wb", buffering=0) as f:
     try:
