@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 GRACE_S = 2.0  # between SIGTERM and SIGKILL
-POLL_S = 0.1  # how often the tree is followed
+POLL_S = 0.5  # how often the tree is followed (a scan of /proc: about 2 ms for 80 processes here)
 DONE = b"done\n"
 
 
