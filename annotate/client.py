@@ -98,6 +98,7 @@ class Client:
             tcp_ports=tcp_ports, gatord=gatord, retry_interval=retry_interval, buffer_size=buffer_size,
             dont_mangle_keys=dont_mangle_keys, send_timeout=send_timeout,
         )
+        hooks.install_signal_handlers()  # now, while maybe in the main thread: the first call may come from another
 
     # --- configuration and life cycle ---------------------------------------------------------
 

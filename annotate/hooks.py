@@ -51,14 +51,16 @@ def register(client: Any) -> None:
     _hooked_pid = os.getpid()
     if first:
         atexit.register(_at_exit)  # inherited by forked children
-        _install_signal_handlers()
+        install_signal_handlers()
     mp_util = sys.modules.get("multiprocessing.util")
     if mp_util is not None:  # multiprocessing children leave through os._exit(), after its finalizers
         mp_util.Finalize(None, _final, exitpriority=-100)
 
 
-def _install_signal_handlers() -> None:
-    """SIGTERM/SIGINT: flush, then the default action. Only where no one else has a handler."""
+def install_signal_handlers() -> None:
+    """SIGTERM/SIGINT: flush, then the default action. Only where no one else has a handler, and
+    only from the main thread (Python's rule): a client is made there (``import annotate``) before
+    its first call, which may come from any thread. Once per handler: ours is not SIG_DFL."""
     if threading.current_thread() is not threading.main_thread():
         return
     for sig in (signal.SIGTERM, signal.SIGINT):

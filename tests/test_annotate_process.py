@@ -215,7 +215,10 @@ RUNNING_THREADS = """
     import mmap, os, struct, sys, threading, annotate
     mode, path, counts = sys.argv[1], sys.argv[2], sys.argv[3]
     n = 4
-    annotate.setup(file=path, gatord=False, flush_interval=0.05)
+    if mode == "sigterm-env":  # set up from the environment at the first call, made by a thread
+        os.environ.update(STREAMLINE_ANNOTATE_FILE=path, STREAMLINE_ANNOTATE_GATORD="0")
+    else:
+        annotate.setup(file=path, gatord=False, flush_interval=0.05)
     fd = os.open(counts, os.O_RDWR)
     done = mmap.mmap(fd, 8 * n)  # per thread: how many calls have returned (survives the process)
     started = threading.Barrier(n + 1)
@@ -227,7 +230,7 @@ RUNNING_THREADS = """
             i += 1
             struct.pack_into("<q", done, 8 * k, i)
     for k in range(n):
-        threading.Thread(target=work, args=(k,), daemon=mode != "sigterm").start()
+        threading.Thread(target=work, args=(k,), daemon=not mode.startswith("sigterm")).start()
     started.wait()
     print("ready", flush=True)
     sys.stdin.readline()  # the test closes stdin for "exception"; a signal interrupts this
@@ -237,6 +240,7 @@ RUNNING_THREADS = """
 
 @pytest.mark.parametrize("mode, sig, returncode", [
     ("sigterm", signal.SIGTERM, -signal.SIGTERM),  # non-daemon threads still writing when the signal comes
+    ("sigterm-env", signal.SIGTERM, -signal.SIGTERM),  # the same, the client's first call from a thread
     ("sigint", signal.SIGINT, -signal.SIGINT),  # KeyboardInterrupt, daemon threads writing through exit
     ("exception", None, 1),
 ])

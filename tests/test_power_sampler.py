@@ -264,7 +264,7 @@ def test_a_log_that_cannot_grow_stops_the_sampler_cleanly_with_whole_records(tmp
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout, r.stderr
     said = json.loads(r.stdout)
-    assert said["error"] == f"{out}: power sampler stopped: {out}: cannot write the power log: File too large"
+    assert said["error"] == f"{out}: cannot write the power log: File too large (the power sampler stopped)"
     assert "Traceback" not in r.stderr
     log = read_log(out)
     assert not log.problems and log.truncated_at is None and log.trailer is None  # whole records, no room for more

@@ -260,6 +260,8 @@ def test_a_second_record_into_the_same_folder_fails_at_once_and_report_says_it_i
         live = ingest.read(run)
         (run_issue,) = [i for i in live.meta.issues if i.file == str(run / "manifest.json")]
         assert live.meta.partial and run_issue.message.startswith("the run is still being recorded")
+        said = " ".join(i.message for i in live.meta.issues)
+        assert "killed" not in said and "did not stop cleanly" not in said  # its sampler is still running
     finally:
         release.touch()
         assert rec.wait(60) == 0, rec.stderr.read() if rec.stderr else ""
@@ -370,6 +372,48 @@ def test_the_command_dies_with_a_killed_record(tmp_path: Path) -> None:
     assert log.trailer is not None and log.trailer["stop_reason"] == "parent closed the pipe"
 
 
+STUBBORN = """
+import os, pathlib, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import signal, time\\n"
+                          "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\nwhile True: time.sleep(1)"],
+                         start_new_session=True)  # a grandchild in a session of its own
+pathlib.Path(sys.argv[1] + ".tmp").write_text(f"{os.getpid()} {child.pid}")
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+while True:
+    time.sleep(1)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc: Linux only")
+def test_a_command_that_ignores_sigterm_and_its_grandchildren_die_with_a_killed_record(tmp_path: Path) -> None:
+    run, started = tmp_path / "run", tmp_path / "started"
+    rec = subprocess.Popen([sys.executable, "-m", "streamline_bridge", "record", "-o", str(run), "--idle", "0",
+                            "--sysfs-root", TX1, "--", sys.executable, "-c", STUBBORN, str(started)],
+                           cwd=ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: started.exists() or rec.poll() is not None, what="command started")
+    pids = [int(p) for p in started.read_text().split()]
+    rec.kill()
+    rec.wait(30)
+    try:
+        wait_until(lambda: all(gone(p) for p in pids), what="the command and its grandchild ended")
+    finally:
+        for p in pids:
+            if not gone(p):
+                os.kill(p, signal.SIGKILL)
+
+
+def test_the_watchdog_lets_the_command_be_when_told_all_is_well(tmp_path: Path) -> None:
+    from streamline_bridge import watchdog
+
+    cmd = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    dog = watchdog.start(cmd.pid)
+    watchdog.release(dog)
+    assert dog.returncode == 0 and cmd.poll() is None  # released: the command runs on
+    cmd.stdin.close()
+    assert cmd.wait(30) == 0
+
+
 FILL_DISK = IN_RUN + """
 with open(log.parent.parent / "filler", "wb", buffering=0) as f:
     try:
@@ -409,3 +453,30 @@ def test_a_full_disk_stops_the_sampler_cleanly_and_the_manifest_is_still_complet
     assert not log.problems and log.truncated_at is None  # whole records only
     assert m["power"]["stats"]["samples"] == len(log.t_start) > 0
     assert f"{len(log.t_start)} power samples" in err
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("finished") / "run"
+    assert main(["record", "-o", str(run), "--idle", "0.05", "--sysfs-root", TX1, "--", sys.executable, "-c", "0"]) == 0
+    return run
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "cut"])
+def test_inspect_of_a_run_folder_whose_power_log_is_damaged_is_the_damaged_input_status(
+        tmp_path: Path, finished_run: Path, capsys, damage: str) -> None:
+    from streamline_bridge.errors import EXIT_DAMAGED, EXIT_OK
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    assert main(["inspect", str(run)]) == EXIT_OK
+    log = run / "power.sbp"
+    size = log.stat().st_size
+    if damage == "missing":
+        log.unlink()
+    else:
+        os.truncate(log, 0 if damage == "empty" else size - 5)
+    capsys.readouterr()
+    assert main(["inspect", str(run)]) == EXIT_DAMAGED
+    out = capsys.readouterr()
+    assert str(log) in out.out + out.err and "Traceback" not in out.err

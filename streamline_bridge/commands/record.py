@@ -10,8 +10,9 @@ written at the start and rewritten at the end, also after Ctrl-C or a full disk.
 be new or empty and is locked while record runs (``streamline_bridge.runfolder``). CMD's exit
 status becomes ours (128 + N when a signal N ended it); a sampler failure or a failed rail is
 reported and makes it 1 when CMD itself succeeded. Ctrl-C reaches CMD (forwarded when it did not
-come from the terminal); the idle phase after an interrupted run is skipped. CMD gets SIGTERM if
-record dies (Linux). With ``--streamline`` the sampler also sends the rails to a running
+come from the terminal); the idle phase after an interrupted run is skipped. If record dies (even
+by SIGKILL), CMD gets SIGTERM at once and CMD with everything it started is ended by a watchdog
+(SIGTERM, SIGKILL two seconds later; Linux, ``streamline_bridge.watchdog``). With ``--streamline`` the sampler also sends the rails to a running
 Streamline capture as counters (docs/streamline.md).
 """
 
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from streamline_bridge import watchdog
 from streamline_bridge.runfolder import CLOCK_NAME, MARKERS_FILE, POWER_FILE, Phases, RunWriter
 
 __all__ = ["MARKERS_FILE", "add_sampler_arguments", "finish_run", "reserve_sampler_cpu", "start_run"]
@@ -143,6 +145,7 @@ def _run_command(cmd: list[str], env: dict[str, str], status: _Status, check: Ca
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_us())
+        dog = watchdog.start(proc.pid)  # ends what CMD started too, should we die
         for signum in early:
             proc.send_signal(signum)
         while True:
@@ -152,6 +155,7 @@ def _run_command(cmd: list[str], env: dict[str, str], status: _Status, check: Ca
             except subprocess.TimeoutExpired:
                 check()
                 status.update()
+        watchdog.release(dog)
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)

@@ -57,15 +57,25 @@ def _part(path: Path, reader: str, issues: list[Issue]) -> Recording | None:
         return None
 
 
+def _power_issues(power_rec: Recording, recording: bool) -> list[Issue]:
+    """The power log's issues; while the run is being recorded its sampler is still running, so the
+    log has no trailer yet: said as such, not as a sampler that did not stop cleanly."""
+    if not recording or "sampler" in power_rec.meta.extra:  # "sampler": the trailer's facts
+        return list(power_rec.meta.issues)
+    return [Issue(i.file, "no trailer yet: the sampler is still running; update periods estimated from the "
+                          "samples so far", i.offset, i.action) if i.message.startswith("no trailer") else i
+            for i in power_rec.meta.issues]
+
+
 def read(path: Path) -> Recording:
     """The run's markers and power on one clock base, with its phases and idle power."""
     path = Path(path)
     m = read_manifest(path)
     files = m.get("files") or {}
     issues: list[Issue] = []
+    recording = not m.get("complete") and being_recorded(path)
     if not m.get("complete"):
-        why = ("the run is still being recorded" if being_recorded(path)
-               else "the run did not finish (record was killed?)")
+        why = "the run is still being recorded" if recording else "the run did not finish (record was killed?)"
         issues.append(Issue(str(path / MANIFEST), f"{why}: phases end where the recording ends", None, "kept"))
     power_path = path / files.get("power", POWER_FILE)
     if not power_path.exists():
@@ -93,7 +103,7 @@ def read(path: Path) -> Recording:
     }
     if power_rec is not None:
         extra["power"] = power_rec.meta.extra
-        issues += power_rec.meta.issues
+        issues += _power_issues(power_rec, recording)
     if marker_rec is not None:
         extra["markers"] = marker_rec.meta.extra
         issues += marker_rec.meta.issues
@@ -106,8 +116,9 @@ def read(path: Path) -> Recording:
         counters=marker_rec.meta.counters if marker_rec is not None else {},
         rails=power_rec.meta.rails if power_rec is not None else {},
         issues=issues,
-        partial=not m.get("complete") or power_rec is None or any(i.action == "not read" for i in issues)
-        or any(r.meta.partial for r in (power_rec, marker_rec) if r is not None),
+        partial=(not m.get("complete") or power_rec is None  # a missing, empty or unreadable power log
+                 or any(i.action == "not read" for i in issues)
+                 or any(r.meta.partial for r in (power_rec, marker_rec) if r is not None)),
         extra=extra,
     )
     return Recording(markers, power, meta)

@@ -111,6 +111,14 @@ class Sampler:
             return f"killed by signal {signal.Signals(-rc).name}" + (f" ({last})" if last else "")
         return last or f"exit status {rc}"
 
+    def _stopped(self) -> SamplerError:
+        """The error of a child that stopped with one, naming the log once."""
+        failure = self._failure()
+        own = f"{self.output}: "
+        if failure.startswith(own):  # the child's own message names the log already
+            return SamplerError(self.output, failure[len(own):] + " (the power sampler stopped)")
+        return SamplerError(self.output, f"power sampler stopped: {failure}")
+
     @property
     def running(self) -> bool:
         """True while the child is alive."""
@@ -120,7 +128,7 @@ class Sampler:
         """Raise :class:`SamplerError` if the child has stopped with an error while it should run."""
         if self._proc is not None and self._proc.poll() is not None and self._proc.returncode != 0:
             self._finish(kill=False)
-            raise SamplerError(self.output, f"power sampler stopped: {self._failure()}")
+            raise self._stopped()
 
     def _finish(self, kill: bool, timeout_s: float = 10.0) -> None:
         proc = self._proc
@@ -146,7 +154,7 @@ class Sampler:
         self._finish(kill=False, timeout_s=timeout_s)
         proc = self._proc
         if proc is not None and proc.returncode != 0:
-            raise SamplerError(self.output, f"power sampler stopped: {self._failure()}")
+            raise self._stopped()
         return self.stats
 
     def __enter__(self) -> "Sampler":
