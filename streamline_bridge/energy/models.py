@@ -31,6 +31,7 @@ from streamline_bridge.sensor_model import (
 PERIOD_TOLERANCE = 0.05  # configured vs fitted refresh period: more apart than this is a warning
 PERIOD_ACCURACY = 0.02  # a chip's own refresh period vs its nominal one (the INA3221's oscillator)
 MEMORY_SHARE = 0.1  # data candidates remember at most this share of the record
+ROUND_TOLERANCE = 0.03  # an INA3221 round within this of the fitted period is a candidate (oscillator)
 AT_READS = 0.9  # read at least this slowly against the refresh period, each read shows its own update
 
 
@@ -99,11 +100,11 @@ def candidates(fit: GridFit | None, t: np.ndarray) -> list[tuple[SensorModel, Gr
     if fit is not None:
         grid = Grid(fit.period_ns, fit.phases_ns[0])
         out.append((SensorModel("window", period_ns=int(fit.period_ns), source="data"), grid))
-        ct = min(CONV_TIMES_US, key=lambda c: abs(6 * c * 1000 - fit.period_ns))
-        for avg in AVERAGES:
-            if avg * fit.period_ns <= MEMORY_SHARE * span:
-                out.append((SensorModel("ina3221", config=ina3221_config((1, 2, 3), avg, ct, ct), source="data"),
-                            grid))
+        for channels, bus, shunt in ina3221_rounds(fit.period_ns):
+            for avg in AVERAGES:
+                if avg * fit.period_ns <= MEMORY_SHARE * span:
+                    out.append((SensorModel("ina3221", config=ina3221_config(channels, avg, bus, shunt),
+                                            source="data"), grid))
         return out
     fast = spacing_ns(t)
     for config in KNOWN_CONFIGS:
@@ -111,6 +112,22 @@ def candidates(fit: GridFit | None, t: np.ndarray) -> list[tuple[SensorModel, Gr
         if (m.update_ns or 0) < fast and m.memory_ns <= MEMORY_SHARE * span:
             out.append((m, Grid(float(m.update_ns), 0.0, phase_known=False)))
     return out
+
+
+def ina3221_rounds(period_ns: float) -> list[tuple[tuple[int, ...], int, int]]:
+    """(channels, bus us, shunt us) of the INA3221 geometries whose round is ``period_ns``, one per shunt
+    conversion time (the aperture, all the kernel sees of them); none within ``ROUND_TOLERANCE``:
+    the closest round, 3 channels and equal times (the chip's usual set-up)."""
+    found: dict[int, tuple[tuple[int, ...], int, int]] = {}
+    for n in (3, 2, 1):
+        for shunt in CONV_TIMES_US:
+            for bus in CONV_TIMES_US:
+                if abs(n * (bus + shunt) * 1000 - period_ns) <= ROUND_TOLERANCE * period_ns:
+                    found.setdefault(shunt, ((1, 2, 3)[:n], bus, shunt))
+    if found:
+        return list(found.values())
+    ct = min(CONV_TIMES_US, key=lambda c: abs(6 * c * 1000 - period_ns))
+    return [((1, 2, 3), ct, ct)]
 
 
 def select(options: list[tuple[SensorModel, Grid | None]],

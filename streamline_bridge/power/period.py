@@ -96,7 +96,11 @@ def fit_grid(series: Sequence[tuple[Any, Any]], period_hint_ns: float | None = N
     if guesses:  # the data's estimate, or a multiple of the period when updates often repeat a value
         data = float(min(guesses))
         starts.add(data)
-        scanned = _scan(mids, max(STALL_FACTOR * spacing, data / SUBMULTIPLES), 1.2 * data)
+        # a period not a whole number of sampling intervals shows as intervals of floor and ceil
+        # of it, which the estimate can undercount: the scan reaches the upper quartile interval
+        upper = min(float(np.quantile(np.diff(np.sort(m)), 0.75)) for m in mids if len(m) > 4) \
+            if any(len(m) > 4 for m in mids) else data
+        scanned = _scan(mids, max(STALL_FACTOR * spacing, data / SUBMULTIPLES), 1.2 * max(data, upper))
         if scanned:
             starts.add(scanned)
     best, best_score = None, -1.0
