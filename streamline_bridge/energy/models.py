@@ -44,6 +44,7 @@ class Choice:
     period_source: str  # "fitted to the data", "configured", "sampling period", ""
     note: str = ""  # a warning: the data contradict the configuration, or the model had to change
     how: str = ""  # how the model was decided (metadata)
+    contradicted: bool = False  # the data contradict the given model: the model is chosen from the data
 
 
 def chip_of(name: str, info: RailInfo | None) -> str:
@@ -74,8 +75,9 @@ def given(name: str, info: RailInfo | None, user: SensorModel | None, sensor: st
 
 
 def with_grid(model: SensorModel, fit: GridFit | None, index: int, configured_ns: float | None,
-              t: np.ndarray) -> Choice:
-    """``model`` on the grid the data show, else on its configured period with an unknown phase."""
+              t: np.ndarray, v: np.ndarray) -> Choice:
+    """``model`` on the grid the data show, else on its configured period with an unknown phase;
+    ``contradicted`` when the data refresh on another period, or far more often off any grid."""
     if model.kind == "instant":
         return Choice(model, None, "")
     nominal = float(model.update_ns or configured_ns or 0)
@@ -84,10 +86,17 @@ def with_grid(model: SensorModel, fit: GridFit | None, index: int, configured_ns
         if nominal and abs(fit.period_ns - nominal) > PERIOD_TOLERANCE * nominal:
             note = (f"configured refresh period {nominal / 1e6:.4g} ms but the readings change every "
                     f"{fit.period_ns / 1e6:.4g} ms: the data win")
-        return Choice(model, Grid(fit.period_ns, fit.phases_ns[index]), "fitted to the data", note)
+        return Choice(model, Grid(fit.period_ns, fit.phases_ns[index]), "fitted to the data", note,
+                      contradicted=bool(note))
     if not nominal:
         return Choice(SensorModel("instant", source="data"), None, "",
                       f"no refresh period known or seen for the {model.spec} model: read as instant")
+    ok = ~np.isnan(v)
+    changes = np.diff(t[ok][1:][v[ok][1:] != v[ok][:-1]])
+    if len(changes) >= 8 and np.median(changes) < nominal / 2:
+        return Choice(model, None, "", f"the {model.spec} model refreshes every {nominal / 1e6:.4g} ms but the "
+                                       f"readings change every {np.median(changes) / 1e6:.4g} ms off any grid: "
+                                       "the data win", contradicted=True)
     if spacing_ns(t) >= AT_READS * nominal and not (model.kind == "ina3221" and model.averages > 1):
         return Choice(model, Grid(nominal, 0.0, at_reads=True), "configured")  # one read per update
     return Choice(model, Grid(nominal, 0.0, phase_known=False), "configured")
