@@ -30,7 +30,7 @@ from streamline_bridge.sensor_model import (
 
 PERIOD_TOLERANCE = 0.05  # configured vs fitted refresh period: more apart than this is a warning
 PERIOD_ACCURACY = 0.02  # a chip's own refresh period vs its nominal one (the INA3221's oscillator)
-MEMORY_SHARE = 0.1  # data candidates remember at most this share of the record
+MEMORY_SHARE = 0.5  # data candidates remember at most this share of the record
 ROUND_TOLERANCE = 0.03  # an INA3221 round within this of the fitted period is a candidate (oscillator)
 AT_READS = 0.9  # read at least this slowly against the refresh period, each read shows its own update
 
