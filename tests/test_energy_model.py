@@ -205,6 +205,7 @@ def test_a_configured_model_the_data_contradict_gives_way_to_the_datas_model():
     sensor_model.ina3221_config((1, 2), 1, 1100, 1100),  # two channels: a 4.4 ms round
     sensor_model.ina3221_config((1,), 1, 332, 2116),  # one channel, unequal bus and shunt times
     sensor_model.ina3221_config((1, 2, 3), 1, 140, 588),  # a 2.2 ms round read every 1 ms
+    sensor_model.ina3221_config((1, 2, 3), 16, 332, 332),  # a 2 ms round read every 1 ms: gaps slide slowly
 ])
 def test_ina3221_geometries_beyond_the_known_configs_are_found_from_the_data(config):
     truth, _, rec = simulated(f"ina3221:{config:#06x}", 150, n_layers=12)
@@ -215,6 +216,19 @@ def test_ina3221_geometries_beyond_the_known_configs_are_found_from_the_data(con
     totals = tab.groupby(level="rail")["energy_mj"].sum()
     want = truth.layer_energy(1).groupby("rail")["energy_mj"].sum()
     assert ((totals - want) / want).abs().max() <= 0.02
+
+
+def test_a_short_run_on_a_long_memory_chip_keeps_that_chips_model_and_honest_cis():
+    # 30 iterations (~2.5 s): 0x7c07's 430 ms memory is a sixth of the record, still a candidate
+    truth, _, rec = simulated("ina3221:0x7c07", 30)
+    res = energy_table(rec, warmup=1)
+    assert res.meta["rails"]["VDD_IN"]["sensor_model"] == "ina3221:0x7c07"
+    tab, _err, covered = compare(truth, res)
+    assert covered.mean() >= 0.9 and not tab["resolved"].any()
+    totals = res.totals.set_index("rail")
+    want = truth.layer_energy(1).groupby("rail")["energy_mj"].sum().reindex(totals.index)
+    assert ((totals["energy_mj"] - want).abs() <= totals["energy_mj_ci"]).all()
+    assert ((totals["energy_mj"] - want) / want).abs().max() <= 0.05
 
 
 def test_every_statistic_of_a_row_uses_the_same_iterations():
