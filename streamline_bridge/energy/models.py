@@ -86,8 +86,10 @@ def with_grid(model: SensorModel, fit: GridFit | None, index: int, configured_ns
         if nominal and abs(fit.period_ns - nominal) > PERIOD_TOLERANCE * nominal:
             note = (f"configured refresh period {nominal / 1e6:.4g} ms but the readings change every "
                     f"{fit.period_ns / 1e6:.4g} ms: the data win")
+        # a window is the data's period whatever it was said to be; an INA3221 configuration whose round
+        # the data contradict is wrong in its conversion times and averaging too
         return Choice(model, Grid(fit.period_ns, fit.phases_ns[index]), "fitted to the data", note,
-                      contradicted=bool(note))
+                      contradicted=bool(note) and model.kind == "ina3221")
     if not nominal:
         return Choice(SensorModel("instant", source="data"), None, "",
                       f"no refresh period known or seen for the {model.spec} model: read as instant")
