@@ -42,6 +42,7 @@ def change_times(time_ns: Any, values: Any) -> list[int]:
 
 STALL_FACTOR = 1.5  # a change seen across a gap longer than this x the sampling interval is a stall: not timed
 ON_GRID = 0.85  # share of well-timed changes that must fall on the fitted grid for the grid to stand
+MIN_SCORE = 0.5  # ... and at least this share of those chance would leave off it (few changes fit some grid)
 LATE = 0.25  # a change seen up to this share of a period late still counts as on the grid
 SUBMULTIPLES = 8  # sparse changes: the period may be the data's estimate over up to this
 MAX_SCAN = 50_000  # candidate periods a scan tries at most
@@ -113,7 +114,7 @@ def fit_grid(series: Sequence[tuple[Any, Any]], period_hint_ns: float | None = N
             if whole:
                 starts.add(whole[0])
                 spans[whole[0]] = whole[1]
-    best, best_score = None, 0.0  # a grid must hold more changes than chance would put on it
+    best, best_score = None, MIN_SCORE
     for start in sorted(starts, reverse=True):  # on a tie the longer period: a submultiple fits as well
         if start <= STALL_FACTOR * spacing:
             continue
