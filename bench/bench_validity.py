@@ -2,7 +2,8 @@
 
 Per scenario (INA3221 0x7127, 0x7607 and 0x7c07 with SqueezeNet-like layers of 0.05-5 ms; instant
 files that change at layer starts; a 7 ms window sensor; gatord-style 10 Hz polling of an instant
-counter; layers much longer than an INA3221's memory), a schedule is run through
+counter; layers much longer than an INA3221's memory; INA3221 set-ups beyond the known configurations
+and a 20 ms window), a schedule is run through
 :mod:`streamline_bridge.simulate` (the datasheet model, noise, integer mW, a chip oscillator 1 %
 off, sampler jitter and stalls), the sensor model left for the data to find, and
 ``energy_table`` (no options) compared with the truth: median and worst error of the resolved
@@ -50,6 +51,12 @@ SCENARIOS = (
     Scenario("window 7 ms", "window:7ms", 150),
     Scenario("gatord 10 Hz polling", "instant", 600, sample_ms=100.0),
     Scenario("long layers, 0x7c07", "ina3221:0x7c07", 12, layers="long", resolvable=True),
+    # configurations beyond the known ones: 2 channels; 1 channel with unequal bus (332 us) and shunt
+    # (2116 us) times; AVG 16 at 332 us (a 2 ms round read every 1 ms); a 20 ms window
+    Scenario("ina3221 2 ch, AVG 1, 1.1 ms", "ina3221:0x6127", 300, resolvable=True),
+    Scenario("ina3221 1 ch, bus 332 us, shunt 2116 us", "ina3221:0x40af", 300),
+    Scenario("ina3221 AVG 16, 332 us", "ina3221:0x7497", 300),
+    Scenario("window 20 ms", "window:20ms", 150),
 )
 
 

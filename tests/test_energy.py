@@ -220,10 +220,12 @@ def test_iteration_bookmarks_delimit_iterations_in_markers_style():
 # ---------------------------------------------------------------- the table
 
 
-def ramp_recording(by_layers, iterations=(), infos=None, idle=None, sample_ms=0.01, span_ms=400.0):
-    # sampled finely against the layers: integration is the method for a sensor this fast
+def ramp_recording(by_layers, iterations=(), infos=None, idle=None, sample_ms=0.01, span_ms=400.0, hold_ms=None):
+    # sampled finely against the layers: integration is the method for a sensor this fast;
+    # ``hold_ms``: VDD_IN's value is refreshed only every hold_ms (a slow sensor's register)
     t = np.arange(0, int(span_ms * MS), int(sample_ms * MS), dtype=np.int64)
-    rails = {"VDD_IN": 2000.0 + 3.0 * t / MS, "VDD_GPU": 500.0 + 0.5 * t / MS}
+    t_in = t if hold_ms is None else np.floor(t / (hold_ms * MS)) * hold_ms * MS
+    rails = {"VDD_IN": 2000.0 + 3.0 * t_in / MS, "VDD_GPU": 500.0 + 0.5 * t / MS}
     return recording(channel_markers(by_layers, iterations), t, rails, infos, idle), rails
 
 
@@ -282,7 +284,7 @@ def test_layers_under_the_sensor_period_are_flagged_with_iterations_needed():
     # the rail's model comes from the recording (a 7 ms window sensor), the other rail's from the data
     layers = sequence(["long", "short"], [20.0, 2.0], repeats=5, pause_ms=3)
     rec, _ = ramp_recording(layers, infos={"VDD_IN": {"sensor_model": parse_model("window:7ms", "source")}},
-                            sample_ms=1.0)
+                            sample_ms=1.0, hold_ms=7.0)
     res = energy_table(rec, baseline="none")
     flags = res.table.set_index(["name", "rail"])["under_period"]
     assert flags[("short", "VDD_IN")] and not flags[("long", "VDD_IN")]

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from streamline_bridge import ingest
+from streamline_bridge import sensor_model
 from streamline_bridge import simulate as sim
 from streamline_bridge.energy import (
     EnergyOptions,
@@ -183,6 +184,61 @@ def test_a_configured_period_the_data_contradict_is_a_warning_and_the_data_win()
     res = energy_table(rec, warmup=1)
     assert res.meta["rails"]["VDD_IN"]["refresh_ms"] == pytest.approx(7.07, rel=1e-3)
     assert any("VDD_IN" in w and "the data win" in w for w in res.warnings)
+
+
+def test_a_configured_model_the_data_contradict_gives_way_to_the_datas_model():
+    # the user says 0x7c07 (0.84 ms rounds, AVG 512); the chip runs 0x7127: its model, not the user's
+    truth, _, rec = simulated("ina3221:0x7127", 150, n_layers=12)
+    res = energy_table(rec, warmup=1, sensor_models={None: parse("ina3221:0x7c07", "user")})
+    assert res.meta["rails"]["VDD_IN"]["sensor_model"] == "ina3221:0x7127"
+    assert any("VDD_IN" in w and "the data win" in w and "0x7127" in w for w in res.warnings)
+    tab, err, covered = compare(truth, res)
+    assert covered.mean() >= 0.9 and err[tab["resolved"]].median() <= 0.02
+    # a window the readings change far faster than, off any grid: instant
+    _truth, _, rec = simulated("instant", 20, noise=0.0)
+    res = energy_table(rec, warmup=1, sensor_models={None: parse("window:100ms", "user")})
+    assert res.meta["rails"]["VDD_IN"]["sensor_model"] == "instant"
+    assert any("VDD_IN" in w and "the data win" in w for w in res.warnings)
+
+
+@pytest.mark.parametrize("config", [
+    sensor_model.ina3221_config((1, 2), 1, 1100, 1100),  # two channels: a 4.4 ms round
+    sensor_model.ina3221_config((1,), 1, 332, 2116),  # one channel, unequal bus and shunt times
+    sensor_model.ina3221_config((1, 2, 3), 1, 140, 588),  # a 2.2 ms round read every 1 ms
+    sensor_model.ina3221_config((1, 2, 3), 16, 332, 332),  # a 2 ms round read every 1 ms: gaps slide slowly
+])
+def test_ina3221_geometries_beyond_the_known_configs_are_found_from_the_data(config):
+    truth, _, rec = simulated(f"ina3221:{config:#06x}", 150, n_layers=12)
+    res = energy_table(rec, warmup=1)
+    assert res.meta["rails"]["VDD_IN"]["sensor_model"] == f"ina3221:{config:#06x}"
+    tab, err, covered = compare(truth, res)
+    assert covered.mean() >= 0.9 and err[tab["resolved"]].median() <= 0.02
+    totals = tab.groupby(level="rail")["energy_mj"].sum()
+    want = truth.layer_energy(1).groupby("rail")["energy_mj"].sum()
+    assert ((totals - want) / want).abs().max() <= 0.02
+
+
+def test_a_short_run_on_a_long_memory_chip_keeps_that_chips_model_and_honest_cis():
+    # 30 iterations (~2.5 s): 0x7c07's 430 ms memory is a sixth of the record, still a candidate
+    truth, _, rec = simulated("ina3221:0x7c07", 30)
+    res = energy_table(rec, warmup=1)
+    assert res.meta["rails"]["VDD_IN"]["sensor_model"] == "ina3221:0x7c07"
+    tab, _err, covered = compare(truth, res)
+    assert covered.mean() >= 0.9 and not tab["resolved"].any()
+    totals = res.totals.set_index("rail")
+    want = truth.layer_energy(1).groupby("rail")["energy_mj"].sum().reindex(totals.index)
+    assert ((totals["energy_mj"] - want).abs() <= totals["energy_mj_ci"]).all()
+    assert ((totals["energy_mj"] - want) / want).abs().max() <= 0.05
+
+
+def test_too_few_readings_give_unresolved_rows_with_honest_cis_not_an_exception():
+    # 2 iterations after warm-up on a known 0x7c07 (0.84 ms rounds read every 1 ms): the few changes
+    # of a quiet rail must not pass for a refresh grid that overrides the known model
+    truth, _, rec = simulated("ina3221:0x7c07", 3, known=True, seed=1, n_layers=26)
+    res = energy_table(rec, warmup=1)
+    tab, _err, covered = compare(truth, res)
+    assert set(tab["sensor_model"]) == {"ina3221:0x7c07"} and not tab["resolved"].any()
+    assert tab["energy_mj"].notna().all() and covered.mean() >= 0.9
 
 
 def test_every_statistic_of_a_row_uses_the_same_iterations():

@@ -30,7 +30,8 @@ from streamline_bridge.sensor_model import (
 
 PERIOD_TOLERANCE = 0.05  # configured vs fitted refresh period: more apart than this is a warning
 PERIOD_ACCURACY = 0.02  # a chip's own refresh period vs its nominal one (the INA3221's oscillator)
-MEMORY_SHARE = 0.1  # data candidates remember at most this share of the record
+MEMORY_SHARE = 0.5  # data candidates remember at most this share of the record
+ROUND_TOLERANCE = 0.03  # an INA3221 round within this of the fitted period is a candidate (oscillator)
 AT_READS = 0.9  # read at least this slowly against the refresh period, each read shows its own update
 
 
@@ -43,6 +44,7 @@ class Choice:
     period_source: str  # "fitted to the data", "configured", "sampling period", ""
     note: str = ""  # a warning: the data contradict the configuration, or the model had to change
     how: str = ""  # how the model was decided (metadata)
+    contradicted: bool = False  # the data contradict the given model: the model is chosen from the data
 
 
 def chip_of(name: str, info: RailInfo | None) -> str:
@@ -73,8 +75,9 @@ def given(name: str, info: RailInfo | None, user: SensorModel | None, sensor: st
 
 
 def with_grid(model: SensorModel, fit: GridFit | None, index: int, configured_ns: float | None,
-              t: np.ndarray) -> Choice:
-    """``model`` on the grid the data show, else on its configured period with an unknown phase."""
+              t: np.ndarray, v: np.ndarray) -> Choice:
+    """``model`` on the grid the data show, else on its configured period with an unknown phase;
+    ``contradicted`` when the data refresh on another period, or far more often off any grid."""
     if model.kind == "instant":
         return Choice(model, None, "")
     nominal = float(model.update_ns or configured_ns or 0)
@@ -83,10 +86,19 @@ def with_grid(model: SensorModel, fit: GridFit | None, index: int, configured_ns
         if nominal and abs(fit.period_ns - nominal) > PERIOD_TOLERANCE * nominal:
             note = (f"configured refresh period {nominal / 1e6:.4g} ms but the readings change every "
                     f"{fit.period_ns / 1e6:.4g} ms: the data win")
-        return Choice(model, Grid(fit.period_ns, fit.phases_ns[index]), "fitted to the data", note)
+        # a window is the data's period whatever it was said to be; an INA3221 configuration whose round
+        # the data contradict is wrong in its conversion times and averaging too
+        return Choice(model, Grid(fit.period_ns, fit.phases_ns[index]), "fitted to the data", note,
+                      contradicted=bool(note) and model.kind == "ina3221")
     if not nominal:
         return Choice(SensorModel("instant", source="data"), None, "",
                       f"no refresh period known or seen for the {model.spec} model: read as instant")
+    ok = ~np.isnan(v)
+    changes = np.diff(t[ok][1:][v[ok][1:] != v[ok][:-1]])
+    if len(changes) >= 8 and np.median(changes) < nominal / 2:
+        return Choice(model, None, "", f"the {model.spec} model refreshes every {nominal / 1e6:.4g} ms but the "
+                                       f"readings change every {np.median(changes) / 1e6:.4g} ms off any grid: "
+                                       "the data win", contradicted=True)
     if spacing_ns(t) >= AT_READS * nominal and not (model.kind == "ina3221" and model.averages > 1):
         return Choice(model, Grid(nominal, 0.0, at_reads=True), "configured")  # one read per update
     return Choice(model, Grid(nominal, 0.0, phase_known=False), "configured")
@@ -99,11 +111,11 @@ def candidates(fit: GridFit | None, t: np.ndarray) -> list[tuple[SensorModel, Gr
     if fit is not None:
         grid = Grid(fit.period_ns, fit.phases_ns[0])
         out.append((SensorModel("window", period_ns=int(fit.period_ns), source="data"), grid))
-        ct = min(CONV_TIMES_US, key=lambda c: abs(6 * c * 1000 - fit.period_ns))
-        for avg in AVERAGES:
-            if avg * fit.period_ns <= MEMORY_SHARE * span:
-                out.append((SensorModel("ina3221", config=ina3221_config((1, 2, 3), avg, ct, ct), source="data"),
-                            grid))
+        for channels, bus, shunt in ina3221_rounds(fit.period_ns):
+            for avg in AVERAGES:
+                if avg * fit.period_ns <= MEMORY_SHARE * span:
+                    out.append((SensorModel("ina3221", config=ina3221_config(channels, avg, bus, shunt),
+                                            source="data"), grid))
         return out
     fast = spacing_ns(t)
     for config in KNOWN_CONFIGS:
@@ -111,6 +123,22 @@ def candidates(fit: GridFit | None, t: np.ndarray) -> list[tuple[SensorModel, Gr
         if (m.update_ns or 0) < fast and m.memory_ns <= MEMORY_SHARE * span:
             out.append((m, Grid(float(m.update_ns), 0.0, phase_known=False)))
     return out
+
+
+def ina3221_rounds(period_ns: float) -> list[tuple[tuple[int, ...], int, int]]:
+    """(channels, bus us, shunt us) of the INA3221 geometries whose round is ``period_ns``, one per shunt
+    conversion time (the aperture, all the kernel sees of them); none within ``ROUND_TOLERANCE``:
+    the closest round, 3 channels and equal times (the chip's usual set-up)."""
+    found: dict[int, tuple[tuple[int, ...], int, int]] = {}
+    for n in (3, 2, 1):
+        for shunt in CONV_TIMES_US:
+            for bus in CONV_TIMES_US:
+                if abs(n * (bus + shunt) * 1000 - period_ns) <= ROUND_TOLERANCE * period_ns:
+                    found.setdefault(shunt, ((1, 2, 3)[:n], bus, shunt))
+    if found:
+        return list(found.values())
+    ct = min(CONV_TIMES_US, key=lambda c: abs(6 * c * 1000 - period_ns))
+    return [((1, 2, 3), ct, ct)]
 
 
 def select(options: list[tuple[SensorModel, Grid | None]],

@@ -177,9 +177,12 @@ def choose_models(st: State) -> State:
             if model is None and st.opt.sensor == "held":
                 period = fit.period_ns if fit else (configured or rail.spacing_ns)
                 model = models.SensorModel("window", period_ns=max(int(period), 1), source="user")
+            given_choice = None
             if model is not None:
-                rail.choice = models.with_grid(model, fit, i, configured, rail.t)
-                continue
+                given_choice = models.with_grid(model, fit, i, configured, rail.t, rail.p)
+                if not given_choice.contradicted:
+                    rail.choice = given_choice
+                    continue
             single = fit and models.GridFit(fit.period_ns, (fit.phases_ns[i],), fit.on_grid, fit.changes)
             options = models.candidates(single, rail.t[~np.isnan(rail.p)])
 
@@ -190,6 +193,8 @@ def choose_models(st: State) -> State:
             m, g, how = models.select(options, score)
             rail.choice = models.Choice(m, g, "fitted to the data" if g and g.phase_known else
                                         ("configured" if g else ""), how=how)
+            if given_choice is not None:
+                rail.choice.note = f"{given_choice.note}: model {m.spec} chosen from the data instead"
     return st
 
 

@@ -42,9 +42,11 @@ def change_times(time_ns: Any, values: Any) -> list[int]:
 
 STALL_FACTOR = 1.5  # a change seen across a gap longer than this x the sampling interval is a stall: not timed
 ON_GRID = 0.85  # share of well-timed changes that must fall on the fitted grid for the grid to stand
+MIN_SCORE = 0.5  # ... and at least this share of those chance would leave off it (few changes fit some grid)
 LATE = 0.25  # a change seen up to this share of a period late still counts as on the grid
 SUBMULTIPLES = 8  # sparse changes: the period may be the data's estimate over up to this
 MAX_SCAN = 50_000  # candidate periods a scan tries at most
+POLISH_STEPS = 4  # the whole-record scan looks this many steps of the first scan around its period
 
 
 @dataclass(frozen=True)
@@ -93,17 +95,30 @@ def fit_grid(series: Sequence[tuple[Any, Any]], period_hint_ns: float | None = N
         return None
     guesses = [p for p in (period_from_changes(np.sort(m).astype(np.int64).tolist()) for m in mids) if p]
     starts = {float(period_hint_ns)} if period_hint_ns else set()
+    spans: dict[float, float] = {}  # a start known precisely over this stretch: the least squares start there
     if guesses:  # the data's estimate, or a multiple of the period when updates often repeat a value
         data = float(min(guesses))
         starts.add(data)
-        scanned = _scan(mids, max(STALL_FACTOR * spacing, data / SUBMULTIPLES), 1.2 * data)
+        # a period not a whole number of sampling intervals shows as intervals of floor and ceil
+        # of it, which the estimate can undercount: the scan reaches the upper quartile interval
+        upper = min(float(np.quantile(np.diff(np.sort(m)), 0.75)) for m in mids if len(m) > 4) \
+            if any(len(m) > 4 for m in mids) else data
+        scanned = _scan(mids, max(STALL_FACTOR * spacing, data / SUBMULTIPLES), 1.2 * max(data, upper))
         if scanned:
-            starts.add(scanned)
-    best, best_score = None, -1.0
+            starts.add(scanned[0])
+            # sampled near a multiple of the period, the changes' sampling gaps slide slowly across the
+            # grid and short stretches mislead the least squares: a scan of the whole record near the
+            # first one gives a start precise enough to fit the whole record at once
+            band = POLISH_STEPS * scanned[0] / (8 * max(scanned[1], scanned[0]))  # a few of the first scan's steps
+            whole = _scan(mids, (1 - band) * scanned[0], (1 + band) * scanned[0], None, False)
+            if whole:
+                starts.add(whole[0])
+                spans[whole[0]] = whole[1]
+    best, best_score = None, MIN_SCORE
     for start in sorted(starts, reverse=True):  # on a tie the longer period: a submultiple fits as well
         if start <= STALL_FACTOR * spacing:
             continue
-        fit = _refine(mids, start)
+        fit = _refine(mids, start, spans.get(start, 0.0))
         if fit is None:
             continue
         period, refs, resid = fit
@@ -113,13 +128,35 @@ def fit_grid(series: Sequence[tuple[Any, Any]], period_hint_ns: float | None = N
         chance = float(np.mean(np.minimum(1.0, (2 * half + (0.05 + LATE) * period) / period)))
         score = (on - chance) / (1 - chance) if chance < 1 else 0.0
         if score > best_score + 1e-6:
+            refs = _within_gaps(refs, resid, half, [len(m) for m in mids], period)
             best, best_score = GridFit(period, tuple(float(r % period) for r in refs), on, int(len(resid))), score
     return best
 
 
-def _scan(mids: list[Any], lo: float, hi: float, changes: int = 300) -> float | None:
-    """The period in [lo, hi] at which the first ``changes`` changes line up best (phase coherence,
-    each series its own phase): a start for :func:`_refine` when changes are sparse."""
+def _within_gaps(refs: list[float], resid: Any, half: Any, counts: list[int], period: float) -> list[float]:
+    """Each series' grid instant moved to the middle of the shifts that keep its changes inside their
+    sampling gaps (a change at update u is seen in the gap that holds u; 2 % of the changes may
+    disagree). The least squares put it at the mean of the gaps' midpoints, which is off where the
+    gaps slide slowly across the grid (sampling near a multiple of the period)."""
+    import numpy as np
+
+    out = []
+    for r, part in zip(refs, np.split(np.arange(len(resid)), np.cumsum(counts)[:-1])):
+        res, h = resid[part], half[part]
+        ok = np.abs(res) <= h + 0.05 * period
+        if ok.sum() < 8:
+            out.append(r)
+            continue
+        lo, hi = np.quantile(res[ok] - h[ok], 0.98), np.quantile(res[ok] + h[ok], 0.02)
+        out.append(r + (lo + hi) / 2 if lo <= hi else r)
+    return out
+
+
+def _scan(mids: list[Any], lo: float, hi: float, changes: int | None = 300,
+          longest: bool = True) -> tuple[float, float] | None:
+    """The period in [lo, hi] at which the first ``changes`` (None: all) changes line up best (phase
+    coherence, each series its own phase), and the stretch scanned: a start for :func:`_refine`.
+    ``longest``: the longest of the near-best (not a submultiple), else the best."""
     import numpy as np
 
     if not lo < hi:
@@ -136,13 +173,15 @@ def _scan(mids: list[Any], lo: float, hi: float, changes: int = 300) -> float | 
     periods = lo * step ** np.arange(int(np.log(hi / lo) / np.log(step)) + 1)
     score = np.zeros(len(periods))
     for m in parts:
-        for i in range(0, len(periods), 2048):
-            ph = np.exp(2j * np.pi * m[None, :] / periods[i:i + 2048, None])
-            score[i:i + 2048] += np.abs(ph.sum(axis=1))
-    return float(periods[np.flatnonzero(score >= 0.98 * score.max())[-1]])  # the longest of the best: not a submultiple
+        rows = max(1, 2_000_000 // max(len(m), 1))  # periods per batch: a bounded array
+        for i in range(0, len(periods), rows):
+            ph = np.exp(2j * np.pi * m[None, :] / periods[i:i + rows, None])
+            score[i:i + rows] += np.abs(ph.sum(axis=1))
+    best = np.flatnonzero(score >= 0.98 * score.max())[-1] if longest else int(np.argmax(score))
+    return float(periods[best]), until - t0
 
 
-def _refine(mids: list[Any], period: float) -> tuple[float, list[float], Any] | None:
+def _refine(mids: list[Any], period: float, known_over: float = 0.0) -> tuple[float, list[float], Any] | None:
     """Period, a grid instant per series and each change's residual, by least squares on whole periods
     over a stretch of the record that doubles until it is the whole record (None: too few changes)."""
     import numpy as np
@@ -151,7 +190,7 @@ def _refine(mids: list[Any], period: float) -> tuple[float, list[float], Any] | 
     t_end = max(m[-1] for m in mids if len(m))
     refs = [float(m[0]) if len(m) else t0 for m in mids]
     everything = np.sort(np.concatenate(mids))
-    span = max(10 * period, float(everything[min(len(everything) - 1, 4 * len(mids) + 8)] - t0))
+    span = max(10 * period, known_over, float(everything[min(len(everything) - 1, 4 * len(mids) + 8)] - t0))
     while True:
         rows, ks, ys = [], [], []
         for r, m in enumerate(mids):
