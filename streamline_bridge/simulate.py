@@ -74,7 +74,8 @@ def run(s: Schedule, start_ns: int = 1_000 * MS) -> Truth:
     """Lay out the schedule (seeded): each occurrence's duration and power jittered."""
     rng = np.random.default_rng(s.seed)
     rails = s.rails
-    edges, seg_power, rows = [start_ns], {r: [] for r in rails}, []
+    seg_power: dict[str, list[float]] = {r: [] for r in rails}
+    edges, rows = [start_ns], []
     t = start_ns + int(s.lead_ms * MS)
     for r in rails:
         seg_power[r].append(s.idle_mw[r])

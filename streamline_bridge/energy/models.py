@@ -121,7 +121,7 @@ def candidates(fit: GridFit | None, t: np.ndarray) -> list[tuple[SensorModel, Gr
     for config in KNOWN_CONFIGS:
         m = SensorModel("ina3221", config=config, source="data")
         if (m.update_ns or 0) < fast and m.memory_ns <= MEMORY_SHARE * span:
-            out.append((m, Grid(float(m.update_ns), 0.0, phase_known=False)))
+            out.append((m, Grid(float(m.update_ns or 0), 0.0, phase_known=False)))
     return out
 
 

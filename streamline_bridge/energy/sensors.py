@@ -124,6 +124,7 @@ def sensor_output(model: SensorModel, grid: Grid | None, edges: np.ndarray, rate
     ``state``: the EMA output before update ``first`` (ina3221 with AVG > 1); None = the first sample.
     ``noise``: added to each update's sample (a simulator's ADC noise).
     """
+    assert grid is not None, "a window or ina3221 model is read on a grid"
     u = update_times(grid, first, last)
     samples = means(edges, rate, u - aperture_ns(model, grid), u)
     if noise is not None:
@@ -148,6 +149,7 @@ def forward(model: SensorModel, grid: Grid | None, edges: np.ndarray, power_mw: 
     if model.kind == "instant":
         out = value_at(edges, power_mw, read_ns) + noise_mw * rng.standard_normal(len(read_ns))
     else:
+        assert grid is not None, "a window or ina3221 model is read on a grid"
         j = grid.index(read_ns)
         first = int(grid.index(np.array([edges[0]]))[0]) + 1
         noise = noise_mw * rng.standard_normal(int(j.max()) - first + 1) if noise_mw else None
