@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from streamline_bridge.errors import InputError
-from streamline_bridge.ingest import annotation_power, annotation_stream
+from streamline_bridge.ingest import annotation_markers, annotation_power, annotation_stream
 from streamline_bridge.ingest import apc_frames as fr
 from streamline_bridge.ingest.apc_xml import (
     CapturedXml,
@@ -416,7 +416,7 @@ def _external_markers(r: _Reader, ext: fr.ExternalWalk, base: int | None
             tables.append(m)
     if tables:
         joined = pd.concat(tables, ignore_index=True)
-        annotation_stream.resolve_group_names(joined)
+        annotation_markers.resolve_group_names(joined)
         tables = [joined]
     return tables, info, decoded_streams
 
