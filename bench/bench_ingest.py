@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from bench.run import Result, best_of, scratch_dir
-from streamline_bridge.ingest import annotation_stream, apc
+from streamline_bridge.ingest import annotation_stream, apc, apc_annotation_frames
 from streamline_bridge.ingest import apc_frames as fr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -138,8 +138,8 @@ def run(quick: bool) -> list[Result]:
         raw = data_file.read_bytes()
         t_walk = best_of(lambda: fr.walk(raw), 3)
         w = fr.walk(raw)
-        t_ext = best_of(lambda: [s.data for s in fr.external_streams(raw, w.frames[fr.EXTERNAL]).streams], 3)
-        streams = [s.data for s in fr.external_streams(raw, w.frames[fr.EXTERNAL]).streams]
+        t_ext = best_of(lambda: [s.data for s in apc_annotation_frames.external_streams(raw, w.frames[fr.EXTERNAL]).streams], 3)
+        streams = [s.data for s in apc_annotation_frames.external_streams(raw, w.frames[fr.EXTERNAL]).streams]
         small = _small_records(raw, w, 50_000)
         n_small = _construct_walk(small)
         t_fast = best_of(lambda: fr.walk(small), 3) / n_small * 1e6

@@ -15,12 +15,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from construct import ConstructError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from annotate import wire
 from apc_writer import CaptureWriter
-from streamline_bridge.ingest import apc, apc_frames
+from streamline_bridge.ingest import apc, apc_annotation_frames, apc_counter_frames, apc_frames
 from streamline_bridge.ingest.apc_frames import FrameError
 
 VECTORS = ("gatord-6.5-local", "synthetic-p950")
@@ -40,7 +41,7 @@ def _legacy_capture() -> bytes:
 
 
 def _frame_decoders(buf: bytes) -> apc_frames.Walk:
-    """Every frame-level decoder of apc_frames on ``buf``; only FrameError may escape.
+    """Every frame-level decoder (apc_frames, apc_counter_frames, apc_annotation_frames) on ``buf``; only FrameError may escape.
 
     Checks what holds for any bytes: frames lie inside the buffer, in file order, without overlap,
     and the walk stops at its error or at the end; every error offset is inside the buffer; the
@@ -54,27 +55,27 @@ def _frame_decoders(buf: bytes) -> apc_frames.Walk:
     assert all(e0 < s1 for (_, e0), (s1, _) in zip(spans, spans[1:]))  # each has its own 4-byte header
     assert (w.error is None) == (w.end == n) and w.end <= n
     assert w.error is None or w.error.offset == w.end
-    cols = apc_frames.CounterColumns()
-    apc_frames.block_counters(buf, w.frames[apc_frames.BLOCK_COUNTER], cols)
-    apc_frames.counter_messages(buf, w.frames[apc_frames.COUNTER], cols)
+    cols = apc_counter_frames.CounterColumns()
+    apc_counter_frames.block_counters(buf, w.frames[apc_frames.BLOCK_COUNTER], cols)
+    apc_counter_frames.counter_messages(buf, w.frames[apc_frames.COUNTER], cols)
     assert all(-(1 << 63) <= v < (1 << 63) for v in cols.value + cols.t_rel_ns)
-    ext = apc_frames.external_streams(buf, w.frames[apc_frames.EXTERNAL])
+    ext = apc_annotation_frames.external_streams(buf, w.frames[apc_frames.EXTERNAL])
     for s in ext.streams:
         assert all(buf[o:o + len(c)] == c for c, o in zip(s.chunks, s.offsets))
         assert s.file_offset(len(s.data) - 1) < n
-    streams, errors = apc_frames.legacy_streams(buf, w.frames[apc_frames.ANNOTATE])
+    streams, errors = apc_annotation_frames.legacy_streams(buf, w.frames[apc_frames.ANNOTATE])
     for ls in streams:
         assert all(buf[o:o + len(c)] == c for c, o in zip(ls.chunks, ls.offsets))
         assert ls.size == len(ls.data) and ls.starts == sorted(ls.starts)
         try:
-            list(apc_frames.legacy_records(ls.data))
+            list(apc_annotation_frames.legacy_records(ls.data))
         except FrameError as exc:
             assert 0 <= exc.offset <= ls.size
     assert all(0 <= e.offset <= n for e in cols.errors + ext.errors + errors)
     for s, e in zip(w.frames[apc_frames.SUMMARY][0::2], w.frames[apc_frames.SUMMARY][1::2]):
         try:
             apc_frames.SummaryMessage.parse(buf[s + 1:e])
-        except (apc_frames.ConstructError, UnicodeDecodeError):
+        except (ConstructError, UnicodeDecodeError):
             pass
     return w
 
@@ -98,13 +99,13 @@ def test_frame_decoders_at_every_truncation(datas, name):
     whole = _frame_decoders(data)
     assert whole.error is None
     boundaries = sorted(_record_boundaries(data))
-    full_streams = {s.id: s.data for s in apc_frames.external_streams(data, whole.frames[apc_frames.EXTERNAL]).streams}
+    full_streams = {s.id: s.data for s in apc_annotation_frames.external_streams(data, whole.frames[apc_frames.EXTERNAL]).streams}
     for cut in range(len(data) + 1):
         w = _frame_decoders(data[:cut])
         last = max(b for b in boundaries if b <= cut)
         assert w.frames == _frames_before(whole, cut) and w.end == last
         assert (w.error is None) == (cut == last)
-        for s in apc_frames.external_streams(data[:cut], w.frames[apc_frames.EXTERNAL]).streams:
+        for s in apc_annotation_frames.external_streams(data[:cut], w.frames[apc_frames.EXTERNAL]).streams:
             assert full_streams[s.id].startswith(s.data)
 
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from annotate import wire
 from apc_writer import CaptureWriter
-from streamline_bridge.ingest import apc, apc_frames
+from streamline_bridge.ingest import apc, apc_counter_frames, apc_frames
 
 BASE = 4_000_000_000_000
 MS = 1_000_000
@@ -185,9 +185,9 @@ def test_bulk_block_counter_decode_equals_frame_by_frame(frames):
         w.block_counter(pairs, core=core)
     data = w.data()
     flat = apc_frames.walk(data).frames[apc_frames.BLOCK_COUNTER]
-    each = apc_frames.CounterColumns()
-    apc_frames._block_counters_each(data, flat, each)
-    bulk = apc_frames._block_counters_bulk(data, flat)
+    each = apc_counter_frames.CounterColumns()
+    apc_counter_frames._block_counters_each(data, flat, each)
+    bulk = apc_counter_frames._block_counters_bulk(data, flat)
     if each.errors:
         assert bulk is None
         return
@@ -203,7 +203,7 @@ def test_bulk_block_counter_decode_equals_frame_by_frame(frames):
 def test_bulk_decode_used_on_the_vectors(vectors):
     data = (vectors / "apc" / "gatord-6.5-local.apc" / "0000000000").read_bytes()
     flat = apc_frames.walk(data).frames[apc_frames.BLOCK_COUNTER]
-    columns, backwards = apc_frames._block_counters_bulk(data, flat)
+    columns, backwards = apc_counter_frames._block_counters_bulk(data, flat)
     assert len(columns["value"]) == 153 and backwards == []
 
 

@@ -12,13 +12,13 @@ import pytest
 
 from annotate.wire import frame, sleb128
 from streamline_bridge.errors import InputError
+from streamline_bridge.ingest.annotation_markers import resolve_group_names
 from streamline_bridge.ingest.annotation_stream import (
     MAX_MESSAGE_LENGTH,
     DecodeError,
     StreamDecoder,
     color_json,
     decode,
-    resolve_group_names,
 )
 
 VECTORS = ("annotate-v4-main", "annotate-v4-worker")
@@ -226,10 +226,10 @@ def test_large_synthetic_stream_matches_scalar_view():
 def test_string_hash_collisions_fall_back_to_decoding_every_row():
     from unittest import mock
 
-    from streamline_bridge.ingest import annotation_stream
+    from streamline_bridge.ingest import annotation_fields
 
     texts = [f"layer{i % 40}" for i in range(200)] + ["x" * 40, ""]  # 40-byte one takes the long path
     data = handshake() + b"".join(frame(1, b"\x01\x00" + t.encode()) for t in texts)
-    with mock.patch.object(annotation_stream, "_HASH_MUL", np.uint64(0)):  # every string hashes alike
+    with mock.patch.object(annotation_fields, "_HASH_MUL", np.uint64(0)):  # every string hashes alike
         collided = decode(data)
     assert list(collided.fields[1].columns["text"]) == texts == list(decode(data).fields[1].columns["text"])

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamline_bridge.ingest import annotation_stream
+from streamline_bridge.ingest import annotation_fields
 from streamline_bridge.ingest.annotation_stream import DecodeError, StreamDecoder, decode
 
 HS = b"ANNOTATE 5\n" + struct.pack("<II", 7, 5) + b"\x00"
@@ -47,7 +47,7 @@ def outcome_in_pieces(data: bytes, cuts: list[int]):
 def check(data: bytes, cuts: list[int]) -> None:
     msgs, err, d = outcome(data)
     assert outcome_in_pieces(data, [c % (len(data) + 1) for c in cuts]) == (msgs, err)
-    with mock.patch.object(annotation_stream, "VECTOR_MIN", 0):  # numpy for every code, however few
+    with mock.patch.object(annotation_fields, "VECTOR_MIN", 0):  # numpy for every code, however few
         vectorised = outcome(data)
     assert (vectorised[0], vectorised[1]) == (msgs, err)
     if err is None and d.handshake is not None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from annotate import wire
-from streamline_bridge.ingest import annotation_stream
+from streamline_bridge.ingest import annotation_fields
 from streamline_bridge.ingest.annotation_stream import StreamDecoder, decode
 
 i32 = st.integers(-(2**31), 2**31 - 1)
@@ -86,7 +86,7 @@ def test_random_calls_round_trip(calls, piece):
     dec.finish()
     assert [(x.code, x.fields) for p in pieces for x in p.messages()] == got
     for vector_min in (0, 10**9):  # every code vectorised / every message one by one: the same result
-        with mock.patch.object(annotation_stream, "VECTOR_MIN", vector_min):
+        with mock.patch.object(annotation_fields, "VECTOR_MIN", vector_min):
             other = decode(data)
         assert [(x.code, x.fields) for x in other.messages()] == got
         pd.testing.assert_frame_equal(other.markers(), m)

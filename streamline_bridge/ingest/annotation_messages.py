@@ -18,6 +18,8 @@ from streamline_bridge.ingest import leb128
 VARINT, COLOR, TAIL = "varint", "color", "tail"  # field types of the fixed layouts (the :class:`Body` methods)
 Layout = tuple[tuple[str, str], ...]  # (field name, field type) in wire order
 
+HEADER_SIZE = 5  # u8 code + u32 length, before every message body
+
 # Field faults, shared by the per-message and the vectorised paths (index 0: no fault).
 FAULTS = ("", "packed integer longer than 10 bytes", "message body too short for its fields")
 

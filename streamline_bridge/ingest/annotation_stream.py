@@ -7,10 +7,8 @@ What each message code holds, and what it becomes in the markers table, is
 :data:`~streamline_bridge.ingest.annotation_messages.SPECS` (keyed by :mod:`annotate.wire`'s codes).
 Speed comes from splitting the work: one tight Python loop walks the framing only (one
 ``unpack_from`` per message, :func:`walk_frames`), then the fields of all messages of one code are
-decoded together with numpy (:func:`~streamline_bridge.ingest.leb128.decode_at` over arrays of start offsets); string tails are
-gathered and hashed so that each distinct string is decoded once. The rare variable layouts
-(visual, counter definition, CAM job, CAM dependencies) and small batches (fewer than
-:data:`VECTOR_MIN` messages of a code) are decoded message by message.
+decoded together (:mod:`~streamline_bridge.ingest.annotation_fields`); the markers table is built
+by :mod:`~streamline_bridge.ingest.annotation_markers`.
 
 * :func:`decode` turns a whole stream into a :class:`DecodedStream`.
 * :class:`StreamDecoder` takes the stream in pieces of any size (``feed``/``finish``).
@@ -29,26 +27,18 @@ import pandas as pd
 
 from annotate import wire
 from streamline_bridge.errors import InputError
-from streamline_bridge.ingest import leb128
-from streamline_bridge.ingest.annotation_messages import (
-    COLOR,
-    FAULTS,
-    MAX_CODE,
-    SPECS,
-    TAIL,
-    VARINT,
-    Body,
-    FieldError,
-    Layout,
+from streamline_bridge.ingest.annotation_fields import CodeFields, decode_fields, object_array
+from streamline_bridge.ingest.annotation_markers import (
+    MarkerColumns,
+    markers_table,
+    resolve_stream_names,
 )
-from streamline_bridge.model import MARKER_DTYPES, MARKER_KINDS, markers_frame
+from streamline_bridge.ingest.annotation_messages import HEADER_SIZE, SPECS
+from streamline_bridge.model import MARKER_KINDS
 
 MAX_MESSAGE_LENGTH = 32 << 20  # the library never sends more than 32 KiB + an image; anything above is garbage
-HEADER_SIZE = 5  # u8 code + u32 length
 MAGIC_PREFIX = b"ANNOTATE "
 SUPPORTED_VERSIONS = range(1, 6)
-
-_INT_COLUMNS = ("time_ns", "channel", "group", "color", "key", "value", "core")
 
 _U32 = struct.Struct("<I").unpack_from
 _LENGTH_AT = struct.Struct("<xI").unpack_from  # the u32 length of the message starting at an offset
@@ -144,12 +134,6 @@ def _json_value(key: str, value: Any) -> Any:
     return value
 
 
-@dataclass
-class CodeFields:
-    """The decoded fields of every message of one code, as columns."""
-
-    index: np.ndarray  # positions of these messages in their DecodedStream
-    columns: dict[str, Any]  # field -> int64 array, object array of str, or list (bytes, lists)
 
 
 @dataclass
@@ -223,7 +207,7 @@ class DecodedStream:
             for column, name in spec.columns.items():
                 values = group.columns[name]
                 if column == "text":
-                    out.text[group.index] = _object_array(values)
+                    out.text[group.index] = object_array(values)
                     continue
                 if column not in out.ints:
                     out.ints[column] = (np.zeros(n, np.int64), np.zeros(n, bool))
@@ -246,194 +230,7 @@ class DecodedStream:
         return table
 
 
-@dataclass
-class MarkerColumns:
-    """Some messages' rows of the markers table, as few arrays as they need (a stream read in pieces keeps
-    these, not tables: the integer columns no message fills, and pid/tid/stream, take no room)."""
 
-    n: int
-    ints: dict[str, tuple[np.ndarray, np.ndarray]]  # column -> (int64 values, present) of the columns filled
-    text: np.ndarray  # object
-    kind: np.ndarray  # int8 index into MARKER_KINDS
-    code: np.ndarray  # uint8
-    pid: int
-    tid: int
-    stream: int
-
-
-def markers_table(pieces: list[MarkerColumns], clock_base_ns: int | None) -> pd.DataFrame:
-    """One markers table of ``pieces``, one after the other, each column allocated once (the pieces'
-    integer columns are let go as they are copied in): the memory needed is the table's and the
-    compact pieces', not twice the table's as when joining tables."""
-    sizes = [p.n for p in pieces]
-    n = sum(sizes)
-    starts = np.cumsum([0, *sizes])[:-1].tolist()
-    cols: dict[str, Any] = {}
-    for column in _INT_COLUMNS:
-        if any(column in p.ints for p in pieces):
-            values, missing = np.zeros(n, np.int64), np.ones(n, bool)
-            for p, a in zip(pieces, starts):
-                if column in p.ints:
-                    v, present = p.ints.pop(column)
-                    values[a:a + p.n], missing[a:a + p.n] = v, ~present
-            cols[column] = pd.Series(pd.arrays.IntegerArray(values, missing))
-    text, kind, code = np.empty(n, dtype=object), np.zeros(n, np.int8), np.zeros(n, np.int64)
-    for p, a in zip(pieces, starts):
-        text[a:a + p.n], kind[a:a + p.n], code[a:a + p.n] = p.text, p.kind, p.code
-    cols["text"] = text
-    cols["kind"] = pd.Categorical.from_codes(kind, dtype=MARKER_DTYPES["kind"])
-    cols["code"] = code
-    for column in ("pid", "tid", "stream"):
-        cols[column] = np.repeat(np.array([getattr(p, column) for p in pieces], np.int64), sizes)
-    return markers_frame(cols, clock_base_ns)
-
-
-def resolve_stream_names(markers: pd.DataFrame) -> None:
-    """Fill, in place, ``channel_name``, ``group_name`` and the group of text rows from the earlier
-    ``name_channel``/``name_group`` rows of the same stream (a text row inherits its channel's group).
-
-    Each stream's rows must be in message order (the streams may follow each other in one table).
-    """
-    code = markers["code"].to_numpy()
-    stream = markers["stream"]
-    is_channel = code == wire.NAME_CHANNEL
-    if is_channel.any():
-        channel = [stream, markers["channel"]]
-        markers["channel_name"] = markers["text"].where(is_channel).groupby(channel).ffill()
-        channel_group = markers["group"].where(is_channel).groupby(channel).ffill()
-        is_text = np.isin(code, (wire.TEXT, wire.TEXT_COLOR))
-        markers["group"] = markers["group"].where(~(is_text & markers["group"].isna().to_numpy()), channel_group)
-    is_group = code == wire.NAME_GROUP
-    if is_group.any():
-        markers["group_name"] = markers["text"].where(is_group).groupby([stream, markers["group"]]).ffill()
-
-
-def resolve_group_names(markers: pd.DataFrame) -> None:
-    """Fill, in place, ``group_name`` where a row has a group but no name from its own stream.
-
-    Groups belong to the process: the name is that of the last ``name_group`` message of the same
-    pid and group anywhere in the table (another thread may have named it).
-    """
-    need = markers["group"].notna() & markers["group_name"].isna()
-    if not need.any():
-        return
-    defs = markers.loc[markers["kind"] == "name_group", ["pid", "group", "text"]]
-    if defs.empty:
-        return
-    names = defs.drop_duplicates(["pid", "group"], keep="last").set_index(["pid", "group"])["text"]
-    keys = pd.MultiIndex.from_arrays([markers.loc[need, "pid"], markers.loc[need, "group"].astype("int64")])
-    markers.loc[need, "group_name"] = names.reindex(keys).to_numpy()
-
-
-def _object_array(values: list[Any]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
-
-
-# Fewer messages of one fixed-layout code than this are decoded one by one (numpy's per-call cost
-# dominates small batches, e.g. a listener's few messages per read).
-VECTOR_MIN = 32
-
-
-def _tails(buf: bytes, arr: np.ndarray, p: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """The strings ``buf[p:ends]`` as an object array, each distinct string decoded once.
-
-    Tails up to 32 bytes (layer names, empty ends) go through :func:`_short_tails`; longer ones
-    are sliced one by one.
-    """
-    lengths = np.maximum(ends - p, 0)
-    long_rows = np.flatnonzero(lengths > _SHORT_TAIL)
-    if len(long_rows) == 0:
-        return _short_tails(buf, arr, p, lengths)
-    out = np.empty(len(p), dtype=object)
-    rows = np.flatnonzero(lengths <= _SHORT_TAIL)
-    if len(rows):
-        out[rows] = _short_tails(buf, arr, p[rows], lengths[rows])
-    for i in long_rows.tolist():
-        out[i] = buf[p[i]:ends[i]].decode("utf-8", "replace")
-    return out
-
-
-def _short_tails(buf: bytes, arr: np.ndarray, ps: np.ndarray, ls: np.ndarray) -> np.ndarray:
-    """Strings of at most 32 bytes: read as up to four little-endian words masked to their length,
-    hashed and factorised; the grouping is verified row by row, so a hash collision only costs the
-    slow path (every row decoded)."""
-    u64 = leb128.u64_at(arr)
-    words = [u64[ps + 8 * j] & _LOW_BYTES[np.clip(ls - 8 * j, 0, 8)] for j in range(max(1, -(-int(ls.max()) // 8)))]
-    h = ls.astype(np.uint64) * _HASH_MUL
-    for w in words:
-        h = (h ^ w) * _HASH_MUL
-    codes, uniques = pd.factorize(h)
-    rep = np.empty(len(uniques), np.int64)
-    rep[codes] = np.arange(len(codes))
-    back = rep[codes]
-    if np.array_equal(ls, ls[back]) and all(np.array_equal(w, w[back]) for w in words):
-        return _object_array([buf[a:a + n].decode("utf-8", "replace")
-                              for a, n in zip(ps[rep].tolist(), ls[rep].tolist())])[codes]
-    return _object_array([buf[a:a + n].decode("utf-8", "replace") for a, n in zip(ps.tolist(), ls.tolist())])
-
-
-_SHORT_TAIL = 32
-_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
-_LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)  # masks keeping the n low bytes
-def _decode_layout(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                   layout: Layout) -> tuple[dict[str, Any], np.ndarray]:
-    """Fields of messages sharing a fixed layout; also per message 0 (good) or the index of its fault in FAULTS."""
-    p = starts + HEADER_SIZE
-    bad = np.zeros(len(p), np.int8)
-    cols: dict[str, Any] = {}
-    for name, kind in layout:
-        if kind == VARINT:
-            cols[name], n, ok = leb128.decode_at(arr, p)
-            p = p + n
-            bad[(bad == 0) & ~ok] = 1
-        elif kind == COLOR:
-            cols[name] = (arr[p + 3].astype(np.int64) | arr[p].astype(np.int64) << 8
-                          | arr[p + 1].astype(np.int64) << 16 | arr[p + 2].astype(np.int64) << 24)
-            p = p + 4
-        else:
-            cols[name] = _tails(buf, arr, p, ends)
-        bad[(bad == 0) & (p > ends)] = 2
-    return cols, bad
-
-
-def _decode_fields(buf: bytes, arr: np.ndarray, starts: np.ndarray, codes: np.ndarray, lengths: np.ndarray
-                   ) -> tuple[dict[int, CodeFields], int, str]:
-    """Per-code field columns; plus the index of the first bad message (len if none) and why it is bad."""
-    ends = starts + HEADER_SIZE + lengths
-    out: dict[int, CodeFields] = {}
-    first_bad, why = len(starts), ""
-    for code in np.flatnonzero(np.bincount(codes, minlength=MAX_CODE + 1)):
-        code = int(code)
-        index = np.flatnonzero(codes == code)
-        spec = SPECS[code]
-        layout = spec.layout
-        if layout is None or len(index) < VECTOR_MIN:
-            rows = []
-            for i in index.tolist():
-                if i > first_bad:
-                    break
-                try:
-                    rows.append(spec.read(Body(buf, int(starts[i]) + HEADER_SIZE, int(ends[i]))))
-                except FieldError as exc:
-                    first_bad, why = i, str(exc)
-                    break
-            index = index[:len(rows)]
-            columns: dict[str, Any]
-            if layout is None:
-                columns = {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
-            else:  # the same column types as the vectorised path
-                columns = {name: _object_array([r[name] for r in rows]) if kind == TAIL
-                           else np.array([r[name] for r in rows], np.int64) for name, kind in layout}
-        else:
-            columns, bad = _decode_layout(buf, arr, starts[index], ends[index], layout)
-            if bad.any():
-                k = int(np.argmax(bad != 0))
-                if int(index[k]) < first_bad:
-                    first_bad, why = int(index[k]), FAULTS[int(bad[k])]
-        out[code] = CodeFields(index, columns)
-    return out, first_bad, why
 
 
 def _empty(handshake: Handshake | None, start: int) -> DecodedStream:
@@ -482,12 +279,12 @@ def _decode_messages(buf: bytes, pos: int, base: int, handshake: Handshake | Non
         error = DecodeError(source, why, base + int(st[k]))
         n = min(n, k)
     st, codes, lengths = st[:n], codes[:n], lengths[:n]
-    fields, first_bad, why = _decode_fields(buf, arr, st, codes, lengths)
+    fields, first_bad, why = decode_fields(buf, arr, st, codes, lengths)
     if first_bad < n:
         error = DecodeError(source, f"{SPECS[int(codes[first_bad])].name} message (code {int(codes[first_bad])}): "
                             f"{why}", base + int(st[first_bad]))
         st, codes, lengths = st[:first_bad], codes[:first_bad], lengths[:first_bad]
-        fields, _, _ = _decode_fields(buf, arr, st, codes, lengths)
+        fields, _, _ = decode_fields(buf, arr, st, codes, lengths)
     if len(st) == 0:
         stop = int(starts[0])
         return _empty(handshake, base + stop), stop, error

@@ -21,21 +21,22 @@ from __future__ import annotations
 import mmap
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
+from construct import ConstructError
 
 from streamline_bridge.errors import InputError
-from streamline_bridge.ingest import annotation_power, annotation_stream
+from streamline_bridge.ingest import annotation_power
 from streamline_bridge.ingest import apc_frames as fr
+from streamline_bridge.ingest.apc_annotation_frames import external_streams
+from streamline_bridge.ingest.apc_counters import counters_table, power_from_counters
+from streamline_bridge.ingest.apc_markers import external_markers, legacy_markers
 from streamline_bridge.ingest.apc_xml import (
     CapturedXml,
     EventInfo,
-    event_for,
     read_captured,
     read_counters_xml,
     read_events,
@@ -43,14 +44,9 @@ from streamline_bridge.ingest.apc_xml import (
 from streamline_bridge.model import (
     Issue,
     Meta,
-    RailInfo,
     Recording,
     empty_markers,
-    empty_power,
-    markers_frame,
 )
-from streamline_bridge.power.period import change_times, period_from_changes
-from streamline_bridge.sensor_model import INSTANT_SOURCE
 
 FORMAT = "apc"
 DATA_FILE = re.compile(r"\d{10}")
@@ -79,7 +75,7 @@ class Capture:
     summary: dict[str, Any] = field(default_factory=dict)  # clocks and attributes of the Summary frame
 
 
-class _Reader:
+class CaptureReader:
     """One read of one capture folder; collects issues with file and byte offset."""
 
     def __init__(self, folder: Path, files: list[Path]):
@@ -118,7 +114,7 @@ def read_capture(path: str | os.PathLike[str]) -> Capture:
     Raises :class:`InputError` only when there is no data file at all.
     """
     folder, files = _folder_and_files(Path(path))
-    r = _Reader(folder, files)
+    r = CaptureReader(folder, files)
     captured, events = _read_xml(r, folder)
     buf, close = _load(files, r)
     try:
@@ -134,7 +130,7 @@ def read_capture(path: str | os.PathLike[str]) -> Capture:
     return cap
 
 
-def _read_xml(r: _Reader, folder: Path) -> tuple[CapturedXml | None, dict[str, EventInfo]]:
+def _read_xml(r: CaptureReader, folder: Path) -> tuple[CapturedXml | None, dict[str, EventInfo]]:
     captured = None
     path = folder / "captured.xml"
     if not path.is_file():
@@ -161,7 +157,7 @@ def _read_xml(r: _Reader, folder: Path) -> tuple[CapturedXml | None, dict[str, E
     return captured, events
 
 
-def _load(files: list[Path], r: _Reader):
+def _load(files: list[Path], r: CaptureReader):
     """The data as one buffer (an mmap for a single file) and a function that releases it."""
     if len(files) == 1:
         r.spans = [(0, files[0])]
@@ -187,7 +183,7 @@ def _load(files: list[Path], r: _Reader):
     return b"".join(parts), lambda: None
 
 
-def _decode(r: _Reader, buf, captured: CapturedXml | None, events: dict[str, EventInfo]) -> Capture:
+def _decode(r: CaptureReader, buf, captured: CapturedXml | None, events: dict[str, EventInfo]) -> Capture:
     w = fr.walk(buf)
     if w.error is not None:
         r.issue(f"{w.error}; {len(buf) - w.error.offset} bytes from here not read", w.error.offset)
@@ -203,11 +199,11 @@ def _decode(r: _Reader, buf, captured: CapturedXml | None, events: dict[str, Eve
         r.issue("no Summary frame: clock base unknown; counter times are relative to the capture start",
                 action="times left relative")
     keys = captured.keys if captured else {}
-    counters = _counters(r, buf, w, keys)
-    ext = fr.external_streams(buf, w.frames[fr.EXTERNAL])
-    markers, streams, decoded_streams = _external_markers(r, ext, base)
-    legacy, legacy_info = _legacy_markers(r, buf, w.frames[fr.ANNOTATE], base, first_stream=len(streams))
-    power, rails, counter_info = _power(counters, keys, captured, events, base)
+    counters = counters_table(r, buf, w, keys)
+    ext = external_streams(buf, w.frames[fr.EXTERNAL])
+    markers, streams, decoded_streams = external_markers(r, ext, base)
+    legacy, legacy_info = legacy_markers(r, buf, w.frames[fr.ANNOTATE], base, first_stream=len(streams))
+    power, rails, counter_info = power_from_counters(counters, keys, captured, events, base)
 
     marker_tables = [m for m in markers + legacy if len(m)]
     all_markers = pd.concat(marker_tables, ignore_index=True) if marker_tables else empty_markers()
@@ -263,7 +259,7 @@ def _runs(buf, unknown: list[tuple[int, int]]) -> list[tuple[int, list[int], int
     return [(pos, types, size) for pos, types, size in runs]
 
 
-def _summary(r: _Reader, buf, frames: list[int]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def _summary(r: CaptureReader, buf, frames: list[int]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The Summary message (clocks, attributes) and the core-name messages of the SUMMARY frames."""
     summary = None
     cores: list[dict[str, Any]] = []
@@ -287,84 +283,9 @@ def _summary(r: _Reader, buf, frames: list[int]) -> tuple[dict[str, Any] | None,
                 cores.append({"core": m.core, "cpuid": hex(m.cpuid), "name": m.name})
             else:
                 r.issue(f"Summary frame message code {code} not read", s - 4, damage=False)
-        except (fr.FrameError, fr.ConstructError, UnicodeDecodeError) as exc:
-            r.issue(f"damaged SUMMARY frame ({fr._reason(exc)})", s - 4)
+        except (fr.FrameError, ConstructError, UnicodeDecodeError) as exc:
+            r.issue(f"damaged SUMMARY frame ({fr.error_reason(exc)})", s - 4)
     return summary, cores
-
-
-def _counters(r: _Reader, buf, w: fr.Walk, keys: dict[int, str]) -> pd.DataFrame:
-    """Every BLOCK_COUNTER and COUNTER sample, raw values, times relative to the start."""
-    cols = fr.CounterColumns()
-    fr.block_counters(buf, w.frames[fr.BLOCK_COUNTER], cols)
-    fr.counter_messages(buf, w.frames[fr.COUNTER], cols)
-    for err in cols.errors:
-        r.issue(str(err), err.offset, action="rest of the frame skipped")
-    if cols.backwards:
-        r.issue(f"counter time goes backwards in {len(cols.backwards)} frame(s)", cols.backwards[0] - 4,
-                action="kept in file order")
-    a = cols.arrays()
-    uniq, inverse = np.unique(a["key"], return_inverse=True)
-    names = {int(k): keys.get(int(k), f"key {int(k):#x}") for k in uniq}
-    missing = sorted(k for k in names if k not in keys)
-    if missing and keys:
-        r.issue("counter keys not in captured.xml: " + ", ".join(f"{k:#x}" for k in missing), damage=False,
-                action="kept under their key")
-    counter = pd.Series(np.array([names[int(k)] for k in uniq], dtype=object)[inverse.reshape(-1)],
-                        dtype="category")
-    return pd.DataFrame({"t_rel_ns": a["t_rel_ns"], "core": a["core"], "tid": a["tid"], "key": a["key"],
-                         "counter": counter, "value": a["value"]})
-
-
-def _power(counters: pd.DataFrame, keys: dict[int, str], captured: CapturedXml | None,
-           events: dict[str, EventInfo], base: int | None):
-    """Power samples (mW) of the power counters, their RailInfo, and a summary of every counter."""
-    infos: dict[int, EventInfo | None] = {}
-    for key in counters["key"].unique().tolist():
-        attrs = captured.counters.get(key) if captured else None
-        infos[key] = event_for(attrs, events) if attrs else None
-    power = {k: ev for k, ev in infos.items() if ev is not None and ev.is_power}
-    wanted = Counter(ev.name or keys[k] for k, ev in power.items())
-    summary: dict[str, Any] = {}
-    rails: dict[str, RailInfo] = {}
-    parts: list[tuple[str, np.ndarray, np.ndarray]] = []
-    for key, part in counters.groupby("key", sort=False):
-        ev = infos[key]
-        ctype = keys.get(key, f"key {key:#x}")
-        raw = part["value"].to_numpy(np.int64)
-        mult = ev.multiplier if ev else 1.0
-        entry: dict[str, Any] = {"key": hex(key), "samples": int(len(part))}
-        if ev:
-            entry.update(title=ev.title, name=ev.name, units=ev.units, multiplier=ev.multiplier, cls=ev.cls)
-        entry.update(min=float(raw.min()) * mult, max=float(raw.max()) * mult)
-        if ev is not None and key in power:
-            rail = ev.name if ev.name and wanted[ev.name] == 1 else ctype
-            t = part["t_rel_ns"].to_numpy(np.int64)
-            order = np.argsort(t, kind="stable")
-            t, raw = t[order], raw[order]
-            parts.append((rail, t, raw * ev.to_mw))
-            rails[rail] = RailInfo(name=rail, source=f"apc counter {ctype}", unit=ev.units or "W",
-                                   update_period_ns=_update_period(t, raw),
-                                   extra={"counter": ctype, "key": hex(key), "multiplier": ev.multiplier},
-                                   sensor_model=INSTANT_SOURCE)  # gatord polls the value as it is
-            entry["rail"] = rail
-        summary[ctype] = entry
-    if not parts:
-        return empty_power(), rails, summary
-    names = [p[0] for p in parts]
-    rel = np.concatenate([p[1] for p in parts])
-    power = pd.DataFrame({
-        "time_ns": rel + (base or 0),
-        "time_rel_ns": rel,
-        "rail": pd.Categorical(np.repeat(names, [len(p[1]) for p in parts]), categories=names),
-        "power_mw": np.concatenate([p[2] for p in parts]).astype(np.float64),
-    })
-    return power, rails, summary
-
-
-def _update_period(t: np.ndarray, values: np.ndarray) -> int | None:
-    """The sensor's update period from when the values change (``power/period.py``); the sampling
-    period when they change fewer than 3 times."""
-    return period_from_changes(change_times(t, values.astype(np.float64))) or period_from_changes(t.tolist())
 
 
 def _duration(counters: pd.DataFrame, markers: pd.DataFrame) -> float | None:
@@ -374,120 +295,3 @@ def _duration(counters: pd.DataFrame, markers: pd.DataFrame) -> float | None:
     if len(rel):
         ends.append(int(rel.max()))
     return max(ends) / 1e9 if ends else None
-
-
-def _external_markers(r: _Reader, ext: fr.ExternalWalk, base: int | None
-                      ) -> tuple[list[pd.DataFrame], list[dict[str, Any]], list[annotation_stream.DecodedStream]]:
-    """Markers of every annotation stream, a description of every EXTERNAL stream, the decoded streams."""
-    for err in ext.errors:
-        r.issue(str(err), err.offset)
-    for offset, ident in ext.stray_closes:
-        r.issue(f"close record for EXTERNAL id {ident}, which has no open stream", offset - 4, damage=False,
-                action="ignored")
-    tables: list[pd.DataFrame] = []
-    info: list[dict[str, Any]] = []
-    decoded_streams: list[annotation_stream.DecodedStream] = []
-    for index, st in enumerate(ext.streams):
-        data = st.data
-        entry: dict[str, Any] = {"stream": index, "source": "EXTERNAL", "id": st.id, "bytes": len(data),
-                                 "closed": st.closed}
-        if not data.startswith(annotation_stream.MAGIC_PREFIX):
-            entry["magic"] = _magic(data)
-            r.issue(f"EXTERNAL stream id {st.id} ({entry['magic']!r}) is not an annotation stream",
-                    st.offsets[0], damage=False)
-            info.append(entry)
-            continue
-        try:
-            decoded: annotation_stream.DecodedStream | None = annotation_stream.decode(data, str(r.folder))
-        except annotation_stream.DecodeError as exc:
-            decoded = exc.partial
-            cut = exc.message.startswith("stream ends inside")
-            r.issue(f"EXTERNAL stream id {st.id}: {exc.message}"
-                    + ("" if not cut or st.closed else " (the capture stopped while the connection was open)"),
-                    st.file_offset(exc.offset), action="rest of the stream skipped")
-        hs = decoded.handshake if decoded is not None else None
-        entry.update(magic=hs.magic.strip() if hs else _magic(data), pid=hs.pid if hs else None,
-                     tid=hs.tid if hs else None, messages=len(decoded) if decoded is not None else 0)
-        info.append(entry)
-        if decoded is not None and len(decoded):
-            decoded_streams.append(decoded)
-            m = decoded.markers(stream=index, clock_base_ns=base)
-            _check_order(r, m, st.file_offset(0), f"EXTERNAL stream id {st.id}")
-            tables.append(m)
-    if tables:
-        joined = pd.concat(tables, ignore_index=True)
-        annotation_stream.resolve_group_names(joined)
-        tables = [joined]
-    return tables, info, decoded_streams
-
-
-def _magic(data: bytes) -> str:
-    nl = data.find(b"\n", 0, 64)
-    head = data[:nl] if nl > 0 else data[:16]
-    return head.decode("ascii", "replace") if head.isascii() and head.strip() else head.hex(" ")
-
-
-def _check_order(r: _Reader, markers: pd.DataFrame, offset: int, what: str) -> None:
-    """An Issue when the times of a stream's text, marker and name messages go backwards."""
-    timed = markers.loc[markers["kind"].isin(["text", "end", "name_channel", "name_group", "visual", "marker"]),
-                        "time_rel_ns" if markers["time_ns"].isna().all() else "time_ns"].dropna()
-    steps = np.diff(timed.to_numpy(np.int64))
-    if (steps < 0).any():
-        r.issue(f"{what}: message time goes backwards {int((steps < 0).sum())} time(s)", offset,
-                action="kept in stream order")
-
-
-_LEGACY_KINDS = {fr.LEGACY_VISUAL: "visual", fr.LEGACY_MARKER: "marker", fr.LEGACY_NAME_CHANNEL: "name_channel",
-                 fr.LEGACY_NAME_GROUP: "name_group"}
-
-
-def _legacy_markers(r: _Reader, buf, frames: list[int], base: int | None, first_stream: int
-                    ) -> tuple[list[pd.DataFrame], list[dict[str, Any]]]:
-    """Markers of the legacy ANNOTATE frames (gator.ko), one stream per writing thread."""
-    streams, errors = fr.legacy_streams(buf, frames)
-    for err in errors:
-        r.issue(str(err), err.offset, action="rest of the frame skipped")
-    tables: list[pd.DataFrame] = []
-    info: list[dict[str, Any]] = []
-    for index, ls in enumerate(streams, start=first_stream):
-        rows: dict[str, list[Any]] = {k: [] for k in ("time_rel_ns", "kind", "channel", "group", "color", "text",
-                                                      "channel_name", "group_name")}
-        channel_names: dict[int, str] = {}
-        channel_groups: dict[int, int] = {}
-        group_names: dict[int, str] = {}
-        data = ls.data
-        try:
-            for offset, rtype, f in fr.legacy_records(data):
-                text = f["text"].decode("utf-8", "replace")
-                kind = _LEGACY_KINDS.get(rtype, "end" if not text else "text")
-                channel, group = f.get("channel"), f.get("group")
-                if kind == "name_channel":
-                    channel_names[channel], channel_groups[channel] = text, group
-                elif kind == "name_group":
-                    group_names[group] = text
-                if kind in ("text", "end"):
-                    group = channel_groups.get(channel)
-                rows["time_rel_ns"].append(ls.times[ls.chunk_at(offset)])
-                rows["kind"].append(kind)
-                rows["channel"].append(channel)
-                rows["group"].append(group)
-                rows["color"].append(f["color"])
-                rows["text"].append(text)
-                rows["channel_name"].append(channel_names.get(channel) if channel is not None else None)
-                rows["group_name"].append(group_names.get(group) if group is not None else None)
-        except fr.FrameError as exc:
-            at = ls.offsets[ls.chunk_at(exc.offset)] + exc.offset - ls.starts[ls.chunk_at(exc.offset)]
-            r.issue(f"ANNOTATE stream of tid {ls.tid}: {exc}"
-                    + ("" if ls.closed else " (the capture stopped before the writer closed the file)"), at,
-                    action="rest of the stream skipped")
-        n = len(rows["kind"])
-        info.append({"stream": index, "source": "ANNOTATE", "tid": ls.tid, "pid": None, "bytes": len(data),
-                     "closed": ls.closed, "magic": "/dev/gator/annotate", "messages": n})
-        if n:
-            rel = np.asarray(rows.pop("time_rel_ns"), np.int64)
-            rows["time_ns"] = list(rel + base) if base is not None else [pd.NA] * n
-            m = markers_frame({**rows, "time_rel_ns": rel, "tid": [ls.tid] * n, "stream": [index] * n,
-                               "core": [ls.core] * n}, base)
-            _check_order(r, m, ls.offsets[0], f"ANNOTATE stream of tid {ls.tid}")
-            tables.append(m)
-    return tables, info

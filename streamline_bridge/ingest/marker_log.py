@@ -37,7 +37,7 @@ from annotate.marker_log_layout import (
     VERSION,
 )
 from streamline_bridge.errors import InputError
-from streamline_bridge.ingest import annotation_power, annotation_stream
+from streamline_bridge.ingest import annotation_markers, annotation_power, annotation_stream
 from streamline_bridge.ingest.files import open_regular
 from streamline_bridge.model import Issue, Meta, Recording, empty_markers, empty_power
 
@@ -113,7 +113,7 @@ class _Stream:
     closed: bool = False
     failed: bool = False
     messages: int = 0
-    pieces: list[annotation_stream.MarkerColumns] = field(default_factory=list)
+    pieces: list[annotation_markers.MarkerColumns] = field(default_factory=list)
     counters: list[annotation_stream.DecodedStream] = field(default_factory=list)  # counter messages only
 
     def add(self, payload: bytes, file_offset: int) -> None:
@@ -173,9 +173,9 @@ def read(path: Path) -> Recording:
         streams = _records(r, f, pos, size) if pos else []
     r.report_orphans()
     pieces = [p for st in streams for p in st.pieces]  # stream by stream, each in message order
-    markers = annotation_stream.markers_table(pieces, base) if pieces else empty_markers()
-    annotation_stream.resolve_stream_names(markers)
-    annotation_stream.resolve_group_names(markers)
+    markers = annotation_markers.markers_table(pieces, base) if pieces else empty_markers()
+    annotation_markers.resolve_stream_names(markers)
+    annotation_markers.resolve_group_names(markers)
     info = [st.entry() for st in streams]
     counters: dict[int, str] = {}
     definitions: dict[int, dict[str, Any]] = {}
