@@ -298,8 +298,14 @@ def test_a_torchscript_model_is_profiled_layer_by_layer(compile: str, tx1: str, 
     texts = ingest.read(run).markers.query("kind == 'text'")
     for text in ("features.0___Conv2d", "features.3.expand3x3_activation___ReLU", "classifier.1___Conv2d"):
         assert len(texts[texts["text"] == text]) == 2  # once per annotated iteration
+    iv = find_intervals(ingest.read(run).markers)
+    for i in (0, 1):  # every leaf once per iteration, in the order it ran (each ReLU told from the others)
+        part = iv.layers[iv.layers["iteration"] == i]
+        assert part["name"].tolist() == [n for n, _ in layers]
+        assert (part["start_ns"].diff().dropna() > 0).all() and (part["end_ns"] > part["start_ns"]).all()
+        assert (part["end_ns"].iloc[:-1].to_numpy() <= part["start_ns"].iloc[1:].to_numpy()).all()
     table = pd.read_csv(run / "table.csv")
-    assert (table["n"] == 2).all() and "features.12.expand1x1" in set(table["name"])
+    assert (table["n"] == 2).all() and table["name"].nunique() == len(layers)
     assert _groups(run, tmp_path) == GROUPS  # one row per fire module, as for the model itself
 
 

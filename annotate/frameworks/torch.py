@@ -21,7 +21,9 @@ leaf modules (``torch.flatten`` in a ``forward``) belongs to no channel annotati
 previous layer with bookmarks. The hooks are removed when the ``with`` block ends (or by
 :meth:`ModuleMarks.remove`); while :attr:`ModuleMarks.active` is false they send nothing.
 :class:`TorchRunner` runs a model the way ``profile torch`` does (the interface of
-``annotate.frameworks.caffe.CaffeRunner``). ``torch`` is imported only when a model is annotated.
+``annotate.frameworks.caffe.CaffeRunner``); :class:`ScriptRunner` runs a TorchScript model, whose
+modules cannot be hooked, from ``torch.profiler``'s operator times. ``torch`` is imported only when
+a model is annotated.
 """
 
 import contextlib

@@ -19,6 +19,7 @@ import argparse
 import importlib
 import os
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,14 @@ def _factory(torch: Any, spec: str) -> tuple[Any, Any, str]:
     return model, example, attr
 
 
+def _torchscript(path: str) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip holding the model's ``code/``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(part == "code" for name in archive.namelist() for part in name.split("/")[1:2])
+
+
 def _saved(torch: Any, path: str) -> tuple[Any, Any, str, dict[str, str] | None]:
     """(module, example or None, name, module types) of a saved ``torch.export`` program (``.pt2``),
     a whole pickled module (``torch.save(model)``) or a TorchScript model."""
@@ -71,7 +80,10 @@ def _saved(torch: Any, path: str) -> tuple[Any, Any, str, dict[str, str] | None]
         if path.endswith(".pt2"):
             program = torch.export.load(path)
             return torch.export.unflatten(program), program.example_inputs[0], name, exported_types(program)
-        model = torch.load(path, map_location="cpu", weights_only=False)
+        if _torchscript(path):
+            model = torch.jit.load(path, map_location="cpu")
+        else:
+            model = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many kinds for a file it cannot read
         raise InputError(path, f"cannot load it as a torch.export program (.pt2) or a saved module: {exc}") from None
     if isinstance(model, torch.jit.ScriptModule):
