@@ -356,16 +356,15 @@ class ScriptRunner(TorchRunner):
         runs: Dict[str, Tuple[int, int]] = {}
         ops = []
         for event in self._profiler.profiler.kineto_results.events():
-            span = (event.start_ns(), event.end_ns())
-            if event.name().startswith(RUN_EVENT):
-                runs[event.name()] = span
-                continue
             try:
-                stack = event.stack()
-            except UnicodeDecodeError:  # torch has been seen to hand one back damaged: an operator of no leaf
+                name, stack = event.name(), event.stack()
+            except UnicodeDecodeError:  # torch has been seen to hand a text back damaged: an event skipped
                 continue
-            if stack:
-                ops.append((event.name(), stack, *span))
+            span = (event.start_ns(), event.end_ns())
+            if name.startswith(RUN_EVENT):
+                runs[name] = span
+            elif stack:
+                ops.append((name, stack, *span))
         missing = 0
         for n, marker_ns in self._marked:
             run = runs.get(f"{RUN_EVENT} {n}")
