@@ -279,14 +279,44 @@ def test_readme_torch_and_onnx_examples_run_as_written(tmp_path: Path) -> None:
         assert len(iv.layers) == 20 * layers and iv.layers["group"].nunique() == 17
 
 
-def test_torchscript_is_refused_and_a_saved_module_runs(tx1: str, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("compile", ["trace", "script"])
+def test_a_torchscript_model_is_profiled_layer_by_layer(compile: str, tx1: str, tmp_path: Path, capsys) -> None:
+    torch = pytest.importorskip("torch")
+    from streamline_bridge.nets.torch_squeezenet import squeezenet1_1
+
+    model = squeezenet1_1().eval()
+    example = torch.zeros(1, 3, 32, 32)
+    scripted = torch.jit.trace(model, example) if compile == "trace" else torch.jit.script(model)
+    scripted.save(str(tmp_path / "squeezenet.pt"))
+    run = tmp_path / "run"
+    rc = main(["profile", "torch", str(tmp_path / "squeezenet.pt"), "-o", str(run), *FAST, "--sysfs-root", tx1])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    m = json.loads((run / "manifest.json").read_text())
+    layers = [t.split("___") for t in m["profile"]["layers"]]
+    assert len(layers) == 3 + 8 * 6 + 2 + 4 and layers[3] == ["features.3.squeeze", "Conv2d"]
+    texts = ingest.read(run).markers.query("kind == 'text'")
+    for text in ("features.0___Conv2d", "features.3.expand3x3_activation___ReLU", "classifier.1___Conv2d"):
+        assert len(texts[texts["text"] == text]) == 2  # once per annotated iteration
+    iv = find_intervals(ingest.read(run).markers)
+    for i in (0, 1):  # every leaf once per iteration, in the order it ran (each ReLU told from the others)
+        part = iv.layers[iv.layers["iteration"] == i]
+        assert part["name"].tolist() == [n for n, _ in layers]
+        assert (part["start_ns"].diff().dropna() > 0).all() and (part["end_ns"] > part["start_ns"]).all()
+        assert (part["end_ns"].iloc[:-1].to_numpy() <= part["start_ns"].iloc[1:].to_numpy()).all()
+    table = pd.read_csv(run / "table.csv")
+    assert (table["n"] == 2).all() and table["name"].nunique() == len(layers)
+    assert _groups(run, tmp_path) == GROUPS  # one row per fire module, as for the model itself
+
+
+def test_torchscript_runs_no_layer_alone_and_a_saved_module_runs(tx1: str, tmp_path: Path, capsys) -> None:
     torch = pytest.importorskip("torch")
     model, _ = tiny_model()
     torch.jit.script(model).save(str(tmp_path / "scripted.pt"))
     run = tmp_path / "run"
-    assert main(["profile", "torch", str(tmp_path / "scripted.pt"), "--input-shape", "2,8", "-o", str(run)]) == 3
-    err = capsys.readouterr().err
-    assert "scripted.pt: a TorchScript model" in err and "torch.export.save" in err and not run.exists()
+    scripted = ["profile", "torch", str(tmp_path / "scripted.pt"), "--input-shape", "2,8", "-o", str(run)]
+    assert main([*scripted, "--method", "isolate"]) == 2
+    assert "a TorchScript model cannot run a layer alone" in capsys.readouterr().err and not run.exists()
     torch.save(model, tmp_path / "whole.pt")
     whole = str(tmp_path / "whole.pt")
     rc = main(["profile", "torch", whole, "--input-shape", "2,8", "-o", str(run), *SHORT, "--sysfs-root", tx1])

@@ -5,8 +5,9 @@
 
 ``--model`` is ``PKG.MODULE:FACTORY`` (a callable returning the model, or the model and an example
 input: a tensor or a tuple of them; the current folder is searched first, as by ``python -m``), a ``torch.export`` program (``.pt2``, run unflattened so that
-its modules keep their names) or a whole module saved with ``torch.save`` (TorchScript cannot be
-hooked module by module: refused, with how to export it). Without
+its modules keep their names), a whole module saved with ``torch.save``, or a TorchScript model
+(``torch.jit.script``/``trace``, saved): its modules cannot be hooked, so its leaf modules' times come
+from ``torch.profiler`` (``annotate.frameworks.torch.ScriptRunner``; ``--method sequence`` only). Without
 ``--model``: SqueezeNet v1.1 (``streamline_bridge.nets.torch_squeezenet``) with seeded random
 weights, or ``--weights CAFFEMODEL`` converted layer by layer. The input: ``--input-shape``, else
 the factory's example, else 1 x 3 x ``--size`` x ``--size`` (224); an image input gets the image.
@@ -18,6 +19,7 @@ import argparse
 import importlib
 import os
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +61,18 @@ def _factory(torch: Any, spec: str) -> tuple[Any, Any, str]:
     return model, example, attr
 
 
+def _torchscript(path: str) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip holding the model's ``code/``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(part == "code" for name in archive.namelist() for part in name.split("/")[1:2])
+
+
 def _saved(torch: Any, path: str) -> tuple[Any, Any, str, dict[str, str] | None]:
-    """(module, example or None, name, module types) of a saved ``torch.export`` program (``.pt2``)
-    or a whole pickled module (``torch.save(model)``); TorchScript is refused (its modules run
-    inside one compiled graph: they cannot be hooked)."""
-    from annotate.frameworks.torch import exported_types
+    """(module, example or None, name, module types) of a saved ``torch.export`` program (``.pt2``),
+    a whole pickled module (``torch.save(model)``) or a TorchScript model."""
+    from annotate.frameworks.torch import exported_types, script_types
     from streamline_bridge.errors import InputError
 
     name = Path(path).stem
@@ -71,15 +80,14 @@ def _saved(torch: Any, path: str) -> tuple[Any, Any, str, dict[str, str] | None]
         if path.endswith(".pt2"):
             program = torch.export.load(path)
             return torch.export.unflatten(program), program.example_inputs[0], name, exported_types(program)
-        model = torch.load(path, map_location="cpu", weights_only=False)
+        if _torchscript(path):
+            model = torch.jit.load(path, map_location="cpu")
+        else:
+            model = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many kinds for a file it cannot read
         raise InputError(path, f"cannot load it as a torch.export program (.pt2) or a saved module: {exc}") from None
     if isinstance(model, torch.jit.ScriptModule):
-        raise InputError(
-            path,
-            "a TorchScript model runs as one compiled graph, its modules cannot be hooked: "
-            "save it with torch.export.save (.pt2)",
-        )
+        return model, None, name, script_types(model)
     if not isinstance(model, torch.nn.Module):
         raise InputError(path, f"holds a {type(model).__name__}, not a torch.nn.Module")
     return model, None, name, None
@@ -90,19 +98,25 @@ class TorchSession(Session):
     inputs: Any = None
     types: Any = None
 
-    def runner(self, style: str, client: Any = None) -> Any:
-        from annotate.frameworks.torch import TorchRunner
+    script: bool = False  # a TorchScript model (annotated from the profiler)
 
-        self.runner_ = TorchRunner(self.model_, self.inputs, self.name, style=style, client=client, types=self.types)
+    def runner(self, style: str, client: Any = None) -> Any:
+        from annotate.frameworks.torch import ScriptRunner, TorchRunner
+
+        if self.script:
+            self.runner_ = ScriptRunner(self.model_, self.inputs, self.name, style=style, client=client)
+        else:
+            self.runner_ = TorchRunner(self.model_, self.inputs, self.name, style=style, client=client, types=self.types)
         return self.runner_
 
     def layer_texts(self) -> list[str]:
         return [layer.text for layer in self.runner_.layers]
 
     def finish(self, run_dir: Path) -> list[str]:
-        if self.runner_ is not None:
-            self.runner_.remove()
-        return []
+        if self.runner_ is None:
+            return []
+        self.runner_.remove()
+        return self.runner_.finish() if self.script else []
 
     def probabilities(self) -> np.ndarray | None:
         out = self.runner_.output
@@ -131,6 +145,11 @@ def load(args: argparse.Namespace) -> TorchSession:
         model, example, name = _factory(torch, args.model)
     else:
         model, example, name, types = _saved(torch, _existing(args.model, "model") or "")
+    script = isinstance(model, torch.jit.ScriptModule)
+    if script and args.method != "sequence":
+        if args.method != "auto":
+            raise InputError(None, f"--method {args.method}: a TorchScript model cannot run a layer alone")
+        args.method = "sequence"  # auto: as for profile onnx
     model = model.to(device).eval() if hasattr(model, "eval") else model.to(device)
     if not leaf_blocks(model, types):
         raise InputError(None, f"--model {args.model}: the model has no module to annotate (no leaf submodule)")
@@ -148,5 +167,5 @@ def load(args: argparse.Namespace) -> TorchSession:
         args.model is None and args.weights is None,
         {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__},
     )
-    session.model_, session.inputs, session.types = model, inputs, types
+    session.model_, session.inputs, session.types, session.script = model, inputs, types, script
     return session
