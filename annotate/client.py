@@ -94,9 +94,17 @@ class Client:
         self._put: Callable[[bytes], None] = self._put_first
         self._reset_process_state()
         self._store_options(
-            file=file, protocol=protocol, tcp=tcp, flush_interval=flush_interval, address_prefix=address_prefix,
-            tcp_ports=tcp_ports, gatord=gatord, retry_interval=retry_interval, buffer_size=buffer_size,
-            dont_mangle_keys=dont_mangle_keys, send_timeout=send_timeout,
+            file=file,
+            protocol=protocol,
+            tcp=tcp,
+            flush_interval=flush_interval,
+            address_prefix=address_prefix,
+            tcp_ports=tcp_ports,
+            gatord=gatord,
+            retry_interval=retry_interval,
+            buffer_size=buffer_size,
+            dont_mangle_keys=dont_mangle_keys,
+            send_timeout=send_timeout,
         )
         hooks.install_signal_handlers()  # now, while maybe in the main thread: the first call may come from another
 
@@ -368,7 +376,9 @@ class Client:
         if self._on:
             self._put(wire.cam_job(view, job, name, track, start, duration, color, primary_dependency, dependencies))
 
-    def cam_job_start(self, view: int, job: int, name: Text, track: int, time: int, color: int = wire.COLOR_CYCLE) -> None:
+    def cam_job_start(
+        self, view: int, job: int, name: Text, track: int, time: int, color: int = wire.COLOR_CYCLE
+    ) -> None:
         """A CAM job starts at ``time``."""
         if self._on:
             self._put(wire.cam_job_start(view, job, name, track, time, color))

@@ -12,9 +12,17 @@ DEFAULT_BUFFER_SIZE = 64 * 1024  # the C library's per-thread ring
 MAX_BUFFER = 16 * 1024 * 1024  # per thread; beyond this (sender stuck) new messages are dropped
 
 OPTIONS = {
-    "file": None, "protocol": None, "tcp": None, "flush_interval": None, "address_prefix": None,
-    "tcp_ports": None, "gatord": None, "retry_interval": 1.0, "buffer_size": DEFAULT_BUFFER_SIZE,
-    "dont_mangle_keys": False, "send_timeout": 2.0,
+    "file": None,
+    "protocol": None,
+    "tcp": None,
+    "flush_interval": None,
+    "address_prefix": None,
+    "tcp_ports": None,
+    "gatord": None,
+    "retry_interval": 1.0,
+    "buffer_size": DEFAULT_BUFFER_SIZE,
+    "dont_mangle_keys": False,
+    "send_timeout": 2.0,
 }
 
 
@@ -34,8 +42,17 @@ def env_flag(name: str, env: Mapping[str, str]) -> Optional[bool]:
 class Settings:
     """The options in effect; raises ValueError for an unsupported protocol or a malformed number."""
 
-    __slots__ = ("file", "protocol", "endpoints", "flush_interval", "gatord", "retry_interval", "wake_at",
-                 "dont_mangle_keys", "send_timeout")
+    __slots__ = (
+        "file",
+        "protocol",
+        "endpoints",
+        "flush_interval",
+        "gatord",
+        "retry_interval",
+        "wake_at",
+        "dont_mangle_keys",
+        "send_timeout",
+    )
 
     def __init__(self, o: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> None:
         self.file = o["file"] if o["file"] is not None else (env.get("STREAMLINE_ANNOTATE_FILE") or None)
@@ -51,7 +68,9 @@ class Settings:
         else:
             interval = float(env.get("STREAMLINE_ANNOTATE_FLUSH_MS") or DEFAULT_FLUSH_INTERVAL * 1000) / 1000
         self.flush_interval = max(interval, 0.0)
-        self.gatord = o["gatord"] if o["gatord"] is not None else env_flag("STREAMLINE_ANNOTATE_GATORD", env) is not False
+        self.gatord = (
+            o["gatord"] if o["gatord"] is not None else env_flag("STREAMLINE_ANNOTATE_GATORD", env) is not False
+        )
         prefix = o["address_prefix"] or env.get("STREAMLINE_ANNOTATE_SOCKET_PREFIX") or DEFAULT_PREFIX
         self.endpoints = Endpoints(prefix, tcp, tuple(o["tcp_ports"] or DEFAULT_TCP_PORTS))
         self.retry_interval = float(o["retry_interval"])

@@ -37,7 +37,7 @@ def message_start(data: bytearray, offset: int) -> int:
     """Where the message holding byte ``offset`` starts (``data`` starts with a message; header: u8 code, u32 length)."""
     pos = 0
     while pos < len(data):
-        end = pos + 5 + int.from_bytes(data[pos + 1:pos + 5], "little")
+        end = pos + 5 + int.from_bytes(data[pos + 1 : pos + 5], "little")
         if end > offset:
             return pos
         pos = end
@@ -91,8 +91,14 @@ class Link:
 class Gatord:
     """The control connection's state and the data links; every method is called by the sender only."""
 
-    def __init__(self, endpoints: Endpoints, retry: float, send_timeout: float,
-                 definitions: Callable[[], bytes], warn: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        retry: float,
+        send_timeout: float,
+        definitions: Callable[[], bytes],
+        warn: Callable[[str], None],
+    ) -> None:
         self.endpoints = endpoints
         self.retry = retry
         self.send_timeout = send_timeout
@@ -174,7 +180,7 @@ class Gatord:
             while link.sent < len(link.pending):
                 link.sock.settimeout(max(deadline - time.monotonic(), 0.0))
                 with memoryview(link.pending) as view:
-                    link.sent += link.sock.send(view[link.sent:])
+                    link.sent += link.sock.send(view[link.sent :])
         except OSError as exc:
             if _busy(exc):  # stalled: keep the connection and the rest
                 if link.sent >= _TRIM_AT:
@@ -187,9 +193,11 @@ class Gatord:
             cut = message_start(link.pending, link.sent)  # resend the message cut short...
             link.breaks += 1
             if link.breaks >= _GIVE_UP_AFTER and cut < len(link.pending):  # ...unless gatord keeps refusing it
-                end = cut + 5 + int.from_bytes(link.pending[cut + 1:cut + 5], "little")
-                self.warn(f"gatord closed the connection {link.breaks} times during one {end - cut} byte message; "
-                          "it is not sent to gatord (the marker log has it)")
+                end = cut + 5 + int.from_bytes(link.pending[cut + 1 : cut + 5], "little")
+                self.warn(
+                    f"gatord closed the connection {link.breaks} times during one {end - cut} byte message; "
+                    "it is not sent to gatord (the marker log has it)"
+                )
                 cut, link.breaks = min(end, len(link.pending)), 0
             del link.pending[:cut]
             link.sent = 0

@@ -43,18 +43,42 @@ PALETTE: Dict[str, int] = {
 
 # Framework spellings (lower case, letters and digits only) of each kind.
 KINDS: Dict[str, str] = {
-    "convolution": "convolution", "conv": "convolution", "conv1d": "convolution", "conv2d": "convolution",
-    "conv3d": "convolution", "deconvolution": "convolution", "convtranspose2d": "convolution",
-    "pooling": "pooling", "pool": "pooling", "maxpool2d": "pooling", "avgpool2d": "pooling",
-    "adaptiveavgpool2d": "pooling", "adaptivemaxpool2d": "pooling", "maxpool1d": "pooling", "avgpool1d": "pooling",
-    "relu": "relu", "relu6": "relu", "leakyrelu": "relu", "prelu": "relu",
-    "concat": "concat", "cat": "concat",
-    "softmax": "softmax", "logsoftmax": "softmax", "softmaxwithloss": "softmax",
+    "convolution": "convolution",
+    "conv": "convolution",
+    "conv1d": "convolution",
+    "conv2d": "convolution",
+    "conv3d": "convolution",
+    "deconvolution": "convolution",
+    "convtranspose2d": "convolution",
+    "pooling": "pooling",
+    "pool": "pooling",
+    "maxpool2d": "pooling",
+    "avgpool2d": "pooling",
+    "adaptiveavgpool2d": "pooling",
+    "adaptivemaxpool2d": "pooling",
+    "maxpool1d": "pooling",
+    "avgpool1d": "pooling",
+    "relu": "relu",
+    "relu6": "relu",
+    "leakyrelu": "relu",
+    "prelu": "relu",
+    "concat": "concat",
+    "cat": "concat",
+    "softmax": "softmax",
+    "logsoftmax": "softmax",
+    "softmaxwithloss": "softmax",
     "dropout": "dropout",
-    "innerproduct": "innerproduct", "linear": "innerproduct", "fullyconnected": "innerproduct",
-    "batchnorm": "batchnorm", "batchnorm1d": "batchnorm", "batchnorm2d": "batchnorm", "scale": "batchnorm",
-    "lrn": "lrn", "localresponsenorm": "lrn",
-    "eltwise": "eltwise", "add": "eltwise",
+    "innerproduct": "innerproduct",
+    "linear": "innerproduct",
+    "fullyconnected": "innerproduct",
+    "batchnorm": "batchnorm",
+    "batchnorm1d": "batchnorm",
+    "batchnorm2d": "batchnorm",
+    "scale": "batchnorm",
+    "lrn": "lrn",
+    "localresponsenorm": "lrn",
+    "eltwise": "eltwise",
+    "add": "eltwise",
 }
 
 
@@ -93,8 +117,15 @@ class ChannelMap:
     texts are ``name___type`` (the energy table's convention), else the name alone.
     """
 
-    def __init__(self, network: Text, group: int = 1, first_channel: int = 1, client: Optional[Client] = None,
-                 separator: str = "/", typed: bool = True) -> None:
+    def __init__(
+        self,
+        network: Text,
+        group: int = 1,
+        first_channel: int = 1,
+        client: Optional[Client] = None,
+        separator: str = "/",
+        typed: bool = True,
+    ) -> None:
         if client is None:
             import annotate
 

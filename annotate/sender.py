@@ -84,7 +84,9 @@ class Sender:
         self.stop = False
         self.warned = self.errored = False
         s = self.settings
-        self.gatord = Gatord(s.endpoints, s.retry_interval, s.send_timeout, self.definitions, warn) if s.gatord else None
+        self.gatord = (
+            Gatord(s.endpoints, s.retry_interval, s.send_timeout, self.definitions, warn) if s.gatord else None
+        )
 
     def after_fork_in_child(self) -> None:
         """The child gets its own streams, connections and thread; the marker log is shared (O_APPEND)."""

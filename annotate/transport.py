@@ -21,7 +21,9 @@ class Endpoints:
 
     __slots__ = ("prefix", "tcp", "tcp_ports")
 
-    def __init__(self, prefix: str = DEFAULT_PREFIX, tcp: bool = False, tcp_ports: Tuple[int, int] = DEFAULT_TCP_PORTS) -> None:
+    def __init__(
+        self, prefix: str = DEFAULT_PREFIX, tcp: bool = False, tcp_ports: Tuple[int, int] = DEFAULT_TCP_PORTS
+    ) -> None:
         self.prefix = prefix
         self.tcp = tcp
         self.tcp_ports = tuple(tcp_ports)

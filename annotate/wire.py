@@ -165,7 +165,9 @@ def frame(code: int, body: bytes) -> bytes:
 
 def handshake(tid: int, pid: int, protocol: int = DEFAULT_PROTOCOL, dont_mangle_keys: bool = False) -> bytes:
     """The 20 bytes that open a data connection (and a marker-log stream): spec section 4."""
-    return b"ANNOTATE %d\n" % protocol + struct.pack("<IIB", tid & 0xFFFFFFFF, pid & 0xFFFFFFFF, 1 if dont_mangle_keys else 0)
+    return b"ANNOTATE %d\n" % protocol + struct.pack(
+        "<IIB", tid & 0xFFFFFFFF, pid & 0xFFFFFFFF, 1 if dont_mangle_keys else 0
+    )
 
 
 # --- one encoder per message code --------------------------------------------------------------
@@ -328,9 +330,13 @@ def cam_job_start(view: int, job: int, name: Optional[Text], track: int, time: i
     return frame(CAM_JOB_START, p32(view) + p32(job) + p32(track) + packed64(time) + color_bytes(col) + utf8(name))
 
 
-def cam_job_set_dependencies(view: int, job: int, time: int, primary_dependency: int, dependencies: Iterable[int] = ()) -> bytes:
+def cam_job_set_dependencies(
+    view: int, job: int, time: int, primary_dependency: int, dependencies: Iterable[int] = ()
+) -> bytes:
     """0x0f (v4+): set a started job's dependencies."""
-    return frame(CAM_JOB_SET_DEPENDENCIES, p32(view) + p32(job) + packed64(time) + _deps(primary_dependency, dependencies))
+    return frame(
+        CAM_JOB_SET_DEPENDENCIES, p32(view) + p32(job) + packed64(time) + _deps(primary_dependency, dependencies)
+    )
 
 
 def cam_job_stop(view: int, job: int, time: int) -> bytes:

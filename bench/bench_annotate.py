@@ -101,8 +101,11 @@ def run(quick: bool) -> list[Result]:
                 c.flush()
             fd = os.open(os.path.join(tmp, "floor.bin"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             prepared = {case: c.prepare_text(label) for case, c in clients.items()}
-            calls = {"text": lambda c, case: c.text, "marker": lambda c, case: c.marker,
-                     "prepare_text(...)": lambda c, case: lambda _, send=prepared[case]: send()}
+            calls = {
+                "text": lambda c, case: c.text,
+                "marker": lambda c, case: c.marker,
+                "prepare_text(...)": lambda c, case: lambda _, send=prepared[case]: send(),
+            }
             for call, method in calls.items():
                 msg = wire.marker(wire.now(), label) if call == "marker" else wire.text(wire.now(), 0, label)
                 floor = float("inf")
@@ -115,9 +118,14 @@ def run(quick: bool) -> list[Result]:
                     if case in INFORMATIVE:  # an os.write per call by design: shown, not judged
                         goal, ok = "(information)", None
                     else:
-                        goal, ok = f"<= {GOAL_US} µs, <= {GOAL_RATIO}x floor", us <= GOAL_US and us <= GOAL_RATIO * floor
+                        goal, ok = (
+                            f"<= {GOAL_US} µs, <= {GOAL_RATIO}x floor",
+                            us <= GOAL_US and us <= GOAL_RATIO * floor,
+                        )
                     results.append(
-                        Result("annotate", f"{call}(), {case}", us, "µs/call (CPU)", floor, "os.write same bytes", goal, ok)
+                        Result(
+                            "annotate", f"{call}(), {case}", us, "µs/call (CPU)", floor, "os.write same bytes", goal, ok
+                        )
                     )
             os.close(fd)
             for c in clients.values():
@@ -126,4 +134,3 @@ def run(quick: bool) -> list[Result]:
             listener.kill()
             listener.wait()
     return results
-

@@ -25,11 +25,13 @@ def make_stream(n: int) -> bytes:
         layer = LAYERS[step % len(LAYERS)]
         parts.append(wire.text_color(t, 3, wire.GREEN, layer) if step % 4 == 0 else wire.text(t, 3, layer))
         parts.append(wire.text(t + 900, 3, ""))
-        parts.append(wire.marker(t + 990, f"batch {step // 64}") if step % 8 == 7
-                     else wire.counter_value(t + 950, 0, 1, 3_000_000_000 + step, protocol=5))
+        parts.append(
+            wire.marker(t + 990, f"batch {step // 64}")
+            if step % 8 == 7
+            else wire.counter_value(t + 950, 0, 1, 3_000_000_000 + step, protocol=5)
+        )
         t += 1_000
     return b"".join(parts[: n + 1])
-
 
 
 def run(quick: bool) -> list[Result]:
@@ -42,8 +44,16 @@ def run(quick: bool) -> list[Result]:
     table = best_of(lambda: annotation_stream.decode(data).markers(), repeat)
     floor = n / walk
     return [
-        Result("decode", "decode (all fields)", n / full, "msg/s", floor, "framing walk only",
-               ">= 1,000,000 msg/s", n / full >= 1_000_000),
+        Result(
+            "decode",
+            "decode (all fields)",
+            n / full,
+            "msg/s",
+            floor,
+            "framing walk only",
+            ">= 1,000,000 msg/s",
+            n / full >= 1_000_000,
+        ),
         Result("decode", "decode + markers table", n / table, "msg/s", floor, "framing walk only"),
         Result("decode", "stream size", len(data) / n, "bytes/msg"),
     ]

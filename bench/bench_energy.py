@@ -17,8 +17,18 @@ from streamline_bridge.energy import energy_table, integrate
 from streamline_bridge.model import Meta, RailInfo, Recording, markers_frame, power_frame
 
 RAILS = ("VDD_IN", "VDD_GPU", "VDD_CPU")
-NAMES = ("conv1", "relu_conv1", "pool1", "fire2/squeeze1x1", "fire2/expand1x1", "fire2/expand3x3", "fire2/concat",
-         "conv10", "pool10", "prob")
+NAMES = (
+    "conv1",
+    "relu_conv1",
+    "pool1",
+    "fire2/squeeze1x1",
+    "fire2/expand1x1",
+    "fire2/expand3x3",
+    "fire2/concat",
+    "conv10",
+    "pool10",
+    "prob",
+)
 
 
 def make_power(n: int, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -36,9 +46,9 @@ def make_intervals(t: np.ndarray, n: int, seed: int = 1) -> tuple[np.ndarray, np
     return starts, starts + rng.integers(50_000, 5_000_000, n)
 
 
-
-def _core(t: np.ndarray, rails: dict[str, np.ndarray], start: np.ndarray, end: np.ndarray,
-          held_period_ns: int | None = None) -> list[np.ndarray]:
+def _core(
+    t: np.ndarray, rails: dict[str, np.ndarray], start: np.ndarray, end: np.ndarray, held_period_ns: int | None = None
+) -> list[np.ndarray]:
     return [integrate.energy_between(integrate.prepare(t, p, held_period_ns), start, end) for p in rails.values()]
 
 
@@ -50,10 +60,15 @@ def _recording(t: np.ndarray, rails: dict[str, np.ndarray], start: np.ndarray, e
     texts = np.empty(2 * n, dtype=object)
     texts[0::2], texts[1::2] = names, ""
     kinds = np.tile(np.array(["text", "end"], dtype=object), n)
-    markers = markers_frame({"time_ns": times, "kind": kinds, "channel": np.ones(2 * n, dtype=np.int64),
-                             "text": texts}, int(t[0]))
-    meta = Meta(format="bench", sources=["bench"], clock_base_ns=int(t[0]),
-                rails={r: RailInfo(r, update_period_ns=7_000_000) for r in rails})
+    markers = markers_frame(
+        {"time_ns": times, "kind": kinds, "channel": np.ones(2 * n, dtype=np.int64), "text": texts}, int(t[0])
+    )
+    meta = Meta(
+        format="bench",
+        sources=["bench"],
+        clock_base_ns=int(t[0]),
+        rails={r: RailInfo(r, update_period_ns=7_000_000) for r in rails},
+    )
     return Recording(markers, power_frame(t, rails, int(t[0])), meta)
 
 
@@ -72,11 +87,27 @@ def run(quick: bool) -> list[Result]:
     total = n_samples * len(RAILS)
     size = f"{n_samples:,} samples x {len(RAILS)} rails, {n_intervals:,} intervals"
     return [
-        Result("energy", f"core: prepare + integrate ({size})", core, "s", floor, "numpy.cumsum, same samples",
-               "< 1 s and <= 5x floor", core < 1.0 and core <= 5 * floor),
+        Result(
+            "energy",
+            f"core: prepare + integrate ({size})",
+            core,
+            "s",
+            floor,
+            "numpy.cumsum, same samples",
+            "< 1 s and <= 5x floor",
+            core < 1.0 and core <= 5 * floor,
+        ),
         Result("energy", "core throughput", total / core, "samples/s", total / floor, "numpy.cumsum"),
-        Result("energy", "core, held values (7 ms sensor, step reconstruction)", held, "s", floor, "numpy.cumsum",
-               "< 1 s and <= 5x floor", held < 1.0 and held <= 5 * floor),
+        Result(
+            "energy",
+            "core, held values (7 ms sensor, step reconstruction)",
+            held,
+            "s",
+            floor,
+            "numpy.cumsum",
+            "< 1 s and <= 5x floor",
+            held < 1.0 and held <= 5 * floor,
+        ),
         Result("energy", "energy_table (DataFrame API, statistics)", api, "s", core, "core"),
         Result("energy", "energy_table throughput", total / api, "samples/s", total / core, "core"),
     ]

@@ -40,8 +40,11 @@ def _streams(messages: int) -> list[bytes]:
     per = messages // CONNECTIONS
     out = []
     for c in range(CONNECTIONS):
-        parts = [wire.handshake(1000 + c, 1000, 5), wire.name_group(BASE, 1, "net"),
-                 wire.name_channel(BASE, 1, 1, "layers")]
+        parts = [
+            wire.handshake(1000 + c, 1000, 5),
+            wire.name_group(BASE, 1, "net"),
+            wire.name_channel(BASE, 1, 1, "layers"),
+        ]
         t = BASE + 1_000_000 + c
         for i in range(per - 2):
             t += 1000
@@ -66,7 +69,7 @@ def generate(folder: Path, perf_mb: int, messages: int, samples: int) -> dict[st
     head = CaptureWriter()
     head.summary(monotonic_raw=BASE, monotonic=BASE + 1000)
     streams = _streams(messages)
-    chunks = [[s[i:i + CHUNK] for i in range(0, len(s), CHUNK)] for s in streams]
+    chunks = [[s[i : i + CHUNK] for i in range(0, len(s), CHUNK)] for s in streams]
     n_chunks = sum(len(c) for c in chunks)
     perf_payload = os.urandom(256 * 1024)
     perf_frame = _record(fr.PERF_DATA, len(perf_payload).to_bytes(4, "little") + perf_payload, 0)
@@ -83,23 +86,30 @@ def generate(folder: Path, perf_mb: int, messages: int, samples: int) -> dict[st
                 for j in range(lo, hi):
                     fh.write(_record(fr.EXTERNAL, fr.sleb_encode(30 + c) + chunks[c][j]))
             for j in range(i * ticks // steps, (i + 1) * ticks // steps):
-                body = fr.sleb_encode(0) + fr.sleb_encode(j * 1_000_000) + b"".join(
-                    fr.sleb_encode(k) + fr.sleb_encode(1_000_000 + 1000 * k + j % 97) for k in (4, 6, 8, 10))
+                body = (
+                    fr.sleb_encode(0)
+                    + fr.sleb_encode(j * 1_000_000)
+                    + b"".join(fr.sleb_encode(k) + fr.sleb_encode(1_000_000 + 1000 * k + j % 97) for k in (4, 6, 8, 10))
+                )
                 fh.write(_record(fr.BLOCK_COUNTER, body, 0))
         for c in range(CONNECTIONS):
             fh.write(_record(fr.EXTERNAL, fr.sleb_encode(-1) + fr.sleb_encode(30 + c)))
-    return {"bytes": (folder / "0000000000").stat().st_size, "messages": CONNECTIONS * (messages // CONNECTIONS),
-            "samples": 4 * ticks}
-
-
-
+    return {
+        "bytes": (folder / "0000000000").stat().st_size,
+        "messages": CONNECTIONS * (messages // CONNECTIONS),
+        "samples": 4 * ticks,
+    }
 
 
 def _small_records(raw: bytes, w: fr.Walk, n: int) -> bytes:
     """The first ``n`` EXTERNAL and BLOCK_COUNTER records of the capture, back to back."""
-    spans = sorted(zip(w.frames[fr.EXTERNAL][0::2] + w.frames[fr.BLOCK_COUNTER][0::2],
-                       w.frames[fr.EXTERNAL][1::2] + w.frames[fr.BLOCK_COUNTER][1::2]))[:n]
-    return b"".join(raw[s - 4:e] for s, e in spans)
+    spans = sorted(
+        zip(
+            w.frames[fr.EXTERNAL][0::2] + w.frames[fr.BLOCK_COUNTER][0::2],
+            w.frames[fr.EXTERNAL][1::2] + w.frames[fr.BLOCK_COUNTER][1::2],
+        )
+    )[:n]
+    return b"".join(raw[s - 4 : e] for s, e in spans)
 
 
 def _construct_walk(buf: bytes) -> int:
@@ -109,7 +119,7 @@ def _construct_walk(buf: bytes) -> int:
     header = Struct("length" / fr.RecordHeader, "type" / fr.Packed)
     pos = count = 0
     while pos < len(buf):
-        rec = header.parse(buf[pos:pos + 16])
+        rec = header.parse(buf[pos : pos + 16])
         pos += 4 + rec.length
         count += 1
     return count
@@ -138,29 +148,56 @@ def run(quick: bool) -> list[Result]:
         raw = data_file.read_bytes()
         t_walk = best_of(lambda: fr.walk(raw), 3)
         w = fr.walk(raw)
-        t_ext = best_of(lambda: [s.data for s in apc_annotation_frames.external_streams(raw, w.frames[fr.EXTERNAL]).streams], 3)
+        t_ext = best_of(
+            lambda: [s.data for s in apc_annotation_frames.external_streams(raw, w.frames[fr.EXTERNAL]).streams], 3
+        )
         streams = [s.data for s in apc_annotation_frames.external_streams(raw, w.frames[fr.EXTERNAL]).streams]
         small = _small_records(raw, w, 50_000)
         n_small = _construct_walk(small)
         t_fast = best_of(lambda: fr.walk(small), 3) / n_small * 1e6
         t_construct = best_of(lambda: _construct_walk(small), 1) / n_small * 1e6
         t_dec = best_of(lambda: [annotation_stream.decode(s) for s in streams], 2)
-        t_mark = best_of(lambda: [annotation_stream.decode(s).markers(stream=i, clock_base_ns=BASE)
-                                for i, s in enumerate(streams)], 2)
+        t_mark = best_of(
+            lambda: [annotation_stream.decode(s).markers(stream=i, clock_base_ns=BASE) for i, s in enumerate(streams)],
+            2,
+        )
     finally:
         shutil.rmtree(folder.parent, ignore_errors=True)
     n = info["messages"]
     size = f"{mb:,.0f} MB, {n:,} messages, {info['samples']:,} samples"
     return [
-        Result("ingest", f"apc read MB/s ({size})", mb / t_read, "MB/s", mb / t_floor, "read file (floor)",
-               ">= 200 MB/s", mb / t_read >= 200),
-        Result("ingest", "apc read annotation messages/s (whole read)", n / t_read, "msg/s", None, "",
-               ">= 1,000,000/s", n / t_read >= 1_000_000),
+        Result(
+            "ingest",
+            f"apc read MB/s ({size})",
+            mb / t_read,
+            "MB/s",
+            mb / t_floor,
+            "read file (floor)",
+            ">= 200 MB/s",
+            mb / t_read >= 200,
+        ),
+        Result(
+            "ingest",
+            "apc read annotation messages/s (whole read)",
+            n / t_read,
+            "msg/s",
+            None,
+            "",
+            ">= 1,000,000/s",
+            n / t_read >= 1_000_000,
+        ),
         Result("ingest", "record walk MB/s", mb / t_walk, "MB/s", mb / t_floor, "read file (floor)"),
-        Result("ingest", f"record walk µs/record ({n_small:,} EXTERNAL/BLOCK_COUNTER records)", t_fast, "µs",
-               t_construct, "construct parse per record"),
+        Result(
+            "ingest",
+            f"record walk µs/record ({n_small:,} EXTERNAL/BLOCK_COUNTER records)",
+            t_fast,
+            "µs",
+            t_construct,
+            "construct parse per record",
+        ),
         Result("ingest", "EXTERNAL reassembly MB/s of chunks", sum(map(len, streams)) / 1e6 / t_ext, "MB/s"),
-        Result("ingest", "annotation decode msg/s", n / t_dec, "msg/s", None, "", ">= 1,000,000/s",
-               n / t_dec >= 1_000_000),
+        Result(
+            "ingest", "annotation decode msg/s", n / t_dec, "msg/s", None, "", ">= 1,000,000/s", n / t_dec >= 1_000_000
+        ),
         Result("ingest", "annotation decode + markers table msg/s", n / t_mark, "msg/s"),
     ]

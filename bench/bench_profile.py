@@ -118,35 +118,63 @@ def _measure(caffe: Any, quick: bool, cpu: int | None) -> list[Result]:
                 times[name].append(cases[name]())
         client.close()
     where = f", the sampler alone on CPU {cpu}" if cpu is not None else ""
-    what = f"x bare (median of {rounds} rounds x {n} forwards, {SIZE}px, the net on {len(os.sched_getaffinity(0))} CPUs)"
+    what = (
+        f"x bare (median of {rounds} rounds x {n} forwards, {SIZE}px, the net on {len(os.sched_getaffinity(0))} CPUs)"
+    )
     results = []
     for name, metric, goal in (
-            ("profiled", f"markers + sampler ({source}, {RATE_HZ:g} Hz){where}", f"<= {GOAL:.2f}x (adds < 3%)"),
-            ("markers", f"markers only{where}", "information"),
-            ("wakeups", f"markers + a process that only wakes at {RATE_HZ:g} Hz{where}", "information")):
+        ("profiled", f"markers + sampler ({source}, {RATE_HZ:g} Hz){where}", f"<= {GOAL:.2f}x (adds < 3%)"),
+        ("markers", f"markers only{where}", "information"),
+        ("wakeups", f"markers + a process that only wakes at {RATE_HZ:g} Hz{where}", "information"),
+    ):
         ratio, low, high = _paired(times, name)
-        results.append(Result("profile", metric, ratio, f"{what}, 95% CI [{low:.3f}, {high:.3f}]",
-                              goal=goal, ok=ratio <= GOAL if name == "profiled" else None))
+        results.append(
+            Result(
+                "profile",
+                metric,
+                ratio,
+                f"{what}, 95% CI [{low:.3f}, {high:.3f}]",
+                goal=goal,
+                ok=ratio <= GOAL if name == "profiled" else None,
+            )
+        )
     bare, whole = statistics.median(times["bare"]) * 1e3, statistics.median(times["whole"]) * 1e3
     return results + [
-        Result("profile", f"layer by layer, no markers{where}", bare, "ms/forward (median)", whole,
-               "whole net in one call", "information"),
-        Result("profile", f"sampler CPU share ({source}, {RATE_HZ:g} Hz){where}", statistics.median(cpu_share) * 100,
-               "% of one CPU", goal="information"),
+        Result(
+            "profile",
+            f"layer by layer, no markers{where}",
+            bare,
+            "ms/forward (median)",
+            whole,
+            "whole net in one call",
+            "information",
+        ),
+        Result(
+            "profile",
+            f"sampler CPU share ({source}, {RATE_HZ:g} Hz){where}",
+            statistics.median(cpu_share) * 100,
+            "% of one CPU",
+            goal="information",
+        ),
     ]
 
 
 def _reserved(quick: bool) -> list[Result]:
     """:func:`_measure` in a child process that keeps a CPU for the sampler (``--reserve-cpu``): the
     net's BLAS threads are sized from the CPUs left when caffe is imported, so not in this process."""
-    out = subprocess.run([sys.executable, "-m", "bench.bench_profile", "--reserved", *(["--quick"] if quick else [])],
-                         cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bench_profile", "--reserved", *(["--quick"] if quick else [])],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout
     return [Result(**fields) for fields in json.loads(out)]
 
 
 def run(quick: bool) -> list[Result]:
-    from streamline_bridge.profiling.caffe import import_caffe
     from streamline_bridge.errors import InputError
+    from streamline_bridge.profiling.caffe import import_caffe
 
     try:
         caffe = import_caffe()

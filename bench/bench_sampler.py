@@ -68,19 +68,29 @@ def _case(rate_hz: float, run: Callable[[], tuple[np.ndarray, float, dict]]) -> 
     steal1 = _steal()
     err = _period_error_us(times, rate_hz)
     total = steal1[1] - steal0[1]
-    return {"achieved": (len(times) - 1) / ((times[-1] - times[0]) / 1e9), "p50": float(np.percentile(err, 50)),
-            "p99": float(np.percentile(err, 99)), "cpu": 100 * cpu,
-            "steal": 100 * (steal1[0] - steal0[0]) / total if total else 0.0, **extra}
+    return {
+        "achieved": (len(times) - 1) / ((times[-1] - times[0]) / 1e9),
+        "p50": float(np.percentile(err, 50)),
+        "p99": float(np.percentile(err, 99)),
+        "cpu": 100 * cpu,
+        "steal": 100 * (steal1[0] - steal0[0]) / total if total else 0.0,
+        **extra,
+    }
 
 
-def _sample(root: Path, out: Path, rate_hz: float, seconds: float, realtime: bool,
-            spin_us: float = Config.spin_us) -> dict:
+def _sample(
+    root: Path, out: Path, rate_hz: float, seconds: float, realtime: bool, spin_us: float = Config.spin_us
+) -> dict:
     def run() -> tuple[np.ndarray, float, dict]:
         out.unlink(missing_ok=True)  # the sampler creates its log new (never writes through an old file)
         with Sampler(out, sysfs_root=root, rate_hz=rate_hz, realtime=realtime, spin_us=spin_us) as s:
             time.sleep(seconds)
-        return read_log(out).t_start, s.stats["cpu_share"], {"missed": s.stats["missed_ticks"],
-                                                              "realtime": s.info["realtime"]}
+        return (
+            read_log(out).t_start,
+            s.stats["cpu_share"],
+            {"missed": s.stats["missed_ticks"], "realtime": s.info["realtime"]},
+        )
+
     return _case(rate_hz, run)
 
 
@@ -89,12 +99,14 @@ def _floor_case(rate_hz: float, seconds: float, realtime: bool) -> dict:
         with Wakeups(rate_hz, Config.spin_us, realtime) as w:
             time.sleep(seconds)
         return w.times, w.cpu_share, {"realtime": w.realtime}
+
     return _case(rate_hz, run)
 
 
 def _median(runs: list[dict]) -> dict:
     return {k: float(np.median([r[k] for r in runs])) for k in runs[0] if k != "realtime"} | {
-        "realtime": all(r["realtime"] for r in runs)}
+        "realtime": all(r["realtime"] for r in runs)
+    }
 
 
 def run(quick: bool) -> list[Result]:
@@ -105,24 +117,60 @@ def run(quick: bool) -> list[Result]:
         shutil.copytree(FIXTURE, root)
         floor = _floor(root, min(seconds, 1.0))
         flat_out = _sample(root, tmp / "max.sbp", 1e6, min(seconds, 1.0), False, spin_us=0)
-        results = [Result("sampler", "as fast as it can (no deadline met)", flat_out["achieved"], "samples/s", floor,
-                          "bare pread loop", ">= 10,000", flat_out["achieved"] >= 10_000)]
+        results = [
+            Result(
+                "sampler",
+                "as fast as it can (no deadline met)",
+                flat_out["achieved"],
+                "samples/s",
+                floor,
+                "bare pread loop",
+                ">= 10,000",
+                flat_out["achieved"] >= 10_000,
+            )
+        ]
         for rate, realtime in ((1000.0, False), (10000.0, False), (1000.0, True), (10000.0, True)):
-            pairs = [(_floor_case(rate, seconds, realtime), _sample(root, tmp / "p.sbp", rate, seconds, realtime))
-                     for _ in range(rounds)]  # alternated: the machine's state changes between rounds
+            pairs = [
+                (_floor_case(rate, seconds, realtime), _sample(root, tmp / "p.sbp", rate, seconds, realtime))
+                for _ in range(rounds)
+            ]  # alternated: the machine's state changes between rounds
             wake, r = _median([p[0] for p in pairs]), _median([p[1] for p in pairs])
             if realtime and not r["realtime"]:
                 continue  # SCHED_FIFO not permitted here
             tag = f"{rate / 1000:g} kHz" + (" SCHED_FIFO" if realtime else "")
             one_k = rate == 1000
             results += [
-                Result("sampler", f"{tag}: achieved rate", r["achieved"], "samples/s", floor, "bare pread loop",
-                       f">= {0.95 * rate:,.0f}", r["achieved"] >= 0.95 * rate),
+                Result(
+                    "sampler",
+                    f"{tag}: achieved rate",
+                    r["achieved"],
+                    "samples/s",
+                    floor,
+                    "bare pread loop",
+                    f">= {0.95 * rate:,.0f}",
+                    r["achieved"] >= 0.95 * rate,
+                ),
                 Result("sampler", f"{tag}: period error p50", r["p50"], "µs", wake["p50"], "wake-ups only"),
-                Result("sampler", f"{tag}: period error p99", r["p99"], "µs", wake["p99"], "wake-ups only",
-                       goal="< 100 µs" if one_k else "", ok=r["p99"] < 100 if one_k else None),
-                Result("sampler", f"{tag}: CPU share", r["cpu"], "% of a core", wake["cpu"], "wake-ups only",
-                       goal="< 10 %" if one_k else "", ok=r["cpu"] < 10 if one_k else None),
+                Result(
+                    "sampler",
+                    f"{tag}: period error p99",
+                    r["p99"],
+                    "µs",
+                    wake["p99"],
+                    "wake-ups only",
+                    goal="< 100 µs" if one_k else "",
+                    ok=r["p99"] < 100 if one_k else None,
+                ),
+                Result(
+                    "sampler",
+                    f"{tag}: CPU share",
+                    r["cpu"],
+                    "% of a core",
+                    wake["cpu"],
+                    "wake-ups only",
+                    goal="< 10 %" if one_k else "",
+                    ok=r["cpu"] < 10 if one_k else None,
+                ),
                 Result("sampler", f"{tag}: missed ticks", r["missed"], "ticks"),
                 Result("sampler", f"{tag}: CPU time stolen by the host", r["steal"], "% (during the sampler runs)"),
             ]

@@ -67,8 +67,20 @@ def run(quick: bool) -> list[Result]:
     prefix = f"sb-bench-{uuid.uuid4().hex[:12]}"
     old_prefix = os.environ.get("STREAMLINE_ANNOTATE_SOCKET_PREFIX")
     os.environ["STREAMLINE_ANNOTATE_SOCKET_PREFIX"] = prefix  # read by the sampler's client
-    listener = subprocess.Popen([sys.executable, "-m", "streamline_bridge", "listen", "-o", str(tmp / "session.sbm"),
-                                 "--socket-prefix", prefix], stdout=subprocess.PIPE, text=True)
+    listener = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamline_bridge",
+            "listen",
+            "-o",
+            str(tmp / "session.sbm"),
+            "--socket-prefix",
+            prefix,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert listener.stdout is not None and listener.stdout.readline().startswith("listening on")
         root = tmp / "sys"
@@ -76,7 +88,7 @@ def run(quick: bool) -> list[Result]:
         n = _calibrate(seconds)
         on, off, sent, feed_s, cpu_on, cpu_off = [], [], 0, 0.0, [], []
         for i in range(pairs):
-            for feed in ((True, False) if i % 2 == 0 else (False, True)):
+            for feed in (True, False) if i % 2 == 0 else (False, True):
                 dt, stats = _round(root, tmp / f"p{i}{int(feed)}.sbp", feed, n)
                 (on if feed else off).append(dt)
                 (cpu_on if feed else cpu_off).append(100 * stats["cpu_share"])
@@ -98,14 +110,45 @@ def run(quick: bool) -> list[Result]:
         shutil.rmtree(tmp, ignore_errors=True)
     ratio = statistics.median(a / b for a, b in zip(on, off))
     return [
-        Result("streamline", "workload time with the feed / without, median over pairs", ratio, "x",
-               goal="<= 1.03 (3 % overhead)", ok=ratio <= 1.03),
-        Result("streamline", "workload time, sampler feeding Streamline (3 rails x 1 kHz)", statistics.median(on), "s",
-               statistics.median(off), "same sampler, feed off"),
-        Result("streamline", "counter values sent per second", sent / feed_s if feed_s else 0.0, "values/s",
-               goal="~3000 (3 rails x 1 kHz)"),
-        Result("streamline", "counter values the listener received", received, "values", sent, "values sent",
-               "all", received == sent),
-        Result("streamline", "sampler CPU share, feed on", statistics.median(cpu_on), "% of a core",
-               statistics.median(cpu_off), "feed off"),
+        Result(
+            "streamline",
+            "workload time with the feed / without, median over pairs",
+            ratio,
+            "x",
+            goal="<= 1.03 (3 % overhead)",
+            ok=ratio <= 1.03,
+        ),
+        Result(
+            "streamline",
+            "workload time, sampler feeding Streamline (3 rails x 1 kHz)",
+            statistics.median(on),
+            "s",
+            statistics.median(off),
+            "same sampler, feed off",
+        ),
+        Result(
+            "streamline",
+            "counter values sent per second",
+            sent / feed_s if feed_s else 0.0,
+            "values/s",
+            goal="~3000 (3 rails x 1 kHz)",
+        ),
+        Result(
+            "streamline",
+            "counter values the listener received",
+            received,
+            "values",
+            sent,
+            "values sent",
+            "all",
+            received == sent,
+        ),
+        Result(
+            "streamline",
+            "sampler CPU share, feed on",
+            statistics.median(cpu_on),
+            "% of a core",
+            statistics.median(cpu_off),
+            "feed off",
+        ),
     ]

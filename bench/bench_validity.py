@@ -64,11 +64,18 @@ def schedule(kind: str, iterations: int, seed: int) -> sim.Schedule:
     """SqueezeNet-like: 26 layers of 0.05-5 ms (log-uniform) at 1.5-6 W; or 6 of 80-200 ms; or 4 of 1-2 s."""
     rng = np.random.default_rng(seed)
     n = {"squeezenet": 26, "medium": 6, "long": 4}[kind]
-    durations = (np.exp(rng.uniform(np.log(0.05), np.log(5.0), n)) if kind == "squeezenet"
-                 else rng.uniform(80, 200, n) if kind == "medium" else rng.uniform(1e3, 2e3, n))
+    durations = (
+        np.exp(rng.uniform(np.log(0.05), np.log(5.0), n))
+        if kind == "squeezenet"
+        else rng.uniform(80, 200, n)
+        if kind == "medium"
+        else rng.uniform(1e3, 2e3, n)
+    )
     power = rng.uniform(1500, 6000, n)
-    layers = tuple((f"layer{i:02d}", float(d), {"VDD_IN": float(p), "VDD_GPU": float(0.25 * p + 200)})
-                   for i, (d, p) in enumerate(zip(durations, power)))
+    layers = tuple(
+        (f"layer{i:02d}", float(d), {"VDD_IN": float(p), "VDD_GPU": float(0.25 * p + 200)})
+        for i, (d, p) in enumerate(zip(durations, power))
+    )
     pause = {"squeezenet": (1.0, 9.0), "medium": (5.0, 30.0), "long": (100.0, 300.0)}[kind]
     return sim.Schedule(layers, iterations, {"VDD_IN": 1200.0, "VDD_GPU": 300.0}, pause_ms=pause, seed=seed)
 
@@ -78,8 +85,10 @@ def evaluate(sc: Scenario, quick: bool, seed: int = 1) -> dict[str, float]:
     truth = sim.run(schedule(sc.layers, iterations, seed))
     model = parse(sc.model, "source")
     period = (model.update_ns or 0) * 1.01  # a real chip's oscillator is a few % off
-    sensors = {r: sim.Sensor(model, period or None, phase_ns=(0.3 + 2.2 * i) * MS % (period or 1), noise_mw=sc.noise_mw)
-               for i, r in enumerate(truth.power)}
+    sensors = {
+        r: sim.Sensor(model, period or None, phase_ns=(0.3 + 2.2 * i) * MS % (period or 1), noise_mw=sc.noise_mw)
+        for i, r in enumerate(truth.power)
+    }
     t = sim.read_times(int(truth.edges[0]), truth.end_ns, int(sc.sample_ms * MS), stalls=0.002, seed=seed)
     rec = sim.recording(truth, sim.read(truth, sensors, t, seed))
     t0 = time.perf_counter()
@@ -125,15 +134,27 @@ def run(quick: bool) -> list[Result]:
     for sc in SCENARIOS:
         m = evaluate(sc, quick)
         ok = goals(sc, m)
-        for key in ("median error (resolved)", "worst error (resolved)", "CI coverage", "resolved",
-                    "rail total error"):
+        for key in ("median error (resolved)", "worst error (resolved)", "CI coverage", "resolved", "rail total error"):
             goal = "" if key not in ok else _goal(key) + (" (full size)" if quick else "")
-            out.append(Result("validity", f"{sc.name} ({m['model']}): {key}", 100 * m[key], "%",
-                              goal=goal, ok=None if quick else ok.get(key)))
+            out.append(
+                Result(
+                    "validity",
+                    f"{sc.name} ({m['model']}): {key}",
+                    100 * m[key],
+                    "%",
+                    goal=goal,
+                    ok=None if quick else ok.get(key),
+                )
+            )
         out.append(Result("validity", f"{sc.name}: energy_table time ({int(m['rows'])} rows)", m["seconds"], "s"))
     return out
 
 
 def _goal(key: str) -> str:
-    return {"CI coverage": ">= 90 %", "rail total error": "<= 2 %", "median error (resolved)": "<= 2 %",
-            "resolved": ">= 90 %", "worst error (resolved)": "<= 1 %"}[key]
+    return {
+        "CI coverage": ">= 90 %",
+        "rail total error": "<= 2 %",
+        "median error (resolved)": "<= 2 %",
+        "resolved": ">= 90 %",
+        "worst error (resolved)": "<= 1 %",
+    }[key]

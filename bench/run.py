@@ -63,7 +63,7 @@ def scratch_dir(prefix: str, need_bytes: int = 0) -> Path:
 
 def discover() -> list[str]:
     here = Path(__file__).parent
-    return sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    return sorted(m.name[len("bench_") :] for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,8 +30,15 @@ class Wakeups:
     """Runs the wake-up-only child while inside the ``with`` block."""
 
     def __init__(self, rate_hz: float, spin_us: float, realtime: bool = False, cpu: int | None = None) -> None:
-        self.command = [sys.executable, "-m", "bench.wakeups", str(rate_hz), str(spin_us), str(int(realtime)),
-                        "" if cpu is None else str(cpu)]
+        self.command = [
+            sys.executable,
+            "-m",
+            "bench.wakeups",
+            str(rate_hz),
+            str(spin_us),
+            str(int(realtime)),
+            "" if cpu is None else str(cpu),
+        ]
         self.times = np.zeros(0, dtype=np.int64)
         self.cpu_share = float("nan")
         self.realtime = False

@@ -31,24 +31,43 @@ log = logging.getLogger("streamline_bridge")
 
 def _verbosity(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("-q", "--quiet", action="store_const", const=logging.WARNING, dest="log_level",
-                       help="diagnostics: warnings and errors only")
-    group.add_argument("-v", "--verbose", action="store_const", const=logging.DEBUG, dest="log_level",
-                       help="diagnostics: also debugging details")
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_const",
+        const=logging.WARNING,
+        dest="log_level",
+        help="diagnostics: warnings and errors only",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_const",
+        const=logging.DEBUG,
+        dest="log_level",
+        help="diagnostics: also debugging details",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command configured."""
     parser = argparse.ArgumentParser(
-        prog="streamline-bridge", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="streamline-bridge",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Per-layer time and energy of neural networks, from layer markers and power rails.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         mod = importlib.import_module(f"streamline_bridge.commands.{name}")
-        p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__, epilog=EPILOG,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=mod.HELP,
+            description=mod.__doc__,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         mod.configure(p)
         _verbosity(p)
         p.set_defaults(_run=mod.run)
@@ -99,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line, the traceback only on request
         if os.environ.get("STREAMLINE_BRIDGE_DEBUG"):
             raise
-        log.error(f"streamline-bridge: internal error: {type(exc).__name__}: {exc} "
-                  "(set STREAMLINE_BRIDGE_DEBUG=1 for the traceback)")
+        log.error(
+            f"streamline-bridge: internal error: {type(exc).__name__}: {exc} "
+            "(set STREAMLINE_BRIDGE_DEBUG=1 for the traceback)"
+        )
         return 70

@@ -37,8 +37,9 @@ full definitions (``counters``), per-rail facts
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -204,8 +205,10 @@ def markers_frame(columns: Mapping[str, Iterable[Any]], clock_base_ns: int | Non
     ``time_rel_ns`` is derived from ``time_ns`` and ``clock_base_ns`` unless given. Give large
     columns as numpy arrays or Series: a million rows then take well under a second.
     """
-    cols = {k: v if isinstance(v, (np.ndarray, pd.Series, pd.api.extensions.ExtensionArray)) else list(v)
-            for k, v in columns.items()}
+    cols = {
+        k: v if isinstance(v, (np.ndarray, pd.Series, pd.api.extensions.ExtensionArray)) else list(v)
+        for k, v in columns.items()
+    }
     n = len(next(iter(cols.values()))) if cols else 0
     data: dict[str, pd.Series] = {}
     for name, dtype in MARKER_DTYPES.items():
@@ -225,9 +228,7 @@ def markers_frame(columns: Mapping[str, Iterable[Any]], clock_base_ns: int | Non
     return pd.DataFrame({name: data[name] for name in MARKER_DTYPES}, copy=False)
 
 
-def power_frame(
-    time_ns: np.ndarray, rails: Mapping[str, np.ndarray], clock_base_ns: int | None
-) -> pd.DataFrame:
+def power_frame(time_ns: np.ndarray, rails: Mapping[str, np.ndarray], clock_base_ns: int | None) -> pd.DataFrame:
     """Build a long power table from one time column and one mW column per rail."""
     time_ns = np.asarray(time_ns, dtype=np.int64)
     names = list(rails)

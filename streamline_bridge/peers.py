@@ -22,7 +22,7 @@ def tcp_peer_uid(sock: socket.socket) -> int | None:
 
     def hexaddr(addr: tuple) -> str:
         packed = socket.inet_pton(sock.family, addr[0])
-        words = [packed[i:i + 4][::-1].hex().upper() for i in range(0, len(packed), 4)]
+        words = [packed[i : i + 4][::-1].hex().upper() for i in range(0, len(packed), 4)]
         return "".join(words) + f":{addr[1]:04X}"
 
     want = (hexaddr(peer), hexaddr(ours))

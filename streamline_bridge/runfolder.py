@@ -45,7 +45,7 @@ class Phases:
     t3: int
 
     @classmethod
-    def from_marks(cls, marks: Sequence[int], now: int) -> "Phases":
+    def from_marks(cls, marks: Sequence[int], now: int) -> Phases:
         """The phases from the marks taken so far (t0, t1 ...); the missing ones are ``now``."""
         t = list(marks[:4]) + [now] * (4 - len(marks[:4]))
         return cls(*t)
@@ -56,7 +56,7 @@ class Phases:
         return {name: [t[i], t[i + 1]] for i, name in enumerate(_PHASE_NAMES)}
 
     @classmethod
-    def from_dict(cls, phases: Any) -> "Phases":
+    def from_dict(cls, phases: Any) -> Phases:
         """The manifest's ``phases``; ValueError saying what is wrong with it."""
         if not isinstance(phases, dict) or set(phases) != set(_PHASE_NAMES):
             raise ValueError(f"phases must be an object with {', '.join(_PHASE_NAMES)}")
@@ -102,8 +102,9 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(path, f"run manifest version {m.get('version')} is not supported (this reader: {VERSION})")
     try:
         _check(m, "files", (dict,), "an object of file names")
-        if not all(isinstance(v, str) and v not in ("", ".", "..") and "/" not in v
-                   for v in (m.get("files") or {}).values()):
+        if not all(
+            isinstance(v, str) and v not in ("", ".", "..") and "/" not in v for v in (m.get("files") or {}).values()
+        ):
             raise ValueError("'files' must name files inside the run folder")
         _check(m, "complete", (bool,), "true or false")
         _check(m, "power", (dict,), "an object")
@@ -171,15 +172,15 @@ class RunWriter(MutableMapping[str, Any]):
             try:
                 fcntl.flock(self._dir, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise InputError(self.path, "another record is writing this run folder: choose another "
-                                            "folder") from None
+                raise InputError(
+                    self.path, "another record is writing this run folder: choose another folder"
+                ) from None
             entries = sorted(os.listdir(self._dir))
             if MANIFEST in entries:
                 raise InputError(self.path, "already holds a run (manifest.json): choose another folder")
             if entries:
                 shown = ", ".join(entries[:3]) + (" ..." if len(entries) > 3 else "")
-                raise InputError(self.path, f"holds files but no run manifest ({shown}): choose an empty or "
-                                            "new folder")
+                raise InputError(self.path, f"holds files but no run manifest ({shown}): choose an empty or new folder")
             self._reserve()
         except BaseException:
             self.close()
@@ -222,8 +223,9 @@ class RunWriter(MutableMapping[str, Any]):
         except OSError as exc:
             os.close(fd)
             os.unlink(MANIFEST_TMP, dir_fd=self._dir)
-            raise InputError(self.path / MANIFEST_TMP, f"cannot reserve room for the manifest: "
-                                                       f"{exc.strerror or exc}") from None
+            raise InputError(
+                self.path / MANIFEST_TMP, f"cannot reserve room for the manifest: {exc.strerror or exc}"
+            ) from None
         self._reserved = fd
 
     def _ours(self, fd: int) -> bool:

@@ -66,8 +66,10 @@ class SensorModel:
             if not self.channels:
                 raise ValueError(f"INA3221 configuration {self.config:#06x} enables no channel")
             if self.config & 0b110 != 0b110:
-                raise ValueError(f"INA3221 configuration {self.config:#06x} does not convert both shunt and bus "
-                                 "voltages (mode bits 2-1 must be 11)")
+                raise ValueError(
+                    f"INA3221 configuration {self.config:#06x} does not convert both shunt and bus "
+                    "voltages (mode bits 2-1 must be 11)"
+                )
 
     # --- the spec string -------------------------------------------------------------------------
     @property
@@ -86,9 +88,11 @@ class SensorModel:
         """One line for humans: the spec, what it means and where it came from."""
         if self.kind == "ina3221":
             known = KNOWN_CONFIGS.get(self.config or 0)
-            what = (f"{len(self.channels)} ch, AVG {self.averages}, shunt {self.shunt_ct_ns / 1e3:g} us + "
-                    f"bus {self.bus_ct_ns / 1e3:g} us: refreshed every {(self.update_ns or 0) / 1e6:.3g} ms, "
-                    f"memory ~{self.memory_ns / 1e6:.3g} ms" + (f"; {known}" if known else ""))
+            what = (
+                f"{len(self.channels)} ch, AVG {self.averages}, shunt {self.shunt_ct_ns / 1e3:g} us + "
+                f"bus {self.bus_ct_ns / 1e3:g} us: refreshed every {(self.update_ns or 0) / 1e6:.3g} ms, "
+                f"memory ~{self.memory_ns / 1e6:.3g} ms" + (f"; {known}" if known else "")
+            )
         elif self.kind == "window":
             what = f"mean over {(self.period_ns or 0) / 1e6:.3g} ms blocks"
         else:
@@ -100,13 +104,13 @@ class SensorModel:
         return {"model": self.spec, "source": self.source}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SensorModel":
+    def from_dict(cls, d: dict[str, Any]) -> SensorModel:
         """The inverse of :meth:`to_dict` (raises ValueError on a malformed entry)."""
         if not isinstance(d, dict) or not isinstance(d.get("model"), str):
             raise ValueError(f"sensor model entry is not {{'model': SPEC, 'source': ...}}: {d!r}")
         return parse(d["model"], str(d.get("source", "default")))
 
-    def with_source(self, source: str) -> "SensorModel":
+    def with_source(self, source: str) -> SensorModel:
         """The same model, credited to another source."""
         return SensorModel(self.kind, self.config, self.period_ns, source)
 
@@ -162,8 +166,9 @@ INSTANT = SensorModel("instant")
 INSTANT_SOURCE = SensorModel("instant", source="source")  # what the kind of source says (NVML, counters)
 
 
-def ina3221_config(channels: tuple[int, ...] = (1, 2, 3), averages: int = 1, bus_ct_us: int = 1100,
-                   shunt_ct_us: int = 1100) -> int:
+def ina3221_config(
+    channels: tuple[int, ...] = (1, 2, 3), averages: int = 1, bus_ct_us: int = 1100, shunt_ct_us: int = 1100
+) -> int:
     """The configuration register for these settings (continuous shunt and bus conversions)."""
     if averages not in AVERAGES:
         raise ValueError(f"INA3221 averages must be one of {AVERAGES}, not {averages}")
@@ -171,8 +176,13 @@ def ina3221_config(channels: tuple[int, ...] = (1, 2, 3), averages: int = 1, bus
         if ct not in CONV_TIMES_US:
             raise ValueError(f"INA3221 conversion time must be one of {CONV_TIMES_US} us, not {ct}")
     enable = sum(1 << (15 - k) for k in channels if k in (1, 2, 3))
-    return (enable | AVERAGES.index(averages) << 9 | CONV_TIMES_US.index(bus_ct_us) << 6
-            | CONV_TIMES_US.index(shunt_ct_us) << 3 | 0b111)
+    return (
+        enable
+        | AVERAGES.index(averages) << 9
+        | CONV_TIMES_US.index(bus_ct_us) << 6
+        | CONV_TIMES_US.index(shunt_ct_us) << 3
+        | 0b111
+    )
 
 
 def ina3221_from_hwmon(samples: int, update_interval_ms: float, channels: tuple[int, ...]) -> SensorModel:

@@ -127,8 +127,9 @@ class Readings:
     sensors: dict[str, Sensor] = field(default_factory=dict)
 
 
-def read_times(start_ns: int, end_ns: int, interval_ns: int, jitter_ns: int = 50_000, stalls: float = 0.0,
-               seed: int = 0) -> np.ndarray:
+def read_times(
+    start_ns: int, end_ns: int, interval_ns: int, jitter_ns: int = 50_000, stalls: float = 0.0, seed: int = 0
+) -> np.ndarray:
     """A sampler's read times: every ``interval_ns`` with jitter; ``stalls``: share of reads delayed 5-20 intervals."""
     rng = np.random.default_rng(seed + 1)
     n = int((end_ns - start_ns) // interval_ns)
@@ -143,8 +144,10 @@ def read_times(start_ns: int, end_ns: int, interval_ns: int, jitter_ns: int = 50
 def read(truth: Truth, sensors: Mapping[str, Sensor], t_ns: np.ndarray, seed: int = 0) -> Readings:
     """Every rail read through its sensor at ``t_ns``."""
     rng = np.random.default_rng(seed + 2)
-    values = {r: forward(s.model, s.grid(), truth.edges, truth.power[r], t_ns, s.quantum_mw, s.noise_mw, rng)
-              for r, s in sensors.items()}
+    values = {
+        r: forward(s.model, s.grid(), truth.edges, truth.power[r], t_ns, s.quantum_mw, s.noise_mw, rng)
+        for r, s in sensors.items()
+    }
     return Readings(t_ns, values, dict(sensors))
 
 
@@ -157,16 +160,21 @@ def markers(truth: Truth) -> pd.DataFrame:
     channel = [2] * (2 * len(it)) + [3] * (2 * len(occ))
     text = [f"iteration {i}" for i in it.index] + [""] * len(it) + list(occ["name"]) + [""] * len(occ)
     order = np.lexsort((np.array([k == "text" for k in kind]), t))  # an end before a text at one instant
-    cols = {"time_ns": t[order], "kind": np.array(kind)[order], "channel": np.array(channel)[order],
-            "text": np.array(text, dtype=object)[order]}
+    cols = {
+        "time_ns": t[order],
+        "kind": np.array(kind)[order],
+        "channel": np.array(channel)[order],
+        "text": np.array(text, dtype=object)[order],
+    }
     return markers_frame(cols, 0)
 
 
-def recording(truth: Truth, readings: Readings, known_models: bool = False,
-              idle: bool = True) -> Recording:
+def recording(truth: Truth, readings: Readings, known_models: bool = False, idle: bool = True) -> Recording:
     """The recording a reader returns; ``known_models``: each rail's RailInfo carries its sensor model."""
-    rails = {r: RailInfo(r, source="simulator", sensor_model=s.model.with_source("source") if known_models else None)
-             for r, s in readings.sensors.items()}
+    rails = {
+        r: RailInfo(r, source="simulator", sensor_model=s.model.with_source("source") if known_models else None)
+        for r, s in readings.sensors.items()
+    }
     extra = {"idle_mw": {r: float(truth.power[r][0]) for r in rails}} if idle else {}
     meta = Meta(format="simulated", sources=["simulator"], clock_base_ns=0, rails=rails, extra=extra)
     return Recording(markers(truth), power_frame(readings.t_ns, readings.values, 0), meta)
@@ -181,19 +189,33 @@ def write_logs(truth: Truth, readings: Readings, folder: str | os.PathLike[str])
     m_path, p_path = folder / "markers.sbm", folder / "power.sbp"
     m = markers(truth)
     log = mirror.MarkerLog(m_path, protocol=wire.DEFAULT_PROTOCOL, writer="simulator")
-    msgs = b"".join(wire.text(int(t), int(ch), txt) for t, ch, txt in
-                    zip(m["time_ns"], m["channel"], m["text"].fillna("")))
-    log.write(mirror.record(mirror.OPENED, 1, wire.handshake(1, 1, wire.DEFAULT_PROTOCOL))
-              + mirror.record(mirror.MESSAGES, 1, msgs) + mirror.record(mirror.CLOSED, 1))
+    msgs = b"".join(
+        wire.text(int(t), int(ch), txt) for t, ch, txt in zip(m["time_ns"], m["channel"], m["text"].fillna(""))
+    )
+    log.write(
+        mirror.record(mirror.OPENED, 1, wire.handshake(1, 1, wire.DEFAULT_PROTOCOL))
+        + mirror.record(mirror.MESSAGES, 1, msgs)
+        + mirror.record(mirror.CLOSED, 1)
+    )
     log.close()
     rails = list(readings.values)
-    meta = {"rails": [{"name": r, "unit": "mW",
-                       "sensor_model": readings.sensors[r].model.with_source("source").to_dict()} for r in rails],
-            "source": "simulator", "monotonic_raw_ns": 0, "clock": "CLOCK_MONOTONIC_RAW"}
+    meta = {
+        "rails": [
+            {"name": r, "unit": "mW", "sensor_model": readings.sensors[r].model.with_source("source").to_dict()}
+            for r in rails
+        ],
+        "source": "simulator",
+        "monotonic_raw_ns": 0,
+        "clock": "CLOCK_MONOTONIC_RAW",
+    }
     w = PowerLogWriter(p_path, meta)
     t = readings.t_ns
-    w.write_samples(array("q", (t - 1000).tolist()), array("I", [1000] * len(t)),
-                    [array("f", readings.values[r].astype(np.float32).tolist()) for r in rails], 0)
+    w.write_samples(
+        array("q", (t - 1000).tolist()),
+        array("I", [1000] * len(t)),
+        [array("f", readings.values[r].astype(np.float32).tolist()) for r in rails],
+        0,
+    )
     w.write_trailer({"samples": len(t)})
     w.close()
     return m_path, p_path

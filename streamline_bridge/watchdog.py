@@ -94,8 +94,13 @@ def start(pid: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    return subprocess.Popen([sys.executable, "-m", "streamline_bridge.watchdog", str(pid)], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, env=env, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamline_bridge.watchdog", str(pid)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def release(dog: subprocess.Popen[bytes]) -> None:

@@ -134,8 +134,16 @@ class FakeGatord:
     ``start_capture()`` writes 0x00 to every open control connection.
     """
 
-    def __init__(self, prefix: str = "", tcp: bool = False, stalled: bool = False, greet: bool = False,
-                 backlog: int = 64, accepting: bool = True, data: bool = True) -> None:
+    def __init__(
+        self,
+        prefix: str = "",
+        tcp: bool = False,
+        stalled: bool = False,
+        greet: bool = False,
+        backlog: int = 64,
+        accepting: bool = True,
+        data: bool = True,
+    ) -> None:
         self.prefix = prefix
         self.backlog = backlog
         self.accepting = threading.Event()  # data connections are accepted only once this is set

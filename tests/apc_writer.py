@@ -47,15 +47,27 @@ class CaptureWriter:
         """Append raw bytes (for damaged files)."""
         self.records.append(data)
 
-    def summary(self, monotonic_raw: int, realtime: int = 1_700_000_000_000_000_000, boottime: int | None = None,
-                monotonic: int | None = None, attributes: dict[str, str] | None = None) -> None:
+    def summary(
+        self,
+        monotonic_raw: int,
+        realtime: int = 1_700_000_000_000_000_000,
+        boottime: int | None = None,
+        monotonic: int | None = None,
+        attributes: dict[str, str] | None = None,
+    ) -> None:
         """A Summary message; four clocks when ``monotonic`` is given (gator 9.1+), else three."""
         attrs = {"uname": UNAME, "PAGESIZE": "4096", "nosync": ""} if attributes is None else attributes
-        body = fr.SummaryMessage.build({
-            "clocks": {"realtime": realtime, "boottime": monotonic_raw if boottime is None else boottime,
-                       "monotonic_raw": monotonic_raw, "monotonic": monotonic},
-            "attributes": [{"key": k, "value": v} for k, v in attrs.items()] + [{"key": "", "value": None}],
-        })
+        body = fr.SummaryMessage.build(
+            {
+                "clocks": {
+                    "realtime": realtime,
+                    "boottime": monotonic_raw if boottime is None else boottime,
+                    "monotonic_raw": monotonic_raw,
+                    "monotonic": monotonic,
+                },
+                "attributes": [{"key": k, "value": v} for k, v in attrs.items()] + [{"key": "", "value": None}],
+            }
+        )
         self.frame(fr.SUMMARY, body)
 
     def core_name(self, core: int, cpuid: int, name: str) -> None:
@@ -67,8 +79,10 @@ class CaptureWriter:
 
     def counter(self, messages: list[tuple[int, int, int, int]]) -> None:
         """A COUNTER frame (gator.ko): ``(time, core, key, value)`` messages."""
-        self.frame(fr.COUNTER, b"".join(
-            fr.CounterMessage.build({"time": t, "core": c, "key": k, "value": v}) for t, c, k, v in messages))
+        self.frame(
+            fr.COUNTER,
+            b"".join(fr.CounterMessage.build({"time": t, "core": c, "key": k, "value": v}) for t, c, k, v in messages),
+        )
 
     def external(self, ident: int, data: bytes = b"") -> None:
         """An EXTERNAL data chunk (or an id-only frame when ``data`` is empty)."""
@@ -81,16 +95,20 @@ class CaptureWriter:
         """``data`` as EXTERNAL chunks of the given sizes (the rest in a last chunk)."""
         pos = 0
         for n in sizes:
-            self.external(ident, data[pos:pos + n])
+            self.external(ident, data[pos : pos + n])
             pos += n
         if pos < len(data):
             self.external(ident, data[pos:])
 
     def legacy_annotate(self, chunks: list[tuple[int, int, int, bytes]]) -> None:
         """An ANNOTATE frame (gator.ko) of ``(core, tid, time, bytes)`` chunks; time 0 + no bytes = close."""
-        self.frame(fr.ANNOTATE, b"".join(
-            fr.LegacyAnnotateChunk.build({"core": c, "tid": tid, "time": t, "size": len(d), "data": d})
-            for c, tid, t, d in chunks))
+        self.frame(
+            fr.ANNOTATE,
+            b"".join(
+                fr.LegacyAnnotateChunk.build({"core": c, "tid": tid, "time": t, "size": len(d), "data": d})
+                for c, tid, t, d in chunks
+            ),
+        )
 
     def perf_data(self, cpu: int, payload: bytes) -> None:
         """A 9.x PERF_DATA frame: cpu, u32le size, bytes (never parsed by the reader)."""
@@ -106,14 +124,17 @@ class CaptureWriter:
 
     def captured_xml(self) -> str:
         counters = "".join(f'    <counter key="{k:#x}" type={quoteattr(t)}/>\n' for k, t in self.keys.items())
-        return (f'<?xml version="1.0" encoding="UTF-8"?>\n<captured version="1" type="{self.type}" '
-                f'protocol="{self.protocol}" created="1700000001">\n'
-                f'  <target name="Test" sample_rate="1000" cores="4" cpuid="0x41d07" supports_live="yes" '
-                f'local_capture="yes"/>\n  <counters>\n{counters}  </counters>\n</captured>\n')
+        return (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<captured version="1" type="{self.type}" '
+            f'protocol="{self.protocol}" created="1700000001">\n'
+            f'  <target name="Test" sample_rate="1000" cores="4" cpuid="0x41d07" supports_live="yes" '
+            f'local_capture="yes"/>\n  <counters>\n{counters}  </counters>\n</captured>\n'
+        )
 
     def events_xml(self) -> str:
-        events = "".join("    <event " + " ".join(f"{k}={quoteattr(v)}" for k, v in e.items()) + "/>\n"
-                         for e in self.events)
+        events = "".join(
+            "    <event " + " ".join(f"{k}={quoteattr(v)}" for k, v in e.items()) + "/>\n" for e in self.events
+        )
         return f'<?xml version="1.0" encoding="UTF-8"?>\n<events>\n  <category name="Test">\n{events}  </category>\n</events>\n'
 
     # --- output ---------------------------------------------------------------------------------

@@ -33,8 +33,13 @@ def tx1_ramps(slope: int = 1) -> dict[str, Callable[[int], int]]:
 class FakeSensor:
     """Copies ``fixture`` to ``dest`` and rewrites ``functions`` ({relative path: f(k) -> int}) every ``period_s``."""
 
-    def __init__(self, fixture: str | os.PathLike[str], dest: str | os.PathLike[str], period_s: float,
-                 functions: dict[str, Callable[[int], int]]):
+    def __init__(
+        self,
+        fixture: str | os.PathLike[str],
+        dest: str | os.PathLike[str],
+        period_s: float,
+        functions: dict[str, Callable[[int], int]],
+    ):
         self.root = Path(dest)
         shutil.copytree(fixture, self.root, dirs_exist_ok=True)
         self.period_ns = int(period_s * 1e9)

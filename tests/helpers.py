@@ -22,8 +22,9 @@ R = TypeVar("R")
 TIMEOUT_S = 20.0
 
 
-def wait_until(condition: Callable[[], T], timeout: float = TIMEOUT_S, what: str = "condition",
-               poll_s: float = 0.005) -> T:
+def wait_until(
+    condition: Callable[[], T], timeout: float = TIMEOUT_S, what: str = "condition", poll_s: float = 0.005
+) -> T:
     """Call ``condition`` until it returns something true and return that value.
 
     Raises AssertionError naming ``what`` when ``timeout`` seconds pass first.

@@ -19,8 +19,9 @@ from streamline_bridge.energy import sensors
 from streamline_bridge.sensor_model import SensorModel
 
 
-def register_functions(truth: sim.Truth, files: dict[str, str], model: SensorModel, period_ns: int,
-                       updates: int) -> dict[str, Callable[[int], int]]:
+def register_functions(
+    truth: sim.Truth, files: dict[str, str], model: SensorModel, period_ns: int, updates: int
+) -> dict[str, Callable[[int], int]]:
     """``{file: f(k)}``: the integer mW the sensor shows after its update ``k`` (times relative to 0)."""
     grid = sensors.Grid(float(period_ns), 0.0)
     t_k = grid.at(np.arange(updates)) + 1.0  # a read just after update k
@@ -38,8 +39,10 @@ def register_functions(truth: sim.Truth, files: dict[str, str], model: SensorMod
 def workload_script(truth: sim.Truth, t0_ns: int) -> str:
     """A Python script that marks every occurrence of ``truth`` at ``t0_ns`` + its scheduled time."""
     occ = truth.occurrences
-    items = [(int(it), str(name), int(a) + t0_ns, int(b) + t0_ns)
-             for it, name, a, b in zip(occ["iteration"], occ["name"], occ["start_ns"], occ["end_ns"])]
+    items = [
+        (int(it), str(name), int(a) + t0_ns, int(b) + t0_ns)
+        for it, name, a, b in zip(occ["iteration"], occ["name"], occ["start_ns"], occ["end_ns"])
+    ]
     return f"""
 import time, annotate
 CLOCK = time.CLOCK_MONOTONIC_RAW

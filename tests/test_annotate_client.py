@@ -6,6 +6,9 @@ import socket
 import threading
 
 import pytest
+
+import annotate
+from annotate import Client, wire
 from annotate_support import (
     TIMED_CODES,
     FakeGatord,
@@ -15,9 +18,6 @@ from annotate_support import (
     walk_marker_log,
 )
 from helpers import wait_until
-
-import annotate
-from annotate import Client, wire
 
 IMG = bytes.fromhex("89504e470d0a1a0a")
 
@@ -54,10 +54,20 @@ def replay_v4_sequence(c: Client, tid: int) -> None:
     c.counter_value(1, 1234)
     c.counter_value(2, 3000000000)
     c.counter(
-        3, "Engine", "State", counter_class=annotate.ACTIVITY, display=annotate.AVERAGE, units="",
-        modifier=1, series_composition=annotate.STACKED, rendering_type=annotate.BAR,
-        activities=("Load", "Run"), activity_colors=(annotate.RED, annotate.GREEN), cores=1,
-        color=annotate.COLOR_CYCLE, description="demo activity counter",
+        3,
+        "Engine",
+        "State",
+        counter_class=annotate.ACTIVITY,
+        display=annotate.AVERAGE,
+        units="",
+        modifier=1,
+        series_composition=annotate.STACKED,
+        rendering_type=annotate.BAR,
+        activities=("Load", "Run"),
+        activity_colors=(annotate.RED, annotate.GREEN),
+        cores=1,
+        color=annotate.COLOR_CYCLE,
+        description="demo activity counter",
     )
     c.activity_switch(3, 2, tid, core=0)
     c.cam_view_name(0x1234, "Pipeline")
@@ -250,7 +260,9 @@ def test_buffered_file_flush_and_thread_end(tmp_path):
     streams = m.streams()
     assert {len(s.messages) for s in streams.values()} == {1, 2}
     c.close()
-    assert sorted(sid for k, sid, _ in walk_marker_log(log).records if k == 3) == sorted({t.native_id, threading.get_native_id()})
+    assert sorted(sid for k, sid, _ in walk_marker_log(log).records if k == 3) == sorted(
+        {t.native_id, threading.get_native_id()}
+    )
 
 
 def test_region_context_manager_and_decorator(tmp_path):
@@ -484,8 +496,10 @@ def test_a_stalled_gatord_gets_everything_once_it_reads_again(tmp_path):
             c.marker(f"{i:030d}")  # 2.5 MB: far more than the socket buffers hold
         (st,) = c._sender.snapshot()
         wait_until(lambda: st.link.sock is not None and st.link.sent < len(st.link.pending), what="a stalled send")
-        wait_until(lambda: sum(len(s.messages) for s in walk_marker_log(log).streams().values()) == n,
-                   what="the marker log written although gatord is stalled")
+        wait_until(
+            lambda: sum(len(s.messages) for s in walk_marker_log(log).streams().values()) == n,
+            what="the marker log written although gatord is stalled",
+        )
         g.reading.set()
         wait_until(lambda: g.streams() and len(g.streams()[0].messages) == n, 30, "everything at gatord")
         c.marker("after")
@@ -505,4 +519,10 @@ def test_a_broken_connection_resumes_at_the_message_cut_short():
     data = bytearray(b"".join(msgs))
     ends = [len(b"".join(msgs[: i + 1])) for i in range(3)]
     assert [message_start(data, k) for k in (0, 1, ends[0] - 1, ends[0], ends[1] + 2, ends[2])] == [
-        0, 0, 0, ends[0], ends[1], ends[2]]
+        0,
+        0,
+        0,
+        ends[0],
+        ends[1],
+        ends[2],
+    ]

@@ -30,7 +30,12 @@ def spawn(script: str, *args: str, cwd: Path | None = None) -> subprocess.Popen:
             del env[k]
     p = subprocess.Popen(
         [PYTHON, "-c", textwrap.dedent(script), *args],
-        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
     )
     p.stdin_w, p.stdin = p.stdin, None  # communicate() leaves it alone; closing it is the test's signal
     return p
@@ -166,7 +171,6 @@ def test_exit_paths_flush_everything(tmp_path, mode, sig, returncode):
     assert [k for k, _, _ in m.records].count(3) == 2  # both streams closed
 
 
-
 def test_readme_example_runs_and_writes_its_marker_log(tmp_path):
     section = (ROOT / "README.md").read_text().split("## Annotating a Python program", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
@@ -238,12 +242,15 @@ RUNNING_THREADS = """
 """
 
 
-@pytest.mark.parametrize("mode, sig, returncode", [
-    ("sigterm", signal.SIGTERM, -signal.SIGTERM),  # non-daemon threads still writing when the signal comes
-    ("sigterm-env", signal.SIGTERM, -signal.SIGTERM),  # the same, the client's first call from a thread
-    ("sigint", signal.SIGINT, -signal.SIGINT),  # KeyboardInterrupt, daemon threads writing through exit
-    ("exception", None, 1),
-])
+@pytest.mark.parametrize(
+    "mode, sig, returncode",
+    [
+        ("sigterm", signal.SIGTERM, -signal.SIGTERM),  # non-daemon threads still writing when the signal comes
+        ("sigterm-env", signal.SIGTERM, -signal.SIGTERM),  # the same, the client's first call from a thread
+        ("sigint", signal.SIGINT, -signal.SIGINT),  # KeyboardInterrupt, daemon threads writing through exit
+        ("exception", None, 1),
+    ],
+)
 def test_no_returned_call_is_lost_when_the_process_ends_with_threads_writing(tmp_path, mode, sig, returncode):
     import struct
 

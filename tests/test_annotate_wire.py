@@ -31,9 +31,18 @@ def v4_main_calls(t, tid: int) -> list[bytes]:
         wire.counter_value(t(13), 0, 1, 1234, protocol=4),
         wire.counter_value(t(14), 0, 2, 3000000000, protocol=4),
         wire.counter(
-            3, "Engine", "State", counter_class=wire.ACTIVITY, display=wire.AVERAGE, units="",
-            rendering_type=wire.BAR, activities=("Load", "Run"), activity_colors=(wire.RED, wire.GREEN),
-            cores=1, color=wire.COLOR_CYCLE, description="demo activity counter",
+            3,
+            "Engine",
+            "State",
+            counter_class=wire.ACTIVITY,
+            display=wire.AVERAGE,
+            units="",
+            rendering_type=wire.BAR,
+            activities=("Load", "Run"),
+            activity_colors=(wire.RED, wire.GREEN),
+            cores=1,
+            color=wire.COLOR_CYCLE,
+            description="demo activity counter",
         ),
         wire.activity_switch(t(15), 0, 3, 2, tid),
         wire.cam_view_name(0x1234, "Pipeline"),
@@ -83,7 +92,10 @@ def h(s: str) -> bytes:
         # E2 name channel
         (lambda t: wire.name_channel(t, 3, 1, "layers"), "03 0e 00 00 00 cc ae 93 85 a8 19 03 01 6c 61 79 65 72 73"),
         # E3 coloured text
-        (lambda t: wire.text_color(t, 3, wire.GREEN, "conv1"), "02 10 00 00 00 fd b2 93 85 a8 19 03 00 ff 00 1b 63 6f 6e 76 31"),
+        (
+            lambda t: wire.text_color(t, 3, wire.GREEN, "conv1"),
+            "02 10 00 00 00 fd b2 93 85 a8 19 03 00 ff 00 1b 63 6f 6e 76 31",
+        ),
         # E4 channel end
         (lambda t: wire.text(t, 3, None), "01 07 00 00 00 a2 b6 93 85 a8 19 03"),
         # E5 plain text
@@ -109,10 +121,21 @@ def h(s: str) -> bytes:
         # E9 activity counter and switch
         (
             lambda t: wire.counter(
-                3, "Engine", "State", per_cpu=False, counter_class=wire.ACTIVITY, display=wire.AVERAGE,
-                units="", modifier=1, series_composition=wire.STACKED, rendering_type=wire.BAR,
-                activities=["Load", "Run"], activity_colors=[wire.RED, wire.GREEN], cores=1,
-                color=wire.COLOR_CYCLE, description="demo activity counter",
+                3,
+                "Engine",
+                "State",
+                per_cpu=False,
+                counter_class=wire.ACTIVITY,
+                display=wire.AVERAGE,
+                units="",
+                modifier=1,
+                series_composition=wire.STACKED,
+                rendering_type=wire.BAR,
+                activities=["Load", "Run"],
+                activity_colors=[wire.RED, wire.GREEN],
+                cores=1,
+                color=wire.COLOR_CYCLE,
+                description="demo activity counter",
             ),
             "08 44 00 00 00 03 00 03 01 01 01 03 00 00 00 02 01 00 00 00 00"
             "4c 6f 61 64 00 ff 00 00 1b 52 75 6e 00 00 ff 00 1b"
@@ -134,7 +157,10 @@ def h(s: str) -> bytes:
             lambda t: wire.cam_job_start(0x1234, 103, "job103", 2, 2002000000, wire.WHITE),
             "0e 14 00 00 00 b4 24 e7 00 02 80 b1 d0 ba 07 ff ff ff 1b 6a 6f 62 31 30 33",
         ),
-        (lambda t: wire.cam_job_set_dependencies(0x1234, 103, 2002000001, -1, [102]), "0f 0d 00 00 00 b4 24 e7 00 81 b1 d0 ba 07 7f 01 e6 00"),
+        (
+            lambda t: wire.cam_job_set_dependencies(0x1234, 103, 2002000001, -1, [102]),
+            "0f 0d 00 00 00 b4 24 e7 00 81 b1 d0 ba 07 7f 01 e6 00",
+        ),
         (lambda t: wire.cam_job_stop(0x1234, 103, 2002500000), "10 09 00 00 00 b4 24 e7 00 a0 f3 ee ba 07"),
         # E11 visual
         (
@@ -153,10 +179,22 @@ def test_spec_v5_examples(encode, expected):
 @pytest.mark.parametrize(
     "value, bits, expected",
     [
-        (1234, 32, "d2 09"), (-5, 32, "7b"), (-1, 32, "7f"), (0xFFFFFFFF, 32, "7f"), (4660, 32, "b4 24"),
-        (100, 32, "e4 00"), (12201, 32, "a9 df 00"), (3000000000, 64, "80 bc c1 96 0b"),
-        (3000000000, 32, "80 bc c1 96 7b"), (1000000000, 64, "80 94 eb dc 03"), (63, 32, "3f"), (64, 32, "c0 00"),
-        (-64, 32, "40"), (-65, 32, "bf 7f"), (2**31 - 1, 32, "ff ff ff ff 07"), (2**63 - 1, 64, "ff" * 8 + " ff 00"),
+        (1234, 32, "d2 09"),
+        (-5, 32, "7b"),
+        (-1, 32, "7f"),
+        (0xFFFFFFFF, 32, "7f"),
+        (4660, 32, "b4 24"),
+        (100, 32, "e4 00"),
+        (12201, 32, "a9 df 00"),
+        (3000000000, 64, "80 bc c1 96 0b"),
+        (3000000000, 32, "80 bc c1 96 7b"),
+        (1000000000, 64, "80 94 eb dc 03"),
+        (63, 32, "3f"),
+        (64, 32, "c0 00"),
+        (-64, 32, "40"),
+        (-65, 32, "bf 7f"),
+        (2**31 - 1, 32, "ff ff ff ff 07"),
+        (2**63 - 1, 64, "ff" * 8 + " ff 00"),
         (-(2**63), 64, "80" * 9 + " 7f"),
     ],
 )
@@ -202,9 +240,17 @@ def test_long_bodies_and_nul_terminated_fields():
     assert wire.marker(2**40, 42).endswith(b"42")
 
 
-@pytest.mark.parametrize("channel, col, s", [
-    (3, wire.GREEN, "fire2/squeeze1x1___Convolution"), (3, None, None), (0, None, ""), (-5, wire.RED, "é"),
-    (70000, None, "x" * 300), (1, wire.COLOR_T4, b"raw\0bytes")])
+@pytest.mark.parametrize(
+    "channel, col, s",
+    [
+        (3, wire.GREEN, "fire2/squeeze1x1___Convolution"),
+        (3, None, None),
+        (0, None, ""),
+        (-5, wire.RED, "é"),
+        (70000, None, "x" * 300),
+        (1, wire.COLOR_T4, b"raw\0bytes"),
+    ],
+)
 def test_prepared_text_is_the_same_message(channel, col, s):
     encode = wire.text_encoder(channel, col, s)
     for t in (0, 2**14, 2**40 + 12345, 2**63 - 1):

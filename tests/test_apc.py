@@ -48,8 +48,17 @@ def test_protocol_keys_summary_and_frames(case):
 def test_every_block_counter_sample(case):
     path, exp = case
     got = apc.read_capture(path).counters
-    rows = [{"t_rel_ns": int(r.t_rel_ns), "core": int(r.core), "tid": int(r.tid), "key": int(r.key),
-             "counter": r.counter, "value": int(r.value)} for r in got.itertuples()]
+    rows = [
+        {
+            "t_rel_ns": int(r.t_rel_ns),
+            "core": int(r.core),
+            "tid": int(r.tid),
+            "key": int(r.key),
+            "counter": r.counter,
+            "value": int(r.value),
+        }
+        for r in got.itertuples()
+    ]
     assert rows == exp["block_counter_samples"]
 
 
@@ -61,7 +70,11 @@ def test_every_annotation_stream_and_message(case):
     for es in exp["annotation_streams"]:
         info = streams[es["external_id"]]
         assert (info["magic"], info["tid"], info["pid"], info["messages"]) == (
-            es["magic"], es["tid"], es["pid"], len(es["messages"]))
+            es["magic"],
+            es["tid"],
+            es["pid"],
+            len(es["messages"]),
+        )
         rows = rec.markers[rec.markers["stream"] == info["stream"]]
         assert (rows["tid"] == es["tid"]).all() and (rows["pid"] == es["pid"]).all()
         for (_, row), msg in zip(rows.iterrows(), es["messages"]):
@@ -76,8 +89,11 @@ def test_every_annotation_stream_and_message(case):
                     assert row[field] == msg[field], (field, msg)
             if msg["code"] in (1, 2, 5, 6, 7):
                 assert row["text"] == msg["text"]
-                assert row["kind"] == ("end" if msg["code"] == 1 and not msg["text"] else
-                                       {1: "text", 2: "text", 5: "visual", 6: "marker", 7: "marker"}[msg["code"]])
+                assert row["kind"] == (
+                    "end"
+                    if msg["code"] == 1 and not msg["text"]
+                    else {1: "text", 2: "text", 5: "visual", 6: "marker", 7: "marker"}[msg["code"]]
+                )
             if "color" in msg and msg["code"] != 8:
                 assert row["color"] == msg["color"]["u32"]
             if "value" in msg or "activity" in msg:

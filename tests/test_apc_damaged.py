@@ -108,7 +108,7 @@ def test_stream_cut_mid_message(tmp_path):
     (issue,) = rec.meta.issues
     assert "stream ends inside a message" in issue.message and "connection was open" in issue.message
     data = (folder / "0000000000").read_bytes()
-    assert data[issue.offset:issue.offset + 6] == msg[:6]
+    assert data[issue.offset : issue.offset + 6] == msg[:6]
 
 
 def test_bad_message_in_a_stream_keeps_the_messages_before(tmp_path):

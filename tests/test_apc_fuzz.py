@@ -33,8 +33,13 @@ def _legacy_capture() -> bytes:
     w = CaptureWriter()
     w.summary(monotonic_raw=10**12, monotonic=10**12 + 5)
     w.counter([(1000, 0, 4, 7), (2000, 1, 4, -8)])
-    w.legacy_annotate([(0, 5, 100, b"\x1c\x06\x01\x00\x00\x00\x03\x00abc" + b"\x1b\x01\x02\x03hi\n"),
-                       (0, 5, 0, b""), (1, 6, 200, b"\x1c\x05\x02\x00ok\x1c\x08\x01\x00\x00\x00\x01\x00g")])
+    w.legacy_annotate(
+        [
+            (0, 5, 100, b"\x1c\x06\x01\x00\x00\x00\x03\x00abc" + b"\x1b\x01\x02\x03hi\n"),
+            (0, 5, 0, b""),
+            (1, 6, 200, b"\x1c\x05\x02\x00ok\x1c\x08\x01\x00\x00\x00\x01\x00g"),
+        ]
+    )
     w.perf_data(0, bytes(range(40)))
     w.external(9, wire.handshake(1, 1) + wire.marker(10**12 + 9, "m"))
     return w.data()
@@ -61,11 +66,11 @@ def _frame_decoders(buf: bytes) -> apc_frames.Walk:
     assert all(-(1 << 63) <= v < (1 << 63) for v in cols.value + cols.t_rel_ns)
     ext = apc_annotation_frames.external_streams(buf, w.frames[apc_frames.EXTERNAL])
     for s in ext.streams:
-        assert all(buf[o:o + len(c)] == c for c, o in zip(s.chunks, s.offsets))
+        assert all(buf[o : o + len(c)] == c for c, o in zip(s.chunks, s.offsets))
         assert s.file_offset(len(s.data) - 1) < n
     streams, errors = apc_annotation_frames.legacy_streams(buf, w.frames[apc_frames.ANNOTATE])
     for ls in streams:
-        assert all(buf[o:o + len(c)] == c for c, o in zip(ls.chunks, ls.offsets))
+        assert all(buf[o : o + len(c)] == c for c, o in zip(ls.chunks, ls.offsets))
         assert ls.size == len(ls.data) and ls.starts == sorted(ls.starts)
         try:
             list(apc_annotation_frames.legacy_records(ls.data))
@@ -74,7 +79,7 @@ def _frame_decoders(buf: bytes) -> apc_frames.Walk:
     assert all(0 <= e.offset <= n for e in cols.errors + ext.errors + errors)
     for s, e in zip(w.frames[apc_frames.SUMMARY][0::2], w.frames[apc_frames.SUMMARY][1::2]):
         try:
-            apc_frames.SummaryMessage.parse(buf[s + 1:e])
+            apc_frames.SummaryMessage.parse(buf[s + 1 : e])
         except (ConstructError, UnicodeDecodeError):
             pass
     return w
@@ -99,7 +104,9 @@ def test_frame_decoders_at_every_truncation(datas, name):
     whole = _frame_decoders(data)
     assert whole.error is None
     boundaries = sorted(_record_boundaries(data))
-    full_streams = {s.id: s.data for s in apc_annotation_frames.external_streams(data, whole.frames[apc_frames.EXTERNAL]).streams}
+    full_streams = {
+        s.id: s.data for s in apc_annotation_frames.external_streams(data, whole.frames[apc_frames.EXTERNAL]).streams
+    }
     for cut in range(len(data) + 1):
         w = _frame_decoders(data[:cut])
         last = max(b for b in boundaries if b <= cut)
@@ -159,8 +166,10 @@ def _by_stream(cap: apc.Capture) -> dict[tuple, list[tuple]]:
         keys[e["stream"]] = (*who, seen[who])
         seen[who] += 1
     m = cap.recording.markers
-    return {keys[k]: list(zip(part["time_rel_ns"].tolist(), part["kind"].astype(str), part["text"].tolist()))
-            for k, part in m.groupby("stream", sort=False)}
+    return {
+        keys[k]: list(zip(part["time_rel_ns"].tolist(), part["kind"].astype(str), part["text"].tolist()))
+        for k, part in m.groupby("stream", sort=False)
+    }
 
 
 @pytest.fixture
@@ -182,23 +191,26 @@ def test_reader_on_truncated_vectors(folders, datas, name, frac):
     whole = _by_stream(_read(folders[name], data))
     cap = _read(folders[name], data[:cut])
     if cut not in _record_boundaries(data):
-        assert cap.recording.meta.partial and any("past the end" in i.message or "cut short" in i.message
-                                                  for i in cap.recording.meta.issues)
+        assert cap.recording.meta.partial and any(
+            "past the end" in i.message or "cut short" in i.message for i in cap.recording.meta.issues
+        )
     for key, markers in _by_stream(cap).items():  # what was read before the cut is what a whole read gives
-        assert whole[key][:len(markers)] == markers
+        assert whole[key][: len(markers)] == markers
 
 
 def _record_boundaries(data: bytes) -> set[int]:
     out, pos = {len(data)}, 0
     while pos < len(data):
         out.add(pos)
-        pos += 4 + int.from_bytes(data[pos:pos + 4], "little")
+        pos += 4 + int.from_bytes(data[pos : pos + 4], "little")
     return out
 
 
 @FUZZ
-@given(name=st.sampled_from([*VECTORS, "legacy"]), flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 7)),
-                                                                   min_size=1, max_size=8))
+@given(
+    name=st.sampled_from([*VECTORS, "legacy"]),
+    flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 7)), min_size=1, max_size=8),
+)
 def test_reader_on_bit_flips(folders, datas, name, flips):
     data = bytearray(datas[name])
     for frac, bit in flips:

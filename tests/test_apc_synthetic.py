@@ -43,8 +43,13 @@ def test_four_clock_summary_after_perf_attrs_and_bulk_frames_skipped(tmp_path):
     assert rec.meta.clock_base_ns == BASE and not rec.meta.partial
     assert rec.meta.extra["summary"]["clock_count"] == 4
     assert rec.meta.extra["summary"]["clocks"]["monotonic_ns"] == BASE + 500_000
-    assert rec.meta.extra["frames"] == {"SUMMARY": 1, "BLOCK_COUNTER": 1, "SCHED_TRACE": 1, "PERF_ATTRS": 3,
-                                        "PERF_DATA": 2}
+    assert rec.meta.extra["frames"] == {
+        "SUMMARY": 1,
+        "BLOCK_COUNTER": 1,
+        "SCHED_TRACE": 1,
+        "PERF_ATTRS": 3,
+        "PERF_DATA": 2,
+    }
     assert rec.meta.extra["skipped_bytes"]["PERF_DATA"] == 2 * 6 + 1000 + 5000
     assert rec.meta.extra["header_only_frames"] == {"PERF_ATTRS": 3}
     p = {r: float(v) for r, v in zip(rec.power["rail"], rec.power["power_mw"])}
@@ -61,7 +66,11 @@ def test_block_counter_tid_core_keys_and_many_timestamps_per_frame(tmp_path):
     cap = apc.read_capture(w.write(tmp_path / "b.apc"))
     c = cap.counters
     assert list(zip(c["t_rel_ns"], c["tid"], c["core"], c["value"])) == [
-        (1, 0, 2, 10), (1, 55, 2, 11), (1, 55, 3, 12), (2, 0, 2, 13)]
+        (1, 0, 2, 10),
+        (1, 55, 2, 11),
+        (1, 55, 3, 12),
+        (2, 0, 2, 13),
+    ]
 
 
 def test_gator_ko_counter_and_legacy_annotate_frames(tmp_path):
@@ -70,7 +79,9 @@ def test_gator_ko_counter_and_legacy_annotate_frames(tmp_path):
     w.counter([(10 * MS, 0, 0x6, 900), (20 * MS, 0, 0x6, 950)])
     red = wire.RED.to_bytes(4, "little")  # 1B FF 00 00
     name_group = b"\x1c\x08" + (1).to_bytes(4, "little") + (5).to_bytes(2, "little") + b"Caffe"
-    name_chan = b"\x1c\x07" + (3).to_bytes(4, "little") + (1).to_bytes(4, "little") + (6).to_bytes(2, "little") + b"layers"
+    name_chan = (
+        b"\x1c\x07" + (3).to_bytes(4, "little") + (1).to_bytes(4, "little") + (6).to_bytes(2, "little") + b"layers"
+    )
     text = b"\x1c\x06" + (3).to_bytes(4, "little") + (9).to_bytes(2, "little") + red + b"conv1"
     end = b"\x1c\x06" + (3).to_bytes(4, "little") + (0).to_bytes(2, "little")
     marker = b"\x1c\x05" + (7).to_bytes(2, "little") + b"epoch 1"
@@ -123,10 +134,20 @@ def test_messages_split_across_chunks_and_interleaved_connections(tmp_path, spli
     assert not rec.meta.partial, rec.meta.issues
     streams = rec.meta.extra["streams"]
     assert [(s["id"], s["tid"], s["messages"], s["closed"]) for s in streams] == [
-        (5, 11, 4, True), (6, 12, 2, False), (5, 13, 1, False)]
+        (5, 11, 4, True),
+        (6, 12, 2, False),
+        (5, 13, 1, False),
+    ]
     m = rec.markers
-    assert list(zip(m["stream"], m["text"])) == [(0, "conv1"), (0, ""), (0, "pool1"), (0, ""), (1, "worker"),
-                                                 (1, ""), (2, "reused")]
+    assert list(zip(m["stream"], m["text"])) == [
+        (0, "conv1"),
+        (0, ""),
+        (0, "pool1"),
+        (0, ""),
+        (1, "worker"),
+        (1, ""),
+        (2, "reused"),
+    ]
     assert m["time_rel_ns"].tolist()[:2] == [10 * MS, 11 * MS]
 
 
@@ -211,6 +232,8 @@ def test_counters_xml_of_9x_captures(tmp_path):
     w = CaptureWriter()
     w.summary(monotonic_raw=BASE)
     folder = w.write(tmp_path / "c.apc")
-    (folder / "counters.xml").write_text('<counters supports-multiple-ebs="yes"><counter name="ARMv8_Cortex_A57_cnt0"/>'
-                                         '<counter name="hwmon_ina3221_0_1"/></counters>')
+    (folder / "counters.xml").write_text(
+        '<counters supports-multiple-ebs="yes"><counter name="ARMv8_Cortex_A57_cnt0"/>'
+        '<counter name="hwmon_ina3221_0_1"/></counters>'
+    )
     assert apc.read(folder).meta.extra["counters_offered"] == 2

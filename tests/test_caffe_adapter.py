@@ -33,8 +33,9 @@ def prototxt_layers(path: Path) -> list[tuple[str, str]]:
 def cat_net(shared: Path):
     """The deploy net at batch 1, 227x227, holding the preprocessed cat."""
     model = shared / MODEL
-    net = caffe.Net(str(model / "deploy.prototxt"), caffe.TEST,
-                    weights=str(model / "squeezenet_v1.1.fp16-reconstructed.caffemodel"))
+    net = caffe.Net(
+        str(model / "deploy.prototxt"), caffe.TEST, weights=str(model / "squeezenet_v1.1.fp16-reconstructed.caffemodel")
+    )
     net.blobs["data"].reshape(1, 3, 227, 227)
     net.reshape()
     net.blobs["data"].data[0] = imagenet.preprocess(imagenet.load_image(shared / "data/images/cat.jpg"), 227, 227)
@@ -82,8 +83,9 @@ def test_split_layers_run_inside_the_layer_before_them(cat_net) -> None:
 
 
 @pytest.mark.parametrize("style", ["channels", "markers"])
-def test_every_prototxt_layer_has_its_interval_in_every_iteration(cat_net, shared: Path, tmp_path: Path,
-                                                                  style: str) -> None:
+def test_every_prototxt_layer_has_its_interval_in_every_iteration(
+    cat_net, shared: Path, tmp_path: Path, style: str
+) -> None:
     expected = [(n, t) for n, t in prototxt_layers(shared / MODEL / "deploy.prototxt") if t != "Input"]
     assert len(expected) == 66
     rec = run_annotated(cat_net, tmp_path, style)

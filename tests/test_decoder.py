@@ -52,7 +52,7 @@ def test_vector_in_random_pieces(vectors, name):
         got, pos = [], 0
         while pos < len(data):
             n = rng.randint(1, 40)
-            got += [m.to_json() for m in dec.feed(data[pos:pos + n]).messages()]
+            got += [m.to_json() for m in dec.feed(data[pos : pos + n]).messages()]
             pos += n
         dec.finish()
         assert got == expected["messages"]
@@ -93,10 +93,17 @@ def test_structured_fields_for_records_not_in_table(vectors):
 
 def test_v5_handshake_and_64_bit_counter_value():
     # spec E8: ANNOTATE_COUNTER_VALUE(2, 3000000000) from the v5 library
-    data = handshake(5, tid=12203, pid=12201, flag=1) + bytes.fromhex("090d000000c8f59385a81900 0280bcc1960b".replace(" ", ""))
+    data = handshake(5, tid=12203, pid=12201, flag=1) + bytes.fromhex(
+        "090d000000c8f59385a81900 0280bcc1960b".replace(" ", "")
+    )
     d = decode(data)
-    assert d.handshake.to_json() == {"magic": "ANNOTATE 5\n", "version": 5, "tid": 12203, "pid": 12201,
-                                     "dont_mangle_keys": 1}
+    assert d.handshake.to_json() == {
+        "magic": "ANNOTATE 5\n",
+        "version": 5,
+        "tid": 12203,
+        "pid": 12201,
+        "dont_mangle_keys": 1,
+    }
     assert d.message(0).fields == {"time": 869741689544, "core": 0, "key": 2, "value": 3_000_000_000}
 
 
@@ -110,9 +117,18 @@ def test_old_handshakes_have_no_flag_byte(version):
 
 
 def test_spec_leb128_examples_and_extremes():
-    cases = {1234: "d209", -5: "7b", -1: "7f", 4660: "b424", 12201: "a9df00", 100: "e400",
-             1_000_000_000: "8094ebdc03", -1294967296: "80bcc1967b",
-             2**63 - 1: "ffffffffffffffff ff00", -(2**63): "8080808080808080 807f"}
+    cases = {
+        1234: "d209",
+        -5: "7b",
+        -1: "7f",
+        4660: "b424",
+        12201: "a9df00",
+        100: "e400",
+        1_000_000_000: "8094ebdc03",
+        -1294967296: "80bcc1967b",
+        2**63 - 1: "ffffffffffffffff ff00",
+        -(2**63): "8080808080808080 807f",
+    }
     stream = handshake() + b"".join(frame(16, b"\x00\x00" + bytes.fromhex(h)) for h in cases.values())
     d = decode(stream)
     assert list(d.fields[16].columns["time"]) == list(cases)
@@ -125,7 +141,9 @@ def test_color_json():
 
 def test_group_named_on_another_thread_of_the_process():
     main = decode(handshake(tid=1, pid=5) + frame(4, b"\x01\x02Caffe")).markers(stream=0)
-    worker = decode(handshake(tid=2, pid=5) + frame(3, b"\x02\x07\x02conv") + frame(1, b"\x03\x07conv1")).markers(stream=1)
+    worker = decode(handshake(tid=2, pid=5) + frame(3, b"\x02\x07\x02conv") + frame(1, b"\x03\x07conv1")).markers(
+        stream=1
+    )
     other = decode(handshake(tid=3, pid=6) + frame(3, b"\x02\x07\x02x")).markers(stream=2)
     m = pd.concat([main, worker, other], ignore_index=True)
     assert m["group_name"].isna().sum() == 3
@@ -171,7 +189,7 @@ def test_truncations_are_reported_at_the_cut_message(vectors):
 def test_unknown_code_and_absurd_length(vectors):
     data, expected = load(vectors, "annotate-v4-main")
     at = expected["messages"][5]["offset"]
-    bad_code = data[:at] + b"\x2a" + data[at + 1:]
+    bad_code = data[:at] + b"\x2a" + data[at + 1 :]
     check_error(bad_code, at, "unknown message code 42", 5)
     huge = data[:at] + frame(1, b"")[:1] + struct.pack("<I", MAX_MESSAGE_LENGTH + 1) + b"xx"
     check_error(huge, at, "exceeds the 32 MiB limit", 5)
@@ -183,8 +201,12 @@ def test_field_errors_name_the_message():
     check_error(hs + good + frame(9, b"\x01\x00"), 20 + len(good), "COUNTER_VALUE message (code 9)", 1)
     check_error(hs + good + frame(5, b"\x01no-nul"), 20 + len(good), "not NUL-terminated", 1)
     check_error(hs + good + frame(6, b"\xff" * 11), 20 + len(good), "longer than 10 bytes", 1)
-    check_error(hs + good + frame(12, b"\x01\x02\x03\x04\x05\x00\x00\x00\x00\x7f\x7f"), 20 + len(good),
-                "count -1 does not fit", 1)
+    check_error(
+        hs + good + frame(12, b"\x01\x02\x03\x04\x05\x00\x00\x00\x00\x7f\x7f"),
+        20 + len(good),
+        "count -1 does not fit",
+        1,
+    )
     # a bad message of a fixed layout stops the stream even when later codes are fine
     err = check_error(hs + good + frame(2, b"\x01\x00\xff") + frame(6, b"\x01ok"), 20 + len(good), "too short", 1)
     assert err.partial.message(0).fields["text"] == "hi"

@@ -74,8 +74,10 @@ def test_random_bytes_after_a_good_handshake(data, cuts):
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.integers(0, 20), st.binary(max_size=40)), max_size=12),
-       st.lists(st.integers(0, 600), max_size=6))
+@given(
+    st.lists(st.tuples(st.integers(0, 20), st.binary(max_size=40)), max_size=12),
+    st.lists(st.integers(0, 600), max_size=6),
+)
 def test_random_bodies_with_valid_framing(messages, cuts):
     data = HS + b"".join(bytes([c]) + struct.pack("<I", len(b)) + b for c, b in messages)
     check(data, cuts)
@@ -100,7 +102,7 @@ def test_every_truncation_of_the_main_vector(vector_bytes):
             d, err = decode(raw[:cut]), None
         except DecodeError as exc:
             d, err = exc.partial, exc.offset
-        assert d.offset.tolist() == offsets[:len(d)]
+        assert d.offset.tolist() == offsets[: len(d)]
         complete = cut in (0, 20, len(raw)) or cut in offsets
         assert (err is None) == complete
         if err is not None:
@@ -108,11 +110,14 @@ def test_every_truncation_of_the_main_vector(vector_bytes):
 
 
 # Hand-picked edge cases of the variable layouts (no crasher turned up in 4000-example runs).
-@pytest.mark.parametrize("data", [
-    HS + b"\x09\x00\x00\x00\x00",  # empty body where four integers are due
-    HS + b"\x08\x0e\x00\x00\x00" + b"\x00" * 10 + b"\x7f\x00\x00\x00",  # activity count -1
-    HS + b"\x0c\x0a\x00\x00\x00" + b"\x00" * 9 + b"\x7f",  # dependency count -1
-    HS + b"\x0f\x05\x00\x00\x00" + b"\x00\x00\x00\x00\xff",  # count field cut inside its varint
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        HS + b"\x09\x00\x00\x00\x00",  # empty body where four integers are due
+        HS + b"\x08\x0e\x00\x00\x00" + b"\x00" * 10 + b"\x7f\x00\x00\x00",  # activity count -1
+        HS + b"\x0c\x0a\x00\x00\x00" + b"\x00" * 9 + b"\x7f",  # dependency count -1
+        HS + b"\x0f\x05\x00\x00\x00" + b"\x00\x00\x00\x00\xff",  # count field cut inside its varint
+    ],
+)
 def test_kept_crashers(data):
     check(data, [7, 23])

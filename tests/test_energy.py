@@ -38,9 +38,13 @@ def bookmarks(items):
 
 
 def recording(markers, t, rails, infos=None, idle=None, sources=("synthetic",)):
-    meta = Meta(format="synthetic", sources=list(sources), clock_base_ns=0,
-                rails={r: RailInfo(r, **(infos or {}).get(r, {})) for r in rails},
-                extra={"idle_mw": idle} if idle else {})
+    meta = Meta(
+        format="synthetic",
+        sources=list(sources),
+        clock_base_ns=0,
+        rails={r: RailInfo(r, **(infos or {}).get(r, {})) for r in rails},
+        extra={"idle_mw": idle} if idle else {},
+    )
     return Recording(markers, power_frame(np.asarray(t), rails, 0), meta)
 
 
@@ -91,8 +95,11 @@ def test_step_power_sampled_at_its_steps_is_exact():
     p = np.array([100.0, 100.0, 900.0, 900.0, 300.0, 300.0])
     rail = integrate.prepare(t, p)
     e = integrate.energy_between(rail, np.array([5, 10, 20, 0]) * MS, np.array([12, 25, 30, 40]) * MS)
-    np.testing.assert_allclose(e, [100 * 5e-3 + 900 * 2e-3, 900 * 15e-3, 900 * 5e-3 + 300 * 5e-3,
-                                   100 * 10e-3 + 900 * 15e-3 + 300 * 15e-3], rtol=1e-12)
+    np.testing.assert_allclose(
+        e,
+        [100 * 5e-3 + 900 * 2e-3, 900 * 15e-3, 900 * 5e-3 + 300 * 5e-3, 100 * 10e-3 + 900 * 15e-3 + 300 * 15e-3],
+        rtol=1e-12,
+    )
 
 
 def test_intervals_and_gaps_add_up_to_the_whole_record():
@@ -103,8 +110,12 @@ def test_intervals_and_gaps_add_up_to_the_whole_record():
     edges = np.concatenate([[t[0]], cuts, [t[-1]]])
     pieces = integrate.energy_between(rail, edges[:-1], edges[1:])  # layers and the gaps between them
     assert math.fsum(pieces) == pytest.approx(rail.total_mj, rel=1e-12)
-    assert rail.total_mj == pytest.approx(np.trapezoid(rail.p_mw, rail.t_ns) * 1e-9 if hasattr(np, "trapezoid")
-                                          else np.trapz(rail.p_mw, rail.t_ns) * 1e-9, rel=1e-12)
+    assert rail.total_mj == pytest.approx(
+        np.trapezoid(rail.p_mw, rail.t_ns) * 1e-9
+        if hasattr(np, "trapezoid")
+        else np.trapz(rail.p_mw, rail.t_ns) * 1e-9,
+        rel=1e-12,
+    )
 
 
 def test_missing_samples_are_dropped_counted_and_interpolated_across():
@@ -127,9 +138,20 @@ def test_intervals_outside_the_record_are_nan():
 # ---------------------------------------------------------------- statistics
 
 
-@pytest.mark.parametrize("df,q", [(1, 12.7062047362), (2, 4.30265272975), (3, 3.18244630528), (5, 2.57058183661),
-                                  (10, 2.22813885196), (30, 2.04227245630), (120, 1.97993040505),
-                                  (1000, 1.96233908082), (10**7, 1.95996422)])
+@pytest.mark.parametrize(
+    "df,q",
+    [
+        (1, 12.7062047362),
+        (2, 4.30265272975),
+        (3, 3.18244630528),
+        (5, 2.57058183661),
+        (10, 2.22813885196),
+        (30, 2.04227245630),
+        (120, 1.97993040505),
+        (1000, 1.96233908082),
+        (10**7, 1.95996422),
+    ],
+)
 def test_t_quantile_matches_published_values(df, q):
     assert stats.t_quantile(df, 0.95) == pytest.approx(q, rel=2e-8)
 
@@ -153,13 +175,16 @@ def test_iterations_needed_follows_the_formula_at_its_own_degrees_of_freedom():
 
 
 def test_channel_texts_are_closed_by_the_next_text_or_end_on_the_same_thread_and_channel():
-    m = markers_frame({
-        "time_ns": [0, 5, 5, 9, 12, 14, 20],
-        "kind": ["text", "text", "text", "end", "text", "end", "text"],
-        "tid": [1, 1, 2, 2, 1, 1, 1],
-        "channel": [1, 1, 1, 1, 1, 1, 3],
-        "text": ["a", "b", "x", "", "c", "", "open"],
-    }, 0)
+    m = markers_frame(
+        {
+            "time_ns": [0, 5, 5, 9, 12, 14, 20],
+            "kind": ["text", "text", "text", "end", "text", "end", "text"],
+            "tid": [1, 1, 2, 2, 1, 1, 1],
+            "channel": [1, 1, 1, 1, 1, 1, 3],
+            "text": ["a", "b", "x", "", "c", "", "open"],
+        },
+        0,
+    )
     iv = find_intervals(m)
     got = sorted(zip(iv.layers["name"], iv.layers["start_ns"], iv.layers["end_ns"]))
     assert got == [("a", 0, 5), ("b", 5, 12), ("c", 12, 14), ("x", 5, 9)]
@@ -167,9 +192,20 @@ def test_channel_texts_are_closed_by_the_next_text_or_end_on_the_same_thread_and
 
 
 def test_synergy_bookmarks_run_to_the_next_and_start_end_only_delimit():
-    m = bookmarks([(0, "start"), (10, "conv1___Conv"), (15, "relu1___Relu"), (16, "pool1___MaxPool"),
-                   (30, "end"), (40, "start"), (50, "conv1___Conv"), (52, "relu1___Relu"),
-                   (55, "pool1___MaxPool"), (70, "end")])
+    m = bookmarks(
+        [
+            (0, "start"),
+            (10, "conv1___Conv"),
+            (15, "relu1___Relu"),
+            (16, "pool1___MaxPool"),
+            (30, "end"),
+            (40, "start"),
+            (50, "conv1___Conv"),
+            (52, "relu1___Relu"),
+            (55, "pool1___MaxPool"),
+            (70, "end"),
+        ]
+    )
     iv = find_intervals(m)
     assert iv.style == "markers" and iv.iteration_source == "repetition"
     lay = iv.layers
@@ -180,8 +216,7 @@ def test_synergy_bookmarks_run_to_the_next_and_start_end_only_delimit():
 
 
 def test_style_can_be_forced():
-    m = pd.concat([bookmarks([(0, "a"), (10, "b"), (20, "end")]),
-                   channel_markers([("x", 0, 20)])], ignore_index=True)
+    m = pd.concat([bookmarks([(0, "a"), (10, "b"), (20, "end")]), channel_markers([("x", 0, 20)])], ignore_index=True)
     assert find_intervals(m).style == "channels"
     assert find_intervals(m, style="markers").layers["name"].tolist() == ["a", "b"]
 
@@ -208,12 +243,17 @@ def test_explicit_iteration_markers_on_a_channel_and_repeated_names():
 
 
 def test_iteration_bookmarks_delimit_iterations_in_markers_style():
-    m = bookmarks([(0, "iteration 1"), (1, "a"), (4, "b"), (6, "end"), (10, "iteration 2"), (11, "a"),
-                   (13, "b"), (17, "end")])
+    m = bookmarks(
+        [(0, "iteration 1"), (1, "a"), (4, "b"), (6, "end"), (10, "iteration 2"), (11, "a"), (13, "b"), (17, "end")]
+    )
     iv = find_intervals(m)
     assert iv.iteration_source == "markers"
-    assert list(zip(iv.layers["iteration"], iv.layers["start_ns"], iv.layers["end_ns"])) == \
-        [(0, 1, 4), (0, 4, 6), (1, 11, 13), (1, 13, 17)]
+    assert list(zip(iv.layers["iteration"], iv.layers["start_ns"], iv.layers["end_ns"])) == [
+        (0, 1, 4),
+        (0, 4, 6),
+        (1, 11, 13),
+        (1, 13, 17),
+    ]
     assert iv.iterations["end_ns"].tolist() == [6, 17]
 
 
@@ -234,8 +274,9 @@ def exact_ramp(a, b, p0, slope):  # mJ of p0 + slope * t(ms), t in ns
 
 
 def test_table_per_layer_is_exact_for_linear_power_with_idle_and_share():
-    layers = sequence(["conv1", "fire2/squeeze1x1", "fire2/expand1x1", "pool"], [3.0, 0.5, 1.5, 2.0],
-                      repeats=4, pause_ms=5)
+    layers = sequence(
+        ["conv1", "fire2/squeeze1x1", "fire2/expand1x1", "pool"], [3.0, 0.5, 1.5, 2.0], repeats=4, pause_ms=5
+    )
     rec, _ = ramp_recording(layers, idle={"VDD_IN": 1500.0, "VDD_GPU": 400.0})
     res = energy_table(rec, warmup=1)
     tab = res.table
@@ -246,8 +287,7 @@ def test_table_per_layer_is_exact_for_linear_power_with_idle_and_share():
     assert row["n"] == 3 and row["time_ms"] == pytest.approx(0.5)
     assert row["energy_mj"] == pytest.approx(np.mean(energies), rel=1e-9)
     assert row["energy_mj_sd"] == pytest.approx(np.std(energies, ddof=1), rel=1e-6)
-    assert row["energy_mj_ci"] == pytest.approx(stats.t_quantile(2) * np.std(energies, ddof=1) / math.sqrt(3),
-                                                rel=1e-6)
+    assert row["energy_mj_ci"] == pytest.approx(stats.t_quantile(2) * np.std(energies, ddof=1) / math.sqrt(3), rel=1e-6)
     assert row["dynamic_mj"] == pytest.approx(np.mean(energies) - 1500 * 0.5e-3, rel=1e-9)
     assert row["power_w"] == pytest.approx(np.mean(energies) / 0.5, rel=1e-9)
     for rail in ("VDD_IN", "VDD_GPU"):
@@ -283,8 +323,9 @@ def test_table_by_iteration_uses_the_iteration_spans():
 def test_layers_under_the_sensor_period_are_flagged_with_iterations_needed():
     # the rail's model comes from the recording (a 7 ms window sensor), the other rail's from the data
     layers = sequence(["long", "short"], [20.0, 2.0], repeats=5, pause_ms=3)
-    rec, _ = ramp_recording(layers, infos={"VDD_IN": {"sensor_model": parse_model("window:7ms", "source")}},
-                            sample_ms=1.0, hold_ms=7.0)
+    rec, _ = ramp_recording(
+        layers, infos={"VDD_IN": {"sensor_model": parse_model("window:7ms", "source")}}, sample_ms=1.0, hold_ms=7.0
+    )
     res = energy_table(rec, baseline="none")
     flags = res.table.set_index(["name", "rail"])["under_period"]
     assert flags[("short", "VDD_IN")] and not flags[("long", "VDD_IN")]
@@ -347,8 +388,11 @@ def test_no_markers_or_no_power_is_one_clear_error_naming_the_input():
 def split(rec, marker_meta=None):
     """The recording as a marker-only and a power-only input."""
     markers = Recording(rec.markers, rec.power.iloc[:0], marker_meta or Meta(format="marker-log", sources=["m.sbm"]))
-    power = Recording(empty_markers(), rec.power, Meta(format="power-log", sources=["p.sbp"], clock_base_ns=0,
-                                                       rails=rec.meta.rails, extra=rec.meta.extra))
+    power = Recording(
+        empty_markers(),
+        rec.power,
+        Meta(format="power-log", sources=["p.sbp"], clock_base_ns=0, rails=rec.meta.rails, extra=rec.meta.extra),
+    )
     return markers, power
 
 
@@ -372,13 +416,11 @@ def test_an_export_is_placed_with_an_offset_or_the_capture_start():
     rec, _ = ramp_recording(layers)
     want = energy_table(rec).table
     m, p = split(rec)
-    exported = Recording(export_of(m.markers, 42 * MS), m.power, Meta(format="streamline-export",
-                                                                      sources=["log.csv"]))
+    exported = Recording(export_of(m.markers, 42 * MS), m.power, Meta(format="streamline-export", sources=["log.csv"]))
     with pytest.raises(InputError, match="log.csv: markers have only times relative"):
         combine([exported, p])
     pd.testing.assert_frame_equal(energy_table(combine([exported, p], offset_ns=42 * MS)).table, want)
-    capture = Recording(empty_markers(), p.power.iloc[:0], Meta(format="apc", sources=["x.apc"],
-                                                                 clock_base_ns=42 * MS))
+    capture = Recording(empty_markers(), p.power.iloc[:0], Meta(format="apc", sources=["x.apc"], clock_base_ns=42 * MS))
     pd.testing.assert_frame_equal(energy_table(combine([exported, p, capture])).table, want)
 
 
@@ -418,8 +460,9 @@ def test_an_export_log_with_an_export_timeline_stay_on_the_capture_clock_and_mix
     want = energy_table(rec).table
     m, p = split(rec)
     log = Recording(export_of(m.markers, 0), m.power, Meta(format="streamline-export", sources=["log.txt"]))
-    timeline = Recording(empty_markers(), p.power, Meta(format="streamline-export", sources=["timeline.txt"],
-                                                        rails=p.meta.rails))
+    timeline = Recording(
+        empty_markers(), p.power, Meta(format="streamline-export", sources=["timeline.txt"], rails=p.meta.rails)
+    )
     pd.testing.assert_frame_equal(energy_table(combine([log, timeline])).table, want)
     native_markers = Recording(rec.markers, rec.power.iloc[:0], Meta(format="marker-log", sources=["m.sbm"]))
     moved = timeline.power.assign(time_rel_ns=timeline.power["time_ns"] - 30 * MS)
@@ -473,7 +516,9 @@ def test_the_window_model_removes_the_lag_and_the_smoothing_of_a_windowed_sensor
     assert held.meta["rails"]["VDD_IN"]["sensor_model"] == "window:7ms"
     assert held.meta["rails"]["VDD_IN"]["refresh_ms"] == pytest.approx(7.0, rel=1e-3)
     b = held.table.set_index("name").loc["B"]
-    bias = {r: (res.table.set_index("name").loc["B", "energy_mj"] - 150.0) / delta_t
-            for r, res in (("held", held), ("instant", instant))}
+    bias = {
+        r: (res.table.set_index("name").loc["B", "energy_mj"] - 150.0) / delta_t
+        for r, res in (("held", held), ("instant", instant))
+    }
     assert b["method"] == "sequence" and b["resolved"] and abs(b["energy_mj"] - 150.0) <= b["energy_mj_ci"]
     assert abs(bias["held"]) < 0.05 and bias["instant"] < -0.8

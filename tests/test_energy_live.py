@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import FIXTURES
 from fake_sysfs import FakeSensor
 from sensor_sim import register_functions, workload_script
-
 from streamline_bridge import ingest
 from streamline_bridge import simulate as sim
 from streamline_bridge.cli import main
@@ -25,21 +25,45 @@ LEAD_S = 2.5  # the schedule starts this long after the fake sensor: record's id
 
 
 @pytest.mark.parametrize("spec,period_ms", [("window:5ms", 5.0), ("ina3221:0x7127", 6.6)])
-def test_record_then_report_recovers_the_layers_power_through_the_sensor_model(tmp_path: Path, capsys, spec,
-                                                                               period_ms) -> None:
-    layers = (("a", 30.0, {"VDD_IN": 3000.0, "VDD_GPU": 1500.0, "VDD_CPU": 900.0}),
-              ("b", 60.0, {"VDD_IN": 6000.0, "VDD_GPU": 3500.0, "VDD_CPU": 700.0}),
-              ("c", 20.0, {"VDD_IN": 4000.0, "VDD_GPU": 800.0, "VDD_CPU": 2000.0}))
-    schedule = sim.Schedule(layers, 13, {"VDD_IN": 2000.0, "VDD_GPU": 500.0, "VDD_CPU": 600.0}, gap_ms=0.0,
-                            pause_ms=(5.0, 15.0), lead_ms=LEAD_S * 1e3, time_jitter=0.0, power_jitter=0.0)
+def test_record_then_report_recovers_the_layers_power_through_the_sensor_model(
+    tmp_path: Path, capsys, spec, period_ms
+) -> None:
+    layers = (
+        ("a", 30.0, {"VDD_IN": 3000.0, "VDD_GPU": 1500.0, "VDD_CPU": 900.0}),
+        ("b", 60.0, {"VDD_IN": 6000.0, "VDD_GPU": 3500.0, "VDD_CPU": 700.0}),
+        ("c", 20.0, {"VDD_IN": 4000.0, "VDD_GPU": 800.0, "VDD_CPU": 2000.0}),
+    )
+    schedule = sim.Schedule(
+        layers,
+        13,
+        {"VDD_IN": 2000.0, "VDD_GPU": 500.0, "VDD_CPU": 600.0},
+        gap_ms=0.0,
+        pause_ms=(5.0, 15.0),
+        lead_ms=LEAD_S * 1e3,
+        time_jitter=0.0,
+        power_jitter=0.0,
+    )
     truth = sim.run(schedule, start_ns=0)
     period_ns = int(period_ms * 1e6)
     functions = register_functions(truth, FILES, parse(spec), period_ns, int(truth.end_ns // period_ns) + 400)
     run = tmp_path / "run"
     with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", period_ns / 1e9, functions) as fake:
         script = workload_script(truth, fake.t0)
-        rc = main(["record", "-o", str(run), "--idle", "0.3", "--sysfs-root", str(tmp_path / "sys"), "--",
-                   sys.executable, "-c", script])
+        rc = main(
+            [
+                "record",
+                "-o",
+                str(run),
+                "--idle",
+                "0.3",
+                "--sysfs-root",
+                str(tmp_path / "sys"),
+                "--",
+                sys.executable,
+                "-c",
+                script,
+            ]
+        )
     assert rc == 0, capsys.readouterr().err
     out = tmp_path / "t.json"
     assert main(["report", str(run), "--warmup", "1", "-o", str(out)]) == 0

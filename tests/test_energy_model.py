@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from streamline_bridge import ingest
-from streamline_bridge import sensor_model
+from streamline_bridge import ingest, sensor_model
 from streamline_bridge import simulate as sim
 from streamline_bridge.energy import (
     EnergyOptions,
@@ -26,8 +24,10 @@ def schedule(iterations, n_layers=8, seed=3, long=False, **kw):
     rng = np.random.default_rng(seed)
     durations = rng.uniform(1e3, 2e3, n_layers) if long else np.exp(rng.uniform(np.log(0.05), np.log(5), n_layers))
     power = rng.uniform(1500, 6000, n_layers)
-    layers = tuple((f"l{i}", float(d), {"VDD_IN": float(p), "VDD_GPU": float(p / 4 + 200)})
-                   for i, (d, p) in enumerate(zip(durations, power)))
+    layers = tuple(
+        (f"l{i}", float(d), {"VDD_IN": float(p), "VDD_GPU": float(p / 4 + 200)})
+        for i, (d, p) in enumerate(zip(durations, power))
+    )
     return sim.Schedule(layers, iterations, {"VDD_IN": 1200.0, "VDD_GPU": 300.0}, seed=seed, **kw)
 
 
@@ -86,8 +86,11 @@ def test_the_ina3221_running_average_is_the_datasheet_recursion():
 def test_the_design_matrix_is_the_simulator_run_backwards(model):
     """Without noise or jitter, the readings are exactly the design times the true powers."""
     truth, readings, _ = simulated(model, 20, noise=0.0, oscillator=1.0, time_jitter=0.0, power_jitter=0.0)
-    truth_rd = sim.read(truth, {r: sim.Sensor(s.model, s.period_ns, s.phase_ns, 0.0, 0.0)
-                                for r, s in readings.sensors.items()}, readings.t_ns)
+    truth_rd = sim.read(
+        truth,
+        {r: sim.Sensor(s.model, s.period_ns, s.phase_ns, 0.0, 0.0) for r, s in readings.sensors.items()},
+        readings.t_ns,
+    )
     occ = truth.occurrences
     lay = layout(occ)
     s = readings.sensors["VDD_IN"]
@@ -201,12 +204,15 @@ def test_a_configured_model_the_data_contradict_gives_way_to_the_datas_model():
     assert any("VDD_IN" in w and "the data win" in w for w in res.warnings)
 
 
-@pytest.mark.parametrize("config", [
-    sensor_model.ina3221_config((1, 2), 1, 1100, 1100),  # two channels: a 4.4 ms round
-    sensor_model.ina3221_config((1,), 1, 332, 2116),  # one channel, unequal bus and shunt times
-    sensor_model.ina3221_config((1, 2, 3), 1, 140, 588),  # a 2.2 ms round read every 1 ms
-    sensor_model.ina3221_config((1, 2, 3), 16, 332, 332),  # a 2 ms round read every 1 ms: gaps slide slowly
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        sensor_model.ina3221_config((1, 2), 1, 1100, 1100),  # two channels: a 4.4 ms round
+        sensor_model.ina3221_config((1,), 1, 332, 2116),  # one channel, unequal bus and shunt times
+        sensor_model.ina3221_config((1, 2, 3), 1, 140, 588),  # a 2.2 ms round read every 1 ms
+        sensor_model.ina3221_config((1, 2, 3), 16, 332, 332),  # a 2 ms round read every 1 ms: gaps slide slowly
+    ],
+)
 def test_ina3221_geometries_beyond_the_known_configs_are_found_from_the_data(config):
     truth, _, rec = simulated(f"ina3221:{config:#06x}", 150, n_layers=12)
     res = energy_table(rec, warmup=1)
@@ -248,6 +254,7 @@ def test_every_statistic_of_a_row_uses_the_same_iterations():
     half = truth.occurrences.groupby("iteration")["start_ns"].min().iloc[20]
     power = rec.power[(rec.power["rail"] != "VDD_GPU") | (rec.power["time_ns"] >= half)]
     from streamline_bridge.model import Recording
+
     res = energy_table(Recording(rec.markers, power.reset_index(drop=True), rec.meta), warmup=1)
     gpu = res.table[res.table["rail"] == "VDD_GPU"].set_index("name")
     assert (gpu["n"] < 21).all() and (res.table.loc[res.table["rail"] == "VDD_IN", "n"] == 39).all()
@@ -271,7 +278,6 @@ def test_options_are_checked_once_and_keywords_override_them():
     assert opt.by == "group" and opt.warmup == 2
 
 
-
 def test_the_simulators_logs_read_back_through_the_real_readers(tmp_path):
     truth, readings, rec = simulated("window:7ms", 20, known=True)
     m_path, p_path = sim.write_logs(truth, readings, tmp_path)
@@ -283,8 +289,15 @@ def test_the_simulators_logs_read_back_through_the_real_readers(tmp_path):
 
 def test_a_window_source_read_once_per_period_is_read_at_its_reads():
     """tegrastats-like: one line per 100 ms window, stamped when the window ends, read with jitter."""
-    truth = sim.run(sim.Schedule(tuple((n, d * 40, mw) for n, d, mw in schedule(40, n_layers=4, seed=4).layers),
-                                 40, {"VDD_IN": 1200.0, "VDD_GPU": 300.0}, pause_ms=(20.0, 60.0), seed=4))
+    truth = sim.run(
+        sim.Schedule(
+            tuple((n, d * 40, mw) for n, d, mw in schedule(40, n_layers=4, seed=4).layers),
+            40,
+            {"VDD_IN": 1200.0, "VDD_GPU": 300.0},
+            pause_ms=(20.0, 60.0),
+            seed=4,
+        )
+    )
     t = sim.read_times(int(truth.edges[0]), truth.end_ns, 100 * MS, jitter_ns=2 * MS, seed=4)
     model = parse("window:100ms", "source")
     values = {r: sensors.means(truth.edges, truth.power[r], t - 100 * MS, t) for r in truth.power}

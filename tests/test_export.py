@@ -29,7 +29,11 @@ def test_log_view_durations_become_text_and_end_pairs():
     assert m["kind"].tolist()[:5] == ["marker", "text", "end", "text", "end"]
     conv1 = m.iloc[1]
     assert (conv1["text"], conv1["time_rel_ns"], conv1["channel_name"], conv1["group_name"]) == (
-        "conv1", 1_681_849_000, "layers", "Caffe")
+        "conv1",
+        1_681_849_000,
+        "layers",
+        "Caffe",
+    )
     assert m.iloc[2]["time_rel_ns"] == 1_681_849_000 + 1_566_000  # Time + Duration
     assert (m["pid"] == 2345).all() and (m["tid"] == 2345).all()
     assert (m["kind"] == "text").sum() == 14 and (m["kind"] == "end").sum() == 14
@@ -80,7 +84,10 @@ def test_column_order_extra_columns_and_utf16(tmp_path):
     text = "Channel\tExtra\tMessage\tTime\tDuration\n2\tx\tlayer a\t0.5\t0.25\n2\ty\tlayer b\t0.75\t0\n"
     m = ex.read(_write(tmp_path, text, encoding="utf-16")).markers  # UTF-16 with its BOM
     assert list(zip(m["kind"], m["time_rel_ns"], m["text"])) == [
-        ("text", 500_000_000, "layer a"), ("end", 750_000_000, ""), ("marker", 750_000_000, "layer b")]
+        ("text", 500_000_000, "layer a"),
+        ("end", 750_000_000, ""),
+        ("marker", 750_000_000, "layer b"),
+    ]
     assert m["channel"].iloc[0] == 2 and m["channel"].iloc[1] == 2 and m["channel"].isna().iloc[2]
 
 
@@ -126,9 +133,12 @@ def test_utf16_export_is_detected(tmp_path):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(header=st.sampled_from(["Time;Duration;Message;VDD power (mW)", "Time;Message;Core;Channel;Process/Thread",
-                               "Time\tGPU power\tCPU (%)"]),
-       body=st.text(alphabet="0123456789,.;\t \n-:\"sSmMeE_abTimeDurationMessageChannel()[]W#", max_size=300))
+@given(
+    header=st.sampled_from(
+        ["Time;Duration;Message;VDD power (mW)", "Time;Message;Core;Channel;Process/Thread", "Time\tGPU power\tCPU (%)"]
+    ),
+    body=st.text(alphabet='0123456789,.;\t \n-:"sSmMeE_abTimeDurationMessageChannel()[]W#', max_size=300),
+)
 def test_random_text_only_input_errors(tmp_path, header, body):
     """Any text gives one line naming the file, or one marker (two with a duration) or one sample
     per rail for every row, each row's issues naming the file."""
@@ -143,8 +153,7 @@ def test_random_text_only_input_errors(tmp_path, header, body):
         assert len(rec.power) == len(rows) * len(rec.meta.rails) and len(rec.meta.rails) >= 1
 
 
-@pytest.mark.parametrize("cell, why", [("1E10", "out of range"), ("0.0.0", "not a number"),
-                                       ("1E400", "out of range")])
+@pytest.mark.parametrize("cell, why", [("1E10", "out of range"), ("0.0.0", "not a number"), ("1E400", "out of range")])
 def test_found_by_fuzzing_numbers_that_do_not_fit(tmp_path, cell, why):
     p = _write(tmp_path, f"Time;Duration;Message\n{cell}\n")
     with pytest.raises(InputError, match=f"line 2: time '{cell}' is {why}"):

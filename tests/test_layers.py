@@ -9,8 +9,8 @@ from pathlib import Path
 
 from annotate import Client, rgb
 from annotate.layers import PALETTE, ChannelMap, color_for, group_of, layer_kind
-from streamline_bridge.ingest import marker_log
 from conftest import ROOT
+from streamline_bridge.ingest import marker_log
 
 
 def test_framework_spellings_share_their_kind_and_colour() -> None:
@@ -27,9 +27,14 @@ def test_an_unknown_type_gets_the_same_colour_in_another_process() -> None:
     here = color_for("GroupNorm")
     assert here not in PALETTE.values() and here & 0xFF == 0x1B  # an RGB colour constant
     assert color_for("groupnorm") == color_for("Group-Norm") == here
-    there = subprocess.run([sys.executable, "-c", "from annotate.layers import color_for; print(color_for('GroupNorm'))"],
-                           capture_output=True, text=True, check=True, cwd=ROOT,
-                           env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin"}).stdout
+    there = subprocess.run(
+        [sys.executable, "-c", "from annotate.layers import color_for; print(color_for('GroupNorm'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin"},
+    ).stdout
     assert int(there) == here
     assert color_for("Crop") != color_for("GroupNorm")
 
@@ -49,8 +54,13 @@ def test_channel_map_names_group_and_channels_once_per_thread(tmp_path: Path) ->
 
     def net() -> None:
         with layers.iteration(7):
-            for name, kind in (("conv1", "Convolution"), ("fire2/squeeze1x1", "Convolution"),
-                               ("fire2/relu_squeeze1x1", "ReLU"), ("fire2/concat", "Concat"), ("pool10", "Pooling")):
+            for name, kind in (
+                ("conv1", "Convolution"),
+                ("fire2/squeeze1x1", "Convolution"),
+                ("fire2/relu_squeeze1x1", "ReLU"),
+                ("fire2/concat", "Concat"),
+                ("pool10", "Pooling"),
+            ):
                 with layers.region(name, kind):
                     pass
 

@@ -30,9 +30,24 @@ class Running:
 
     def __init__(self, out: Path, *extra: str):
         self.prefix = f"sb-test-{uuid.uuid4().hex[:12]}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "streamline_bridge", "listen", "-o", str(out),
-                                      "--socket-prefix", self.prefix, "--flush-ms", "20", *extra],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamline_bridge",
+                "listen",
+                "-o",
+                str(out),
+                "--socket-prefix",
+                self.prefix,
+                "--flush-ms",
+                "20",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.first_line = self.proc.stdout.readline()  # printed once the sockets are bound
         assert self.first_line.startswith("listening on"), self.proc.stderr.read()
 
@@ -46,7 +61,6 @@ class Running:
         self.proc.send_signal(signal.SIGTERM)
         out, err = self.proc.communicate(timeout=TIMEOUT)
         return self.proc.returncode, out, err
-
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +127,7 @@ def check_streams(rec, streams) -> None:
         vector = streams["main" if e["tid"] == 12507 else "worker"]
         want = decode(vector).markers(stream=e["stream"], clock_base_ns=rec.meta.clock_base_ns)
         assert len(got) == e["messages"]
-        pd.testing.assert_frame_equal(got, want.iloc[:len(got)])
+        pd.testing.assert_frame_equal(got, want.iloc[: len(got)])
 
 
 def test_stop_takes_what_was_already_sent(tmp_path, streams):
@@ -152,8 +166,21 @@ def test_tcp(tmp_path, streams):
 def test_address_in_use_is_one_clear_error(tmp_path):
     lst = Running(tmp_path / "a.sbm")
     try:
-        r = subprocess.run([sys.executable, "-m", "streamline_bridge", "listen", "-o", str(tmp_path / "b.sbm"),
-                            "--socket-prefix", lst.prefix], capture_output=True, text=True, timeout=TIMEOUT)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streamline_bridge",
+                "listen",
+                "-o",
+                str(tmp_path / "b.sbm"),
+                "--socket-prefix",
+                lst.prefix,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
     finally:
         rc, stdout, _ = lst.stop()
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
@@ -170,7 +197,7 @@ def test_large_message_in_small_pieces(tmp_path):
     lst = Running(out)
     s = lst.connect()
     for i in range(0, len(stream), 4096):
-        s.sendall(stream[i:i + 4096])
+        s.sendall(stream[i : i + 4096])
     s.close()
     rc, stdout, stderr = lst.stop()
     assert rc == 0 and "warning" not in stderr and "2 messages from 1 connection(s)" in stdout
@@ -204,8 +231,9 @@ def test_a_burst_of_200_clients_is_delivered_whole(tmp_path):
     lst = Running(out)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLINE_ANNOTATE_")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    r = subprocess.run([sys.executable, "-c", BURST, lst.prefix, "200", "20"], env=env, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", BURST, lst.prefix, "200", "20"], env=env, capture_output=True, text=True, timeout=120
+    )
     rc, stdout, stderr = lst.stop()
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert rc == 0 and "warning" not in stderr, stderr
@@ -213,7 +241,8 @@ def test_a_burst_of_200_clients_is_delivered_whole(tmp_path):
     rec = marker_log.read(out)
     by_stream = rec.markers.groupby("stream")["text"].apply(list)
     assert sorted(by_stream, key=lambda t: int(t[0].split(":")[0])) == [
-        [f"{k}:{i}" for i in range(20)] for k in range(200)]
+        [f"{k}:{i}" for i in range(20)] for k in range(200)
+    ]
 
 
 def test_a_burst_while_the_listener_is_stopped_waits_in_the_backlog(tmp_path, streams):
@@ -252,7 +281,9 @@ class Warnings:
         self._t.start()
 
     def wait(self, text: str, count: int = 1) -> list[str]:
-        return wait_until(lambda: len(found := [w for w in self.lines if text in w]) >= count and found, TIMEOUT, repr(text))
+        return wait_until(
+            lambda: len(found := [w for w in self.lines if text in w]) >= count and found, TIMEOUT, repr(text)
+        )
 
 
 def memory_kib(pid: int, field: str) -> int:
@@ -312,7 +343,9 @@ def test_unfinished_messages_are_capped_per_connection_and_in_total_and_memory_r
     for s in holders + [third]:
         s.close()
     warnings.wait("the incomplete message is not written", 2)
-    wait_until(lambda: memory_kib(lst.proc.pid, "VmRSS") - base < 6 * 1024, TIMEOUT, "the held memory to be handed back")
+    wait_until(
+        lambda: memory_kib(lst.proc.pid, "VmRSS") - base < 6 * 1024, TIMEOUT, "the held memory to be handed back"
+    )
     # and the listener goes on
     ok = lst.connect()
     ok.sendall(wire_worker())
@@ -335,8 +368,9 @@ def test_out_of_file_descriptors_refuses_and_goes_on(tmp_path):
     limit = 64
     orig = subprocess.Popen
     try:  # the listener runs with a low descriptor limit
-        subprocess.Popen = lambda *a, **k: orig(*a, preexec_fn=lambda: resource.setrlimit(
-            resource.RLIMIT_NOFILE, (limit, limit)), **k)
+        subprocess.Popen = lambda *a, **k: orig(
+            *a, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)), **k
+        )
         lst = Running(out)
     finally:
         subprocess.Popen = orig
@@ -349,7 +383,9 @@ def test_out_of_file_descriptors_refuses_and_goes_on(tmp_path):
     ok = lst.connect()
     ok.sendall(wire_worker())
     ok.close()
-    wait_until(lambda: out.exists() and len(marker_log.read(out).markers) == 2, TIMEOUT, "the new connection's messages")
+    wait_until(
+        lambda: out.exists() and len(marker_log.read(out).markers) == 2, TIMEOUT, "the new connection's messages"
+    )
     rc, stdout, _ = lst.stop()
     assert rc == 0 and "2 messages from" in stdout and " refused, written to" in stdout
     assert [w for w in warnings.lines if "warning" in w and "out of file descriptors" not in w] == []
@@ -376,20 +412,27 @@ def test_only_this_user_and_root_may_write_unless_allowed(tmp_path, tcp):
         lst = Running(out, *extra)
         if not tcp:
             target = repr(f"\0{lst.prefix}")
-        client = ("import socket\n"  # (sending fails once the listener has refused it)
-                  f"s = socket.socket(socket.{family}, socket.SOCK_STREAM)\n"
-                  f"s.connect({target})\n"
-                  "try:\n"
-                  f"    s.sendall(bytes.fromhex({wire_worker().hex()!r}))\n"
-                  "    s.shutdown(socket.SHUT_WR)\n"
-                  "    s.recv(1)\n"
-                  "except OSError:\n"
-                  "    pass\n")
-        r = subprocess.run(["/usr/bin/python3", "-c", client], user=65534, capture_output=True, text=True,
-                           timeout=TIMEOUT, cwd="/")
+        client = (
+            "import socket\n"  # (sending fails once the listener has refused it)
+            f"s = socket.socket(socket.{family}, socket.SOCK_STREAM)\n"
+            f"s.connect({target})\n"
+            "try:\n"
+            f"    s.sendall(bytes.fromhex({wire_worker().hex()!r}))\n"
+            "    s.shutdown(socket.SHUT_WR)\n"
+            "    s.recv(1)\n"
+            "except OSError:\n"
+            "    pass\n"
+        )
+        r = subprocess.run(
+            ["/usr/bin/python3", "-c", client], user=65534, capture_output=True, text=True, timeout=TIMEOUT, cwd="/"
+        )
         assert r.returncode == 0, r.stderr
         if allow:
-            wait_until(lambda log=out: log.exists() and len(marker_log.read(log).markers) == 2, TIMEOUT, "the stranger's messages")
+            wait_until(
+                lambda log=out: log.exists() and len(marker_log.read(log).markers) == 2,
+                TIMEOUT,
+                "the stranger's messages",
+            )
         rc, stdout, stderr = lst.stop()
         assert rc == 0
         if allow:
@@ -415,8 +458,11 @@ def test_a_message_the_listener_keeps_refusing_is_given_up_by_the_client(tmp_pat
     c.marker("after")
     c.flush()  # waits (up to send_timeout) for the retries
     c.close()
-    wait_until(lambda: out.exists() and list(marker_log.read(out).markers["text"]) == ["before", "after"],
-               TIMEOUT, "both markers at the listener")
+    wait_until(
+        lambda: out.exists() and list(marker_log.read(out).markers["text"]) == ["before", "after"],
+        TIMEOUT,
+        "both markers at the listener",
+    )
     rc, stdout, stderr = lst.stop()
     assert rc == 0 and "2 messages from 4 connection(s), 3 dropped for size" in stdout
     assert stderr.count("message over 1 MiB") == 3

@@ -18,8 +18,15 @@ from streamline_bridge.ingest import marker_log
 from streamline_bridge.ingest.annotation_stream import decode
 
 BASE = 894_000_000_000
-META = {"writer": "listen", "clock": "CLOCK_MONOTONIC_RAW", "monotonic_raw_ns": BASE,
-        "realtime_ns": 1_763_000_000_000_000_000, "pid": 99, "protocol": 5, "host": "board"}
+META = {
+    "writer": "listen",
+    "clock": "CLOCK_MONOTONIC_RAW",
+    "monotonic_raw_ns": BASE,
+    "realtime_ns": 1_763_000_000_000_000_000,
+    "pid": 99,
+    "protocol": 5,
+    "host": "board",
+}
 
 
 def header(meta=META) -> bytes:
@@ -86,8 +93,14 @@ def test_reads_interleaved_streams(tmp_path, log_bytes, streams):
 
 def test_stream_id_reused_after_close(tmp_path, streams):
     w = streams[1]
-    data = header() + record(1, 1, w[:20]) + record(2, 1, w[20:]) + record(3, 1) \
-        + record(1, 1, w[:20]) + record(2, 1, w[20:38])
+    data = (
+        header()
+        + record(1, 1, w[:20])
+        + record(2, 1, w[20:])
+        + record(3, 1)
+        + record(1, 1, w[:20])
+        + record(2, 1, w[20:38])
+    )
     rec = marker_log.read(write(tmp_path, data))
     assert list(rec.markers["stream"]) == [0, 0, 1] and not rec.meta.partial and rec.meta.issues == []
     assert [s["closed"] for s in rec.meta.extra["streams"]] == [True, False]
@@ -108,7 +121,7 @@ def test_every_cut_point_returns_a_prefix(tmp_path, log_bytes, streams):
             assert issue.file.endswith("run.sbm") and issue.offset <= cut
         for i in (0, 1):
             got = rec.markers[rec.markers["stream"] == i].reset_index(drop=True)
-            want = full[full["stream"] == i].reset_index(drop=True).iloc[:len(got)]
+            want = full[full["stream"] == i].reset_index(drop=True).iloc[: len(got)]
             pd.testing.assert_frame_equal(got, want)
         assert n <= len(full)
 
@@ -127,8 +140,16 @@ def _at_record_boundary(data: bytes, pos: int, cut: int) -> bool:
 
 def test_damaged_records_are_skipped_with_issues(tmp_path, streams):
     w = streams[1]
-    data = (header() + record(1, 5, w[:20]) + record(9, 5, b"future") + record(2, 6, w[20:38])
-            + record(2, 5, w[20:38]) + record(3, 7) + record(2, 5, w[38:]) + record(3, 5))
+    data = (
+        header()
+        + record(1, 5, w[:20])
+        + record(9, 5, b"future")
+        + record(2, 6, w[20:38])
+        + record(2, 5, w[20:38])
+        + record(3, 7)
+        + record(2, 5, w[38:])
+        + record(3, 5)
+    )
     rec = marker_log.read(write(tmp_path, data))
     assert list(rec.markers["text"]) == ["worker", ""]
     msgs = [str(i) for i in rec.meta.issues]
@@ -151,8 +172,13 @@ def test_bad_message_bytes_inside_a_stream_name_the_file_offset(tmp_path, stream
 
 def test_bad_header_json_keeps_the_records(tmp_path, streams):
     blob = b"{not json"
-    data = b"SBMARK1\n" + struct.pack("<II", 1, len(blob)) + blob + record(1, 1, streams[1][:20]) \
+    data = (
+        b"SBMARK1\n"
+        + struct.pack("<II", 1, len(blob))
+        + blob
+        + record(1, 1, streams[1][:20])
         + record(2, 1, streams[1][20:])
+    )
     rec = marker_log.read(write(tmp_path, data))
     assert len(rec.markers) == 2 and rec.meta.clock_base_ns is None and rec.markers["time_rel_ns"].isna().all()
     assert "not valid JSON" in rec.meta.issues[0].message
@@ -168,7 +194,9 @@ def test_written_by_the_annotate_mirror(tmp_path, streams):
     mirror = pytest.importorskip("annotate.mirror")
     p = tmp_path / "m.sbm"
     log = mirror.MarkerLog(p, protocol=4)
-    log.write(mirror.record(mirror.OPENED, 12509, streams[1][:20]) + mirror.record(mirror.MESSAGES, 12509, streams[1][20:]))
+    log.write(
+        mirror.record(mirror.OPENED, 12509, streams[1][:20]) + mirror.record(mirror.MESSAGES, 12509, streams[1][20:])
+    )
     log.close()
     rec = ingest.read(p)
     assert list(rec.markers["text"]) == ["worker", ""] and rec.meta.extra["writer"] == "annotate"
@@ -190,7 +218,7 @@ def test_inspect_rich_and_json(tmp_path, log_bytes, capsys):
     out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert "marker-log" in out and "31 markers, 2 thread(s)" in out and "counter_value" in out
     assert "protocol 4" in out and "{'" not in out  # readable: tables, not Python dicts
-    streams = out[out.index("streams"):]
+    streams = out[out.index("streams") :]
     assert "tid" in streams and "12509" in streams
     assert main(["inspect", str(p), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -218,7 +246,7 @@ def test_damaged_logs_never_crash(tmp_path, log_bytes, data):
     for _ in range(data.draw(st.integers(1, 6))):
         i = data.draw(st.integers(16, len(raw) - 1))  # past the magic and version: those are checked strictly
         raw[i] = data.draw(st.integers(0, 255))
-    raw = raw[:data.draw(st.integers(0, len(raw)))]
+    raw = raw[: data.draw(st.integers(0, len(raw)))]
     p = write(tmp_path, bytes(raw), "fuzz.sbm")
     try:
         rec = marker_log.read(p)
@@ -226,6 +254,9 @@ def test_damaged_logs_never_crash(tmp_path, log_bytes, data):
         assert "fuzz.sbm" in str(exc)
         return
     assert all(i.file.endswith("fuzz.sbm") for i in rec.meta.issues)
-    assert rec.meta.partial or rec.meta.issues == [] or all(i.action in ("ignored", "earlier stream ended there")
-                                                           for i in rec.meta.issues)
+    assert (
+        rec.meta.partial
+        or rec.meta.issues == []
+        or all(i.action in ("ignored", "earlier stream ended there") for i in rec.meta.issues)
+    )
     assert set(rec.markers["stream"]) <= {e["stream"] for e in rec.meta.extra["streams"]}

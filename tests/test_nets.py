@@ -7,8 +7,19 @@ import re
 from streamline_bridge.nets.squeezenet import squeezenet_v1_1
 
 # fields that define the computation; fillers and the input shape are ours by design
-FIELDS = ("name", "type", "bottom", "top", "num_output", "kernel_size", "stride", "pad", "pool",
-          "global_pooling", "dropout_ratio")
+FIELDS = (
+    "name",
+    "type",
+    "bottom",
+    "top",
+    "num_output",
+    "kernel_size",
+    "stride",
+    "pad",
+    "pool",
+    "global_pooling",
+    "dropout_ratio",
+)
 
 
 def _layers(prototxt: str) -> list[dict[str, list[str]]]:

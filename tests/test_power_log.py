@@ -15,12 +15,22 @@ from streamline_bridge.cli import main
 from streamline_bridge.errors import InputError
 from streamline_bridge.power.log import MAGIC, RECORD_HEAD_SIZE, PowerLogWriter, read_log
 
-RAILS = [{"name": "VDD_IN", "unit": "mW", "files": ["/sys/x/in_power0_input"], "scale": 1.0, "extra": {"channel": 0}},
-         {"name": "VDD_GPU", "unit": "mV*mA", "files": ["/sys/x/v", "/sys/x/i"], "scale": 1e-3, "extra": {}}]
-META = {"format": "streamline-bridge power log", "source": "ina3221x", "estimated": False,
-        "config": {"devices": {"1-0040": {"running_mode": 1}}}, "rails": RAILS, "requested_hz": 1000.0,
-        "clock": "CLOCK_MONOTONIC_RAW", "monotonic_raw_ns": 1_000_000_000, "realtime_ns": 1_795_000_000_000_000_000,
-        "host": "tx1"}
+RAILS = [
+    {"name": "VDD_IN", "unit": "mW", "files": ["/sys/x/in_power0_input"], "scale": 1.0, "extra": {"channel": 0}},
+    {"name": "VDD_GPU", "unit": "mV*mA", "files": ["/sys/x/v", "/sys/x/i"], "scale": 1e-3, "extra": {}},
+]
+META = {
+    "format": "streamline-bridge power log",
+    "source": "ina3221x",
+    "estimated": False,
+    "config": {"devices": {"1-0040": {"running_mode": 1}}},
+    "rails": RAILS,
+    "requested_hz": 1000.0,
+    "clock": "CLOCK_MONOTONIC_RAW",
+    "monotonic_raw_ns": 1_000_000_000,
+    "realtime_ns": 1_795_000_000_000_000_000,
+    "host": "tx1",
+}
 V1 = Path(__file__).resolve().parents[1] / "fixtures" / "power-log" / "v1-ina3221x.sbp"
 
 
@@ -44,8 +54,14 @@ def write_log(path: Path, chunks: int = 3, per_chunk: int = 5, trailer: bool = T
         vin += list(a)
         vgpu += list(b)
     if trailer:
-        w.write_trailer({"samples": chunks * per_chunk, "achieved_hz": 1000.0,
-                         "update_period_ns": {"VDD_IN": 1_000_000, "VDD_GPU": 7_000_000}, "error": None})
+        w.write_trailer(
+            {
+                "samples": chunks * per_chunk,
+                "achieved_hz": 1000.0,
+                "update_period_ns": {"VDD_IN": 1_000_000, "VDD_GPU": 7_000_000},
+                "error": None,
+            }
+        )
     w.close()
     return times, vin, vgpu
 

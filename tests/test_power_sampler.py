@@ -93,7 +93,7 @@ def test_a_file_missing_for_a_while_gives_nan_and_sampling_goes_on(tmp_path: Pat
     log = read_log(out)
     gpu_mw, in_mw = log.power["VDD_GPU"], log.power["VDD_IN"]
     missing = np.isnan(gpu_mw)
-    assert missing[n0:n0 + 100].all(), "the missing file was not seen as missing samples"
+    assert missing[n0 : n0 + 100].all(), "the missing file was not seen as missing samples"
     assert not np.isnan(in_mw).any()
     assert np.all(log.t_end[missing] >= vanished_ns), "NaN before the file went away"
     assert not missing[n1:].any(), "the file came back but the sampler did not reopen it"
@@ -161,11 +161,17 @@ def test_sigkill_keeps_every_completed_chunk(tmp_path: Path) -> None:
 def test_the_sampler_stops_by_itself_when_its_parent_dies(tmp_path: Path) -> None:
     out = tmp_path / "power.sbp"
     parent = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from streamline_bridge.power import Sampler\n"
-         f"s = Sampler({str(out)!r}, sysfs_root={str(FIXTURES / 'sysfs/nano-l4t32')!r}).start()\n"
-         "print(s.info['pid'], flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, cwd=ROOT, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from streamline_bridge.power import Sampler\n"
+            f"s = Sampler({str(out)!r}, sysfs_root={str(FIXTURES / 'sysfs/nano-l4t32')!r}).start()\n"
+            "print(s.info['pid'], flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+    )
     assert parent.stdout is not None
     int(parent.stdout.readline())
     parent.kill()
@@ -232,8 +238,13 @@ def test_a_rail_that_recovers_with_its_old_value_is_not_declared_gone(tmp_path: 
     script = [5.0] * 10 + [float("nan")] * 3 + [5.0] * 3000  # 0.3 s at 10 kHz after the failures
     src = ScriptedSource(script, stop)
     writer = PowerLogWriter(tmp_path / "p.sbp", {"rails": [src.rails[0].to_dict()]})
-    loop = _Loop(Config(output="", rate_hz=10_000, gone_after_s=0.05, chunk_ms=10), src, writer, lambda e: None,
-                 {"event": "ready"})
+    loop = _Loop(
+        Config(output="", rate_hz=10_000, gone_after_s=0.05, chunk_ms=10),
+        src,
+        writer,
+        lambda e: None,
+        {"event": "ready"},
+    )
     assert loop.run(stop) is None
     loop.flush()
     # the warm-up read and the samples take len(script) + 1 reads, the last one asking to stop; then
@@ -260,8 +271,13 @@ except SamplerError as exc:
 
 def test_a_log_that_cannot_grow_stops_the_sampler_cleanly_with_whole_records(tmp_path: Path) -> None:
     out = tmp_path / "power.sbp"
-    r = subprocess.run([sys.executable, "-c", FILE_LIMIT, str(out), str(FIXTURES / "sysfs/tx1-l4t28")], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", FILE_LIMIT, str(out), str(FIXTURES / "sysfs/tx1-l4t28")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and r.stdout, r.stderr
     said = json.loads(r.stdout)
     assert said["error"] == f"{out}: cannot write the power log: File too large (the power sampler stopped)"

@@ -23,22 +23,34 @@ SYSFS = FIXTURES / "sysfs"
 
 
 def opened(tree: str, name: str | None = None, proc: Path | None = None, **options):
-    src = discovery.find_source(name, discovery.roots(str(SYSFS / tree), str(proc) if proc else "/nonexistent"),
-                                options)
+    src = discovery.find_source(
+        name, discovery.roots(str(SYSFS / tree), str(proc) if proc else "/nonexistent"), options
+    )
     src.open()
     return src
 
 
-@pytest.mark.parametrize("tree, source, rails, values", [
-    ("tx1-l4t28", "ina3221x", ["VDD_IN", "VDD_GPU", "VDD_CPU"], [2079, 96, 312]),
-    ("tx2-l4t32", "ina3221x", ["VDD_SYS_GPU", "VDD_SYS_SOC", "VDD_4V0_WIFI", "VDD_IN", "VDD_SYS_CPU", "VDD_SYS_DDR"],
-     [76, 381, 364, 1373, 152, 189]),
-    ("nano-l4t32", "ina3221x", ["POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU"], [930, 0, 80]),
-    ("xavier-l4t32", "ina3221x", ["GPU", "CPU", "SOC", "CV", "VDDRQ", "SYS5V"], [1144, 381, 2498, 0, 190, 2690]),
-    ("orin-l4t36", "ina3221", ["VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO"],
-     [4984 * 480 / 1000, 4984 * 160 / 1000, 4976 * 708 / 1000, 4984 * 60 / 1000]),
-    ("hwmon-ina226", "hwmon", ["ina226_power1", "VBAT"], [4512.0, 3800 * 500 / 1000]),
-])
+@pytest.mark.parametrize(
+    "tree, source, rails, values",
+    [
+        ("tx1-l4t28", "ina3221x", ["VDD_IN", "VDD_GPU", "VDD_CPU"], [2079, 96, 312]),
+        (
+            "tx2-l4t32",
+            "ina3221x",
+            ["VDD_SYS_GPU", "VDD_SYS_SOC", "VDD_4V0_WIFI", "VDD_IN", "VDD_SYS_CPU", "VDD_SYS_DDR"],
+            [76, 381, 364, 1373, 152, 189],
+        ),
+        ("nano-l4t32", "ina3221x", ["POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU"], [930, 0, 80]),
+        ("xavier-l4t32", "ina3221x", ["GPU", "CPU", "SOC", "CV", "VDDRQ", "SYS5V"], [1144, 381, 2498, 0, 190, 2690]),
+        (
+            "orin-l4t36",
+            "ina3221",
+            ["VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO"],
+            [4984 * 480 / 1000, 4984 * 160 / 1000, 4976 * 708 / 1000, 4984 * 60 / 1000],
+        ),
+        ("hwmon-ina226", "hwmon", ["ina226_power1", "VBAT"], [4512.0, 3800 * 500 / 1000]),
+    ],
+)
 def test_discovery_finds_every_rail_with_its_value_in_mw(tree, source, rails, values) -> None:
     src = opened(tree)
     try:
@@ -215,24 +227,37 @@ def test_nvml_power_usage_and_energy_counter(monkeypatch: pytest.MonkeyPatch) ->
 
 # Lines copied verbatim from anchors.md §2 (one per release format).
 TEGRASTATS = [
-    ("RAM 3468/3983MB (lfb 48x4MB) SWAP 873/8192MB (cached 295MB) cpu [17%,13%,29%,5%]@408 EMC 1%@408 APE 25 "
-     "GR3D 3%@76", {}),
-    ("RAM 696/7854MB (lfb 1675x4MB) CPU [0%@345,0%@345,0%@345,0%@345,0%@345,0%@345] EMC_FREQ 1%@665 GR3D_FREQ 0%@140 "
-     "APE 150 MTS fg 0% bg 0% BCPU@30C MCPU@30C GPU@28C PLL@30C Tboard@26C Tdiode@27C PMIC@100C thermal@29.2C "
-     "VDD_IN 1383/1383 VDD_CPU 153/191 VDD_GPU 76/76 VDD_SOC 384/384 VDD_WIFI 364/335 VDD_DDR 192/201",
-     {"VDD_IN": 1383, "VDD_CPU": 153, "VDD_GPU": 76, "VDD_SOC": 384, "VDD_WIFI": 364, "VDD_DDR": 192}),
-    ("RAM 331/3964MB (lfb 758x4MB) SWAP 0/1982MB (cached 0MB) IRAM 0/252kB(lfb 252kB) CPU [0%@102,0%@102,0%@102,"
-     "0%@102] EMC_FREQ 3%@204 GR3D_FREQ 0%@76 APE 25 PLL@20.5C CPU@23.5C PMIC@100C GPU@22.5C AO@27.5C thermal@23C "
-     "POM_5V_IN 933/933 POM_5V_GPU 0/0 POM_5V_CPU 84/105", {"POM_5V_IN": 933, "POM_5V_GPU": 0, "POM_5V_CPU": 84}),
-    ("01-03-2023 16:07:54 RAM 2257/30536MB (lfb 5392x4MB) SWAP 0/15268MB (cached 0MB) CPU [0%@729,...] EMC_FREQ "
-     "0%@204 GR3D_FREQ 0%@0 GR3D2_FREQ 0%@0 NVJPG1 729 VIC_FREQ 115 APE 233 CV0@-256C CPU@41.437C Tboard@29C "
-     "SOC2@39.062C Tdiode@30.75C SOC0@39.031C CV1@-256C GPU@-256C tj@41.656C SOC1@38.937C CV2@-256C VDD_GPU_SOC "
-     "2390mW/2390mW VDD_CPU_CV 796mW/796mW VIN_SYS_5V0 3522mW/3522mW NC 0mW/0mW VDDQ_VDD2_1V8AO 301mW/301mW NC "
-     "0mW/0mW", {"VDD_GPU_SOC": 2390, "VDD_CPU_CV": 796, "VIN_SYS_5V0": 3522, "VDDQ_VDD2_1V8AO": 301}),
-    ("07-25-2026 09:08:28 RAM 20642/62817MB (lfb 1x2MB) CPU [23%@2201,10%@2201] EMC_FREQ 3%@3199 GR3D_FREQ "
-     "12%@[1300,1300] NVENC0 off APE 174 cpu@52.968C/52.968C soc2@48.406C/48.406C VDD_GPU_SOC 5139mW/5139mW/5139mW "
-     "VDD_CPU_CV 3268mW/3268mW/3268mW VIN_SYS_5V0 5500mW/5500mW/5500mW",
-     {"VDD_GPU_SOC": 5139, "VDD_CPU_CV": 3268, "VIN_SYS_5V0": 5500}),
+    (
+        "RAM 3468/3983MB (lfb 48x4MB) SWAP 873/8192MB (cached 295MB) cpu [17%,13%,29%,5%]@408 EMC 1%@408 APE 25 "
+        "GR3D 3%@76",
+        {},
+    ),
+    (
+        "RAM 696/7854MB (lfb 1675x4MB) CPU [0%@345,0%@345,0%@345,0%@345,0%@345,0%@345] EMC_FREQ 1%@665 GR3D_FREQ 0%@140 "
+        "APE 150 MTS fg 0% bg 0% BCPU@30C MCPU@30C GPU@28C PLL@30C Tboard@26C Tdiode@27C PMIC@100C thermal@29.2C "
+        "VDD_IN 1383/1383 VDD_CPU 153/191 VDD_GPU 76/76 VDD_SOC 384/384 VDD_WIFI 364/335 VDD_DDR 192/201",
+        {"VDD_IN": 1383, "VDD_CPU": 153, "VDD_GPU": 76, "VDD_SOC": 384, "VDD_WIFI": 364, "VDD_DDR": 192},
+    ),
+    (
+        "RAM 331/3964MB (lfb 758x4MB) SWAP 0/1982MB (cached 0MB) IRAM 0/252kB(lfb 252kB) CPU [0%@102,0%@102,0%@102,"
+        "0%@102] EMC_FREQ 3%@204 GR3D_FREQ 0%@76 APE 25 PLL@20.5C CPU@23.5C PMIC@100C GPU@22.5C AO@27.5C thermal@23C "
+        "POM_5V_IN 933/933 POM_5V_GPU 0/0 POM_5V_CPU 84/105",
+        {"POM_5V_IN": 933, "POM_5V_GPU": 0, "POM_5V_CPU": 84},
+    ),
+    (
+        "01-03-2023 16:07:54 RAM 2257/30536MB (lfb 5392x4MB) SWAP 0/15268MB (cached 0MB) CPU [0%@729,...] EMC_FREQ "
+        "0%@204 GR3D_FREQ 0%@0 GR3D2_FREQ 0%@0 NVJPG1 729 VIC_FREQ 115 APE 233 CV0@-256C CPU@41.437C Tboard@29C "
+        "SOC2@39.062C Tdiode@30.75C SOC0@39.031C CV1@-256C GPU@-256C tj@41.656C SOC1@38.937C CV2@-256C VDD_GPU_SOC "
+        "2390mW/2390mW VDD_CPU_CV 796mW/796mW VIN_SYS_5V0 3522mW/3522mW NC 0mW/0mW VDDQ_VDD2_1V8AO 301mW/301mW NC "
+        "0mW/0mW",
+        {"VDD_GPU_SOC": 2390, "VDD_CPU_CV": 796, "VIN_SYS_5V0": 3522, "VDDQ_VDD2_1V8AO": 301},
+    ),
+    (
+        "07-25-2026 09:08:28 RAM 20642/62817MB (lfb 1x2MB) CPU [23%@2201,10%@2201] EMC_FREQ 3%@3199 GR3D_FREQ "
+        "12%@[1300,1300] NVENC0 off APE 174 cpu@52.968C/52.968C soc2@48.406C/48.406C VDD_GPU_SOC 5139mW/5139mW/5139mW "
+        "VDD_CPU_CV 3268mW/3268mW/3268mW VIN_SYS_5V0 5500mW/5500mW/5500mW",
+        {"VDD_GPU_SOC": 5139, "VDD_CPU_CV": 3268, "VIN_SYS_5V0": 5500},
+    ),
 ]
 
 
@@ -243,8 +268,9 @@ def test_tegrastats_power_fields_of_every_release(line: str, expected: dict) -> 
 
 def test_tegrastats_source_follows_a_running_tegrastats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     script = tmp_path / "tegrastats"
-    script.write_text("#!/bin/sh\n[ \"$1\" = --interval ] || exit 2\n"
-                      f"while :; do echo '{TEGRASTATS[2][0]}'; sleep 0.02; done\n")
+    script.write_text(
+        f"#!/bin/sh\n[ \"$1\" = --interval ] || exit 2\nwhile :; do echo '{TEGRASTATS[2][0]}'; sleep 0.02; done\n"
+    )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     src = discovery.find_source("tegrastats", discovery.roots(), {"tegrastats_interval_ms": 20})
@@ -259,8 +285,11 @@ def test_cpu_model_is_idle_plus_per_core_power_times_utilisation(tmp_path: Path)
     stat_file = tmp_path / "stat"
     lines = ["cpu0 0 0 0 0 0 0 0 0", "cpu1 0 0 0 0 0 0 0 0", "cpu2 0 0 0 0 0 0 0 0", "cpu3 0 0 0 0 0 0 0 0"]
     stat_file.write_text("cpu  1000 0 500 8000 500 0 0 0 0 0\n" + "\n".join(lines) + "\n")
-    src = discovery.find_source("cpu-model", discovery.roots("/nonexistent", str(tmp_path)),
-                                {"cpu_window_ms": 0, "cpu_idle_w": 2.0, "cpu_core_w": 1.5})
+    src = discovery.find_source(
+        "cpu-model",
+        discovery.roots("/nonexistent", str(tmp_path)),
+        {"cpu_window_ms": 0, "cpu_idle_w": 2.0, "cpu_core_w": 1.5},
+    )
     assert src.estimated and src.rails[0].name == "CPU (estimated)" and src.config["cores"] == 4
     with src:
         # +150 user +50 system busy, +150 idle +50 iowait: utilisation 0.5

@@ -22,8 +22,11 @@ MODEL = "models/squeezenet_v1.1"
 
 
 def prototxt_names(path: Path) -> list[str]:
-    return [n for n, t in re.findall(r'layer\s*\{\s*name:\s*"([^"]+)"\s*type:\s*"([^"]+)"', path.read_text())
-            if t != "Input"]
+    return [
+        n
+        for n, t in re.findall(r'layer\s*\{\s*name:\s*"([^"]+)"\s*type:\s*"([^"]+)"', path.read_text())
+        if t != "Input"
+    ]
 
 
 @pytest.mark.caffe
@@ -31,10 +34,30 @@ def test_profile_the_real_squeezenet_on_the_cat(tx1: str, shared: Path, tmp_path
     pytest.importorskip("caffe", reason="pycaffe not built (scripts/build-pycaffe.sh .venv/bin/python)")
     run = tmp_path / "run"
     model = shared / MODEL
-    rc = main(["profile", "caffe", "-o", str(run), "--model", str(model / "deploy.prototxt"),
-               "--weights", str(model / "squeezenet_v1.1.fp16-reconstructed.caffemodel"),
-               "--image", str(shared / "data/images/cat.jpg"), "--labels", str(shared / "data/synset_words.txt"),
-               "--iterations", "2", "--warmup", "1", "--idle", "0.2", "--sysfs-root", tx1])
+    rc = main(
+        [
+            "profile",
+            "caffe",
+            "-o",
+            str(run),
+            "--model",
+            str(model / "deploy.prototxt"),
+            "--weights",
+            str(model / "squeezenet_v1.1.fp16-reconstructed.caffemodel"),
+            "--image",
+            str(shared / "data/images/cat.jpg"),
+            "--labels",
+            str(shared / "data/synset_words.txt"),
+            "--iterations",
+            "2",
+            "--warmup",
+            "1",
+            "--idle",
+            "0.2",
+            "--sysfs-root",
+            tx1,
+        ]
+    )
     out, err = capsys.readouterr()
     assert rc == 0, err
     top5 = [line.split(None, 2) for line in out.split("top-5 classes:\n", 1)[1].splitlines()[:5]]  # a result: stdout
@@ -76,8 +99,26 @@ def test_profile_builtin_squeezenet_with_bookmarks_then_report(tx1: str, tmp_pat
     from streamline_bridge.nets.squeezenet import squeezenet_v1_1
 
     run = tmp_path / "run"
-    rc = main(["profile", "caffe", "-o", str(run), "--size", "64", "--style", "markers", "--iterations", "3",
-               "--warmup", "0", "--idle", "0.2", "--sysfs-root", tx1])
+    rc = main(
+        [
+            "profile",
+            "caffe",
+            "-o",
+            str(run),
+            "--size",
+            "64",
+            "--style",
+            "markers",
+            "--iterations",
+            "3",
+            "--warmup",
+            "0",
+            "--idle",
+            "0.2",
+            "--sysfs-root",
+            tx1,
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "random weights (seed 0)" in err and "synthetic input image" in err and "top-5" not in err
@@ -105,11 +146,30 @@ def test_profile_builtin_squeezenet_with_bookmarks_then_report(tx1: str, tmp_pat
 def test_whole_net_mode_is_one_row_per_rail(tx1: str, tmp_path: Path, capsys) -> None:
     pytest.importorskip("caffe", reason="pycaffe not built (scripts/build-pycaffe.sh .venv/bin/python)")
     run = tmp_path / "run"
-    rc = main(["profile", "caffe", "-o", str(run), "--whole-net", "--size", "32", "--iterations", "2",
-               "--warmup", "0", "--idle", "0.1", "--sysfs-root", tx1])  # idle: power on both sides of the runs
+    rc = main(
+        [
+            "profile",
+            "caffe",
+            "-o",
+            str(run),
+            "--whole-net",
+            "--size",
+            "32",
+            "--iterations",
+            "2",
+            "--warmup",
+            "0",
+            "--idle",
+            "0.1",
+            "--sysfs-root",
+            tx1,
+        ]
+    )  # idle: power on both sides of the runs
     assert rc == 0, capsys.readouterr().err
     rows = json.loads((run / "table.json").read_text())
-    assert [(r["name"], r["layer_type"], r["rail"]) for r in rows] == [("SqueezeNet_v1.1", "Net", rail) for rail in RAILS]
+    assert [(r["name"], r["layer_type"], r["rail"]) for r in rows] == [
+        ("SqueezeNet_v1.1", "Net", rail) for rail in RAILS
+    ]
     assert all(r["n"] == 2 and r["energy_mj"] > 0 for r in rows)
 
 

@@ -37,7 +37,18 @@ GROUPS = [
 ]
 TINY_LAYERS = ["0___Linear", "1___ReLU", "2___Linear"]  # tiny_model's
 SHORT = ["--iterations", "2", "--warmup", "0", "--idle", "0.1"]  # quick runs, power on both sides
-FAST = ["--iterations", "2", "--warmup", "1", "--idle", "0.1", "--size", "32", "--method", "sequence"]  # tests of the sequence
+FAST = [
+    "--iterations",
+    "2",
+    "--warmup",
+    "1",
+    "--idle",
+    "0.1",
+    "--size",
+    "32",
+    "--method",
+    "sequence",
+]  # tests of the sequence
 
 
 def tiny_model():

@@ -60,7 +60,9 @@ def test_record_writes_a_run_folder_that_reads_as_one_recording(tmp_path: Path) 
     assert np.array_equal(rec.power["time_rel_ns"].to_numpy(), power_t - t1)
 
 
-def test_a_command_that_cannot_start_still_leaves_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_command_that_cannot_start_still_leaves_a_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "run"
     rc = main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--", str(tmp_path / "no-such-program")])
     assert rc == 2
@@ -81,8 +83,21 @@ def test_record_refuses_an_existing_run_and_a_missing_command(tmp_path: Path, ca
 
 def test_no_power_source_is_one_line_and_no_command_runs(tmp_path: Path, capsys) -> None:
     flag = tmp_path / "ran"
-    rc = main(["record", "-o", str(tmp_path / "run"), "--source", "rapl", "--sysfs-root", TX1, "--",
-               sys.executable, "-c", f"open({str(flag)!r}, 'w')"])
+    rc = main(
+        [
+            "record",
+            "-o",
+            str(tmp_path / "run"),
+            "--source",
+            "rapl",
+            "--sysfs-root",
+            TX1,
+            "--",
+            sys.executable,
+            "-c",
+            f"open({str(flag)!r}, 'w')",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "no RAPL zone" in err and len(err.strip().splitlines()) == 1  # EXIT_FAILURE
     assert not flag.exists() and os.listdir(tmp_path / "run") == []  # left empty: the folder can be used again
@@ -92,9 +107,28 @@ def test_interrupt_is_forwarded_and_the_manifest_still_written(tmp_path: Path) -
     run = tmp_path / "run"
     started = tmp_path / "started"
     child = f"import time, pathlib; pathlib.Path({str(started)!r}).touch(); time.sleep(60)"
-    rec = subprocess.Popen([sys.executable, "-m", "streamline_bridge", "record", "-o", str(run), "--idle", "0.1",
-                            "--sysfs-root", TX1, "--", sys.executable, "-c", child],
-                           cwd=ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rec = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamline_bridge",
+            "record",
+            "-o",
+            str(run),
+            "--idle",
+            "0.1",
+            "--sysfs-root",
+            TX1,
+            "--",
+            sys.executable,
+            "-c",
+            child,
+        ],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not started.exists():
         assert time.monotonic() < deadline and rec.poll() is None, rec.stderr.read() if rec.stderr else ""
@@ -126,8 +160,14 @@ print(*record._run_command(cmd, dict(os.environ), record._Status(None), lambda: 
 
 
 def test_a_signal_as_soon_as_the_command_exists_reaches_the_command() -> None:
-    r = subprocess.run([sys.executable, "-c", EARLY_SIGNAL], cwd=ROOT, stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", EARLY_SIGNAL],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr  # not interrupted itself (the command left running)
     assert r.stdout.split() == [str(128 + signal.SIGINT), "True"]
 
@@ -140,9 +180,27 @@ pathlib.Path(sys.argv[1]).write_text(" ".join(map(str, sorted(os.sched_getaffini
 
 def record_process(run: Path, *args: str, preexec_fn=None) -> subprocess.CompletedProcess:
     """``record`` in its own process (--reserve-cpu changes the affinity of the process it runs in)."""
-    return subprocess.run([sys.executable, "-m", "streamline_bridge", "record", "-o", str(run), "--idle", "0",
-                           "--sysfs-root", TX1, *args], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=60, preexec_fn=preexec_fn)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamline_bridge",
+            "record",
+            "-o",
+            str(run),
+            "--idle",
+            "0",
+            "--sysfs-root",
+            TX1,
+            *args,
+        ],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=preexec_fn,
+    )
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
@@ -158,11 +216,21 @@ def test_reserve_cpu_keeps_the_command_off_the_samplers_cpu(tmp_path: Path) -> N
 
 def test_reserve_cpu_with_one_cpu_is_one_clear_error(tmp_path: Path) -> None:
     flag = tmp_path / "ran"
-    r = record_process(tmp_path / "run", "--reserve-cpu", "--cpu", "0", "--", sys.executable, "-c",
-                       f"open({str(flag)!r}, 'w')", preexec_fn=lambda: os.sched_setaffinity(0, {0}))
+    r = record_process(
+        tmp_path / "run",
+        "--reserve-cpu",
+        "--cpu",
+        "0",
+        "--",
+        sys.executable,
+        "-c",
+        f"open({str(flag)!r}, 'w')",
+        preexec_fn=lambda: os.sched_setaffinity(0, {0}),
+    )
     assert r.returncode != 0 and not flag.exists()
     assert r.stderr.strip().splitlines() == [
-        "streamline-bridge: error: cannot reserve CPU 0 for the sampler: this process may only run on CPU 0"]
+        "streamline-bridge: error: cannot reserve CPU 0 for the sampler: this process may only run on CPU 0"
+    ]
 
 
 def test_a_run_folder_whose_record_was_killed_reads_as_partial(tmp_path: Path) -> None:
@@ -208,8 +276,7 @@ while failed_for_s() <= 1.0 and time.monotonic() < deadline:  # past gone_after_
     time.sleep(0.05)
 """
     run = tmp_path / "run"
-    rc = main(["record", "-o", str(run), "--idle", "0.1", "--sysfs-root", str(tree), "--",
-               sys.executable, "-c", child])
+    rc = main(["record", "-o", str(run), "--idle", "0.1", "--sysfs-root", str(tree), "--", sys.executable, "-c", child])
     err = capsys.readouterr().err
     assert rc == 1 and "in_power2_input" in err and "VDD_CPU" in err and "other rails were recorded" in err
     m = json.loads((run / "manifest.json").read_text())
@@ -237,25 +304,64 @@ while not pathlib.Path(sys.argv[2]).exists():
 def start_holding_record(tmp_path: Path, run: Path) -> tuple[subprocess.Popen, Path, Path]:
     """``record`` in its own process, its command started and holding until ``release`` exists."""
     started, release = tmp_path / "started", tmp_path / "release"
-    rec = subprocess.Popen([sys.executable, "-m", "streamline_bridge", "record", "-o", str(run), "--idle", "0",
-                            "--sysfs-root", TX1, "--", sys.executable, "-c", HOLD, str(started), str(release)],
-                           cwd=ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rec = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamline_bridge",
+            "record",
+            "-o",
+            str(run),
+            "--idle",
+            "0",
+            "--sysfs-root",
+            TX1,
+            "--",
+            sys.executable,
+            "-c",
+            HOLD,
+            str(started),
+            str(release),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_until(lambda: started.exists() and started.read_text() or rec.poll() is not None, what="command started")
     assert rec.poll() is None, rec.stderr.read() if rec.stderr else ""
     return rec, started, release
 
 
 def test_a_second_record_into_the_same_folder_fails_at_once_and_report_says_it_is_being_recorded(
-        tmp_path: Path, capsys) -> None:
+    tmp_path: Path, capsys
+) -> None:
     run = tmp_path / "run"
     rec, _, release = start_holding_record(tmp_path, run)
     try:
         flag = tmp_path / "second-ran"
-        assert main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--",
-                     sys.executable, "-c", f"open({str(flag)!r}, 'w')"]) == 2
+        assert (
+            main(
+                [
+                    "record",
+                    "-o",
+                    str(run),
+                    "--idle",
+                    "0",
+                    "--sysfs-root",
+                    TX1,
+                    "--",
+                    sys.executable,
+                    "-c",
+                    f"open({str(flag)!r}, 'w')",
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert err.strip().splitlines() == [
-            f"streamline-bridge: error: {run}: another record is writing this run folder: choose another folder"]
+            f"streamline-bridge: error: {run}: another record is writing this run folder: choose another folder"
+        ]
         assert not flag.exists()
         live = ingest.read(run)
         (run_issue,) = [i for i in live.meta.issues if i.file == str(run / "manifest.json")]
@@ -298,8 +404,25 @@ def test_symlinks_planted_during_the_run_are_never_followed(tmp_path: Path) -> N
     precious = tmp_path / "precious"
     precious.write_text("root's file\n")
     run = tmp_path / "run"
-    assert main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--",
-                 sys.executable, "-c", PLANT, str(precious)]) == 0
+    assert (
+        main(
+            [
+                "record",
+                "-o",
+                str(run),
+                "--idle",
+                "0",
+                "--sysfs-root",
+                TX1,
+                "--",
+                sys.executable,
+                "-c",
+                PLANT,
+                str(precious),
+            ]
+        )
+        == 0
+    )
     assert precious.read_text() == "root's file\n"
     m = json.loads((run / "manifest.json").read_text())
     assert m["complete"] and m["exit_code"] == 0 and not (run / "manifest.json").is_symlink()
@@ -325,7 +448,9 @@ def gone(pid: int) -> bool:
         return True
 
 
-IN_RUN = inspect.getsource(gone) + """
+IN_RUN = (
+    inspect.getsource(gone)
+    + """
 import os, pathlib, signal, time
 from streamline_bridge.power.log import read_log
 log = pathlib.Path(os.environ["STREAMLINE_ANNOTATE_FILE"]).with_name("power.sbp")
@@ -337,11 +462,15 @@ def wait_for(predicate):
     while not predicate() and time.monotonic() < deadline:
         time.sleep(0.02)
 """
-KILL_SAMPLER = IN_RUN + """
+)
+KILL_SAMPLER = (
+    IN_RUN
+    + """
 wait_for(lambda: len(read_log(log).t_start) >= 100)
 os.kill(pid, signal.SIGKILL)
 wait_for(lambda: gone(pid))
 """
+)
 
 
 def test_a_killed_sampler_is_reported_and_the_summary_counts_the_samples_in_the_log(tmp_path: Path, capsys) -> None:
@@ -388,9 +517,29 @@ while True:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc: Linux only")
 def test_a_command_that_ignores_sigterm_and_its_grandchildren_die_with_a_killed_record(tmp_path: Path) -> None:
     run, started = tmp_path / "run", tmp_path / "started"
-    rec = subprocess.Popen([sys.executable, "-m", "streamline_bridge", "record", "-o", str(run), "--idle", "0",
-                            "--sysfs-root", TX1, "--", sys.executable, "-c", STUBBORN, str(started)],
-                           cwd=ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rec = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamline_bridge",
+            "record",
+            "-o",
+            str(run),
+            "--idle",
+            "0",
+            "--sysfs-root",
+            TX1,
+            "--",
+            sys.executable,
+            "-c",
+            STUBBORN,
+            str(started),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_until(lambda: started.exists() or rec.poll() is not None, what="command started")
     pids = [int(p) for p in started.read_text().split()]
     rec.kill()
@@ -414,7 +563,9 @@ def test_the_watchdog_lets_the_command_be_when_told_all_is_well(tmp_path: Path) 
     assert cmd.wait(30) == 0
 
 
-FILL_DISK = IN_RUN + """
+FILL_DISK = (
+    IN_RUN
+    + """
 with open(log.parent.parent / "filler", "wb", buffering=0) as f:
     try:
         while True:
@@ -423,6 +574,7 @@ with open(log.parent.parent / "filler", "wb", buffering=0) as f:
         pass
 wait_for(lambda: gone(pid))  # the sampler's next chunk does not fit: it stops
 """
+)
 
 
 @pytest.fixture
@@ -430,8 +582,11 @@ def small_disk(tmp_path: Path):
     """A 2 MiB tmpfs (root only)."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a small tmpfs (needs root)")
     try:
         yield disk
@@ -464,7 +619,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("damage", ["missing", "empty", "cut"])
 def test_inspect_of_a_run_folder_whose_power_log_is_damaged_is_the_damaged_input_status(
-        tmp_path: Path, finished_run: Path, capsys, damage: str) -> None:
+    tmp_path: Path, finished_run: Path, capsys, damage: str
+) -> None:
     from streamline_bridge.errors import EXIT_DAMAGED, EXIT_OK
 
     run = tmp_path / "run"

@@ -24,8 +24,12 @@ from streamline_bridge.report import by_name, emit, files, plot, registry, table
 
 MS = 1_000_000
 BASE = 5_000_000_000_000  # CLOCK_MONOTONIC_RAW of the logs' start
-LAYERS = (("conv1___Convolution", 3.0), ("fire2/squeeze1x1___Convolution", 0.5),
-          ("fire2/expand1x1___Convolution", 1.5), ("pool10___Pooling", 2.0))
+LAYERS = (
+    ("conv1___Convolution", 3.0),
+    ("fire2/squeeze1x1___Convolution", 0.5),
+    ("fire2/expand1x1___Convolution", 1.5),
+    ("pool10___Pooling", 2.0),
+)
 ITERATIONS = 4
 
 
@@ -67,12 +71,21 @@ def write_power_log(path: Path, estimated: bool = False) -> None:
     """A power log as the sampler writes it: 1 ms samples of the known power on three rails."""
     rails = ["VDD_IN", "VDD_GPU", "VDD_CPU"]
     t = np.arange(BASE, BASE + 150 * MS, MS, dtype=np.int64)
-    meta = {"monotonic_raw_ns": BASE, "clock": "CLOCK_MONOTONIC_RAW", "source": "cpu-model" if estimated
-            else "ina3221x", "estimated": estimated, "requested_hz": 1000,
-            "rails": [{"name": r, "unit": "mW"} for r in rails]}
+    meta = {
+        "monotonic_raw_ns": BASE,
+        "clock": "CLOCK_MONOTONIC_RAW",
+        "source": "cpu-model" if estimated else "ina3221x",
+        "estimated": estimated,
+        "requested_hz": 1000,
+        "rails": [{"name": r, "unit": "mW"} for r in rails],
+    }
     w = PowerLogWriter(path, meta)
-    w.write_samples(array("q", t.tolist()), array("I", [0] * len(t)),
-                    [array("f", power_mw(t, i).astype(np.float32).tolist()) for i in range(3)], 0)
+    w.write_samples(
+        array("q", t.tolist()),
+        array("I", [0] * len(t)),
+        [array("f", power_mw(t, i).astype(np.float32).tolist()) for i in range(3)],
+        0,
+    )
     w.write_trailer({"update_period_ns": {"VDD_IN": 7 * MS, "VDD_GPU": MS, "VDD_CPU": MS}})
     w.close()
 
@@ -134,7 +147,9 @@ def test_csv_reads_back_with_its_companion_metadata(logs, tmp_path):
     np.testing.assert_allclose(back["energy_mj"], res.table["energy_mj"], rtol=1e-12)
     assert back["name"].tolist() == res.table["name"].tolist()
     meta = json.loads((tmp_path / "t.meta.json").read_text())
-    assert meta["version"] == 2 and meta["files_version"] == 2 and meta["warmup"] == 1 and meta["warnings"] == res.warnings
+    assert (
+        meta["version"] == 2 and meta["files_version"] == 2 and meta["warmup"] == 1 and meta["warnings"] == res.warnings
+    )
     assert meta["totals"][0]["rail"] == "VDD_IN"
 
 
@@ -188,7 +203,9 @@ def test_trace_has_slices_counters_instants_and_names(logs, tmp_path):
     assert len(slices) == ITERATIONS * len(LAYERS)
     first = slices[0]
     assert first["name"] == "conv1" and first["pid"] == 4242 and first["tid"] == 4243
-    assert first["ts"] == pytest.approx(20_000.0) and first["dur"]  # time zero: the power record's start == pytest.approx(3_000.0)
+    assert (
+        first["ts"] == pytest.approx(20_000.0) and first["dur"]
+    )  # time zero: the power record's start == pytest.approx(3_000.0)
     assert first["args"]["VDD_IN mJ"] == pytest.approx(exact_mj(BASE + 20 * MS, BASE + 23 * MS, 0), rel=1e-6)
     counters = {e["name"] for e in ev if e["ph"] == "C"}
     assert counters == {"VDD_IN", "VDD_GPU", "VDD_CPU"}  # each with the one argument mW: track "VDD_IN mW"
@@ -211,7 +228,9 @@ def test_estimated_power_is_said_in_every_output(tmp_path):
     con = Console(record=True, width=220)
     table.render(res, con)
     text = con.export_text()
-    assert text.startswith("ESTIMATED power: VDD_IN, VDD_GPU, VDD_CPU (cpu-model)") and "VDD_GPU: energy per layer" in text
+    assert (
+        text.startswith("ESTIMATED power: VDD_IN, VDD_GPU, VDD_CPU (cpu-model)") and "VDD_GPU: energy per layer" in text
+    )
     assert text.count("ESTIMATED") == 1  # said once, first
     write("csv", res, tmp_path / "t.csv")
     assert json.loads((tmp_path / "t.meta.json").read_text())["estimated"] is True
@@ -224,13 +243,30 @@ def test_estimated_power_is_said_in_every_output(tmp_path):
     assert b"ESTIMATED" in (tmp_path / "f.svg").read_bytes()
     doc = trace.build(res, rec)
     assert doc["otherData"]["estimated_power"] and "VDD_IN (ESTIMATED)" in {
-        e["name"] for e in doc["traceEvents"] if e["ph"] == "C"}
+        e["name"] for e in doc["traceEvents"] if e["ph"] == "C"
+    }
 
 
 def test_report_command_writes_every_output(logs, tmp_path, capsys):
     m, p = logs
-    rc = main(["report", str(m), "--power", str(p), "--warmup", "1", "-o", str(tmp_path / "t.json"),
-               "--plot", str(tmp_path / "f.png"), "--trace", str(tmp_path / "tr.json"), "--baseline", "none"])
+    rc = main(
+        [
+            "report",
+            str(m),
+            "--power",
+            str(p),
+            "--warmup",
+            "1",
+            "-o",
+            str(tmp_path / "t.json"),
+            "--plot",
+            str(tmp_path / "f.png"),
+            "--trace",
+            str(tmp_path / "tr.json"),
+            "--baseline",
+            "none",
+        ]
+    )
     assert rc == 0
     err = capsys.readouterr().err
     assert "wrote" in err and "not resolved" in err

@@ -34,19 +34,34 @@ for i in range({ITERATIONS}):
 
 def true_mj(fake: FakeSensor, base: int, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Integral of base + SLOPE k(t) mW, k(t) = floor((t - t0) / period): the sensor's value at every instant."""
+
     def integral(x):  # from t0 to x
         rel = (x - fake.t0).astype(np.float64)
         k = np.floor(rel / fake.period_ns)
         steps = fake.period_ns * k * (k - 1) / 2 + k * (rel - k * fake.period_ns)
         return base * rel + SLOPE * steps
+
     return (integral(end) - integral(start)) * 1e-9
 
 
 def test_record_then_report_gives_the_fake_sensors_energy(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_ramps(SLOPE)) as fake:
-        rc = main(["record", "-o", str(run), "--idle", "0.2", "--sysfs-root", str(tmp_path / "sys"), "--",
-                   sys.executable, "-c", SCRIPT])
+        rc = main(
+            [
+                "record",
+                "-o",
+                str(run),
+                "--idle",
+                "0.2",
+                "--sysfs-root",
+                str(tmp_path / "sys"),
+                "--",
+                sys.executable,
+                "-c",
+                SCRIPT,
+            ]
+        )
     assert rc == 0
     rec = ingest.read(run)
     res = energy_table(rec, warmup=1)
@@ -91,8 +106,12 @@ def test_record_then_report_gives_the_fake_sensors_energy(tmp_path: Path, capsys
 
 
 # Trace Event Format (Google's "Trace Event Format" document): fields every event of a phase must have
-REQUIRED = {"X": {"name", "ph", "ts", "dur", "pid", "tid"}, "C": {"name", "ph", "ts", "pid", "args"},
-            "i": {"name", "ph", "ts", "pid", "s"}, "M": {"name", "ph", "pid", "args"}}
+REQUIRED = {
+    "X": {"name", "ph", "ts", "dur", "pid", "tid"},
+    "C": {"name", "ph", "ts", "pid", "args"},
+    "i": {"name", "ph", "ts", "pid", "s"},
+    "M": {"name", "ph", "pid", "args"},
+}
 
 
 def assert_trace_event_format(events: list[dict]) -> None:

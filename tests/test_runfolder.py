@@ -15,8 +15,15 @@ from streamline_bridge.cli import main
 from streamline_bridge.errors import InputError
 from streamline_bridge.power.sampler import Sampler
 from streamline_bridge.power.sampling import Config
-from streamline_bridge.runfolder import (MANIFEST, MANIFEST_TMP, MARKERS_FILE, Phases, RunWriter, being_recorded,
-                                         read_manifest)
+from streamline_bridge.runfolder import (
+    MANIFEST,
+    MANIFEST_TMP,
+    MARKERS_FILE,
+    Phases,
+    RunWriter,
+    being_recorded,
+    read_manifest,
+)
 
 
 def test_phases_from_marks_fill_the_missing_ones_and_round_trip() -> None:
@@ -26,13 +33,18 @@ def test_phases_from_marks_fill_the_missing_ones_and_round_trip() -> None:
     assert Phases.from_dict(p.to_dict()) == p and p.idle_spans() == [(10, 20), (35, 35)]
 
 
-@pytest.mark.parametrize("phases", [
-    "x", {"run": [1, 2]}, {"idle_before": [1, 2], "run": [2, 3], "idle_after": [3]},
-    {"idle_before": [1, 2], "run": [2, 3], "idle_after": [3, "4"]},
-    {"idle_before": [1, 2], "run": [5, 6], "idle_after": [6, 7]},  # a gap
-    {"idle_before": [3, 2], "run": [2, 3], "idle_after": [3, 4]},  # backwards
-    {"idle_before": [1, 2], "run": [2, 3], "idle_after": [3, True]},
-])
+@pytest.mark.parametrize(
+    "phases",
+    [
+        "x",
+        {"run": [1, 2]},
+        {"idle_before": [1, 2], "run": [2, 3], "idle_after": [3]},
+        {"idle_before": [1, 2], "run": [2, 3], "idle_after": [3, "4"]},
+        {"idle_before": [1, 2], "run": [5, 6], "idle_after": [6, 7]},  # a gap
+        {"idle_before": [3, 2], "run": [2, 3], "idle_after": [3, 4]},  # backwards
+        {"idle_before": [1, 2], "run": [2, 3], "idle_after": [3, True]},
+    ],
+)
 def test_phases_that_do_not_follow_each_other_are_refused(phases) -> None:
     with pytest.raises(ValueError):
         Phases.from_dict(phases)
@@ -46,18 +58,21 @@ def finished_run(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("key, value, says", [
-    ("files", "x", "'files' must be an object"),
-    ("files", {"power": "../../etc/passwd"}, "inside the run folder"),
-    ("files", {"power": 3}, "inside the run folder"),
-    ("complete", "yes", "'complete' must be true or false"),
-    ("started_monotonic_raw_ns", 1.5, "must be an integer"),
-    ("started_monotonic_raw_ns", True, "must be an integer"),
-    ("phases", {"run": 1}, "phases must be an object"),
-    ("power", [1], "'power' must be an object"),
-    ("power", {"stats": {"failed_rails": ["x"]}}, "'power.stats' must be an object"),
-    ("power", {"stats": 5}, "'power.stats' must be an object"),
-])
+@pytest.mark.parametrize(
+    "key, value, says",
+    [
+        ("files", "x", "'files' must be an object"),
+        ("files", {"power": "../../etc/passwd"}, "inside the run folder"),
+        ("files", {"power": 3}, "inside the run folder"),
+        ("complete", "yes", "'complete' must be true or false"),
+        ("started_monotonic_raw_ns", 1.5, "must be an integer"),
+        ("started_monotonic_raw_ns", True, "must be an integer"),
+        ("phases", {"run": 1}, "phases must be an object"),
+        ("power", [1], "'power' must be an object"),
+        ("power", {"stats": {"failed_rails": ["x"]}}, "'power.stats' must be an object"),
+        ("power", {"stats": 5}, "'power.stats' must be an object"),
+    ],
+)
 def test_a_manifest_with_a_key_of_the_wrong_type_is_one_clear_error(tmp_path: Path, capsys, key, value, says) -> None:
     run = finished_run(tmp_path / "run")
     m = json.loads((run / MANIFEST).read_text())
@@ -108,28 +123,60 @@ def test_a_run_folder_that_is_a_file_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_the_sampler_hands_its_child_one_config(tmp_path: Path) -> None:
-    s = Sampler(tmp_path / "p.sbp", sysfs_root=tmp_path, rate_hz=250, options={"k": "v"}, chunk_ms=20,
-                gone_after_s=0.5, cpu=0, realtime=True, streamline=True, streamline_rate_hz=50)
+    s = Sampler(
+        tmp_path / "p.sbp",
+        sysfs_root=tmp_path,
+        rate_hz=250,
+        options={"k": "v"},
+        chunk_ms=20,
+        gone_after_s=0.5,
+        cpu=0,
+        realtime=True,
+        streamline=True,
+        streamline_rate_hz=50,
+    )
     cfg = Config.from_json(s.command[-1])
     assert cfg == s.config and cfg.output == str(tmp_path / "p.sbp") and cfg.sysfs_root == str(tmp_path)
-    assert (cfg.rate_hz, cfg.options, cfg.chunk_ms, cfg.gone_after_s, cfg.cpu, cfg.realtime, cfg.streamline_hz,
-            cfg.watch_stdin) == (250, {"k": "v"}, 20, 0.5, 0, True, 50, True)
+    assert (
+        cfg.rate_hz,
+        cfg.options,
+        cfg.chunk_ms,
+        cfg.gone_after_s,
+        cfg.cpu,
+        cfg.realtime,
+        cfg.streamline_hz,
+        cfg.watch_stdin,
+    ) == (250, {"k": "v"}, 20, 0.5, 0, True, 50, True)
     with pytest.raises(TypeError):
         Sampler(tmp_path / "p.sbp", no_such_setting=1)
     with pytest.raises(ValueError, match="above 0"):
         Sampler(tmp_path / "p.sbp", rate_hz=0)
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-                    max_leaves=8)
-KEYS = ["files", "complete", "phases", "power", "started_monotonic_raw_ns", "command", "exit_code", "interrupted",
-        "sampler_error"]
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+KEYS = [
+    "files",
+    "complete",
+    "phases",
+    "power",
+    "started_monotonic_raw_ns",
+    "command",
+    "exit_code",
+    "interrupted",
+    "sampler_error",
+]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(changes=st.dictionaries(st.sampled_from(KEYS), JSON | st.sampled_from([{"power": ".."}, {"stats": None}]),
-                               min_size=1, max_size=3))
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(KEYS), JSON | st.sampled_from([{"power": ".."}, {"stats": None}]), min_size=1, max_size=3
+    )
+)
 def test_any_value_for_any_key_is_read_or_refused_in_one_line(tmp_path: Path, changes: dict) -> None:
     run = tmp_path / "run"
     if not run.exists():

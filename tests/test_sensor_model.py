@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from streamline_bridge.sensor_model import (INA3221_DEFAULT, SensorModel, ina3221_config, ina3221_from_hwmon, parse,
-                                            parse_assignments, parse_duration_ns)
+from streamline_bridge.sensor_model import (
+    INA3221_DEFAULT,
+    SensorModel,
+    ina3221_config,
+    ina3221_from_hwmon,
+    parse,
+    parse_assignments,
+    parse_duration_ns,
+)
 
 
 def test_known_configs_decode_as_the_datasheet_says() -> None:
@@ -50,8 +57,20 @@ def test_specs_parse_and_print_back() -> None:
     assert "memory ~430 ms" in parse("ina3221:0x7c07", "device tree").describe()
 
 
-@pytest.mark.parametrize("bad", ["", "probe", "window", "window:-1ms", "ina3221:xyz", "ina3221:0x0127",
-                                 "ina3221:0x7120", "ina3221:0x17127", "instant:3"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "probe",
+        "window",
+        "window:-1ms",
+        "ina3221:xyz",
+        "ina3221:0x0127",
+        "ina3221:0x7120",
+        "ina3221:0x17127",
+        "instant:3",
+    ],
+)
 def test_bad_specs_are_one_clear_error(bad: str) -> None:
     with pytest.raises(ValueError, match="sensor model"):
         parse(bad)

@@ -18,8 +18,9 @@ def sensors_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, l
 
 
 def test_orin_rails_with_files_units_values_and_configured_interval(capsys) -> None:
-    rc, found = sensors_json(capsys, "--sysfs-root", str(FIXTURES / "sysfs/orin-l4t36"), "--source", "ina3221",
-                             "--measure", "0")
+    rc, found = sensors_json(
+        capsys, "--sysfs-root", str(FIXTURES / "sysfs/orin-l4t36"), "--source", "ina3221", "--measure", "0"
+    )
     assert rc == 0 and len(found) == 1
     s = found[0]
     assert s["source"] == "ina3221" and s["available"] and not s["estimated"]
@@ -32,8 +33,9 @@ def test_orin_rails_with_files_units_values_and_configured_interval(capsys) -> N
 
 
 def test_every_source_is_listed_available_or_with_its_reason(capsys, tmp_path: Path) -> None:
-    rc, found = sensors_json(capsys, "--sysfs-root", str(FIXTURES / "sysfs/tx1-l4t28"), "--proc-root", str(tmp_path),
-                             "--measure", "0")
+    rc, found = sensors_json(
+        capsys, "--sysfs-root", str(FIXTURES / "sysfs/tx1-l4t28"), "--proc-root", str(tmp_path), "--measure", "0"
+    )
     assert rc == 0
     by_name = {s["source"]: s for s in found}
     assert list(by_name) == ["ina3221x", "ina3221", "hwmon", "nvml", "rapl", "tegrastats", "cpu-model"]
@@ -45,8 +47,9 @@ def test_every_source_is_listed_available_or_with_its_reason(capsys, tmp_path: P
 def test_measured_update_interval_of_a_moving_sensor(capsys, tmp_path: Path) -> None:
     rail = "bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon1/curr1_input"
     with FakeSensor(FIXTURES / "sysfs/orin-l4t36", tmp_path / "sys", 0.007, {rail: lambda k: 400 + k}):
-        rc, found = sensors_json(capsys, "--sysfs-root", str(tmp_path / "sys"), "--source", "ina3221",
-                                 "--measure", "0.5")
+        rc, found = sensors_json(
+            capsys, "--sysfs-root", str(tmp_path / "sys"), "--source", "ina3221", "--measure", "0.5"
+        )
     assert rc == 0
     gpu = found[0]["rails"][0]
     assert 3.5 < gpu["measured_update_ms"] < 10.5
@@ -54,8 +57,12 @@ def test_measured_update_interval_of_a_moving_sensor(capsys, tmp_path: Path) -> 
 
 
 def test_text_output_and_errors(capsys, tmp_path: Path) -> None:
-    assert main(["sensors", "--sysfs-root", str(FIXTURES / "sysfs/xavier-l4t32"), "--source", "ina3221x",
-                 "--measure", "0"]) == 0
+    assert (
+        main(
+            ["sensors", "--sysfs-root", str(FIXTURES / "sysfs/xavier-l4t32"), "--source", "ina3221x", "--measure", "0"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "ina3221x" in out and "VDDRQ" in out and "SYS5V" in out
     assert main(["sensors", "--source", "bogus"]) == 2

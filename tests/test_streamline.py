@@ -128,7 +128,8 @@ def capture_of(gatord: FakeGatord, connections: int, base_ns: int, folder: Path)
 
 
 def test_counters_and_markers_round_trip_through_a_capture_and_report_uses_them(
-        tmp_path: Path, gatord: FakeGatord, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, gatord: FakeGatord, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "power.sbp"
     layer_types = {"conv1": "Convolution", "fire2/squeeze1x1": "Convolution", "fire2/concat": "Concat"}
     with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_ramps()):
@@ -177,15 +178,23 @@ def test_counters_and_markers_round_trip_through_a_capture_and_report_uses_them(
 
 
 def test_gatord_going_away_mid_run_loses_nothing_from_the_power_log_or_the_marker_file(
-        tmp_path: Path, gatord: FakeGatord) -> None:
+    tmp_path: Path, gatord: FakeGatord
+) -> None:
     out, markers = tmp_path / "power.sbp", tmp_path / "markers.sbm"
     with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_ramps()):
         s = Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, status_ms=20, streamline=True).start()
         app = Client(file=markers, flush_interval=0.02)
         for i in range(10):
             if i == 5:
-                wait_until(lambda: len(gatord.conns) == 2 and min(map(len, gatord.conns)) > 20
-                           and max(map(len, gatord.conns)) > 1000, 20, "both processes sending")
+                wait_until(
+                    lambda: (
+                        len(gatord.conns) == 2
+                        and min(map(len, gatord.conns)) > 20
+                        and max(map(len, gatord.conns)) > 1000
+                    ),
+                    20,
+                    "both processes sending",
+                )
                 gatord.stop()
             app.marker(f"step {i}")
             samples_past(s, 20)
@@ -206,8 +215,9 @@ def test_a_rail_that_drops_out_stops_its_counter_with_a_red_marker(tmp_path: Pat
     gpu = f"{IIO}/in_power1_input"
     out = tmp_path / "power.sbp"
     with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", PERIOD_S, tx1_ramps()) as fake:
-        s = Sampler(out, sysfs_root=tmp_path / "sys", rate_hz=1000, status_ms=20, gone_after_s=60,
-                    streamline=True).start()
+        s = Sampler(
+            out, sysfs_root=tmp_path / "sys", rate_hz=1000, status_ms=20, gone_after_s=60, streamline=True
+        ).start()
         samples_past(s, 50)
         fake.vanish(gpu)
         wait_until(lambda: not fake.path(gpu).exists(), 20, "the GPU file gone")
@@ -231,8 +241,20 @@ def test_a_rail_that_drops_out_stops_its_counter_with_a_red_marker(tmp_path: Pat
 
 
 def test_a_streamline_rate_of_zero_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["record", "--streamline", "--streamline-rate", "0", "-o", str(tmp_path / "run"),
-               "--sysfs-root", str(FIXTURES / "sysfs/tx1-l4t28"), "--", "true"])
+    rc = main(
+        [
+            "record",
+            "--streamline",
+            "--streamline-rate",
+            "0",
+            "-o",
+            str(tmp_path / "run"),
+            "--sysfs-root",
+            str(FIXTURES / "sysfs/tx1-l4t28"),
+            "--",
+            "true",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "--streamline-rate must be above 0" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()

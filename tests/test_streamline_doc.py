@@ -39,8 +39,11 @@ def test_every_command_block_is_run_here_or_marked_for_the_board() -> None:
     assert all(i in ("sh test", "sh test-tcp", "sh board") or i.startswith("python file=") for i in infos), infos
     for info, body in blocks():
         if info == "sh board":  # what a test cannot do: start gatord, name a real capture, a shell setting
-            assert all(re.match(r"(sudo gatord|gatord|export STREAMLINE_ANNOTATE_TCP=1|CAPTURE=)", line)
-                       for line in body.splitlines() if line.strip()), body
+            assert all(
+                re.match(r"(sudo gatord|gatord|export STREAMLINE_ANNOTATE_TCP=1|CAPTURE=)", line)
+                for line in body.splitlines()
+                if line.strip()
+            ), body
 
 
 def run_blocks(tmp_path: Path, kind: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
@@ -53,16 +56,24 @@ def run_blocks(tmp_path: Path, kind: str) -> tuple[Path, subprocess.CompletedPro
     script = "set -e\n" + "".join(body for info, body in blocks() if info == kind)
     wrapper = tmp_path / "bin" / "streamline-bridge"
     wrapper.parent.mkdir()
-    wrapper.write_text(f'#!/bin/sh\nif [ "$1" = record ]; then shift; set -- record --sysfs-root "$FAKE_SYSFS" "$@"; fi\n'
-                       f'exec {sys.executable} -m streamline_bridge "$@"\n')
+    wrapper.write_text(
+        f'#!/bin/sh\nif [ "$1" = record ]; then shift; set -- record --sysfs-root "$FAKE_SYSFS" "$@"; fi\n'
+        f'exec {sys.executable} -m streamline_bridge "$@"\n'
+    )
     wrapper.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLINE_ANNOTATE_")}
-    env.update(PATH=os.pathsep.join([str(wrapper.parent), str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
-               PYTHONPATH=str(ROOT), STREAMLINE_ANNOTATE_SOCKET_PREFIX=unique_prefix(),
-               FAKE_SYSFS=str(tmp_path / "sys"), CAPTURE="session.sbm")
+    env.update(
+        PATH=os.pathsep.join([str(wrapper.parent), str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
+        PYTHONPATH=str(ROOT),
+        STREAMLINE_ANNOTATE_SOCKET_PREFIX=unique_prefix(),
+        FAKE_SYSFS=str(tmp_path / "sys"),
+        CAPTURE="session.sbm",
+    )
     functions = {f"{IIO}/in_power{i}_input": (lambda k, b=b: b + k % 50) for i, b in enumerate((2000, 100, 300))}
     with FakeSensor(FIXTURES / "sysfs/tx1-l4t28", tmp_path / "sys", 0.007, functions):
-        done = subprocess.run(["bash", "-c", script], check=False, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            ["bash", "-c", script], check=False, cwd=work, env=env, capture_output=True, text=True, timeout=300
+        )
     if kind == "sh test-tcp" and "cannot listen on tcp 127.0.0.1:8082/8083: Address already in use" in done.stderr:
         pytest.skip("gatord's TCP ports are in use (a gatord, or this test running twice at once)")
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"

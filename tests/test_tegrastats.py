@@ -21,15 +21,29 @@ def _rails(rec) -> dict[str, list[float]]:
     return {str(r): part["power_mw"].tolist() for r, part in rec.power.groupby("rail", observed=True, sort=False)}
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("tx2.log", {"VDD_IN": [1383, 14025], "VDD_CPU": [153, 2209], "VDD_GPU": [76, 6854], "VDD_SOC": [384, 1371],
-                 "VDD_WIFI": [364, 19], "VDD_DDR": [192, 2702]}),
-    ("nano.log", {"POM_5V_IN": [933], "POM_5V_GPU": [0], "POM_5V_CPU": [84]}),
-    ("agx-xavier.log", {"GPU": [1155], "CPU": [385], "SOC": [2502], "CV": [0], "VDDRQ": [192], "SYS5V": [2692]}),
-    ("agx-orin-jp5.log", {"VDD_GPU_SOC": [2390], "VDD_CPU_CV": [796], "VIN_SYS_5V0": [3522],
-                          "VDDQ_VDD2_1V8AO": [301]}),  # the two NC (not connected) rails left out
-    ("agx-orin-jp7.log", {"VDD_GPU_SOC": [5139], "VDD_CPU_CV": [3268], "VIN_SYS_5V0": [5500]}),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        (
+            "tx2.log",
+            {
+                "VDD_IN": [1383, 14025],
+                "VDD_CPU": [153, 2209],
+                "VDD_GPU": [76, 6854],
+                "VDD_SOC": [384, 1371],
+                "VDD_WIFI": [364, 19],
+                "VDD_DDR": [192, 2702],
+            },
+        ),
+        ("nano.log", {"POM_5V_IN": [933], "POM_5V_GPU": [0], "POM_5V_CPU": [84]}),
+        ("agx-xavier.log", {"GPU": [1155], "CPU": [385], "SOC": [2502], "CV": [0], "VDDRQ": [192], "SYS5V": [2692]}),
+        (
+            "agx-orin-jp5.log",
+            {"VDD_GPU_SOC": [2390], "VDD_CPU_CV": [796], "VIN_SYS_5V0": [3522], "VDDQ_VDD2_1V8AO": [301]},
+        ),  # the two NC (not connected) rails left out
+        ("agx-orin-jp7.log", {"VDD_GPU_SOC": [5139], "VDD_CPU_CV": [3268], "VIN_SYS_5V0": [5500]}),
+    ],
+)
 def test_rails_of_every_release_format(name, expected):
     assert ingest.detect(T / name) == "tegrastats"
     rec = ingest.read(T / name)
@@ -81,7 +95,7 @@ def test_given_interval(tmp_path):
 def test_stamped_log_spreads_lines_within_a_second(tmp_path):
     line = (T / "agx-orin-jp7.log").read_text().strip()
     stamps = ["07-25-2026 09:08:28"] * 5 + ["07-25-2026 09:08:29"] * 5 + ["07-25-2026 09:08:30"]
-    body = "".join(s + line[len(s):].replace("5139mW/", f"{5000 + i}mW/", 1) + "\n" for i, s in enumerate(stamps))
+    body = "".join(s + line[len(s) :].replace("5139mW/", f"{5000 + i}mW/", 1) + "\n" for i, s in enumerate(stamps))
     f = tmp_path / "orin.log"
     f.write_text(body)
     rec = tegrastats.read_log(f)

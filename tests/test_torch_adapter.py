@@ -16,8 +16,14 @@ torch = pytest.importorskip("torch")
 
 from annotate.frameworks.torch import annotate_modules  # noqa: E402
 
-LEAVES = [("features.0", "Conv2d"), ("features.1", "ReLU"), ("features.2", "MaxPool2d"),
-          ("head.0", "Flatten"), ("head.1", "Linear"), ("head.2", "Softmax")]
+LEAVES = [
+    ("features.0", "Conv2d"),
+    ("features.1", "ReLU"),
+    ("features.2", "MaxPool2d"),
+    ("head.0", "Flatten"),
+    ("head.1", "Linear"),
+    ("head.2", "Softmax"),
+]
 
 
 def small_model():
@@ -55,7 +61,7 @@ def test_every_leaf_module_has_its_interval_in_order(tmp_path: Path, style: str)
         texts = markers[(markers["kind"] == "text") & ~markers["text"].str.startswith("iteration")]
         assert (texts["channel_name"] == texts["text"].str.split("___").str[0]).all()
         assert set(texts["group_name"]) == {"tiny"}
-        assert iv.layers["group"].tolist()[:len(LEAVES)] == [name for name, _ in LEAVES]
+        assert iv.layers["group"].tolist()[: len(LEAVES)] == [name for name, _ in LEAVES]
 
 
 def test_blocks_are_the_nearest_module_that_is_not_a_container() -> None:
@@ -96,8 +102,9 @@ def test_the_device_is_synchronised_before_every_marker(tmp_path: Path, whole: b
     synced: list[int] = []
     log = tmp_path / "sync.sbm"
     client = Client(file=log, gatord=False)
-    runner = TorchRunner(small_model(), [torch.ones(1, 3, 8, 8)], "tiny", client=client,
-                         sync=lambda: synced.append(now()))
+    runner = TorchRunner(
+        small_model(), [torch.ones(1, 3, 8, 8)], "tiny", client=client, sync=lambda: synced.append(now())
+    )
     runner.warm_up(1)
     warm = len(synced)
     for _ in range(2):

@@ -31,8 +31,14 @@ from annotate.layers import ITERATIONS, ChannelMap, color_for, group_of
 STYLES = ("channels", "markers")
 
 
-def run_isolated(text: str, work: Callable[[], None], seconds: float, client: Optional[Client] = None,
-                 color: Optional[int] = None, min_runs: int = 3) -> int:
+def run_isolated(
+    text: str,
+    work: Callable[[], None],
+    seconds: float,
+    client: Optional[Client] = None,
+    color: Optional[int] = None,
+    min_runs: int = 3,
+) -> int:
     """Run ``work`` (one layer, alone) again and again for at least ``seconds`` and ``min_runs`` runs,
     inside one annotation ``text`` on the :data:`ISOLATE_CHANNEL` channel; returns the number of runs."""
     if client is None:
@@ -75,8 +81,14 @@ class LayerMarks:
     layer name into its block (``"/"`` for Caffe's ``fire2/squeeze1x1``, ``"."`` for PyTorch).
     """
 
-    def __init__(self, network: str, style: str = "channels", client: Optional[Client] = None,
-                 separator: str = "/", group: int = 1) -> None:
+    def __init__(
+        self,
+        network: str,
+        style: str = "channels",
+        client: Optional[Client] = None,
+        separator: str = "/",
+        group: int = 1,
+    ) -> None:
         if style not in STYLES:
             raise ValueError(f"unknown annotation style {style!r} (use {' or '.join(STYLES)})")
         if client is None:
@@ -97,10 +109,19 @@ class LayerMarks:
         text = layer_text(name, layer_type)
         if self.style == "channels":
             channel = self._blocks[block] = self.channels.channel(block)
-            return Layer(name, layer_type, text, color, block, channel,
-                         self.client.prepare_text(text, channel, color), self.client.prepare_text(None, channel))
-        return Layer(name, layer_type, text, color, block, 0, functools.partial(self.client.marker, text, color),
-                     _nothing)
+            return Layer(
+                name,
+                layer_type,
+                text,
+                color,
+                block,
+                channel,
+                self.client.prepare_text(text, channel, color),
+                self.client.prepare_text(None, channel),
+            )
+        return Layer(
+            name, layer_type, text, color, block, 0, functools.partial(self.client.marker, text, color), _nothing
+        )
 
     @staticmethod
     def start(layer: Layer) -> None:

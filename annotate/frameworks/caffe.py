@@ -47,12 +47,19 @@ def net_layers(net: Any) -> List[Tuple[int, int, str, str]]:
 class CaffeRunner:
     """Runs a ``caffe.Net`` with per-layer (or per-forward) annotations, counting iterations from 0."""
 
-    def __init__(self, net: Any, network: str = "caffe", style: str = "channels", client: Optional[Client] = None,
-                 sync: Optional[Callable[[], None]] = None) -> None:
+    def __init__(
+        self,
+        net: Any,
+        network: str = "caffe",
+        style: str = "channels",
+        client: Optional[Client] = None,
+        sync: Optional[Callable[[], None]] = None,
+    ) -> None:
         self.net = net
         self.marks = LayerMarks(network, style=style, client=client, separator="/")
         self.layers: Tuple[Tuple[int, int, Layer], ...] = tuple(
-            (first, last, self.marks.layer(name, kind)) for first, last, name, kind in net_layers(net))
+            (first, last, self.marks.layer(name, kind)) for first, last, name, kind in net_layers(net)
+        )
         if not self.layers:
             raise ValueError("the net has no layer to run")
         self.first, self.last = self.layers[0][0], self.layers[-1][1]
@@ -84,8 +91,9 @@ class CaffeRunner:
         runs = {}
         for first, last, layer in self.layers:
             if names is None or layer.name in names:
-                runs[layer.name] = run_isolated(layer.text, self._layer_work(first, last), seconds,
-                                                self.marks.client, layer.color)
+                runs[layer.name] = run_isolated(
+                    layer.text, self._layer_work(first, last), seconds, self.marks.client, layer.color
+                )
         return runs
 
     def _layer_work(self, first: int, last: int) -> Callable[[], None]:

@@ -79,9 +79,16 @@ class ModuleMarks:
     ``sync`` runs before every annotation (default: ``torch.cuda.synchronize`` for a model on a GPU,
     nothing on the CPU), so that each marks when the device's work really started and finished."""
 
-    def __init__(self, model: Any, network: str = "torch", style: str = "channels",
-                 client: Optional[Client] = None, types: Optional[Mapping[str, str]] = None,
-                 sync: Optional[Callable[[], None]] = None, hooks: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        network: str = "torch",
+        style: str = "channels",
+        client: Optional[Client] = None,
+        types: Optional[Mapping[str, str]] = None,
+        sync: Optional[Callable[[], None]] = None,
+        hooks: bool = True,
+    ) -> None:
         self.marks = LayerMarks(network, style=style, client=client, separator=".")
         self.count = 0
         self.active = True  # the hooks send their annotations
@@ -94,7 +101,8 @@ class ModuleMarks:
         modules = dict(model.named_modules())
         self.layers: Tuple[Layer, ...] = tuple(
             self._hook(modules[name], self.marks.layer(name, kind, block), hooks)
-            for name, (kind, block) in leaf_blocks(model, types).items())
+            for name, (kind, block) in leaf_blocks(model, types).items()
+        )
 
     def _hook(self, module: Any, layer: Layer, hooks: bool = True) -> Layer:
         if not hooks:  # a TorchScript model: its layers are annotated from the profiler (ScriptRunner)
@@ -139,8 +147,13 @@ class ModuleMarks:
 
 
 @contextlib.contextmanager
-def annotate_modules(model: Any, network: str = "torch", style: str = "channels",
-                     client: Optional[Client] = None, types: Optional[Mapping[str, str]] = None) -> Iterator[ModuleMarks]:
+def annotate_modules(
+    model: Any,
+    network: str = "torch",
+    style: str = "channels",
+    client: Optional[Client] = None,
+    types: Optional[Mapping[str, str]] = None,
+) -> Iterator[ModuleMarks]:
     """Annotate ``model``'s leaf modules for the duration of the ``with`` block."""
     marks = ModuleMarks(model, network, style, client, types)
     try:
@@ -153,9 +166,17 @@ class TorchRunner:
     """Runs ``model(*inputs)`` under ``torch.inference_mode`` with per-leaf-module (or per-forward)
     annotations, counting iterations from 0; :attr:`output` is the last forward's output."""
 
-    def __init__(self, model: Any, inputs: Sequence[Any], network: str = "torch", style: str = "channels",
-                 client: Optional[Client] = None, types: Optional[Mapping[str, str]] = None,
-                 sync: Optional[Callable[[], None]] = None, hooks: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        inputs: Sequence[Any],
+        network: str = "torch",
+        style: str = "channels",
+        client: Optional[Client] = None,
+        types: Optional[Mapping[str, str]] = None,
+        sync: Optional[Callable[[], None]] = None,
+        hooks: bool = True,
+    ) -> None:
         import torch
 
         self.model, self.inputs = model, tuple(inputs)
@@ -208,8 +229,13 @@ class TorchRunner:
         self.module_marks.remove()
 
 
-def isolate_modules(model: Any, inputs: Tuple[Any, ...], seconds: float, names: Optional[Collection[str]] = None,
-                    client: Optional[Client] = None) -> Dict[str, int]:
+def isolate_modules(
+    model: Any,
+    inputs: Tuple[Any, ...],
+    seconds: float,
+    names: Optional[Collection[str]] = None,
+    client: Optional[Client] = None,
+) -> Dict[str, int]:
     """The isolation method: each leaf module (or those in ``names``) alone in a loop for ``seconds``,
     on the inputs it gets in one forward of ``model(*inputs)`` (:func:`annotate.frameworks.run_isolated`);
     returns the runs per module name. Call it outside :func:`annotate_modules` (its hooks would
@@ -219,6 +245,7 @@ def isolate_modules(model: Any, inputs: Tuple[Any, ...], seconds: float, names: 
     def keeper(name: str) -> Any:
         def keep(mod: Any, args: Any) -> None:
             seen.setdefault(name, (mod, args))
+
         return keep
 
     handles = []
@@ -253,7 +280,9 @@ RUN_EVENT = "streamline-bridge iteration"  # the profiler's event around each an
 
 def script_types(model: Any) -> Dict[str, str]:
     """``{module name: class name}`` of a TorchScript model (its modules are all ``RecursiveScriptModule``)."""
-    return {name: str(getattr(module, "original_name", type(module).__name__)) for name, module in model.named_modules()}
+    return {
+        name: str(getattr(module, "original_name", type(module).__name__)) for name, module in model.named_modules()
+    }
 
 
 def _code_file(module: Any) -> str:
@@ -272,7 +301,9 @@ class ScriptLeaves:
 
     def __init__(self, model: Any) -> None:
         self.children: Dict[str, List[Tuple[str, str]]] = {
-            name: [(f"{name}.{child}" if name else child, _code_file(module)) for child, module in parent.named_children()]
+            name: [
+                (f"{name}.{child}" if name else child, _code_file(module)) for child, module in parent.named_children()
+            ]
             for name, parent in model.named_modules()
         }
         self.calls: Dict[Tuple[str, str, str], str] = {}
@@ -293,7 +324,9 @@ class ScriptLeaves:
         return name if name and not self.children[name] else None
 
 
-def leaf_spans(leaves: ScriptLeaves, events: Sequence[Tuple[str, Sequence[str], int, int]]) -> List[Tuple[str, int, int]]:
+def leaf_spans(
+    leaves: ScriptLeaves, events: Sequence[Tuple[str, Sequence[str], int, int]]
+) -> List[Tuple[str, int, int]]:
     """``[(leaf, start, end), ...]`` from one run's operator events ``(name, stack, start, end)`` (ns):
     consecutive operators of one leaf module (and those they call) are one interval; an operator
     outside every leaf ends the interval."""
@@ -320,8 +353,15 @@ class ScriptRunner(TorchRunner):
     right before each forward (after its ``iteration <n>`` marker) is matched to the profiler's event
     around it. No layer runs alone (no isolation method)."""
 
-    def __init__(self, model: Any, inputs: Sequence[Any], network: str = "torch", style: str = "channels",
-                 client: Optional[Client] = None, sync: Optional[Callable[[], None]] = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        inputs: Sequence[Any],
+        network: str = "torch",
+        style: str = "channels",
+        client: Optional[Client] = None,
+        sync: Optional[Callable[[], None]] = None,
+    ) -> None:
         super().__init__(model, inputs, network, style, client, script_types(model), sync, hooks=False)
         self.leaves = ScriptLeaves(model)
         self._layers = {layer.name: layer for layer in self.layers}
@@ -376,5 +416,11 @@ class ScriptRunner(TorchRunner):
                 layer = self._layers[leaf]
                 layer.start(time=marker_ns + start - run[0])
                 layer.stop(time=marker_ns + end - run[0])
-        return [f"the profiler recorded {len(self._marked) - missing} of {len(self._marked)} annotated runs: "
-                f"{missing} have no layer times"] if missing else []
+        return (
+            [
+                f"the profiler recorded {len(self._marked) - missing} of {len(self._marked)} annotated runs: "
+                f"{missing} have no layer times"
+            ]
+            if missing
+            else []
+        )

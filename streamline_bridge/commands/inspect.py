@@ -193,9 +193,9 @@ def _print_rich(info: dict) -> None:
     from rich.markup import escape  # the input's own text (names, lines, paths) is never markup
     from rich.table import Table
 
-    from streamline_bridge.sensor_model import shown
     from streamline_bridge import board
     from streamline_bridge.report import stdout_console
+    from streamline_bridge.sensor_model import shown
 
     con = stdout_console()
     con.print(
@@ -264,8 +264,9 @@ def _print_rich(info: dict) -> None:
         if key == "board" and isinstance(value, dict):
             for when in ("start", "end"):
                 if value.get(when):
-                    con.print(f"board at the {when}: {_cell(board.summary(value[when]))}", highlight=False,
-                              soft_wrap=True)
+                    con.print(
+                        f"board at the {when}: {_cell(board.summary(value[when]))}", highlight=False, soft_wrap=True
+                    )
             if value.get("samples"):
                 con.print(f"board samples: {len(value['samples'])} (clocks and temperatures, {board.LOG_FILE})")
         else:

@@ -50,22 +50,52 @@ _MIB = 1 << 20
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", required=True, metavar="FILE",
-                        help="marker log to write (an existing marker log is appended to)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="marker log to write (an existing marker log is appended to)",
+    )
     parser.add_argument("--tcp", action="store_true", help="listen on TCP 127.0.0.1 instead of abstract Unix sockets")
-    parser.add_argument("--tcp-ports", type=_ports, default=DEFAULT_TCP_PORTS, metavar="CONTROL,DATA",
-                        help="TCP ports with --tcp (default: gatord's 8082,8083)")
-    parser.add_argument("--socket-prefix", metavar="NAME",
-                        help="abstract socket names @NAME-parent and @NAME (default: $STREAMLINE_ANNOTATE_SOCKET_PREFIX "
-                             "or streamline-annotate, gatord's names)")
-    parser.add_argument("--flush-ms", type=float, metavar="MS",
-                        help="write buffered records at least this often (default: $STREAMLINE_ANNOTATE_FLUSH_MS or 100)")
-    parser.add_argument("--allow-any-user", action="store_true",
-                        help="accept clients of any local user (default: only this user and root may write into the log)")
-    parser.add_argument("--max-message", type=_mib, default="16", metavar="MIB",
-                        help="drop a connection whose unfinished message passes this size (default 16 MiB)")
-    parser.add_argument("--max-memory", type=_mib, default="256", metavar="MIB",
-                        help="at most this much held in unfinished messages over all connections (default 256 MiB)")
+    parser.add_argument(
+        "--tcp-ports",
+        type=_ports,
+        default=DEFAULT_TCP_PORTS,
+        metavar="CONTROL,DATA",
+        help="TCP ports with --tcp (default: gatord's 8082,8083)",
+    )
+    parser.add_argument(
+        "--socket-prefix",
+        metavar="NAME",
+        help="abstract socket names @NAME-parent and @NAME (default: $STREAMLINE_ANNOTATE_SOCKET_PREFIX "
+        "or streamline-annotate, gatord's names)",
+    )
+    parser.add_argument(
+        "--flush-ms",
+        type=float,
+        metavar="MS",
+        help="write buffered records at least this often (default: $STREAMLINE_ANNOTATE_FLUSH_MS or 100)",
+    )
+    parser.add_argument(
+        "--allow-any-user",
+        action="store_true",
+        help="accept clients of any local user (default: only this user and root may write into the log)",
+    )
+    parser.add_argument(
+        "--max-message",
+        type=_mib,
+        default="16",
+        metavar="MIB",
+        help="drop a connection whose unfinished message passes this size (default 16 MiB)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=_mib,
+        default="256",
+        metavar="MIB",
+        help="at most this much held in unfinished messages over all connections (default 256 MiB)",
+    )
 
 
 def _mib(text: str) -> int:
@@ -91,12 +121,19 @@ def run(args: argparse.Namespace) -> int:
 
     prefix = args.socket_prefix or os.environ.get("STREAMLINE_ANNOTATE_SOCKET_PREFIX") or DEFAULT_PREFIX
     try:
-        flush_ms = args.flush_ms if args.flush_ms is not None else float(os.environ.get("STREAMLINE_ANNOTATE_FLUSH_MS") or 100)
+        flush_ms = (
+            args.flush_ms if args.flush_ms is not None else float(os.environ.get("STREAMLINE_ANNOTATE_FLUSH_MS") or 100)
+        )
     except ValueError:
         raise InputError("STREAMLINE_ANNOTATE_FLUSH_MS", "not a number of milliseconds") from None
     endpoints = Endpoints(prefix, args.tcp, args.tcp_ports)
-    listener = Listener(endpoints, max(flush_ms, 0.0) / 1000, allow_any_user=args.allow_any_user,
-                        max_message=args.max_message, max_memory=args.max_memory)
+    listener = Listener(
+        endpoints,
+        max(flush_ms, 0.0) / 1000,
+        allow_any_user=args.allow_any_user,
+        max_message=args.max_message,
+        max_memory=args.max_memory,
+    )
     log = MarkerLog(args.output, protocol=5, writer="listen")
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: listener.stop())
@@ -106,11 +143,14 @@ def run(args: argparse.Namespace) -> int:
     finally:
         log.close()
     s = listener.stats
-    print(f"listen: {s['messages']} messages from {s['streams']} connection(s)"
-          + (f", {s['dropped']} dropped for bad bytes" if s["dropped"] else "")
-          + (f", {s['too_big']} dropped for size" if s["too_big"] else "")
-          + (f", {s['refused']} refused" if s["refused"] else "") + f", written to {args.output}",
-          flush=True)
+    print(
+        f"listen: {s['messages']} messages from {s['streams']} connection(s)"
+        + (f", {s['dropped']} dropped for bad bytes" if s["dropped"] else "")
+        + (f", {s['too_big']} dropped for size" if s["too_big"] else "")
+        + (f", {s['refused']} refused" if s["refused"] else "")
+        + f", written to {args.output}",
+        flush=True,
+    )
     return 0
 
 
@@ -135,7 +175,8 @@ class Listener:
     max_message: int = 16 * _MIB
     max_memory: int = 256 * _MIB
     stats: dict[str, int] = field(
-        default_factory=lambda: {"messages": 0, "streams": 0, "dropped": 0, "too_big": 0, "refused": 0})
+        default_factory=lambda: {"messages": 0, "streams": 0, "dropped": 0, "too_big": 0, "refused": 0}
+    )
 
     def __post_init__(self) -> None:
         from streamline_bridge.ingest import annotation_stream
@@ -171,8 +212,11 @@ class Listener:
                 self._sel.unregister(other)
                 other.close()
             self._sel.close()
-            raise OSError(exc.errno, f"cannot listen on {self.endpoints.describe()}: {exc.strerror} "
-                                     "(is gatord or another listener running?)") from None
+            raise OSError(
+                exc.errno,
+                f"cannot listen on {self.endpoints.describe()}: {exc.strerror} "
+                "(is gatord or another listener running?)",
+            ) from None
         s.setblocking(False)
         self._sel.register(s, selectors.EVENT_READ, self._accept_burst)
         self._servers.append(s)
@@ -235,8 +279,10 @@ class Listener:
         peer, uid = peer_of(sock, self.endpoints.tcp)
         if not (self.allow_any_user or uid in (self._uid, 0)):
             who = "an unknown user" if uid is None else f"user {uid}"
-            self._warning(f"refused a connection from {peer} ({who}; only this user and root may write here, "
-                          "see --allow-any-user)")
+            self._warning(
+                f"refused a connection from {peer} ({who}; only this user and root may write here, "
+                "see --allow-any-user)"
+            )
             self.stats["refused"] += 1
             sock.close()
             return sock
@@ -338,10 +384,15 @@ class _Reader:
 
     def _too_big(self, size: int) -> None:
         lst = self.listener
-        limit = (f"message over {_mib_text(lst.max_message)}" if size > lst.max_message
-                 else f"unfinished messages over {_mib_text(lst.max_memory)} in all connections")
-        log.warning(f"streamline-bridge listen: warning: connection {self.conn.id} ({self.conn.peer}) at byte "
-                    f"{self.conn.decoder.offset}: {limit}; message and connection dropped")
+        limit = (
+            f"message over {_mib_text(lst.max_message)}"
+            if size > lst.max_message
+            else f"unfinished messages over {_mib_text(lst.max_memory)} in all connections"
+        )
+        log.warning(
+            f"streamline-bridge listen: warning: connection {self.conn.id} ({self.conn.peer}) at byte "
+            f"{self.conn.decoder.offset}: {limit}; message and connection dropped"
+        )
         lst.stats["too_big"] += 1
         self._finish()
 
@@ -355,8 +406,10 @@ class _Reader:
             lst.stats["messages"] += len(decoded)
 
     def _warn(self, exc: Any, then: str) -> None:
-        log.warning(f"streamline-bridge listen: warning: connection {self.conn.id} ({self.conn.peer}) at byte "
-                    f"{exc.offset}: {exc.message}; {then}")
+        log.warning(
+            f"streamline-bridge listen: warning: connection {self.conn.id} ({self.conn.peer}) at byte "
+            f"{exc.offset}: {exc.message}; {then}"
+        )
 
     def _drop(self, exc: Any) -> None:
         self._warn(exc, "connection dropped")

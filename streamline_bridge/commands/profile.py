@@ -38,10 +38,34 @@ from streamline_bridge.profiling import FRAMEWORKS
 HELP = "run a network layer by layer with markers and the power sampler; print per-layer energy"
 OUTPUTS = ("table.csv", "table.json", "plot.png", "trace.json")
 # the options that go into the manifest's command when set (every framework's, declared below)
-VALUE_OPTIONS = ("model", "weights", "image", "labels", "mean_file", "size", "input_shape", "device",
-                 "providers", "optimization", "preprocess", "source", "sysfs_root", "sensor_model")
-FRAMEWORK_OPTIONS = ("model", "weights", "size", "input_shape", "device", "providers", "optimization",
-                     "mean", "mean_file", "preprocess")  # each framework module's OPTIONS says which it takes
+VALUE_OPTIONS = (
+    "model",
+    "weights",
+    "image",
+    "labels",
+    "mean_file",
+    "size",
+    "input_shape",
+    "device",
+    "providers",
+    "optimization",
+    "preprocess",
+    "source",
+    "sysfs_root",
+    "sensor_model",
+)
+FRAMEWORK_OPTIONS = (
+    "model",
+    "weights",
+    "size",
+    "input_shape",
+    "device",
+    "providers",
+    "optimization",
+    "mean",
+    "mean_file",
+    "preprocess",
+)  # each framework module's OPTIONS says which it takes
 DEFAULTS = {"device": "cpu", "optimization": "basic", "mean": "104,117,123", "preprocess": "caffe"}
 
 
@@ -53,35 +77,60 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("framework", choices=FRAMEWORKS, help="the framework that runs the net")
     parser.add_argument("model_file", nargs="?", metavar="MODEL", help="the model (same as --model)")
     parser.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder to create")
-    parser.add_argument("--model", metavar="MODEL",
-                        help="caffe: PROTOTXT; torch: PKG.MODULE:FACTORY, a .pt2 (torch.export) or TorchScript "
-                             "file; onnx: MODEL.onnx (default: built-in SqueezeNet v1.1)")
-    parser.add_argument("--weights", metavar="CAFFEMODEL",
-                        help="trained weights: the net's (caffe), or the built-in SqueezeNet's converted layer by "
-                             "layer (torch, onnx) (default: seeded random weights)")
+    parser.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="caffe: PROTOTXT; torch: PKG.MODULE:FACTORY, a .pt2 (torch.export) or TorchScript "
+        "file; onnx: MODEL.onnx (default: built-in SqueezeNet v1.1)",
+    )
+    parser.add_argument(
+        "--weights",
+        metavar="CAFFEMODEL",
+        help="trained weights: the net's (caffe), or the built-in SqueezeNet's converted layer by "
+        "layer (torch, onnx) (default: seeded random weights)",
+    )
     parser.add_argument("--image", metavar="IMG", help="input image (default: a synthetic one)")
     parser.add_argument("--labels", metavar="SYNSET", help="class names (synset_words.txt): print the top-5 classes")
     mean = parser.add_mutually_exclusive_group()
     mean.add_argument("--mean", metavar="B,G,R", help="per-channel mean (default 104,117,123)")
     mean.add_argument("--mean-file", metavar="NPY", help="mean image, 3 x H x W BGR (ilsvrc_2012_mean.npy)")
-    parser.add_argument("--size", type=int, metavar="PX",
-                        help="input size: 1x3xPXxPX (default: the model's, batch 1; built-in 224)")
+    parser.add_argument(
+        "--size", type=int, metavar="PX", help="input size: 1x3xPXxPX (default: the model's, batch 1; built-in 224)"
+    )
     parser.add_argument("--input-shape", metavar="N,C,H,W", help="torch, onnx: the input's shape")
-    parser.add_argument("--preprocess", choices=("caffe", "torchvision"),
-                        help="torch, onnx: the image as Caffe's models take it (default: BGR, 0-255, minus --mean) "
-                             "or as torchvision's (RGB, 0-1, normalised by ImageNet's mean and deviation)")
+    parser.add_argument(
+        "--preprocess",
+        choices=("caffe", "torchvision"),
+        help="torch, onnx: the image as Caffe's models take it (default: BGR, 0-255, minus --mean) "
+        "or as torchvision's (RGB, 0-1, normalised by ImageNet's mean and deviation)",
+    )
     parser.add_argument("--device", metavar="DEV", help="torch: cpu (default), cuda, cuda:N")
-    parser.add_argument("--providers", metavar="EP,...",
-                        help="onnx: execution providers in order (default: onnxruntime's default)")
-    parser.add_argument("--optimization", choices=tuple(OPTIMIZATION),
-                        help="onnx: graph optimization level (default basic: every node timed on its own)")
+    parser.add_argument(
+        "--providers", metavar="EP,...", help="onnx: execution providers in order (default: onnxruntime's default)"
+    )
+    parser.add_argument(
+        "--optimization",
+        choices=tuple(OPTIMIZATION),
+        help="onnx: graph optimization level (default basic: every node timed on its own)",
+    )
     parser.add_argument("--iterations", type=int, default=20, metavar="N", help="measured forwards (default 20)")
-    parser.add_argument("--warmup", type=int, default=2, metavar="K", help="forwards before, without markers (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and synthetic image (default 0)")
-    parser.add_argument("--style", choices=("channels", "markers"), default="channels",
-                        help="layer annotations: channel texts (default) or bookmarks (docs/energy-table.md)")
-    parser.add_argument("--whole-net", action="store_true",
-                        help="one interval per forward (the whole net in one call) instead of one per layer")
+    parser.add_argument(
+        "--warmup", type=int, default=2, metavar="K", help="forwards before, without markers (default 2)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the random weights and synthetic image (default 0)"
+    )
+    parser.add_argument(
+        "--style",
+        choices=("channels", "markers"),
+        default="channels",
+        help="layer annotations: channel texts (default) or bookmarks (docs/energy-table.md)",
+    )
+    parser.add_argument(
+        "--whole-net",
+        action="store_true",
+        help="one interval per forward (the whole net in one call) instead of one per layer",
+    )
     add_sampler_arguments(parser)
     add_method_argument(parser)
 
@@ -131,8 +180,22 @@ def _command(args: argparse.Namespace) -> list[str]:
             cmd += [f"--{flag.replace('_', '-')}", str(value)]
     if args.mean_file is None and args.mean is not None:
         cmd += ["--mean", args.mean]
-    cmd += ["--iterations", str(args.iterations), "--warmup", str(args.warmup), "--seed", str(args.seed),
-            "--style", args.style, "--rate", f"{args.rate:g}", "--idle", f"{args.idle:g}", "--method", args.method]
+    cmd += [
+        "--iterations",
+        str(args.iterations),
+        "--warmup",
+        str(args.warmup),
+        "--seed",
+        str(args.seed),
+        "--style",
+        args.style,
+        "--rate",
+        f"{args.rate:g}",
+        "--idle",
+        f"{args.idle:g}",
+        "--method",
+        args.method,
+    ]
     return cmd + (["--whole-net"] if args.whole_net else []) + (["--streamline"] if args.streamline else [])
 
 
@@ -144,8 +207,14 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = Console(stderr=True)
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=self.console, transient=True)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
         self.task = self.bar.add_task("", total=total)
         self.bar.start()
 
@@ -234,9 +303,19 @@ def run(args: argparse.Namespace) -> int:
     run_dir, manifest, sampler = start_run(args, _command(args))
     annotate.setup(file=str(run_dir / MARKERS_FILE))  # before the runner (in measure): it names its channels at once
     manifest["profile"] = {
-        "framework": args.framework, "net": net.name, "model": net.model, "weights": args.weights,
-        "image": args.image, "input": net.input_shape, "iterations": args.iterations,
-        "warmup": args.warmup, "style": args.style, "whole_net": args.whole_net, "seed": args.seed, **net.info}
+        "framework": args.framework,
+        "net": net.name,
+        "model": net.model,
+        "weights": args.weights,
+        "image": args.image,
+        "input": net.input_shape,
+        "iterations": args.iterations,
+        "warmup": args.warmup,
+        "style": args.style,
+        "whole_net": args.whole_net,
+        "seed": args.seed,
+        **net.info,
+    }
     progress = _Progress(args.warmup + args.iterations)
     t, interrupted, sampler_error, warnings = [annotate.now()], False, None, []
     try:
@@ -251,8 +330,15 @@ def run(args: argparse.Namespace) -> int:
         finally:
             annotate.shutdown()
             manifest["profile"]["layers"] = net.layer_texts() if net.runner_ is not None else []
-            sampler_error = finish_run(run_dir, manifest, sampler, t, sampler_error,
-                                       exit_code=130 if interrupted else 0, interrupted=interrupted)
+            sampler_error = finish_run(
+                run_dir,
+                manifest,
+                sampler,
+                t,
+                sampler_error,
+                exit_code=130 if interrupted else 0,
+                interrupted=interrupted,
+            )
     if sampler_error:
         from streamline_bridge.errors import InputError
 

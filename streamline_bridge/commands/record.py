@@ -28,8 +28,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from streamline_bridge import watchdog
 from streamline_bridge.runfolder import CLOCK_NAME, MARKERS_FILE, POWER_FILE, Phases, RunWriter
@@ -52,22 +53,44 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     from streamline_bridge.power.discovery import add_sensor_model_argument, add_source_arguments
 
     parser.add_argument("--rate", type=float, default=1000.0, metavar="HZ", help="samples per second (default 1000)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace the run in RUN_DIR if it holds one (its run files only; nothing else is touched)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the run in RUN_DIR if it holds one (its run files only; nothing else is touched)",
+    )
     add_source_arguments(parser)
     add_sensor_model_argument(parser)
-    parser.add_argument("--idle", type=float, default=2.0, metavar="SECONDS",
-                        help="idle power measured before and after the command (default 2)")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="idle power measured before and after the command (default 2)",
+    )
     parser.add_argument("--cpu", type=int, metavar="N", help="pin the sampler to CPU N")
-    parser.add_argument("--reserve-cpu", action="store_true",
-                        help="run the sampler alone on a CPU (--cpu, or the highest) and keep the profiled program "
-                             "off it: the program has a CPU less, but the sampler no longer interrupts it")
-    parser.add_argument("--realtime", action="store_true",
-                        help="run the sampler at SCHED_FIFO priority (root/CAP_SYS_NICE): steadier on a busy board")
-    parser.add_argument("--streamline", action="store_true",
-                        help="also send the rails to a running Streamline capture as counters (docs/streamline.md)")
-    parser.add_argument("--streamline-rate", type=float, default=1000.0, metavar="HZ",
-                        help="counter values per second and rail sent to Streamline (averages; default 1000)")
+    parser.add_argument(
+        "--reserve-cpu",
+        action="store_true",
+        help="run the sampler alone on a CPU (--cpu, or the highest) and keep the profiled program "
+        "off it: the program has a CPU less, but the sampler no longer interrupts it",
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run the sampler at SCHED_FIFO priority (root/CAP_SYS_NICE): steadier on a busy board",
+    )
+    parser.add_argument(
+        "--streamline",
+        action="store_true",
+        help="also send the rails to a running Streamline capture as counters (docs/streamline.md)",
+    )
+    parser.add_argument(
+        "--streamline-rate",
+        type=float,
+        default=1000.0,
+        metavar="HZ",
+        help="counter values per second and rail sent to Streamline (averages; default 1000)",
+    )
 
 
 def _now() -> int:
@@ -106,8 +129,10 @@ class _Status:
         latest = self.sampler.latest
         mw = latest.get("mw", {})
         watts = "  ".join(f"{k} {v / 1000:.2f} W" for k, v in mw.items() if v is not None)
-        self._live.update(f"[bold]{self.phase}[/bold]  {time.monotonic() - self.start:6.1f} s  "
-                          f"{latest.get('samples', 0)} samples  {watts}")
+        self._live.update(
+            f"[bold]{self.phase}[/bold]  {time.monotonic() - self.start:6.1f} s  "
+            f"{latest.get('samples', 0)} samples  {watts}"
+        )
 
     def close(self) -> None:
         if self._live is not None:
@@ -219,8 +244,10 @@ def _remove_run(run_dir: Path) -> None:
     ours = {MANIFEST, POWER_FILE, MARKERS_FILE, LOG_FILE, *outputs, *(meta_path(n).name for n in outputs)}
     others = sorted(set(os.listdir(run_dir)) - ours)
     if others:  # checked before anything is deleted: a refused --force loses nothing
-        raise InputError(None, f"{run_dir}: holds other files than a run's ({', '.join(others[:3])}): --force "
-                               "replaces a run folder only")
+        raise InputError(
+            None,
+            f"{run_dir}: holds other files than a run's ({', '.join(others[:3])}): --force replaces a run folder only",
+        )
     for name in ours:
         (run_dir / name).unlink(missing_ok=True)  # a name only: never what a symlink points to
 
@@ -249,28 +276,53 @@ def start_run(args: argparse.Namespace, command: list[str]) -> tuple[Path, RunWr
     try:
         manifest = RunWriter(args.output)
     except InputError as exc:  # the folder given is not one to write into: a bad argument (exit status 2)
-        raise InputError(None, str(exc) + (", or --force to replace it" if "already holds a run" in str(exc)
-                                           else "")) from None
+        raise InputError(
+            None, str(exc) + (", or --force to replace it" if "already holds a run" in str(exc) else "")
+        ) from None
     run_dir = manifest.path
     try:
-        manifest.update(command=command, cwd=os.getcwd(), host=socket.gethostname(), streamline_bridge=__version__,
-                        clock=CLOCK_NAME, idle_s=args.idle, files={"power": POWER_FILE, "markers": MARKERS_FILE},
-                        board=board.start(args.sysfs_root, args.proc_root))
+        manifest.update(
+            command=command,
+            cwd=os.getcwd(),
+            host=socket.gethostname(),
+            streamline_bridge=__version__,
+            clock=CLOCK_NAME,
+            idle_s=args.idle,
+            files={"power": POWER_FILE, "markers": MARKERS_FILE},
+            board=board.start(args.sysfs_root, args.proc_root),
+        )
         manifest.placeholder(MARKERS_FILE)
-        sampler = Sampler(run_dir / POWER_FILE, source=args.source, rate_hz=args.rate, sysfs_root=args.sysfs_root,
-                          proc_root=args.proc_root, options=options, cpu=args.cpu, realtime=args.realtime,
-                          streamline=args.streamline, streamline_rate_hz=args.streamline_rate).start()
+        sampler = Sampler(
+            run_dir / POWER_FILE,
+            source=args.source,
+            rate_hz=args.rate,
+            sysfs_root=args.sysfs_root,
+            proc_root=args.proc_root,
+            options=options,
+            cpu=args.cpu,
+            realtime=args.realtime,
+            streamline=args.streamline,
+            streamline_rate_hz=args.streamline_rate,
+        ).start()
     except BaseException:
         manifest.close()
         raise
     unknown = [name for name in models if name is not None and name not in sampler.info["rails"]]
     if unknown:
-        log.warning(f"streamline-bridge: warning: --sensor-model names no rail {', '.join(unknown)} "
-                    f"(rails: {', '.join(sampler.info['rails'])})")
-    manifest["power"] = {"source": sampler.info["source"], "rails": sampler.info["rails"],
-                         "estimated": sampler.info["estimated"], "rate_hz": args.rate,
-                         "realtime": sampler.info["realtime"], "cpu": args.cpu, "cpu_reserved": args.reserve_cpu,
-                         "streamline_hz": args.streamline_rate if args.streamline else None}
+        log.warning(
+            f"streamline-bridge: warning: --sensor-model names no rail {', '.join(unknown)} "
+            f"(rails: {', '.join(sampler.info['rails'])})"
+        )
+    manifest["power"] = {
+        "source": sampler.info["source"],
+        "rails": sampler.info["rails"],
+        "estimated": sampler.info["estimated"],
+        "rate_hz": args.rate,
+        "realtime": sampler.info["realtime"],
+        "cpu": args.cpu,
+        "cpu_reserved": args.reserve_cpu,
+        "streamline_hz": args.streamline_rate if args.streamline else None,
+    }
     manifest["started_monotonic_raw_ns"], manifest["started_realtime_ns"] = _now(), time.time_ns()
     try:
         manifest.write()
@@ -296,8 +348,9 @@ def _logged_stats(sampler: Any, log: Path) -> dict[str, Any]:
     return stats
 
 
-def finish_run(run_dir: Path, manifest: RunWriter, sampler: Any, t: list[int], sampler_error: str | None,
-               **fields: Any) -> str | None:
+def finish_run(
+    run_dir: Path, manifest: RunWriter, sampler: Any, t: list[int], sampler_error: str | None, **fields: Any
+) -> str | None:
     """Stop the sampler, write the last manifest (complete, the phases from the marks ``t`` (t0..t3,
     missing ones: now) and ``fields``) and release the folder; returns the sampler's error, if any."""
     from streamline_bridge import board
@@ -366,16 +419,20 @@ def run(args: argparse.Namespace) -> int:
     finally:
         status.close()
         board_log.close()
-        sampler_error = finish_run(run_dir, manifest, sampler, t, sampler_error, exit_code=exit_code,
-                                   interrupted=interrupted)
+        sampler_error = finish_run(
+            run_dir, manifest, sampler, t, sampler_error, exit_code=exit_code, interrupted=interrupted
+        )
     if "error" in manifest:
         raise InputError(None, f"{cmd[0]}: cannot run the command: " + manifest["error"].split(": ", 1)[-1])
     stats = manifest["power"]["stats"]
     achieved = stats.get("achieved_hz")
-    log.info(f"streamline-bridge record: {run_dir}: exit status {exit_code}, {stats.get('samples', 0)} power samples"
-          + (f" at {achieved:.0f} Hz" if achieved else "") + f" from {sampler.info['source']}"
-          + (" (ESTIMATED power)" if sampler.info["estimated"] else "")
-          + (f"; {stats['streamline']['values_sent']} counter values sent to Streamline" if "streamline" in stats else ""))
+    log.info(
+        f"streamline-bridge record: {run_dir}: exit status {exit_code}, {stats.get('samples', 0)} power samples"
+        + (f" at {achieved:.0f} Hz" if achieved else "")
+        + f" from {sampler.info['source']}"
+        + (" (ESTIMATED power)" if sampler.info["estimated"] else "")
+        + (f"; {stats['streamline']['values_sent']} counter values sent to Streamline" if "streamline" in stats else "")
+    )
     for message in stats["failed_rails"].values():
         log.error(f"streamline-bridge: error: {message} (the other rails were recorded)")
     if sampler_error:

@@ -166,8 +166,15 @@ def _print_rich(found: list[dict[str, Any]]) -> None:
             continue
         title = f"[bold]{s['source']}[/bold]" + ("  [red]ESTIMATED, not measured[/red]" if s["estimated"] else "")
         t = Table(title=title, title_justify="left")
-        for col in ("rail", "now mW", "unit", "update ms (configured)", "update ms (measured)", "sensor model",
-                    "files"):
+        for col in (
+            "rail",
+            "now mW",
+            "unit",
+            "update ms (configured)",
+            "update ms (measured)",
+            "sensor model",
+            "files",
+        ):
             t.add_column(col, justify="right" if "ms" in col or "mW" in col else "left")
         for r in s["rails"]:
             t.add_row(

@@ -43,8 +43,11 @@ def placed_markers(rec: Recording, base_ns: int | None) -> pd.DataFrame:
     if not missing.any():
         return m
     if base_ns is None:
-        raise InputError(name_of(rec), "markers have only times relative to the capture start (an export?): "
-                         "give the capture too, or --offset SECONDS")
+        raise InputError(
+            name_of(rec),
+            "markers have only times relative to the capture start (an export?): "
+            "give the capture too, or --offset SECONDS",
+        )
     m = m.copy()
     m.loc[missing, "time_ns"] = m.loc[missing, "time_rel_ns"] + base_ns
     return m
@@ -55,8 +58,14 @@ def _export_base(recordings: Sequence[Recording], offset_ns: int | None) -> int 
     native = [r for r in recordings if r.meta.format not in EXPORT_FORMATS and (len(r.power) or len(r.markers))]
     if offset_ns is not None:
         return (_power_base([r for r in native if len(r.power)]) or 0) + offset_ns
-    capture = next((r.meta.clock_base_ns for r in recordings
-                    if r.meta.format in CAPTURE_FORMATS and r.meta.clock_base_ns is not None), None)
+    capture = next(
+        (
+            r.meta.clock_base_ns
+            for r in recordings
+            if r.meta.format in CAPTURE_FORMATS and r.meta.clock_base_ns is not None
+        ),
+        None,
+    )
     if capture is not None:
         return capture
     return 0 if not native else None  # only exports: they share the capture's relative clock
@@ -67,8 +76,10 @@ def _placed_power(rec: Recording, base_ns: int | None) -> pd.DataFrame:
     if rec.meta.format not in EXPORT_FORMATS or base_ns == 0:
         return rec.power
     if base_ns is None:
-        raise InputError(name_of(rec), "power times are relative to the capture start (an export): "
-                         "give the capture too, or --offset SECONDS")
+        raise InputError(
+            name_of(rec),
+            "power times are relative to the capture start (an export): give the capture too, or --offset SECONDS",
+        )
     return rec.power.assign(time_ns=rec.power["time_rel_ns"] + base_ns)
 
 
@@ -114,16 +125,23 @@ def combine(recordings: Sequence[Recording], offset_ns: int | None = None) -> Re
     power = pd.concat(power_parts, ignore_index=True) if power_parts else empty_power()
     if power_parts:
         power["rail"] = pd.Categorical(power["rail"].astype(str), categories=list(seen))
-    native = [r.meta.clock_base_ns for r in recordings
-              if r.meta.format not in EXPORT_FORMATS and r.meta.clock_base_ns is not None]
-    starts = [t for t in (power["time_ns"].min() if len(power) else None,
-                          markers["time_ns"].min() if len(markers) else None) if t is not None and not pd.isna(t)]
+    native = [
+        r.meta.clock_base_ns
+        for r in recordings
+        if r.meta.format not in EXPORT_FORMATS and r.meta.clock_base_ns is not None
+    ]
+    starts = [
+        t
+        for t in (power["time_ns"].min() if len(power) else None, markers["time_ns"].min() if len(markers) else None)
+        if t is not None and not pd.isna(t)
+    ]
     meta.clock_base_ns = native[0] if native else (int(min(starts)) if starts else None)
     return Recording(markers, power, meta)
 
 
-def check_overlap(rec: Recording, start_ns: np.ndarray, end_ns: np.ndarray,
-                  spans: dict[str, tuple[int, int]]) -> list[str]:
+def check_overlap(
+    rec: Recording, start_ns: np.ndarray, end_ns: np.ndarray, spans: dict[str, tuple[int, int]]
+) -> list[str]:
     """Warnings for intervals outside a rail's record; :class:`InputError` when none is inside any."""
     warnings = []
     inside_any = np.zeros(len(start_ns), dtype=bool)
@@ -132,13 +150,18 @@ def check_overlap(rec: Recording, start_ns: np.ndarray, end_ns: np.ndarray,
         inside_any |= inside
         if not inside.all():
             out = int((~inside).sum())
-            warnings.append(f"{out} of {len(inside)} intervals fall (partly) outside the {rail} power record "
-                            f"({(last - first) / 1e9:.3f} s): their {rail} energy is left empty")
+            warnings.append(
+                f"{out} of {len(inside)} intervals fall (partly) outside the {rail} power record "
+                f"({(last - first) / 1e9:.3f} s): their {rail} energy is left empty"
+            )
     if len(start_ns) and not inside_any.any():
         lo, hi = int(start_ns.min()), int(end_ns.max())
         first = min(s[0] for s in spans.values())
         last = max(s[1] for s in spans.values())
-        raise InputError(name_of(rec), f"the markers ({lo / 1e9:.3f}..{hi / 1e9:.3f} s) do not overlap the power "
-                         f"record ({first / 1e9:.3f}..{last / 1e9:.3f} s, CLOCK_MONOTONIC_RAW): "
-                         "wrong clock or offset?")
+        raise InputError(
+            name_of(rec),
+            f"the markers ({lo / 1e9:.3f}..{hi / 1e9:.3f} s) do not overlap the power "
+            f"record ({first / 1e9:.3f}..{last / 1e9:.3f} s, CLOCK_MONOTONIC_RAW): "
+            "wrong clock or offset?",
+        )
     return warnings

@@ -128,8 +128,10 @@ def design(model: SensorModel, grid: Grid | None, lay: Layout, t_ns: np.ndarray,
     lo, hi = lay.span
     inside = (t >= lo + sensors.aperture_ns(model, grid) + 2 * grid.period_ns) & (t <= hi)
     t, v = t[inside], v[inside]
-    parts = [_grid_design(model, Grid(grid.period_ns, grid.phase_ns + k * grid.period_ns / PHASES), lay, t, v)
-             for k in range(PHASES)]
+    parts = [
+        _grid_design(model, Grid(grid.period_ns, grid.phase_ns + k * grid.period_ns / PHASES), lay, t, v)
+        for k in range(PHASES)
+    ]
     known = [p for p in parts if p is not None]
     if len(known) < len(parts):
         return None
@@ -221,7 +223,7 @@ def solve(d: Design, lay: Layout, memory_ns: float, jackknife: bool = True) -> F
     order = np.argsort(block, kind="stable")
     cuts = np.searchsorted(block[order], np.arange(groups + 1))
     for g in range(groups):
-        rows = order[cuts[g]:cuts[g + 1]]
+        rows = order[cuts[g] : cuts[g + 1]]
         xtx[g] = x[rows].T @ x[rows]
         xty[g] = x[rows].T @ y[rows]
     a_all, b_all = xtx.sum(0), xty.sum(0)
@@ -244,8 +246,9 @@ def solve(d: Design, lay: Layout, memory_ns: float, jackknife: bool = True) -> F
     return Fit(names, beta, cov_jack, cov_post, groups, float(resid @ resid), len(d.reads), reps)
 
 
-def _not_negative(a: np.ndarray, b: np.ndarray, lam: np.ndarray, mean: np.ndarray, beta: np.ndarray,
-                  powers: int) -> np.ndarray:
+def _not_negative(
+    a: np.ndarray, b: np.ndarray, lam: np.ndarray, mean: np.ndarray, beta: np.ndarray, powers: int
+) -> np.ndarray:
     """The estimate with no negative power among the first ``powers`` unknowns (layers, gaps, between): those the
     fit puts below 0 are held at 0 and the rest re-fitted (an active set; the readings' total stays
     explained). The covariances stay the unconstrained fit's: a layer held at 0 keeps its wide CI."""

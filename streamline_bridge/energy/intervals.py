@@ -50,16 +50,18 @@ class Intervals:
 def _texts(markers: pd.DataFrame, kinds: tuple[str, ...]) -> pd.DataFrame:
     """Rows of the given kinds that have a time, with plain-Python-friendly columns, in stream order."""
     m = markers[markers["kind"].isin(kinds) & markers["time_ns"].notna()]
-    return pd.DataFrame({
-        "time_ns": m["time_ns"].to_numpy(np.int64),
-        "pid": m["pid"].to_numpy(np.int64),
-        "tid": m["tid"].to_numpy(np.int64),
-        "channel": m["channel"].fillna(-1).to_numpy(np.int64),
-        "channel_name": m["channel_name"].fillna("").to_numpy(object),
-        "group_name": m["group_name"].fillna("").to_numpy(object),
-        "text": m["text"].fillna("").to_numpy(object),
-        "order": np.arange(len(m)),
-    })
+    return pd.DataFrame(
+        {
+            "time_ns": m["time_ns"].to_numpy(np.int64),
+            "pid": m["pid"].to_numpy(np.int64),
+            "tid": m["tid"].to_numpy(np.int64),
+            "channel": m["channel"].fillna(-1).to_numpy(np.int64),
+            "channel_name": m["channel_name"].fillna("").to_numpy(object),
+            "group_name": m["group_name"].fillna("").to_numpy(object),
+            "text": m["text"].fillna("").to_numpy(object),
+            "order": np.arange(len(m)),
+        }
+    )
 
 
 def _per_unique(values: np.ndarray, fn: Callable[[str], Any], dtype: Any = object) -> np.ndarray:
@@ -95,7 +97,7 @@ def group_depth(groups: GroupSpec) -> int | None:
     """N of a ``"depth=N"`` group spec (N >= 1), else None; ValueError for a malformed one."""
     if not isinstance(groups, str) or not groups.startswith("depth="):
         return None
-    value = groups[len("depth="):]
+    value = groups[len("depth=") :]
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"groups 'depth=N' needs a whole number N >= 1, not {value!r}")
     return int(value)
@@ -112,8 +114,9 @@ def _groups(names: np.ndarray, channel_names: np.ndarray, group_names: np.ndarra
     prefix = _per_unique(names, cv.name_prefix)
     if isinstance(groups, Mapping):
         mapping = dict(groups)
-        return np.where(_per_unique(names, lambda n: n in mapping, bool),
-                        _per_unique(names, lambda n: mapping.get(n, "")), prefix)
+        return np.where(
+            _per_unique(names, lambda n: n in mapping, bool), _per_unique(names, lambda n: mapping.get(n, "")), prefix
+        )
     if groups not in (None, *GROUP_KEYWORDS):
         raise ValueError(f"groups must be a mapping, 'depth=N' or one of {GROUP_KEYWORDS}, not {groups!r}")
     tree = _per_unique(names, cv.tree_groups(names).__getitem__)
@@ -161,16 +164,20 @@ def find_intervals(markers: pd.DataFrame, style: str = "auto", groups: GroupSpec
     layers = layers.sort_values(["start_ns", "order"], kind="stable").reset_index(drop=True)
     text = layers["text"].to_numpy(object)
     name = _per_unique(text, lambda t: cv.split_layer_text(t)[0])
-    out = pd.DataFrame({
-        "seq": np.arange(len(layers)),
-        "name": name,
-        "layer_type": _per_unique(text, lambda t: cv.split_layer_text(t)[1]),
-        "group": _groups(name, layers["channel_name"].to_numpy(object), layers["group_name"].to_numpy(object), groups),
-        "start_ns": layers["start_ns"].to_numpy(np.int64),
-        "end_ns": layers["end_ns"].to_numpy(np.int64),
-        "pid": layers["pid"].to_numpy(np.int64),
-        "tid": layers["tid"].to_numpy(np.int64),
-    })
+    out = pd.DataFrame(
+        {
+            "seq": np.arange(len(layers)),
+            "name": name,
+            "layer_type": _per_unique(text, lambda t: cv.split_layer_text(t)[1]),
+            "group": _groups(
+                name, layers["channel_name"].to_numpy(object), layers["group_name"].to_numpy(object), groups
+            ),
+            "start_ns": layers["start_ns"].to_numpy(np.int64),
+            "end_ns": layers["end_ns"].to_numpy(np.int64),
+            "pid": layers["pid"].to_numpy(np.int64),
+            "tid": layers["tid"].to_numpy(np.int64),
+        }
+    )
     if len(iter_rows):
         out, iterations, more = _explicit_iterations(out, iter_rows)
         source = "markers"
@@ -184,8 +191,7 @@ def find_intervals(markers: pd.DataFrame, style: str = "auto", groups: GroupSpec
     return Intervals(out[cols], iterations, style, source, warnings)
 
 
-def _explicit_iterations(layers: pd.DataFrame, rows: pd.DataFrame
-                         ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def _explicit_iterations(layers: pd.DataFrame, rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Iteration index of each layer from iteration markers (the last one at or before its start)."""
     rows = rows.sort_values(["start_ns", "order"], kind="stable").drop_duplicates("start_ns")
     starts = rows["start_ns"].to_numpy(np.int64)
@@ -201,12 +207,14 @@ def _explicit_iterations(layers: pd.DataFrame, rows: pd.DataFrame
     next_start = np.append(starts[1:], np.iinfo(np.int64).max).astype(np.float64)
     end = np.fmin(np.fmax(closed, last_end.to_numpy(np.float64)), next_start)
     labels = [cv.iteration_number(str(t)) or str(i) for i, t in enumerate(rows["text"])]
-    iterations = pd.DataFrame({
-        "iteration": np.arange(len(starts)),
-        "label": [cv.iteration_text(lab) for lab in labels],
-        "start_ns": starts,
-        "end_ns": pd.array(np.where(np.isfinite(end), end, np.nan), dtype="Float64").astype("Int64"),
-    })
+    iterations = pd.DataFrame(
+        {
+            "iteration": np.arange(len(starts)),
+            "label": [cv.iteration_text(lab) for lab in labels],
+            "start_ns": starts,
+            "end_ns": pd.array(np.where(np.isfinite(end), end, np.nan), dtype="Float64").astype("Int64"),
+        }
+    )
     return layers, iterations, warnings
 
 
@@ -218,10 +226,12 @@ def _repeated_iterations(layers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
         first = layers["name"].iloc[0]
         layers = layers.assign(iteration=np.cumsum((layers["name"] == first).to_numpy()) - 1)
     spans = layers.groupby("iteration").agg(start_ns=("start_ns", "min"), end_ns=("end_ns", "max"))
-    iterations = pd.DataFrame({
-        "iteration": spans.index.to_numpy(np.int64),
-        "label": [cv.iteration_text(i) for i in spans.index],
-        "start_ns": spans["start_ns"].to_numpy(np.int64),
-        "end_ns": pd.array(spans["end_ns"].to_numpy(np.int64), dtype="Int64"),
-    })
+    iterations = pd.DataFrame(
+        {
+            "iteration": spans.index.to_numpy(np.int64),
+            "label": [cv.iteration_text(i) for i in spans.index],
+            "start_ns": spans["start_ns"].to_numpy(np.int64),
+            "end_ns": pd.array(spans["end_ns"].to_numpy(np.int64), dtype="Int64"),
+        }
+    )
     return layers, iterations

@@ -74,8 +74,9 @@ def given(name: str, info: RailInfo | None, user: SensorModel | None, sensor: st
     return info.sensor_model if info else None
 
 
-def with_grid(model: SensorModel, fit: GridFit | None, index: int, configured_ns: float | None,
-              t: np.ndarray, v: np.ndarray) -> Choice:
+def with_grid(
+    model: SensorModel, fit: GridFit | None, index: int, configured_ns: float | None, t: np.ndarray, v: np.ndarray
+) -> Choice:
     """``model`` on the grid the data show, else on its configured period with an unknown phase;
     ``contradicted`` when the data refresh on another period, or far more often off any grid."""
     if model.kind == "instant":
@@ -84,21 +85,38 @@ def with_grid(model: SensorModel, fit: GridFit | None, index: int, configured_ns
     if fit is not None:
         note = ""
         if nominal and abs(fit.period_ns - nominal) > PERIOD_TOLERANCE * nominal:
-            note = (f"configured refresh period {nominal / 1e6:.4g} ms but the readings change every "
-                    f"{fit.period_ns / 1e6:.4g} ms: the data win")
+            note = (
+                f"configured refresh period {nominal / 1e6:.4g} ms but the readings change every "
+                f"{fit.period_ns / 1e6:.4g} ms: the data win"
+            )
         # a window is the data's period whatever it was said to be; an INA3221 configuration whose round
         # the data contradict is wrong in its conversion times and averaging too
-        return Choice(model, Grid(fit.period_ns, fit.phases_ns[index]), "fitted to the data", note,
-                      contradicted=bool(note) and model.kind == "ina3221")
+        return Choice(
+            model,
+            Grid(fit.period_ns, fit.phases_ns[index]),
+            "fitted to the data",
+            note,
+            contradicted=bool(note) and model.kind == "ina3221",
+        )
     if not nominal:
-        return Choice(SensorModel("instant", source="data"), None, "",
-                      f"no refresh period known or seen for the {model.spec} model: read as instant")
+        return Choice(
+            SensorModel("instant", source="data"),
+            None,
+            "",
+            f"no refresh period known or seen for the {model.spec} model: read as instant",
+        )
     ok = ~np.isnan(v)
     changes = np.diff(t[ok][1:][v[ok][1:] != v[ok][:-1]])
     if len(changes) >= 8 and np.median(changes) < nominal / 2:
-        return Choice(model, None, "", f"the {model.spec} model refreshes every {nominal / 1e6:.4g} ms but the "
-                                       f"readings change every {np.median(changes) / 1e6:.4g} ms off any grid: "
-                                       "the data win", contradicted=True)
+        return Choice(
+            model,
+            None,
+            "",
+            f"the {model.spec} model refreshes every {nominal / 1e6:.4g} ms but the "
+            f"readings change every {np.median(changes) / 1e6:.4g} ms off any grid: "
+            "the data win",
+            contradicted=True,
+        )
     if spacing_ns(t) >= AT_READS * nominal and not (model.kind == "ina3221" and model.averages > 1):
         return Choice(model, Grid(nominal, 0.0, at_reads=True), "configured")  # one read per update
     return Choice(model, Grid(nominal, 0.0, phase_known=False), "configured")
@@ -114,8 +132,9 @@ def candidates(fit: GridFit | None, t: np.ndarray) -> list[tuple[SensorModel, Gr
         for channels, bus, shunt in ina3221_rounds(fit.period_ns):
             for avg in AVERAGES:
                 if avg * fit.period_ns <= MEMORY_SHARE * span:
-                    out.append((SensorModel("ina3221", config=ina3221_config(channels, avg, bus, shunt),
-                                            source="data"), grid))
+                    out.append(
+                        (SensorModel("ina3221", config=ina3221_config(channels, avg, bus, shunt), source="data"), grid)
+                    )
         return out
     fast = spacing_ns(t)
     for config in KNOWN_CONFIGS:
@@ -141,8 +160,9 @@ def ina3221_rounds(period_ns: float) -> list[tuple[tuple[int, ...], int, int]]:
     return [((1, 2, 3), ct, ct)]
 
 
-def select(options: list[tuple[SensorModel, Grid | None]],
-           score: Callable[[SensorModel, Grid | None], float | None]) -> tuple[SensorModel, Grid | None, str]:
+def select(
+    options: list[tuple[SensorModel, Grid | None]], score: Callable[[SensorModel, Grid | None], float | None]
+) -> tuple[SensorModel, Grid | None, str]:
     if len(options) == 1:
         return options[0][0], options[0][1], "the data show no refresh grid: instant"
     """The candidate with the lowest score (BIC of its fit); ties and failures keep the earlier one."""

@@ -24,16 +24,31 @@ def occurrences(iv: Intervals, by: str, warmup: int) -> pd.DataFrame:
     """What rows are made of: layer occurrences, or iterations' spans, from iteration ``warmup`` on."""
     if by == "iteration":
         it = iv.iterations[iv.iterations["end_ns"].notna()]
-        occ = pd.DataFrame({"name": it["label"], "layer_type": "", "group": "", "iteration": it["iteration"],
-                            "start_ns": it["start_ns"].astype(np.int64), "end_ns": it["end_ns"].astype(np.int64)})
+        occ = pd.DataFrame(
+            {
+                "name": it["label"],
+                "layer_type": "",
+                "group": "",
+                "iteration": it["iteration"],
+                "start_ns": it["start_ns"].astype(np.int64),
+                "end_ns": it["end_ns"].astype(np.int64),
+            }
+        )
         occ["seq"] = np.arange(len(occ))
     else:
         occ = iv.layers.rename(columns={"name": "layer", "key": "name"})
     return occ[occ["iteration"] >= warmup].reset_index(drop=True)
 
 
-def rail_samples(occ: pd.DataFrame, rail: str, energy: np.ndarray, idle_mw: float | None, baseline: str,
-                 by: str, coef: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
+def rail_samples(
+    occ: pd.DataFrame,
+    rail: str,
+    energy: np.ndarray,
+    idle_mw: float | None,
+    baseline: str,
+    by: str,
+    coef: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Time, energy and dynamic energy of every occurrence on one rail; per-sample fit coefficients.
 
     An occurrence without energy has no time either (one iteration set per row). ``by="group"`` sums
@@ -42,8 +57,11 @@ def rail_samples(occ: pd.DataFrame, rail: str, energy: np.ndarray, idle_mw: floa
     dur = (occ["end_ns"] - occ["start_ns"]).to_numpy(np.float64)
     energy = np.asarray(energy, np.float64)
     known = ~np.isnan(energy)
-    dynamic = energy - idle_mw * dur * integrate.NS_MW_TO_MJ if baseline == "idle" and idle_mw is not None \
+    dynamic = (
+        energy - idle_mw * dur * integrate.NS_MW_TO_MJ
+        if baseline == "idle" and idle_mw is not None
         else np.full(len(occ), np.nan)
+    )
     samples = occ.assign(rail=rail, time_ms=np.where(known, dur / 1e6, np.nan), energy_mj=energy, dynamic_mj=dynamic)
     if by != "group":
         return samples, coef
@@ -52,8 +70,9 @@ def rail_samples(occ: pd.DataFrame, rail: str, energy: np.ndarray, idle_mw: floa
     sums = g[list(STAT_COLUMNS)].sum(min_count=1)
     sums["energy_mj"] = sums["energy_mj"].where(g["energy_mj"].count() == g.size())
     sums["time_ms"] = sums["time_ms"].where(sums["energy_mj"].notna())
-    out = pd.concat([g.agg(seq=("seq", "min"), start_ns=("start_ns", "min"), end_ns=("end_ns", "max")), sums],
-                    axis=1).reset_index()
+    out = pd.concat(
+        [g.agg(seq=("seq", "min"), start_ns=("start_ns", "min"), end_ns=("end_ns", "max")), sums], axis=1
+    ).reset_index()
     out["name"] = out["group"]
     out["layer_type"] = ""
     if coef is not None:
@@ -67,22 +86,26 @@ def rail_samples(occ: pd.DataFrame, rail: str, energy: np.ndarray, idle_mw: floa
 def summarise(samples: pd.DataFrame, keys: list[str], confidence: float) -> pd.DataFrame:
     """n, mean, sd and CI half-width of every statistic per ``keys`` (Student t over iterations)."""
     g = samples.groupby(keys, sort=False, observed=True)
-    out = g.agg(n=("energy_mj", "count"), **{f"{c}": (c, "mean") for c in STAT_COLUMNS},
-                **{f"{c}_sd": (c, "std") for c in STAT_COLUMNS}).reset_index()
+    out = g.agg(
+        n=("energy_mj", "count"),
+        **{f"{c}": (c, "mean") for c in STAT_COLUMNS},
+        **{f"{c}_sd": (c, "std") for c in STAT_COLUMNS},
+    ).reset_index()
     for c in STAT_COLUMNS:
         out[f"{c}_ci"] = stats.ci_half_width(out[f"{c}_sd"].to_numpy(), out["n"].to_numpy(), confidence)
     return out
 
 
-def sequence_rows(rows: pd.DataFrame, coef: np.ndarray, fit: Fit, idle_mw: float | None, baseline: str,
-                  confidence: float) -> None:
+def sequence_rows(
+    rows: pd.DataFrame, coef: np.ndarray, fit: Fit, idle_mw: float | None, baseline: str, confidence: float
+) -> None:
     """Energy of ``rows`` (one rail, with ``n`` and ``time_ms``) from the fit, in place.
 
     ``coef``: per row, the mean ms per iteration spent in each unknown. The CI is the fit's, at
     ``t(blocks - 1)``; ``_sd`` is the equivalent per-iteration sd (``se x sqrt(n)``) so that
     ``n_needed`` reads the same for both methods.
     """
-    mean = coef @ fit.beta[:coef.shape[1]] * MW_MS_TO_MJ
+    mean = coef @ fit.beta[: coef.shape[1]] * MW_MS_TO_MJ
     se = np.sqrt(fit.var(coef)) * MW_MS_TO_MJ
     t = stats.t_quantile(max(fit.blocks - 1, 1), confidence)
     n = rows["n"].to_numpy(np.float64)

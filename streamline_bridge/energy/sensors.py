@@ -66,8 +66,11 @@ def integral(edges: np.ndarray, rate: np.ndarray, t_ns: np.ndarray) -> np.ndarra
 
 def value_at(edges: np.ndarray, rate: np.ndarray, t_ns: np.ndarray) -> np.ndarray:
     """``rate`` of the segment holding each ``t_ns`` (an instant reading)."""
-    k = np.clip(np.searchsorted(np.asarray(edges, np.float64), np.asarray(t_ns, np.float64), side="right") - 1,
-                0, len(edges) - 2)
+    k = np.clip(
+        np.searchsorted(np.asarray(edges, np.float64), np.asarray(t_ns, np.float64), side="right") - 1,
+        0,
+        len(edges) - 2,
+    )
     return rate[k]
 
 
@@ -100,13 +103,13 @@ def ema(x: np.ndarray, averages: int, state: np.ndarray | float) -> np.ndarray:
     out = np.empty_like(np.asarray(x, dtype=np.float64))
     prev = np.asarray(state, dtype=np.float64)
     for s in range(0, len(x), block):
-        chunk = x[s:s + block]
+        chunk = x[s : s + block]
         n = len(chunk)
         up = r ** -np.arange(1, n + 1, dtype=np.float64)  # r^-(i+1)
         down = r ** np.arange(1, n + 1, dtype=np.float64)  # r^(i+1)
         shape = (n,) + (1,) * (chunk.ndim - 1)
         acc = np.cumsum(chunk * up.reshape(shape), axis=0) * a
-        out[s:s + n] = (acc + prev) * down.reshape(shape)
+        out[s : s + n] = (acc + prev) * down.reshape(shape)
         prev = out[s + n - 1]
     return out
 
@@ -116,9 +119,16 @@ def update_times(grid: Grid, first: int, last: int) -> np.ndarray:
     return grid.at(np.arange(first, last + 1))
 
 
-def sensor_output(model: SensorModel, grid: Grid | None, edges: np.ndarray, rate: np.ndarray,
-                  first: int, last: int, state: np.ndarray | float | None = None,
-                  noise: np.ndarray | None = None) -> np.ndarray:
+def sensor_output(
+    model: SensorModel,
+    grid: Grid | None,
+    edges: np.ndarray,
+    rate: np.ndarray,
+    first: int,
+    last: int,
+    state: np.ndarray | float | None = None,
+    noise: np.ndarray | None = None,
+) -> np.ndarray:
     """The sensor's register after updates ``first..last`` of ``grid`` (rows), for window and ina3221.
 
     ``state``: the EMA output before update ``first`` (ina3221 with AVG > 1); None = the first sample.
@@ -128,15 +138,22 @@ def sensor_output(model: SensorModel, grid: Grid | None, edges: np.ndarray, rate
     u = update_times(grid, first, last)
     samples = means(edges, rate, u - aperture_ns(model, grid), u)
     if noise is not None:
-        samples = samples + noise[:len(samples)]
+        samples = samples + noise[: len(samples)]
     if model.kind != "ina3221" or model.averages <= 1:
         return samples
     return ema(samples, model.averages, samples[0] if state is None else state)
 
 
-def forward(model: SensorModel, grid: Grid | None, edges: np.ndarray, power_mw: np.ndarray,
-            read_ns: np.ndarray, quantum_mw: float = 0.0, noise_mw: float = 0.0,
-            rng: np.random.Generator | None = None) -> np.ndarray:
+def forward(
+    model: SensorModel,
+    grid: Grid | None,
+    edges: np.ndarray,
+    power_mw: np.ndarray,
+    read_ns: np.ndarray,
+    quantum_mw: float = 0.0,
+    noise_mw: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """What a sampler reading at ``read_ns`` sees of the power ``power_mw`` on ``edges`` (a simulator).
 
     The EMA starts from the first sample at the first update after ``edges[0]``. ``noise_mw``: the

@@ -81,8 +81,9 @@ def ci_half_width(sd: np.ndarray, n: np.ndarray, confidence: float = 0.95) -> np
         return np.where(n >= 2, t * np.asarray(sd, dtype=np.float64) / np.sqrt(n), np.nan)
 
 
-def iterations_needed(mean: np.ndarray, sd: np.ndarray, n: np.ndarray, precision: float = 0.05,
-                      confidence: float = 0.95) -> pd.api.extensions.ExtensionArray:
+def iterations_needed(
+    mean: np.ndarray, sd: np.ndarray, n: np.ndarray, precision: float = 0.05, confidence: float = 0.95
+) -> pd.api.extensions.ExtensionArray:
     """Iterations for a CI half-width of ``precision`` x |mean|: ``ceil((t sd / (precision mean))^2)``.
 
     ``t`` is taken at the answer's own degrees of freedom (three fixed-point steps from the

@@ -19,8 +19,9 @@ def _order(st: Any) -> pd.DataFrame:
     descr = samples.drop_duplicates("name").set_index("name")
     table["layer_type"] = table["name"].map(descr["layer_type"]).fillna("")
     table["group"] = table["name"].map(descr["group"]).fillna("")
-    table["iteration"] = pd.array(table["name"].map(descr["iteration"]) if st.opt.by == "iteration"
-                                  else [pd.NA] * len(table), dtype="Int64")
+    table["iteration"] = pd.array(
+        table["name"].map(descr["iteration"]) if st.opt.by == "iteration" else [pd.NA] * len(table), dtype="Int64"
+    )
     rank = table["rail"].map({n: i for i, n in enumerate(st.rails)})
     return table.iloc[np.lexsort((rank.to_numpy(), table["order"].to_numpy()))].reset_index(drop=True)
 
@@ -36,13 +37,20 @@ def _derived(st: Any) -> None:
     period = {n: r.resolution_ns / 1e6 for n, r in st.rails.items()}
     table["sensor_period_ms"] = table["rail"].map(period).astype("Float64")
     table["under_period"] = (table["time_ms"] < table["sensor_period_ms"]).fillna(False).astype(bool)
-    needed = stats.iterations_needed(table["energy_mj"].to_numpy(), table["energy_mj_sd"].to_numpy(),
-                                     table["n"].to_numpy(), opt.precision, opt.confidence)
+    needed = stats.iterations_needed(
+        table["energy_mj"].to_numpy(),
+        table["energy_mj_sd"].to_numpy(),
+        table["n"].to_numpy(),
+        opt.precision,
+        opt.confidence,
+    )
     # a fit also needs enough jackknife groups of iterations
     floor = table["rail"].map({n: r.iterations_for_groups() for n, r in st.rails.items()}).to_numpy()
     seq = (table["method"] == "sequence").to_numpy()
-    table["n_needed"] = pd.array(np.where(seq & ~pd.isna(needed), np.maximum(needed.to_numpy(np.float64, na_value=0),
-                                                                           floor), needed), dtype="Int64")
+    table["n_needed"] = pd.array(
+        np.where(seq & ~pd.isna(needed), np.maximum(needed.to_numpy(np.float64, na_value=0), floor), needed),
+        dtype="Int64",
+    )
     rails = st.rec.meta.rails
     table["estimated"] = table["rail"].map(lambda r: bool(r in rails and rails[r].estimated))
     table["resolved"] = table["resolved"].astype(bool)
@@ -75,8 +83,10 @@ def _warnings(st: Any) -> list[str]:
     rails, table, opt = st.rec.meta.rails, st.table, st.opt
     estimated = {n: rails[n].source or "estimate" for n in st.rails if n in rails and rails[n].estimated}
     if estimated:
-        out.append(f"ESTIMATED power: {', '.join(estimated)} "
-                   f"({', '.join(sorted(set(estimated.values())))}) modelled, not measured")
+        out.append(
+            f"ESTIMATED power: {', '.join(estimated)} "
+            f"({', '.join(sorted(set(estimated.values())))}) modelled, not measured"
+        )
     for name, rail in st.rails.items():
         if rail.integ.missing:
             out.append(f"rail {name}: {rail.integ.missing} missing sample(s) dropped and interpolated across")
@@ -87,14 +97,18 @@ def _warnings(st: Any) -> list[str]:
         if len(bad):
             need = bad["n_needed"].max()
             more = f"about {int(need)} iterations (column n_needed)" if not pd.isna(need) else "more iterations"
-            out.append(f"{len(bad)} of {len(mine)} {opt.by}s on {name} are not resolved by its sensor "
-                       f"({rail.choice.model.spec}): their CI says how little is known; {more} would bring "
-                       f"them to ±{opt.precision:.0%}, or measure each layer alone (--method isolate)")
+            out.append(
+                f"{len(bad)} of {len(mine)} {opt.by}s on {name} are not resolved by its sensor "
+                f"({rail.choice.model.spec}): their CI says how little is known; {more} would bring "
+                f"them to ±{opt.precision:.0%}, or measure each layer alone (--method isolate)"
+            )
     if opt.baseline == "idle":
         unknown = [n for n, r in st.rails.items() if r.idle_mw is None]
         if unknown:
-            out.append(f"no idle power known for {', '.join(unknown)}: dynamic energy left empty "
-                       "(record measures it; or use --baseline none)")
+            out.append(
+                f"no idle power known for {', '.join(unknown)}: dynamic energy left empty "
+                "(record measures it; or use --baseline none)"
+            )
     return out
 
 

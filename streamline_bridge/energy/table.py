@@ -27,12 +27,33 @@ from streamline_bridge.model import Recording, rail_arrays
 
 INTEGRATE_FACTOR = 25  # a row at least this many sensor resolutions long is integrated
 COLUMNS = (
-    "order", "name", "layer_type", "group", "iteration", "rail", "n",
-    "time_ms", "time_ms_sd", "time_ms_ci",
-    "energy_mj", "energy_mj_sd", "energy_mj_ci",
-    "dynamic_mj", "dynamic_mj_sd", "dynamic_mj_ci",
-    "power_w", "power_w_ci", "dynamic_w", "share", "sensor_period_ms", "under_period", "n_needed", "estimated",
-    "method", "resolved", "sensor_model",
+    "order",
+    "name",
+    "layer_type",
+    "group",
+    "iteration",
+    "rail",
+    "n",
+    "time_ms",
+    "time_ms_sd",
+    "time_ms_ci",
+    "energy_mj",
+    "energy_mj_sd",
+    "energy_mj_ci",
+    "dynamic_mj",
+    "dynamic_mj_sd",
+    "dynamic_mj_ci",
+    "power_w",
+    "power_w_ci",
+    "dynamic_w",
+    "share",
+    "sensor_period_ms",
+    "under_period",
+    "n_needed",
+    "estimated",
+    "method",
+    "resolved",
+    "sensor_model",
 )
 
 
@@ -128,20 +149,21 @@ def load_rails(st: State) -> State:
         if not ok.any():
             st.warnings.append(f"rail {name} has no valid power sample and is left out")
             continue
-        st.rails[name] = RailState(t, p, idle_mw=None if idle.get(name) is None else float(idle[name]),
-                                   spacing_ns=models.spacing_ns(t[ok]))
+        st.rails[name] = RailState(
+            t, p, idle_mw=None if idle.get(name) is None else float(idle[name]), spacing_ns=models.spacing_ns(t[ok])
+        )
     if not st.rails:
         raise InputError(st.where, "no valid power samples on any rail")
     spans = {n: (int(r.t[~np.isnan(r.p)][0]), int(r.t[~np.isnan(r.p)][-1])) for n, r in st.rails.items()}
-    st.warnings += align.check_overlap(st.rec, st.occ["start_ns"].to_numpy(np.int64),
-                                       st.occ["end_ns"].to_numpy(np.int64), spans)
+    st.warnings += align.check_overlap(
+        st.rec, st.occ["start_ns"].to_numpy(np.int64), st.occ["end_ns"].to_numpy(np.int64), spans
+    )
     return st
 
 
 def _layer_occurrences(st: State, rail: RailState) -> pd.DataFrame:
     """The layer occurrences of the iterations that lie wholly inside the rail's record."""
-    layers = st.iv.layers[st.iv.layers["iteration"] >= st.opt.warmup].rename(columns={"name": "layer",
-                                                                                     "key": "name"})
+    layers = st.iv.layers[st.iv.layers["iteration"] >= st.opt.warmup].rename(columns={"name": "layer", "key": "name"})
     t = rail.t[~np.isnan(rail.p)]
     span = layers.groupby("iteration").agg(a=("start_ns", "min"), b=("end_ns", "max"))
     inside = span.index[(span["a"] >= t[0]) & (span["b"] <= t[-1])]
@@ -191,8 +213,9 @@ def choose_models(st: State) -> State:
                 return None if f is None else f.bic()
 
             m, g, how = models.select(options, score)
-            rail.choice = models.Choice(m, g, "fitted to the data" if g and g.phase_known else
-                                        ("configured" if g else ""), how=how)
+            rail.choice = models.Choice(
+                m, g, "fitted to the data" if g and g.phase_known else ("configured" if g else ""), how=how
+            )
             if given_choice is not None:
                 rail.choice.note = f"{given_choice.note}: model {m.spec} chosen from the data instead"
     return st
@@ -205,11 +228,20 @@ def fit_rails(st: State) -> State:
         held = c.grid.period_ns if c.model.kind != "instant" and c.grid else None
         rail.integ = integrate.prepare(rail.t, rail.p, int(held) if held else None)
         rail.fit, rail.layout = _fit(st, rail, c, True)
-        if rail.fit is not None and c.grid is not None and not c.grid.phase_known and not c.grid.at_reads \
-                and c.model.memory_ns:
+        if (
+            rail.fit is not None
+            and c.grid is not None
+            and not c.grid.phase_known
+            and not c.grid.at_reads
+            and c.model.memory_ns
+        ):
             # the period of a grid finer than the sampling is only the chip's nominal one
-            ends = [_fit(st, rail, models.Choice(c.model, models.Grid(c.grid.period_ns * (1 + s), 0.0, False), ""),
-                         False)[0] for s in (-models.PERIOD_ACCURACY, models.PERIOD_ACCURACY)]
+            ends = [
+                _fit(st, rail, models.Choice(c.model, models.Grid(c.grid.period_ns * (1 + s), 0.0, False), ""), False)[
+                    0
+                ]
+                for s in (-models.PERIOD_ACCURACY, models.PERIOD_ACCURACY)
+            ]
             if all(e is not None for e in ends):
                 rail.fit.timing = (ends[1].beta - ends[0].beta) / 2
     return st
@@ -228,7 +260,7 @@ def make_rows(st: State) -> State:
             kept = _layer_occurrences(st, rail)["iteration"].unique()
             inside = occ["iteration"].isin(kept).to_numpy()
         coef = rows.fit_coefficients(rail.layout, occ) if rail.fit is not None else None
-        fitted = None if coef is None else np.where(inside, coef @ rail.fit.beta[:coef.shape[1]] * 1e-3, np.nan)
+        fitted = None if coef is None else np.where(inside, coef @ rail.fit.beta[: coef.shape[1]] * 1e-3, np.nan)
         integ_s, _ = rows.rail_samples(occ, name, energy, rail.idle_mw, opt.baseline, opt.by)
         tab = rows.summarise(integ_s, ["name", "rail"], opt.confidence).assign(method="integrate")
         seq_rows = tab["time_ms"].to_numpy() * 1e6 < INTEGRATE_FACTOR * rail.resolution_ns
@@ -242,8 +274,12 @@ def make_rows(st: State) -> State:
             seq = fstats.reset_index()
             c = mean_coef.reindex(seq["name"]).to_numpy()
             rows.sequence_rows(seq, np.nan_to_num(c), rail.fit, rail.idle_mw, opt.baseline, opt.confidence)
-            tab = pd.concat([tab[~seq_rows], seq.assign(method="sequence")]).set_index("name") \
-                .loc[tab["name"]].reset_index()
+            tab = (
+                pd.concat([tab[~seq_rows], seq.assign(method="sequence")])
+                .set_index("name")
+                .loc[tab["name"]]
+                .reset_index()
+            )
             use_fit = fit_s["name"].isin(seq["name"]).to_numpy()
             samples = integ_s.copy()
             for col in rows.STAT_COLUMNS:

@@ -65,7 +65,7 @@ def _tails(buf: bytes, arr: np.ndarray, p: np.ndarray, ends: np.ndarray) -> np.n
     if len(rows):
         out[rows] = _short_tails(buf, arr, p[rows], lengths[rows])
     for i in long_rows.tolist():
-        out[i] = buf[p[i]:ends[i]].decode("utf-8", "replace")
+        out[i] = buf[p[i] : ends[i]].decode("utf-8", "replace")
     return out
 
 
@@ -83,16 +83,20 @@ def _short_tails(buf: bytes, arr: np.ndarray, ps: np.ndarray, ls: np.ndarray) ->
     rep[codes] = np.arange(len(codes))
     back = rep[codes]
     if np.array_equal(ls, ls[back]) and all(np.array_equal(w, w[back]) for w in words):
-        return object_array([buf[a:a + n].decode("utf-8", "replace")
-                              for a, n in zip(ps[rep].tolist(), ls[rep].tolist())])[codes]
-    return object_array([buf[a:a + n].decode("utf-8", "replace") for a, n in zip(ps.tolist(), ls.tolist())])
+        return object_array(
+            [buf[a : a + n].decode("utf-8", "replace") for a, n in zip(ps[rep].tolist(), ls[rep].tolist())]
+        )[codes]
+    return object_array([buf[a : a + n].decode("utf-8", "replace") for a, n in zip(ps.tolist(), ls.tolist())])
 
 
 _SHORT_TAIL = 32
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
 _LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)  # masks keeping the n low bytes
-def _decode_layout(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                   layout: Layout) -> tuple[dict[str, Any], np.ndarray]:
+
+
+def _decode_layout(
+    buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: Layout
+) -> tuple[dict[str, Any], np.ndarray]:
     """Fields of messages sharing a fixed layout; also per message 0 (good) or the index of its fault in FAULTS."""
     p = starts + HEADER_SIZE
     bad = np.zeros(len(p), np.int8)
@@ -103,8 +107,12 @@ def _decode_layout(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.nda
             p = p + n
             bad[(bad == 0) & ~ok] = 1
         elif kind == COLOR:
-            cols[name] = (arr[p + 3].astype(np.int64) | arr[p].astype(np.int64) << 8
-                          | arr[p + 1].astype(np.int64) << 16 | arr[p + 2].astype(np.int64) << 24)
+            cols[name] = (
+                arr[p + 3].astype(np.int64)
+                | arr[p].astype(np.int64) << 8
+                | arr[p + 1].astype(np.int64) << 16
+                | arr[p + 2].astype(np.int64) << 24
+            )
             p = p + 4
         else:
             cols[name] = _tails(buf, arr, p, ends)
@@ -112,8 +120,9 @@ def _decode_layout(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.nda
     return cols, bad
 
 
-def decode_fields(buf: bytes, arr: np.ndarray, starts: np.ndarray, codes: np.ndarray, lengths: np.ndarray
-                   ) -> tuple[dict[int, CodeFields], int, str]:
+def decode_fields(
+    buf: bytes, arr: np.ndarray, starts: np.ndarray, codes: np.ndarray, lengths: np.ndarray
+) -> tuple[dict[int, CodeFields], int, str]:
     """Per-code field columns; plus the index of the first bad message (len if none) and why it is bad."""
     ends = starts + HEADER_SIZE + lengths
     out: dict[int, CodeFields] = {}
@@ -133,13 +142,17 @@ def decode_fields(buf: bytes, arr: np.ndarray, starts: np.ndarray, codes: np.nda
                 except FieldError as exc:
                     first_bad, why = i, str(exc)
                     break
-            index = index[:len(rows)]
+            index = index[: len(rows)]
             columns: dict[str, Any]
             if layout is None:
                 columns = {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
             else:  # the same column types as the vectorised path
-                columns = {name: object_array([r[name] for r in rows]) if kind == TAIL
-                           else np.array([r[name] for r in rows], np.int64) for name, kind in layout}
+                columns = {
+                    name: object_array([r[name] for r in rows])
+                    if kind == TAIL
+                    else np.array([r[name] for r in rows], np.int64)
+                    for name, kind in layout
+                }
         else:
             columns, bad = _decode_layout(buf, arr, starts[index], ends[index], layout)
             if bad.any():

@@ -48,11 +48,11 @@ def markers_table(pieces: list[MarkerColumns], clock_base_ns: int | None) -> pd.
             for p, a in zip(pieces, starts):
                 if column in p.ints:
                     v, present = p.ints.pop(column)
-                    values[a:a + p.n], missing[a:a + p.n] = v, ~present
+                    values[a : a + p.n], missing[a : a + p.n] = v, ~present
             cols[column] = pd.Series(pd.arrays.IntegerArray(values, missing))
     text, kind, code = np.empty(n, dtype=object), np.zeros(n, np.int8), np.zeros(n, np.int64)
     for p, a in zip(pieces, starts):
-        text[a:a + p.n], kind[a:a + p.n], code[a:a + p.n] = p.text, p.kind, p.code
+        text[a : a + p.n], kind[a : a + p.n], code[a : a + p.n] = p.text, p.kind, p.code
     cols["text"] = text
     cols["kind"] = pd.Categorical.from_codes(kind, dtype=MARKER_DTYPES["kind"])
     cols["code"] = code

@@ -52,12 +52,17 @@ def _definitions(streams: Sequence[DecodedStream]) -> dict[tuple[int, int], _Def
             continue
         pid = st.handshake.pid if st.handshake else 0
         c = group.columns
-        for key, title, name, units, modifier, text in zip(c["key"], c["title"], c["name"], c["units"],
-                                                         c["modifier"], c["description"]):
+        for key, title, name, units, modifier, text in zip(
+            c["key"], c["title"], c["name"], c["units"], c["modifier"], c["description"]
+        ):
             factor = mw_per_unit(units)
             if str(title).strip().lower() == TITLE and factor is not None:
-                defs[(pid, int(key) & _U32)] = (str(name) or f"key {int(key) & _U32:#x}", str(units),
-                                                 factor / (modifier if modifier > 0 else 1), from_text(str(text)))
+                defs[(pid, int(key) & _U32)] = (
+                    str(name) or f"key {int(key) & _U32:#x}",
+                    str(units),
+                    factor / (modifier if modifier > 0 else 1),
+                    from_text(str(text)),
+                )
     return defs
 
 
@@ -99,13 +104,24 @@ def add_power(rec: Recording, streams: Iterable[DecodedStream]) -> Recording:
         order = np.argsort(t, kind="stable")
         t, mw = t[order], mw[order]
         rates = [(len(c[3]) - 1) / ((c[3][-1] - c[3][0]) / 1e9) for c in counters if c[3][-1] > c[3][0]]
-        rails[rail] = RailInfo(name=rail, source=SOURCE, unit=counters[0][2],
-                               update_period_ns=period_from_changes(change_times(t, mw)),
-                               extra={"counter": name, "rate_hz": max(rates) if rates else None,
-                                      "pids": [c[0] for c in counters], "keys": [hex(c[1]) for c in counters]},
-                               sensor_model=counters[0][5])
-        parts.append(pd.DataFrame({"time_ns": t, "time_rel_ns": t - (base if base is not None else 0),
-                                   "rail": rail, "power_mw": mw}))
+        rails[rail] = RailInfo(
+            name=rail,
+            source=SOURCE,
+            unit=counters[0][2],
+            update_period_ns=period_from_changes(change_times(t, mw)),
+            extra={
+                "counter": name,
+                "rate_hz": max(rates) if rates else None,
+                "pids": [c[0] for c in counters],
+                "keys": [hex(c[1]) for c in counters],
+            },
+            sensor_model=counters[0][5],
+        )
+        parts.append(
+            pd.DataFrame(
+                {"time_ns": t, "time_rel_ns": t - (base if base is not None else 0), "rail": rail, "power_mw": mw}
+            )
+        )
     if not parts:
         return rec
     power = pd.concat([p for p in (rec.power, *parts) if len(p)], ignore_index=True)
@@ -140,8 +156,12 @@ def prefer_measured(recordings: Sequence[Recording]) -> tuple[list[Recording], l
     The sampler's power log is the full-resolution record of what ``record --streamline`` sent
     to Streamline; given both, the log is used. Returns the recordings and a note per drop.
     """
-    measured = {str(r) for rec in recordings for r in rec.power["rail"].unique()
-                if not is_annotation_rail(rec.meta.rails.get(str(r)))}
+    measured = {
+        str(r)
+        for rec in recordings
+        for r in rec.power["rail"].unique()
+        if not is_annotation_rail(rec.meta.rails.get(str(r)))
+    }
     out, notes = [], []
     for rec in recordings:
         dup = [name for name, info in rec.meta.rails.items() if is_annotation_rail(info) and name in measured]
@@ -153,6 +173,8 @@ def prefer_measured(recordings: Sequence[Recording]) -> tuple[list[Recording], l
         power["rail"] = power["rail"].cat.remove_unused_categories()
         rails = {n: i for n, i in rec.meta.rails.items() if n not in dup}
         out.append(Recording(rec.markers, power, replace(rec.meta, rails=rails)))
-        notes.append(f"{', '.join(dup)} from {SOURCE} in {', '.join(rec.meta.sources)} left out: "
-                     "the power log given alongside has them")
+        notes.append(
+            f"{', '.join(dup)} from {SOURCE} in {', '.join(rec.meta.sources)} left out: "
+            "the power log given alongside has them"
+        )
     return out, notes

@@ -62,8 +62,11 @@ class DecodeError(InputError):
 
 def color_json(u32: int) -> dict[str, Any]:
     """A colour (the C header's ``0xBBGGRR1B`` constant) as ``{"rgb": "#rrggbb", "tag": T, "u32": u32}``."""
-    return {"rgb": f"#{(u32 >> 8) & 255:02x}{(u32 >> 16) & 255:02x}{(u32 >> 24) & 255:02x}",
-            "tag": u32 & 255, "u32": u32}
+    return {
+        "rgb": f"#{(u32 >> 8) & 255:02x}{(u32 >> 16) & 255:02x}{(u32 >> 24) & 255:02x}",
+        "tag": u32 & 255,
+        "u32": u32,
+    }
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,13 @@ class Handshake:
         return f"ANNOTATE {self.version}\n"
 
     def to_json(self) -> dict[str, Any]:
-        return {"magic": self.magic, "version": self.version, "tid": self.tid, "pid": self.pid,
-                "dont_mangle_keys": self.dont_mangle_keys}
+        return {
+            "magic": self.magic,
+            "version": self.version,
+            "tid": self.tid,
+            "pid": self.pid,
+            "dont_mangle_keys": self.dont_mangle_keys,
+        }
 
 
 def parse_handshake(buf: bytes, source: str | None = None) -> Handshake | None:
@@ -120,8 +128,14 @@ class Message:
 
     def to_json(self) -> dict[str, Any]:
         """The message in the layout of the ``*.expected.json`` vector decodes."""
-        return {"offset": self.offset, "code": self.code, "name": self.name, "length": self.length,
-                "hex": self.raw.hex(" "), "fields": {k: _json_value(k, v) for k, v in self.fields.items()}}
+        return {
+            "offset": self.offset,
+            "code": self.code,
+            "name": self.name,
+            "length": self.length,
+            "hex": self.raw.hex(" "),
+            "fields": {k: _json_value(k, v) for k, v in self.fields.items()},
+        }
 
 
 def _json_value(key: str, value: Any) -> Any:
@@ -132,8 +146,6 @@ def _json_value(key: str, value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     return value
-
-
 
 
 @dataclass
@@ -156,19 +168,24 @@ class DecodedStream:
         code = int(self.code[i])
         group = self.fields[code]
         j = int(np.searchsorted(group.index, i))
-        fields = {k: (int(v[j]) if isinstance(v, np.ndarray) and v.dtype.kind == "i" else v[j])
-                  for k, v in group.columns.items()}
+        fields = {
+            k: (int(v[j]) if isinstance(v, np.ndarray) and v.dtype.kind == "i" else v[j])
+            for k, v in group.columns.items()
+        }
         a = int(self.offset[i]) - self.start
-        return Message(int(self.offset[i]), code, int(self.length[i]), fields,
-                       self.raw[a:a + HEADER_SIZE + int(self.length[i])])
+        return Message(
+            int(self.offset[i]), code, int(self.length[i]), fields, self.raw[a : a + HEADER_SIZE + int(self.length[i])]
+        )
 
     def messages(self) -> list[Message]:
         return [self.message(i) for i in range(len(self))]
 
     def to_json(self) -> dict[str, Any]:
         """Handshake and messages in the layout of the ``*.expected.json`` vector decodes."""
-        return {"handshake": self.handshake.to_json() if self.handshake else None,
-                "messages": [m.to_json() for m in self.messages()]}
+        return {
+            "handshake": self.handshake.to_json() if self.handshake else None,
+            "messages": [m.to_json() for m in self.messages()],
+        }
 
     def counters_only(self) -> DecodedStream:
         """The counter definitions and values of these messages only, without their bytes
@@ -198,9 +215,16 @@ class DecodedStream:
         to the handshake's."""
         n = len(self)
         hs = self.handshake
-        out = MarkerColumns(n, {}, np.full(n, None, dtype=object), np.zeros(n, np.int8), self.code,
-                            pid if pid is not None else (hs.pid if hs else 0),
-                            tid if tid is not None else (hs.tid if hs else 0), stream)
+        out = MarkerColumns(
+            n,
+            {},
+            np.full(n, None, dtype=object),
+            np.zeros(n, np.int8),
+            self.code,
+            pid if pid is not None else (hs.pid if hs else 0),
+            tid if tid is not None else (hs.tid if hs else 0),
+            stream,
+        )
         for code, group in self.fields.items():
             spec = SPECS[code]
             out.kind[group.index] = MARKER_KINDS.index(spec.kind)
@@ -217,8 +241,9 @@ class DecodedStream:
                 out.kind[group.index[out.text[group.index] == ""]] = MARKER_KINDS.index(spec.kind_when_empty)
         return out
 
-    def markers(self, *, pid: int | None = None, tid: int | None = None, stream: int = 0,
-                clock_base_ns: int | None = None) -> pd.DataFrame:
+    def markers(
+        self, *, pid: int | None = None, tid: int | None = None, stream: int = 0, clock_base_ns: int | None = None
+    ) -> pd.DataFrame:
         """The messages as a markers table (``model.py``); pid/tid default to the handshake's.
 
         ``channel_name``/``group_name``/``group`` of text rows are resolved from earlier
@@ -228,9 +253,6 @@ class DecodedStream:
         table = markers_table([self.marker_columns(pid=pid, tid=tid, stream=stream)], clock_base_ns)
         resolve_stream_names(table)
         return table
-
-
-
 
 
 def _empty(handshake: Handshake | None, start: int) -> DecodedStream:
@@ -253,8 +275,9 @@ def walk_frames(buf: bytes, pos: int) -> tuple[list[int], int]:
     return starts, pos
 
 
-def _decode_messages(buf: bytes, pos: int, base: int, handshake: Handshake | None, source: str | None
-                     ) -> tuple[DecodedStream, int, DecodeError | None]:
+def _decode_messages(
+    buf: bytes, pos: int, base: int, handshake: Handshake | None, source: str | None
+) -> tuple[DecodedStream, int, DecodeError | None]:
     """Complete messages of ``buf[pos:]`` (``base`` = stream offset of ``buf[0]``).
 
     Returns the decoded messages, the end of the last complete good message in ``buf``, and the
@@ -274,15 +297,21 @@ def _decode_messages(buf: bytes, pos: int, base: int, handshake: Handshake | Non
     if bad.any():
         k = int(np.argmax(bad))
         c, ln = int(codes[k]), int(lengths[k])
-        why = (f"unknown message code {c} (0x{c:02x})" if c not in SPECS
-               else f"message length {ln} exceeds the {MAX_MESSAGE_LENGTH >> 20} MiB limit")
+        why = (
+            f"unknown message code {c} (0x{c:02x})"
+            if c not in SPECS
+            else f"message length {ln} exceeds the {MAX_MESSAGE_LENGTH >> 20} MiB limit"
+        )
         error = DecodeError(source, why, base + int(st[k]))
         n = min(n, k)
     st, codes, lengths = st[:n], codes[:n], lengths[:n]
     fields, first_bad, why = decode_fields(buf, arr, st, codes, lengths)
     if first_bad < n:
-        error = DecodeError(source, f"{SPECS[int(codes[first_bad])].name} message (code {int(codes[first_bad])}): "
-                            f"{why}", base + int(st[first_bad]))
+        error = DecodeError(
+            source,
+            f"{SPECS[int(codes[first_bad])].name} message (code {int(codes[first_bad])}): {why}",
+            base + int(st[first_bad]),
+        )
         st, codes, lengths = st[:first_bad], codes[:first_bad], lengths[:first_bad]
         fields, _, _ = decode_fields(buf, arr, st, codes, lengths)
     if len(st) == 0:
@@ -317,8 +346,12 @@ class StreamDecoder:
     def feed(self, data: bytes) -> DecodedStream:
         """Decode the messages ``data`` completes; raises :class:`DecodeError` (with ``partial``) on bad bytes."""
         if self._error is not None:
-            raise DecodeError(self.source, f"stream already failed: {self._error.message}", self._error.offset,
-                              _empty(self.handshake, self._base))
+            raise DecodeError(
+                self.source,
+                f"stream already failed: {self._error.message}",
+                self._error.offset,
+                _empty(self.handshake, self._base),
+            )
         if data:
             self._chunks.append(bytes(data))
             self._have += len(data)
@@ -369,7 +402,9 @@ class StreamDecoder:
             what = f"a message header ({len(buf)} of {HEADER_SIZE} bytes)"
         else:
             what = f"a message (code {buf[0]}, {len(buf)} of {HEADER_SIZE + _U32(buf, 1)[0]} bytes)"
-        self._error = DecodeError(self.source, f"stream ends inside {what}", self._base, _empty(self.handshake, self._base))
+        self._error = DecodeError(
+            self.source, f"stream ends inside {what}", self._base, _empty(self.handshake, self._base)
+        )
         raise self._error
 
 

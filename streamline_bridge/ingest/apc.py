@@ -85,8 +85,15 @@ class CaptureReader:
         self.partial = False
         self.spans: list[tuple[int, Path]] = []  # (start offset in the joined buffer, file)
 
-    def issue(self, message: str, offset: int | None = None, *, damage: bool = True,
-              action: str = "skipped", file: Path | None = None) -> None:
+    def issue(
+        self,
+        message: str,
+        offset: int | None = None,
+        *,
+        damage: bool = True,
+        action: str = "skipped",
+        file: Path | None = None,
+    ) -> None:
         where = file or self.folder
         if offset is not None and file is None:
             for start, f in reversed(self.spans):
@@ -134,8 +141,11 @@ def _read_xml(r: CaptureReader, folder: Path) -> tuple[CapturedXml | None, dict[
     captured = None
     path = folder / "captured.xml"
     if not path.is_file():
-        r.issue("captured.xml missing: the capture did not finish (gatord writes it at the end); "
-                "counter names unknown", file=path, action="read the data without it")
+        r.issue(
+            "captured.xml missing: the capture did not finish (gatord writes it at the end); counter names unknown",
+            file=path,
+            action="read the data without it",
+        )
     else:
         try:
             captured = read_captured(path)
@@ -152,8 +162,12 @@ def _read_xml(r: CaptureReader, folder: Path) -> tuple[CapturedXml | None, dict[
         except InputError as exc:
             r.issue(exc.message, file=path, action="counters left unscaled")
     elif captured is not None and captured.counters:
-        r.issue("events.xml missing: counter units and multipliers unknown", file=path, damage=False,
-                action="counters left unscaled")
+        r.issue(
+            "events.xml missing: counter units and multipliers unknown",
+            file=path,
+            damage=False,
+            action="counters left unscaled",
+        )
     return captured, events
 
 
@@ -188,16 +202,22 @@ def _decode(r: CaptureReader, buf, captured: CapturedXml | None, events: dict[st
     if w.error is not None:
         r.issue(f"{w.error}; {len(buf) - w.error.offset} bytes from here not read", w.error.offset)
     for offset, types, size in _runs(buf, w.unknown):
-        r.issue(f"unknown frame type {types[0]}" if len(types) == 1 else
-                f"{len(types)} frames of unknown type ({', '.join(map(str, sorted(set(types))[:8]))}"
-                f"{', ...' if len(set(types)) > 8 else ''}), {size} bytes", offset)
+        r.issue(
+            f"unknown frame type {types[0]}"
+            if len(types) == 1
+            else f"{len(types)} frames of unknown type ({', '.join(map(str, sorted(set(types))[:8]))}"
+            f"{', ...' if len(set(types)) > 8 else ''}), {size} bytes",
+            offset,
+        )
     if w.zero_length:
         r.issue(f"{w.zero_length} record(s) of length 0", damage=False)
     summary, cores = _summary(r, buf, w.frames[fr.SUMMARY])
     base = summary["clocks"]["monotonic_raw_ns"] if summary else None
     if base is None:
-        r.issue("no Summary frame: clock base unknown; counter times are relative to the capture start",
-                action="times left relative")
+        r.issue(
+            "no Summary frame: clock base unknown; counter times are relative to the capture start",
+            action="times left relative",
+        )
     keys = captured.keys if captured else {}
     counters = counters_table(r, buf, w, keys)
     ext = external_streams(buf, w.frames[fr.EXTERNAL])
@@ -210,8 +230,9 @@ def _decode(r: CaptureReader, buf, captured: CapturedXml | None, events: dict[st
     extra: dict[str, Any] = {
         "data_files": [f.name for f in r.files],
         "frames": {fr.FRAME_NAMES.get(t, f"type {t}"): n for t, n in sorted(w.counts.items())},
-        "skipped_bytes": {fr.FRAME_NAMES.get(t, f"type {t}"): n for t, n in sorted(w.sizes.items())
-                          if t not in fr.DECODED},
+        "skipped_bytes": {
+            fr.FRAME_NAMES.get(t, f"type {t}"): n for t, n in sorted(w.sizes.items()) if t not in fr.DECODED
+        },
         "header_only_frames": {fr.FRAME_NAMES.get(t, f"type {t}"): n for t, n in sorted(w.header_only.items())},
         "bytes_read": w.end,
     }
@@ -238,8 +259,9 @@ def _decode(r: CaptureReader, buf, captured: CapturedXml | None, events: dict[st
         partial=r.partial,
         extra=extra,
     )
-    return Capture(annotation_power.add_power(Recording(all_markers, power, meta), decoded_streams), counters,
-                   summary or {})
+    return Capture(
+        annotation_power.add_power(Recording(all_markers, power, meta), decoded_streams), counters, summary or {}
+    )
 
 
 def _pairs(flat: list[int]):
@@ -250,7 +272,7 @@ def _runs(buf, unknown: list[tuple[int, int]]) -> list[tuple[int, list[int], int
     """Frames of unknown type that follow each other as runs: (offset, their types, bytes), one issue each."""
     runs: list[list[Any]] = []
     for pos, t in unknown:
-        size = 4 + int.from_bytes(buf[pos:pos + 4], "little")  # (walk() lists only frames of positive length)
+        size = 4 + int.from_bytes(buf[pos : pos + 4], "little")  # (walk() lists only frames of positive length)
         if runs and runs[-1][0] + runs[-1][2] == pos:
             runs[-1][1].append(t)
             runs[-1][2] += size
@@ -273,8 +295,12 @@ def _summary(r: CaptureReader, buf, frames: list[int]) -> tuple[dict[str, Any] |
                 m = fr.SummaryMessage.parse(buf[s + 1 : e])
                 c = m.clocks
                 summary = {
-                    "clocks": {"realtime_ns": c.realtime, "boottime_ns": c.boottime,
-                               "monotonic_raw_ns": c.monotonic_raw, "monotonic_ns": c.monotonic},
+                    "clocks": {
+                        "realtime_ns": c.realtime,
+                        "boottime_ns": c.boottime,
+                        "monotonic_raw_ns": c.monotonic_raw,
+                        "monotonic_ns": c.monotonic,
+                    },
                     "clock_count": 3 if c.monotonic is None else 4,
                     "attributes": {a.key: a.value for a in m.attributes if a.key},
                 }

@@ -141,7 +141,9 @@ def legacy_streams(buf, frames: list[int]) -> tuple[list[LegacyStream], list[Fra
             try:
                 chunk = LegacyAnnotateChunk.parse_stream(stream)
             except ConstructError as exc:
-                errors.append(FrameError(f"ANNOTATE frame at {s}: chunk cut short or damaged ({error_reason(exc)})", at))
+                errors.append(
+                    FrameError(f"ANNOTATE frame at {s}: chunk cut short or damaged ({error_reason(exc)})", at)
+                )
                 break
             if chunk.time == 0 and chunk.size == 0:
                 if chunk.tid in open_:
@@ -185,8 +187,9 @@ def legacy_records(data: bytes):
             body = dict(rec.body)
             body.pop("_io", None)
             fields = {k: v for k, v in body.items() if k in ("channel", "group")}
-            fields["text"], fields["color"] = _legacy_color(body["text"]) if rec.type in (
-                LEGACY_TEXT, LEGACY_MARKER) else (body["text"], None)
+            fields["text"], fields["color"] = (
+                _legacy_color(body["text"]) if rec.type in (LEGACY_TEXT, LEGACY_MARKER) else (body["text"], None)
+            )
             yield i, rec.type, fields
             i = stream.tell()
         else:
@@ -203,4 +206,3 @@ def _legacy_color(text: bytes) -> tuple[bytes, int | None]:
     if len(text) >= 4 and text[0] == LEGACY_COLOR:
         return text[4:], int.from_bytes(text[:4], "little")
     return text, None
-

@@ -111,7 +111,13 @@ def _block_counters_bulk(buf, frames: list[int]) -> tuple[dict[str, np.ndarray],
 
 def _block_counters_each(buf, frames: list[int], out: CounterColumns) -> None:
     """The frames one by one with :func:`sleb` (precise error offsets)."""
-    ts_, core_, tid_, key_, val_ = out.t_rel_ns.append, out.core.append, out.tid.append, out.key.append, out.value.append
+    ts_, core_, tid_, key_, val_ = (
+        out.t_rel_ns.append,
+        out.core.append,
+        out.tid.append,
+        out.key.append,
+        out.value.append,
+    )
     last = -(1 << 63)
     for i in range(0, len(frames), 2):
         s, e = frames[i], frames[i + 1]

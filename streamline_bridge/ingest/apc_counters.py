@@ -31,23 +31,41 @@ def counters_table(r: CaptureReader, buf, w: fr.Walk, keys: dict[int, str]) -> p
     for err in cols.errors:
         r.issue(str(err), err.offset, action="rest of the frame skipped")
     if cols.backwards:
-        r.issue(f"counter time goes backwards in {len(cols.backwards)} frame(s)", cols.backwards[0] - 4,
-                action="kept in file order")
+        r.issue(
+            f"counter time goes backwards in {len(cols.backwards)} frame(s)",
+            cols.backwards[0] - 4,
+            action="kept in file order",
+        )
     a = cols.arrays()
     uniq, inverse = np.unique(a["key"], return_inverse=True)
     names = {int(k): keys.get(int(k), f"key {int(k):#x}") for k in uniq}
     missing = sorted(k for k in names if k not in keys)
     if missing and keys:
-        r.issue("counter keys not in captured.xml: " + ", ".join(f"{k:#x}" for k in missing), damage=False,
-                action="kept under their key")
-    counter = pd.Series(np.array([names[int(k)] for k in uniq], dtype=object)[inverse.reshape(-1)],
-                        dtype="category")
-    return pd.DataFrame({"t_rel_ns": a["t_rel_ns"], "core": a["core"], "tid": a["tid"], "key": a["key"],
-                         "counter": counter, "value": a["value"]})
+        r.issue(
+            "counter keys not in captured.xml: " + ", ".join(f"{k:#x}" for k in missing),
+            damage=False,
+            action="kept under their key",
+        )
+    counter = pd.Series(np.array([names[int(k)] for k in uniq], dtype=object)[inverse.reshape(-1)], dtype="category")
+    return pd.DataFrame(
+        {
+            "t_rel_ns": a["t_rel_ns"],
+            "core": a["core"],
+            "tid": a["tid"],
+            "key": a["key"],
+            "counter": counter,
+            "value": a["value"],
+        }
+    )
 
 
-def power_from_counters(counters: pd.DataFrame, keys: dict[int, str], captured: CapturedXml | None,
-           events: dict[str, EventInfo], base: int | None):
+def power_from_counters(
+    counters: pd.DataFrame,
+    keys: dict[int, str],
+    captured: CapturedXml | None,
+    events: dict[str, EventInfo],
+    base: int | None,
+):
     """Power samples (mW) of the power counters, their RailInfo, and a summary of every counter."""
     infos: dict[int, EventInfo | None] = {}
     for key in counters["key"].unique().tolist():
@@ -73,22 +91,28 @@ def power_from_counters(counters: pd.DataFrame, keys: dict[int, str], captured: 
             order = np.argsort(t, kind="stable")
             t, raw = t[order], raw[order]
             parts.append((rail, t, raw * ev.to_mw))
-            rails[rail] = RailInfo(name=rail, source=f"apc counter {ctype}", unit=ev.units or "W",
-                                   update_period_ns=_update_period(t, raw),
-                                   extra={"counter": ctype, "key": hex(key), "multiplier": ev.multiplier},
-                                   sensor_model=INSTANT_SOURCE)  # gatord polls the value as it is
+            rails[rail] = RailInfo(
+                name=rail,
+                source=f"apc counter {ctype}",
+                unit=ev.units or "W",
+                update_period_ns=_update_period(t, raw),
+                extra={"counter": ctype, "key": hex(key), "multiplier": ev.multiplier},
+                sensor_model=INSTANT_SOURCE,
+            )  # gatord polls the value as it is
             entry["rail"] = rail
         summary[ctype] = entry
     if not parts:
         return empty_power(), rails, summary
     names = [p[0] for p in parts]
     rel = np.concatenate([p[1] for p in parts])
-    power = pd.DataFrame({
-        "time_ns": rel + (base or 0),
-        "time_rel_ns": rel,
-        "rail": pd.Categorical(np.repeat(names, [len(p[1]) for p in parts]), categories=names),
-        "power_mw": np.concatenate([p[2] for p in parts]).astype(np.float64),
-    })
+    power = pd.DataFrame(
+        {
+            "time_ns": rel + (base or 0),
+            "time_rel_ns": rel,
+            "rail": pd.Categorical(np.repeat(names, [len(p[1]) for p in parts]), categories=names),
+            "power_mw": np.concatenate([p[2] for p in parts]).astype(np.float64),
+        }
+    )
     return power, rails, summary
 
 

@@ -94,7 +94,6 @@ def sleb(buf, pos: int) -> tuple[int, int]:
     return value, pos
 
 
-
 class _SLEB128(Construct):
     """construct field for a packed integer (signed LEB128)."""
 
@@ -187,7 +186,8 @@ LEGACY_VISUAL, LEGACY_MARKER, LEGACY_TEXT, LEGACY_NAME_CHANNEL, LEGACY_NAME_GROU
 LegacyRecord = Struct(
     "escape" / Const(LEGACY_ESCAPE, Int8ul),
     "type" / Int8ul,
-    "body" / Switch(
+    "body"
+    / Switch(
         this.type,
         {
             LEGACY_TEXT: Struct("channel" / Int32ul, "text" / Prefixed(Int16ul, GreedyBytes)),
@@ -195,9 +195,7 @@ LegacyRecord = Struct(
                 "channel" / Int32ul, "group" / Int32ul, "text" / Prefixed(Int16ul, GreedyBytes)
             ),
             LEGACY_NAME_GROUP: Struct("group" / Int32ul, "text" / Prefixed(Int16ul, GreedyBytes)),
-            LEGACY_VISUAL: Struct(
-                "text" / Prefixed(Int16ul, GreedyBytes), "image" / Prefixed(Int32ul, GreedyBytes)
-            ),
+            LEGACY_VISUAL: Struct("text" / Prefixed(Int16ul, GreedyBytes), "image" / Prefixed(Int32ul, GreedyBytes)),
             LEGACY_MARKER: Struct("text" / Prefixed(Int16ul, GreedyBytes)),
         },
         default=Error,

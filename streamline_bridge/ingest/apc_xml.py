@@ -28,9 +28,7 @@ class EventInfo:
     @property
     def is_power(self) -> bool:
         """True for power counters: units W/mW/µW, or title "Power" (hwmon power is in W)."""
-        return mw_per_unit(self.units) is not None or (
-            not self.units.strip() and self.title.strip().lower() == "power"
-        )
+        return mw_per_unit(self.units) is not None or (not self.units.strip() and self.title.strip().lower() == "power")
 
     @property
     def to_mw(self) -> float:

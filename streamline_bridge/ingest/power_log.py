@@ -61,8 +61,10 @@ def _content(path: Path) -> LogContent:
         raise InputError(path, f"damaged power log ({type(exc).__name__}: {exc})") from None
 
 
-_FIELDS: dict[str, dict[str, type]] = {"header": {"rails": list, "config": dict},
-                                        "trailer": {"update_period_ns": dict, "error": str}}
+_FIELDS: dict[str, dict[str, type]] = {
+    "header": {"rails": list, "config": dict},
+    "trailer": {"update_period_ns": dict, "error": str},
+}
 
 
 def _checked(path: Path, obj: Any, what: str, issues: list[Issue]) -> dict[str, Any]:
@@ -88,18 +90,26 @@ def _problem_runs(path: Path, problems: list[tuple[int, str]]) -> list[Issue]:
             runs[-1][2:4] = [offset, runs[-1][3] + 1]
         else:
             runs.append([shape, offset, offset, 1, message])
-    return [Issue(str(path), message if n == 1 else f"{n} damaged records from byte {a} to byte {b} (first: {message})", a)
-            for _, a, b, n, message in runs]
+    return [
+        Issue(str(path), message if n == 1 else f"{n} damaged records from byte {a} to byte {b} (first: {message})", a)
+        for _, a, b, n, message in runs
+    ]
 
 
-def _rail(path: Path, entry: dict[str, Any], source: str, period: Any, estimated: bool,
-          issues: list[Issue]) -> RailInfo:
+def _rail(
+    path: Path, entry: dict[str, Any], source: str, period: Any, estimated: bool, issues: list[Issue]
+) -> RailInfo:
     """One rail of the header (its fields of the wrong type left out)."""
     extra = entry.get("extra")
-    return RailInfo(name=entry["name"], source=source, unit=str(entry.get("unit", "mW")),
-                    update_period_ns=period if type(period) is int else None, estimated=estimated,
-                    extra={"files": entry.get("files", []), **(extra if isinstance(extra, dict) else {})},
-                    sensor_model=_sensor_model(path, entry, issues))
+    return RailInfo(
+        name=entry["name"],
+        source=source,
+        unit=str(entry.get("unit", "mW")),
+        update_period_ns=period if type(period) is int else None,
+        estimated=estimated,
+        extra={"files": entry.get("files", []), **(extra if isinstance(extra, dict) else {})},
+        sensor_model=_sensor_model(path, entry, issues),
+    )
 
 
 def _number(value: Any) -> float | None:
@@ -126,19 +136,30 @@ def read(path: Path) -> Recording:
     trailer = None if content.trailer is None else _checked(path, content.trailer, "trailer", issues)
     damaged = bool(issues)
     if content.truncated_at is not None:
-        issues.append(Issue(str(path), "record cut short: the log ends mid-record", content.truncated_at,
-                            "read up to here"))
+        issues.append(
+            Issue(str(path), "record cut short: the log ends mid-record", content.truncated_at, "read up to here")
+        )
     if trailer is None:
-        issues.append(Issue(str(path), "no trailer: the sampler did not stop cleanly (killed?); "
-                                       "update periods estimated from the samples", None, "estimated"))
+        issues.append(
+            Issue(
+                str(path),
+                "no trailer: the sampler did not stop cleanly (killed?); update periods estimated from the samples",
+                None,
+                "estimated",
+            )
+        )
     elif trailer.get("error"):
         issues.append(Issue(str(path), f"sampler stopped with an error: {trailer['error']}", None, "kept"))
     base = head.get("monotonic_raw_ns") if type(head.get("monotonic_raw_ns")) is int else None
     periods = (trailer or {}).get("update_period_ns") or {
-        name: period_from_changes(change_times(content.t_end, values)) for name, values in content.power.items()}
+        name: period_from_changes(change_times(content.t_end, values)) for name, values in content.power.items()
+    }
     estimated = bool(head.get("estimated"))
-    rails = {r["name"]: _rail(path, r, str(head.get("source", "")), periods.get(r["name"]), estimated, issues)
-             for r in head.get("rails", ()) if isinstance(r, dict) and isinstance(r.get("name"), str)}
+    rails = {
+        r["name"]: _rail(path, r, str(head.get("source", "")), periods.get(r["name"]), estimated, issues)
+        for r in head.get("rails", ())
+        if isinstance(r, dict) and isinstance(r.get("name"), str)
+    }
     n = len(content.t_end)
     span = (int(content.t_end[-1]) - int(content.t_end[0])) / 1e9 if n > 1 else 0.0
     extra: dict[str, Any] = {
@@ -154,15 +175,24 @@ def read(path: Path) -> Recording:
         "realtime_ns": head.get("realtime_ns"),
         "read_ns": _read_stats(content),
         "log_version": content.version,
-        "sensor_model_notes": [f"{device}: {note}"  # how the sensor models were found, or why not
-                               for device, cfg in (head.get("config") or {}).get("devices", {}).items()
-                               if isinstance(cfg, dict) for note in cfg.get("notes") or []],
+        "sensor_model_notes": [
+            f"{device}: {note}"  # how the sensor models were found, or why not
+            for device, cfg in (head.get("config") or {}).get("devices", {}).items()
+            if isinstance(cfg, dict)
+            for note in cfg.get("notes") or []
+        ],
     }
     if trailer:
         extra["sampler"] = {k: trailer.get(k) for k in ("lateness_us", "cpu_share", "stop_reason", "error")}
     if estimated:
         extra["warning"] = "ESTIMATED power: a model of CPU utilisation, not a measurement"
-    meta = Meta(format=FORMAT, sources=[str(path)], clock_base_ns=base, rails=rails, issues=issues,
-                partial=damaged or trailer is None or content.truncated_at is not None,
-                extra=extra)
+    meta = Meta(
+        format=FORMAT,
+        sources=[str(path)],
+        clock_base_ns=base,
+        rails=rails,
+        issues=issues,
+        partial=damaged or trailer is None or content.truncated_at is not None,
+        extra=extra,
+    )
     return Recording(empty_markers(), power_frame(content.t_end, content.power, base), meta)

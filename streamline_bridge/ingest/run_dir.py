@@ -19,8 +19,15 @@ from streamline_bridge import board
 from streamline_bridge.errors import InputError
 from streamline_bridge.ingest.files import check_input
 from streamline_bridge.model import Issue, Meta, Recording, empty_markers, empty_power, rail_arrays
-from streamline_bridge.runfolder import (MANIFEST, MARKERS_FILE, POWER_FILE, Phases, being_recorded,
-                                         is_run_folder, read_manifest)
+from streamline_bridge.runfolder import (
+    MANIFEST,
+    MARKERS_FILE,
+    POWER_FILE,
+    Phases,
+    being_recorded,
+    is_run_folder,
+    read_manifest,
+)
 
 FORMAT = "run-dir"
 
@@ -62,9 +69,17 @@ def _power_issues(power_rec: Recording, recording: bool) -> list[Issue]:
     log has no trailer yet: said as such, not as a sampler that did not stop cleanly."""
     if not recording or "sampler" in power_rec.meta.extra:  # "sampler": the trailer's facts
         return list(power_rec.meta.issues)
-    return [Issue(i.file, "no trailer yet: the sampler is still running; update periods estimated from the "
-                          "samples so far", i.offset, i.action) if i.message.startswith("no trailer") else i
-            for i in power_rec.meta.issues]
+    return [
+        Issue(
+            i.file,
+            "no trailer yet: the sampler is still running; update periods estimated from the samples so far",
+            i.offset,
+            i.action,
+        )
+        if i.message.startswith("no trailer")
+        else i
+        for i in power_rec.meta.issues
+    ]
 
 
 def read(path: Path) -> Recording:
@@ -82,8 +97,9 @@ def read(path: Path) -> Recording:
         issues.append(Issue(str(power_path), "no power log in the run folder", None, "missing"))
     power_rec = _part(power_path, "power_log", issues)
     failed = ((m.get("power") or {}).get("stats") or {}).get("failed_rails") or {}  # checked by read_manifest
-    issues += [Issue(str(power_path), message, None, "marked failed, the other rails kept")
-               for message in failed.values()]
+    issues += [
+        Issue(str(power_path), message, None, "marked failed, the other rails kept") for message in failed.values()
+    ]
     marker_rec = _part(path / files.get("markers", MARKERS_FILE), "marker_log", issues)
     phases = Phases.from_dict(m["phases"]) if m.get("phases") is not None else None
     base = phases.t1 if phases is not None else m.get("started_monotonic_raw_ns")
@@ -116,9 +132,12 @@ def read(path: Path) -> Recording:
         counters=marker_rec.meta.counters if marker_rec is not None else {},
         rails=power_rec.meta.rails if power_rec is not None else {},
         issues=issues,
-        partial=(not m.get("complete") or power_rec is None  # a missing, empty or unreadable power log
-                 or any(i.action == "not read" for i in issues)
-                 or any(r.meta.partial for r in (power_rec, marker_rec) if r is not None)),
+        partial=(
+            not m.get("complete")
+            or power_rec is None  # a missing, empty or unreadable power log
+            or any(i.action == "not read" for i in issues)
+            or any(r.meta.partial for r in (power_rec, marker_rec) if r is not None)
+        ),
         extra=extra,
     )
     return Recording(markers, power, meta)

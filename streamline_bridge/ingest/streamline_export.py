@@ -143,7 +143,7 @@ def _table(path: Path, text: str) -> _Table:
     else:
         raise InputError(path, f"no header row with a Time column in the first {_MAX_PREAMBLE} lines")
     rows, numbers = [], []
-    for no, line in enumerate(lines[i + 1:], start=i + 2):
+    for no, line in enumerate(lines[i + 1 :], start=i + 2):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
@@ -247,8 +247,22 @@ def _log(t: _Table, tcol: int, text_col: int) -> Recording:
     core_col = t.column("core")
     bookmarks_only = all(t.column(c) is None for c in _LOG_COLUMNS)
     width = len(t.header)
-    cols: dict[str, list[Any]] = {k: [] for k in ("time_rel_ns", "kind", "text", "channel", "channel_name",
-                                                  "group", "group_name", "pid", "tid", "core", "order")}
+    cols: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "time_rel_ns",
+            "kind",
+            "text",
+            "channel",
+            "channel_name",
+            "group",
+            "group_name",
+            "pid",
+            "tid",
+            "core",
+            "order",
+        )
+    }
     channels: dict[str, int] = {}
     groups: dict[str, int] = {}
     streams: dict[tuple[int, int], int] = {}
@@ -260,7 +274,7 @@ def _log(t: _Table, tcol: int, text_col: int) -> Recording:
     for r, row in enumerate(t.rows):
         if len(row) > width and t.sep == " ":  # unquoted spaces in the free text: give them back to it
             extra = len(row) - width
-            row = row[:text_col] + [" ".join(row[text_col:text_col + extra + 1])] + row[text_col + extra + 1:]
+            row = row[:text_col] + [" ".join(row[text_col : text_col + extra + 1])] + row[text_col + extra + 1 :]
         if len(row) <= max(tcol, text_col) and not _cell(row, tcol):
             raise InputError(t.path, f"line {t.lines[r]}: {len(row)} field(s), expected {width}")
         start = _seconds_ns(t, r, _cell(row, tcol), scale, "time")
@@ -285,16 +299,36 @@ def _log(t: _Table, tcol: int, text_col: int) -> Recording:
     sorted_cols["time_ns"] = [pd.NA] * len(order)
     markers = markers_frame(sorted_cols, None)
     kind = "bookmarks" if bookmarks_only else ("log" if dur_col is not None else "log (no Duration column)")
-    issues = [Issue(str(t.path), "times are relative to the capture start; give the capture or an offset "
-                                 "to place them", action=UNPLACED)]
+    issues = [
+        Issue(
+            str(t.path),
+            "times are relative to the capture start; give the capture or an offset to place them",
+            action=UNPLACED,
+        )
+    ]
     if kind == "log (no Duration column)":
-        issues.append(Issue(str(t.path), "no Duration column (older Streamline): each row is a text that lasts "
-                                         "until the next one on its channel", action="read as text starts"))
-    meta = Meta(format=FORMAT, sources=[str(t.path)], issues=issues,
-                extra={"export": kind, "columns": t.header, "rows": len(t.rows),
-                       "separator": {"\t": "tab", " ": "space"}.get(t.sep, t.sep),
-                       "channels": channels, "groups": groups,
-                       "duration_s": (max(cols["time_rel_ns"]) - min(cols["time_rel_ns"])) / 1e9})
+        issues.append(
+            Issue(
+                str(t.path),
+                "no Duration column (older Streamline): each row is a text that lasts "
+                "until the next one on its channel",
+                action="read as text starts",
+            )
+        )
+    meta = Meta(
+        format=FORMAT,
+        sources=[str(t.path)],
+        issues=issues,
+        extra={
+            "export": kind,
+            "columns": t.header,
+            "rows": len(t.rows),
+            "separator": {"\t": "tab", " ": "space"}.get(t.sep, t.sep),
+            "channels": channels,
+            "groups": groups,
+            "duration_s": (max(cols["time_rel_ns"]) - min(cols["time_rel_ns"])) / 1e9,
+        },
+    )
     return Recording(markers, empty_power(), meta)
 
 
@@ -331,8 +365,9 @@ def _process_thread(cell: str) -> tuple[int, int]:
 def _timeline(t: _Table, tcol: int) -> Recording:
     """Power samples (and counter summaries) from a binned timeline report."""
     scale = _time_scale(t, tcol)
-    times = np.array([_seconds_ns(t, r, _cell(row, tcol), scale, "time") for r, row in enumerate(t.rows)],
-                     dtype=np.int64)
+    times = np.array(
+        [_seconds_ns(t, r, _cell(row, tcol), scale, "time") for r, row in enumerate(t.rows)], dtype=np.int64
+    )
     issues: list[Issue] = []
     rails: dict[str, np.ndarray] = {}
     infos: dict[str, RailInfo] = {}
@@ -341,8 +376,13 @@ def _timeline(t: _Table, tcol: int) -> Recording:
     for c, header in enumerate(t.header):
         if c == tcol or not header:
             continue
-        values = np.array([_number(t, r, _cell(row, c), header) if _cell(row, c) not in ("", "-") else np.nan
-                           for r, row in enumerate(t.rows)], dtype=np.float64)
+        values = np.array(
+            [
+                _number(t, r, _cell(row, c), header) if _cell(row, c) not in ("", "-") else np.nan
+                for r, row in enumerate(t.rows)
+            ],
+            dtype=np.float64,
+        )
         unit = _unit(header)
         factor = mw_per_unit(unit)
         is_power = factor is not None or "power" in header.lower()
@@ -354,21 +394,48 @@ def _timeline(t: _Table, tcol: int) -> Recording:
             factor = 1000.0
         name = re.sub(r"(?i)\bpower\b[:\s]*|[:\s]+$", "", _UNIT_IN_HEADER.sub("", header)).strip(" :-_") or header
         rails[name] = values * factor
-        infos[name] = RailInfo(name=name, source=f"streamline timeline column {header!r}", unit=unit or "W",
-                               update_period_ns=bin_ns, extra={"binned": True},
-                               sensor_model=SensorModel("window", period_ns=bin_ns, source="source") if bin_ns else None)
+        infos[name] = RailInfo(
+            name=name,
+            source=f"streamline timeline column {header!r}",
+            unit=unit or "W",
+            update_period_ns=bin_ns,
+            extra={"binned": True},
+            sensor_model=SensorModel("window", period_ns=bin_ns, source="source") if bin_ns else None,
+        )
     if not rails and not counters:
         raise InputError(t.path, "no Message column (log/bookmarks) and no counter columns (timeline)")
     if rails:
-        issues.append(Issue(str(t.path), "power values are Streamline's per-bin averages ("
-                                         + (f"bin {bin_ns / 1e6:g} ms" if bin_ns else "one bin") + "), "
-                                         "not raw samples", action="used as samples at the bin times"))
-    issues.append(Issue(str(t.path), "times are relative to the capture start; give the capture or an offset "
-                                     "to place them", action="time_ns = time_rel_ns"))
+        issues.append(
+            Issue(
+                str(t.path),
+                "power values are Streamline's per-bin averages ("
+                + (f"bin {bin_ns / 1e6:g} ms" if bin_ns else "one bin")
+                + "), "
+                "not raw samples",
+                action="used as samples at the bin times",
+            )
+        )
+    issues.append(
+        Issue(
+            str(t.path),
+            "times are relative to the capture start; give the capture or an offset to place them",
+            action="time_ns = time_rel_ns",
+        )
+    )
     power = power_frame(times, rails, None)
-    meta = Meta(format=FORMAT, sources=[str(t.path)], rails=infos, issues=issues,
-                extra={"export": "timeline", "columns": t.header, "rows": len(t.rows), "bin_ms": bin_ns / 1e6
-                       if bin_ns else None, "counters": counters, "separator": {"\t": "tab", " ": "space"}.get(t.sep, t.sep),
-                       "duration_s": float(times[-1] - times[0]) / 1e9})
+    meta = Meta(
+        format=FORMAT,
+        sources=[str(t.path)],
+        rails=infos,
+        issues=issues,
+        extra={
+            "export": "timeline",
+            "columns": t.header,
+            "rows": len(t.rows),
+            "bin_ms": bin_ns / 1e6 if bin_ns else None,
+            "counters": counters,
+            "separator": {"\t": "tab", " ": "space"}.get(t.sep, t.sep),
+            "duration_s": float(times[-1] - times[0]) / 1e9,
+        },
+    )
     return Recording(empty_markers(), power, meta)
-

@@ -48,8 +48,10 @@ def summarize(rec: Recording) -> dict[str, Any]:
         },
         "power": {
             "samples": int(len(p)),
-            "rails": {str(rail): _rail(part, rec.meta.rails.get(str(rail)))
-                      for rail, part in p.groupby("rail", observed=True, sort=False)},
+            "rails": {
+                str(rail): _rail(part, rec.meta.rails.get(str(rail)))
+                for rail, part in p.groupby("rail", observed=True, sort=False)
+            },
             "duration_s": _span_s(p["time_ns"]),
         },
         "counter_keys": {str(k): v for k, v in rec.meta.counter_keys.items()},

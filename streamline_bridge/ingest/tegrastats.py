@@ -37,6 +37,7 @@ FORMAT = "tegrastats"
 DEFAULT_INTERVAL_MS = 1000
 MAX_LINE = 1 << 16  # bytes; a tegrastats line has a few hundred
 
+
 def sniff(path: Path) -> bool:
     """A text file whose first non-empty line is a tegrastats line."""
     for line in (text_head(path, 4096) or "").splitlines():
@@ -79,34 +80,61 @@ def read_log(path: str | os.PathLike[str], interval_ms: float | None = None) -> 
                 continue
             lines.append(parsed)
     partial = bool(bad or issues)
-    issues[:0] = [Issue(str(p), (f"line {a} is not a tegrastats line" if n == 1 else
-                                 f"lines {a}-{b} ({n} lines) are not tegrastats lines") + f": {first[:60]!r}")
-                  for a, b, n, first in bad]
+    issues[:0] = [
+        Issue(
+            str(p),
+            (f"line {a} is not a tegrastats line" if n == 1 else f"lines {a}-{b} ({n} lines) are not tegrastats lines")
+            + f": {first[:60]!r}",
+        )
+        for a, b, n, first in bad
+    ]
     if not lines:
         raise InputError(p, "no tegrastats lines")
     names = list(dict.fromkeys(r for ln in lines for r in ln.rails))
     unconnected = [n for n in names if n.split("#")[0] == NOT_CONNECTED]
     if unconnected:
         names = [n for n in names if n not in unconnected]
-        issues.append(Issue(str(p), f"{len(unconnected)} rail(s) named {NOT_CONNECTED} (not connected) left out",
-                            action="skipped"))
+        issues.append(
+            Issue(
+                str(p), f"{len(unconnected)} rail(s) named {NOT_CONNECTED} (not connected) left out", action="skipped"
+            )
+        )
     times, period, how = _times(lines, interval_ms)
     issues.append(Issue(str(p), how, action="times estimated"))
-    meta = Meta(format=FORMAT, sources=[str(p)], issues=issues, partial=partial,
-                extra={"lines": len(lines), "interval_ms": period / 1e6, "rails": names,
-                       "duration_s": float(times[-1] - times[0]) / 1e9 if len(times) else None})
+    meta = Meta(
+        format=FORMAT,
+        sources=[str(p)],
+        issues=issues,
+        partial=partial,
+        extra={
+            "lines": len(lines),
+            "interval_ms": period / 1e6,
+            "rails": names,
+            "duration_s": float(times[-1] - times[0]) / 1e9 if len(times) else None,
+        },
+    )
     if lines[0].stamp is not None:
         meta.extra["first_stamp"] = lines[0].stamp.isoformat(sep=" ")
     if not names:
-        issues.append(Issue(str(p), "no power rails in this log: tegrastats on the TX1 (L4T 28) prints none; "
-                                    "record the INA3221 sysfs rails with the power sampler instead",
-                            action="no power read"))
+        issues.append(
+            Issue(
+                str(p),
+                "no power rails in this log: tegrastats on the TX1 (L4T 28) prints none; "
+                "record the INA3221 sysfs rails with the power sampler instead",
+                action="no power read",
+            )
+        )
         return Recording(empty_markers(), power_frame(times, {}, None), meta)
     rails = {n: np.array([ln.rails.get(n, np.nan) for ln in lines]) for n in names}
     for n in names:
-        meta.rails[n] = RailInfo(name=n, source="tegrastats", unit="mW", update_period_ns=int(period),
-                                 extra={"averages_dropped": True},
-                                 sensor_model=SensorModel("window", period_ns=int(period), source="source"))
+        meta.rails[n] = RailInfo(
+            name=n,
+            source="tegrastats",
+            unit="mW",
+            update_period_ns=int(period),
+            extra={"averages_dropped": True},
+            sensor_model=SensorModel("window", period_ns=int(period), source="source"),
+        )
         missing = int(np.isnan(rails[n]).sum())
         if missing:
             issues.append(Issue(str(p), f"rail {n} missing from {missing} line(s)", action="left as NaN"))
@@ -131,8 +159,9 @@ def _times(lines: list[TegrastatsLine], interval_ms: float | None) -> tuple[np.n
     stamps = [ln.stamp for ln in lines if ln.stamp is not None]
     if len(stamps) < n:
         period = int(round((interval_ms or DEFAULT_INTERVAL_MS) * 1e6))
-        how = (f"no timestamps: line i is at i × {period / 1e6:g} ms "
-               + ("(given interval)" if interval_ms else "(tegrastats' default interval; pass the real one)"))
+        how = f"no timestamps: line i is at i × {period / 1e6:g} ms " + (
+            "(given interval)" if interval_ms else "(tegrastats' default interval; pass the real one)"
+        )
         return np.arange(n, dtype=np.int64) * period, period, how
     secs = np.array([(s - stamps[0]).total_seconds() for s in stamps], dtype=np.int64)
     if interval_ms:

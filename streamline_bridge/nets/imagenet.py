@@ -63,7 +63,9 @@ def synthetic_image(size: int, seed: int = 0) -> np.ndarray:
     return (base + noise).astype(np.float32)
 
 
-def preprocess(rgb: np.ndarray, height: int, width: int, mean_bgr: np.ndarray | tuple[float, ...] = CAFFE_MEAN_BGR) -> np.ndarray:
+def preprocess(
+    rgb: np.ndarray, height: int, width: int, mean_bgr: np.ndarray | tuple[float, ...] = CAFFE_MEAN_BGR
+) -> np.ndarray:
     """RGB HxWx3 (0..255) -> Caffe input 3xHxW: resized, BGR, mean subtracted.
 
     ``mean_bgr`` is a per-channel triple or a 3xHxW mean image (e.g. ``ilsvrc_2012_mean.npy``),

@@ -32,11 +32,14 @@ def _layer(name: str, kind: str, bottoms: list[str], top: str, params: str = "")
     return "\n".join(lines) + "\n}\n"
 
 
-def _conv(name: str, bottom: str, num_output: int, kernel: int, stride: int = 1, pad: int = 0,
-          filler: str = 'type: "xavier"') -> str:
+def _conv(
+    name: str, bottom: str, num_output: int, kernel: int, stride: int = 1, pad: int = 0, filler: str = 'type: "xavier"'
+) -> str:
     extra = (f"\n  stride: {stride}" if stride != 1 else "") + (f"\n  pad: {pad}" if pad else "")
-    params = (f"convolution_param {{\n  num_output: {num_output}\n  kernel_size: {kernel}{extra}\n"
-              f"  weight_filler {{ {filler} }}\n  bias_filler {{ type: \"constant\" value: 0 }}\n}}")
+    params = (
+        f"convolution_param {{\n  num_output: {num_output}\n  kernel_size: {kernel}{extra}\n"
+        f'  weight_filler {{ {filler} }}\n  bias_filler {{ type: "constant" value: 0 }}\n}}'
+    )
     return _layer(name, "Convolution", [bottom], name, params)
 
 
@@ -45,8 +48,7 @@ def _relu(name: str, blob: str) -> str:
 
 
 def _max_pool(name: str, bottom: str) -> str:
-    return _layer(name, "Pooling", [bottom], name,
-                  "pooling_param {\n  pool: MAX\n  kernel_size: 3\n  stride: 2\n}")
+    return _layer(name, "Pooling", [bottom], name, "pooling_param {\n  pool: MAX\n  kernel_size: 3\n  stride: 2\n}")
 
 
 def squeezenet_v1_1(size: int = 224, batch: int = 1) -> str:
@@ -54,8 +56,9 @@ def squeezenet_v1_1(size: int = 224, batch: int = 1) -> str:
     out = [
         "# SqueezeNet v1.1 (Iandola et al., arXiv:1602.07360), written by streamline-bridge\n",
         'name: "SqueezeNet_v1.1"\n',
-        _layer("data", "Input", [], "data",
-               f"input_param {{ shape: {{ dim: {batch} dim: 3 dim: {size} dim: {size} }} }}"),
+        _layer(
+            "data", "Input", [], "data", f"input_param {{ shape: {{ dim: {batch} dim: 3 dim: {size} dim: {size} }} }}"
+        ),
         _conv("conv1", "data", 64, 3, stride=2),
         _relu("relu_conv1", "conv1"),
         _max_pool("pool1", "conv1"),
@@ -80,8 +83,7 @@ def squeezenet_v1_1(size: int = 224, batch: int = 1) -> str:
         _layer("drop9", "Dropout", [blob], blob, "dropout_param {\n  dropout_ratio: 0.5\n}"),
         _conv("conv10", blob, 1000, 1, filler='type: "gaussian" mean: 0.0 std: 0.01'),
         _relu("relu_conv10", "conv10"),
-        _layer("pool10", "Pooling", ["conv10"], "pool10",
-               "pooling_param {\n  pool: AVE\n  global_pooling: true\n}"),
+        _layer("pool10", "Pooling", ["conv10"], "pool10", "pooling_param {\n  pool: AVE\n  global_pooling: true\n}"),
         _layer("prob", "Softmax", ["pool10"], "prob"),
     ]
     return "".join(out)

@@ -48,14 +48,21 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", help=f"power source: {', '.join(SOURCES)} (default: the first one found)")
     parser.add_argument("--sysfs-root", metavar="DIR", help="read this copy of /sys instead")
     parser.add_argument("--proc-root", metavar="DIR", help="read this copy of /proc instead (cpu-model)")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="source option, e.g. cpu_idle_w=3 or tegrastats_interval_ms=20")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="source option, e.g. cpu_idle_w=3 or tegrastats_interval_ms=20",
+    )
 
 
 SENSOR_MODEL_OPTION = "sensor_model"  # the source option that carries --sensor-model
-SENSOR_MODEL_HELP = ("what a reading means, for every rail (SPEC) or some (RAIL=SPEC,...): instant, window:PERIOD "
-                     "(e.g. window:100ms) or ina3221:0xCONFIG (e.g. ina3221:0x7c07); wins over the driver's "
-                     "configuration and the data (docs/energy-table.md)")
+SENSOR_MODEL_HELP = (
+    "what a reading means, for every rail (SPEC) or some (RAIL=SPEC,...): instant, window:PERIOD "
+    "(e.g. window:100ms) or ina3221:0xCONFIG (e.g. ina3221:0x7c07); wins over the driver's "
+    "configuration and the data (docs/energy-table.md)"
+)
 
 
 def add_sensor_model_argument(parser: argparse.ArgumentParser) -> None:

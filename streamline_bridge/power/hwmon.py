@@ -46,8 +46,7 @@ def _chip_rails(hw: str, chip: str, device: str, config: dict[str, Any]) -> list
     rails = []
     for (kind, k), path in sorted(files.items()):
         if kind == "power":
-            rails.append(Rail(label("power", k) or f"{chip}_power{k}", "uW", (path,), 1e-3,
-                              {**extra, "channel": k}))
+            rails.append(Rail(label("power", k) or f"{chip}_power{k}", "uW", (path,), 1e-3, {**extra, "channel": k}))
     have = {r.name for r in rails}
     volts = {label("in", k): p for (kind, k), p in files.items() if kind == "in" and label("in", k)}
     for (kind, k), path in sorted(files.items()):
@@ -85,5 +84,5 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> HwmonSource:
 
 
 def _hwmon_index(path: str) -> int:
-    digits = os.path.basename(path)[len("hwmon"):]
+    digits = os.path.basename(path)[len("hwmon") :]
     return int(digits) if digits.isdigit() else -1

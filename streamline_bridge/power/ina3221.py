@@ -41,8 +41,9 @@ def _device_rails(hw: str, device: str, config: dict[str, Any]) -> list[Rail]:
         label = read_text(os.path.join(hw, f"in{k}_label")) or f"{device}_ch{k}"
         if label in ("NC", SUM_LABEL) or read_number(os.path.join(hw, f"in{k}_enable")) == 0:
             continue
-        rails.append(Rail(label, "mV*mA", (volt, curr), 1e-3,
-                          {"driver": "ina3221", "device": device, "channel": k, **config}))
+        rails.append(
+            Rail(label, "mV*mA", (volt, curr), 1e-3, {"driver": "ina3221", "device": device, "channel": k, **config})
+        )
     return rails
 
 
@@ -59,9 +60,11 @@ def device_model(hw: str, config: dict[str, Any]) -> tuple[SensorModel | None, l
     notes = []
     expected = model.memory_ns / 1e6  # update_interval = C x S x (BC + SC)
     if abs(expected - interval) > max(1.0, 0.1 * interval):
-        notes.append(f"update_interval {interval} ms does not fit samples {samples} x {len(enabled)} channel(s) "
-                     f"at any conversion time (nearest: {expected:.3g} ms): the configuration contradicts itself, "
-                     f"{model.spec} assumed (the data will tell)")
+        notes.append(
+            f"update_interval {interval} ms does not fit samples {samples} x {len(enabled)} channel(s) "
+            f"at any conversion time (nearest: {expected:.3g} ms): the configuration contradicts itself, "
+            f"{model.spec} assumed (the data will tell)"
+        )
     return model, notes
 
 
@@ -71,8 +74,10 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> Ina3221Source:
     devices: dict[str, dict[str, Any]] = {}
     for device, device_dir in i2c_devices(roots, DRIVER_DIR, "no ina3221 hwmon driver (L4T >= 34, mainline)"):
         for hw in sorted(glob.glob(os.path.join(glob.escape(device_dir), "hwmon", "hwmon*"))):
-            config = {"update_interval_ms": read_number(os.path.join(hw, "update_interval")),
-                      "samples": read_number(os.path.join(hw, "samples"))}
+            config = {
+                "update_interval_ms": read_number(os.path.join(hw, "update_interval")),
+                "samples": read_number(os.path.join(hw, "samples")),
+            }
             found = _device_rails(hw, device, config)
             model, notes = device_model(hw, config)
             for rail in found:

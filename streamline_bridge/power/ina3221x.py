@@ -42,7 +42,9 @@ class Ina3221xSource(SysfsSource):
         return super().advice() + [
             f"{device}: running_mode is 0 (triggered): every read waits for a fresh conversion; "
             f"`echo 1 > running_mode` (root) samples continuously"
-            for device, cfg in self.config.get("devices", {}).items() if cfg.get("running_mode") == 0]
+            for device, cfg in self.config.get("devices", {}).items()
+            if cfg.get("running_mode") == 0
+        ]
 
 
 def config_model(config: int, continuous: bool, source: str) -> SensorModel:
@@ -53,8 +55,9 @@ def config_model(config: int, continuous: bool, source: str) -> SensorModel:
     return SensorModel("window", period_ns=sequence, source=source)
 
 
-def device_model(roots: Roots, device_dir: str, device: str, running_mode: int | None,
-                 channels: list[int]) -> tuple[SensorModel | None, list[str]]:
+def device_model(
+    roots: Roots, device_dir: str, device: str, running_mode: int | None, channels: list[int]
+) -> tuple[SensorModel | None, list[str]]:
     """The sensor model of one ``ina3221x`` device from its device tree node, and notes on how it was found."""
     notes = []
     if running_mode not in (0, 1):
@@ -76,11 +79,15 @@ def device_model(roots: Roots, device_dir: str, device: str, running_mode: int |
     enabled = SensorModel("ina3221", (config & ~0b111) | 0b111).channels
     off = [k for k in channels if k + 1 not in enabled]
     if off:
-        notes.append(f"{prop} {config:#06x} disables channel(s) {', '.join(map(str, off))} that have rails: "
-                     "the configuration contradicts the files (the data will tell)")
+        notes.append(
+            f"{prop} {config:#06x} disables channel(s) {', '.join(map(str, off))} that have rails: "
+            "the configuration contradicts the files (the data will tell)"
+        )
     if not continuous:
-        notes.append(f"triggered: each read waits for a {model.memory_ns / 1e6:.3g} ms conversion sequence "
-                     f"({prop} {config:#06x})")
+        notes.append(
+            f"triggered: each read waits for a {model.memory_ns / 1e6:.3g} ms conversion sequence "
+            f"({prop} {config:#06x})"
+        )
     return model, notes
 
 
@@ -117,8 +124,9 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> Ina3221xSource:
                 rail = _channel_rail(iio, device, k, label, devices[device])
                 if rail is not None:
                     found.append(rail)
-            model, notes = device_model(roots, device_dir, device, devices[device]["running_mode"],
-                                        [r.extra["channel"] for r in found])
+            model, notes = device_model(
+                roots, device_dir, device, devices[device]["running_mode"], [r.extra["channel"] for r in found]
+            )
             if notes:
                 devices[device]["notes"] = notes
             for rail in found:
@@ -126,4 +134,3 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> Ina3221xSource:
             rails += found
     rails = checked_rails(rails, roots.sys_path(DRIVER_DIR), "no readable ina3221x channel")
     return Ina3221xSource(rails, {"devices": devices})
-

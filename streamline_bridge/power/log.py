@@ -107,8 +107,9 @@ class PowerLogWriter:
         self.n_rails = len(meta["rails"])
         self.samples_written = 0
         self._size = 0
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND | os.O_CLOEXEC,
-                           0o644)
+        self._fd = os.open(
+            self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND | os.O_CLOEXEC, 0o644
+        )
         text = json.dumps(meta, sort_keys=True).encode()
         try:
             self._append(HEADER.build({"version": VERSION, "json": text}))
@@ -136,9 +137,17 @@ class PowerLogWriter:
         n = len(t_start)
         if n == 0:
             return
-        payload = SAMPLES.build({"first": self.samples_written, "count": n, "rails": self.n_rails, "missed": missed,
-                                 "t_start": t_start.tobytes(), "read_ns": read_ns.tobytes(),
-                                 "power": b"".join(c.tobytes() for c in columns)})
+        payload = SAMPLES.build(
+            {
+                "first": self.samples_written,
+                "count": n,
+                "rails": self.n_rails,
+                "missed": missed,
+                "t_start": t_start.tobytes(),
+                "read_ns": read_ns.tobytes(),
+                "power": b"".join(c.tobytes() for c in columns),
+            }
+        )
         self._append(RECORD.build({"type": SAMPLES_RECORD, "payload": payload}))
         self.samples_written += n
 
@@ -170,12 +179,13 @@ class LogContent:
 def read_header(stream: io.BytesIO) -> tuple[int, dict[str, Any]]:
     """(version, metadata) from the start of ``stream``; ``ValueError(offset, message)`` when unusable."""
     start = stream.read(len(MAGIC) + 4)
-    if start[:len(MAGIC)] != MAGIC:
+    if start[: len(MAGIC)] != MAGIC:
         raise ValueError(0, "not a power log (magic SBPOWR1 missing)")
-    version = int.from_bytes(start[len(MAGIC):], "little") if len(start) == len(MAGIC) + 4 else None
+    version = int.from_bytes(start[len(MAGIC) :], "little") if len(start) == len(MAGIC) + 4 else None
     if version is not None and version not in READS:
-        raise ValueError(len(MAGIC), f"power log version {version} is not supported "
-                                     f"(this reader: {', '.join(map(str, READS))})")
+        raise ValueError(
+            len(MAGIC), f"power log version {version} is not supported (this reader: {', '.join(map(str, READS))})"
+        )
     stream.seek(0)
     try:
         head = HEADER.parse_stream(stream)
@@ -221,14 +231,15 @@ def read_log(path: str | os.PathLike[str], data: bytes | None = None) -> LogCont
             except (ConstructError, struct.error):
                 fits = False
             if not fits:
-                out.problems.append((pos, f"sample record does not fit the header's {len(rails)} rails "
-                                          f"({rec.length} bytes)"))
+                out.problems.append(
+                    (pos, f"sample record does not fit the header's {len(rails)} rails ({rec.length} bytes)")
+                )
             else:
                 starts.append(np.frombuffer(s.t_start, "<i8"))
                 durs.append(np.frombuffer(s.read_ns, "<u4"))
                 power = np.frombuffer(s.power, "<f4")
                 for i in range(s.rails):
-                    cols[i].append(power[i * s.count:(i + 1) * s.count])
+                    cols[i].append(power[i * s.count : (i + 1) * s.count])
                 out.missed_ticks += s.missed
         elif rec.type == TRAILER_RECORD:
             out.trailer = json.loads(rec.payload)

@@ -93,10 +93,21 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> NvmlSource:
                 except nv.NVMLError:
                     if method == "energy":
                         raise Unavailable(f"nvml: GPU{i} ({name}) has no total-energy counter") from None
-            rails.append(Rail(f"GPU{i}", unit, (), 1.0, {"driver": "nvml", "index": i, "device": name,
-                                                          "method": "energy counter" if unit == "mJ"
-                                                          else "power usage"},
-                              sensor_model=INSTANT_SOURCE))
+            rails.append(
+                Rail(
+                    f"GPU{i}",
+                    unit,
+                    (),
+                    1.0,
+                    {
+                        "driver": "nvml",
+                        "index": i,
+                        "device": name,
+                        "method": "energy counter" if unit == "mJ" else "power usage",
+                    },
+                    sensor_model=INSTANT_SOURCE,
+                )
+            )
         if not rails:
             raise Unavailable("nvml: no NVIDIA GPU")
         return NvmlSource(rails)

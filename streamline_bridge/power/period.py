@@ -15,8 +15,9 @@ rails that rarely change.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 def period_from_changes(change_ns: Sequence[int]) -> int | None:
@@ -101,8 +102,11 @@ def fit_grid(series: Sequence[tuple[Any, Any]], period_hint_ns: float | None = N
         starts.add(data)
         # a period not a whole number of sampling intervals shows as intervals of floor and ceil
         # of it, which the estimate can undercount: the scan reaches the upper quartile interval
-        upper = min(float(np.quantile(np.diff(np.sort(m)), 0.75)) for m in mids if len(m) > 4) \
-            if any(len(m) > 4 for m in mids) else data
+        upper = (
+            min(float(np.quantile(np.diff(np.sort(m)), 0.75)) for m in mids if len(m) > 4)
+            if any(len(m) > 4 for m in mids)
+            else data
+        )
         scanned = _scan(mids, max(STALL_FACTOR * spacing, data / SUBMULTIPLES), 1.2 * max(data, upper))
         if scanned:
             starts.add(scanned[0])
@@ -152,8 +156,9 @@ def _within_gaps(refs: list[float], resid: Any, half: Any, counts: list[int], pe
     return out
 
 
-def _scan(mids: list[Any], lo: float, hi: float, changes: int | None = 300,
-          longest: bool = True) -> tuple[float, float] | None:
+def _scan(
+    mids: list[Any], lo: float, hi: float, changes: int | None = 300, longest: bool = True
+) -> tuple[float, float] | None:
     """The period in [lo, hi] at which the first ``changes`` (None: all) changes line up best (phase
     coherence, each series its own phase), and the stretch scanned: a start for :func:`_refine`.
     ``longest``: the longest of the near-best (not a submultiple), else the best."""
@@ -175,8 +180,8 @@ def _scan(mids: list[Any], lo: float, hi: float, changes: int | None = 300,
     for m in parts:
         rows = max(1, 2_000_000 // max(len(m), 1))  # periods per batch: a bounded array
         for i in range(0, len(periods), rows):
-            ph = np.exp(2j * np.pi * m[None, :] / periods[i:i + rows, None])
-            score[i:i + rows] += np.abs(ph.sum(axis=1))
+            ph = np.exp(2j * np.pi * m[None, :] / periods[i : i + rows, None])
+            score[i : i + rows] += np.abs(ph.sum(axis=1))
     best = np.flatnonzero(score >= 0.98 * score.max())[-1] if longest else int(np.argmax(score))
     return float(periods[best]), until - t0
 

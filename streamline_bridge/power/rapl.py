@@ -75,8 +75,11 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> RaplSource:
     rails = []
     for key, path in sorted(zones.items()):
         name = names[key] if len(key) == 1 else f"{names.get(key[:1], key[0])}/{names[key]}"
-        extra = {"driver": "intel-rapl", "device": os.path.basename(path),
-                 "max_energy_range_uj": read_number(os.path.join(path, "max_energy_range_uj"))}
+        extra = {
+            "driver": "intel-rapl",
+            "device": os.path.basename(path),
+            "max_energy_range_uj": read_number(os.path.join(path, "max_energy_range_uj")),
+        }
         if len(key) > 1:
             extra["part_of"] = names.get(key[:1])
         rails.append(Rail(name, "uJ", (os.path.join(path, "energy_uj"),), 1.0, extra, INSTANT_SOURCE))

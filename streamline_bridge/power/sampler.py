@@ -40,15 +40,32 @@ class Sampler:
     capture, ``streamline_rate_hz`` values a second and rail. ValueError for a setting out of range.
     """
 
-    def __init__(self, output: str | os.PathLike[str], source: str | None = None, rate_hz: float = 1000.0,
-                 sysfs_root: str | os.PathLike[str] | None = None, proc_root: str | os.PathLike[str] | None = None,
-                 options: dict[str, Any] | None = None, *, streamline: bool = False,
-                 streamline_rate_hz: float = 1000.0, **settings: Any):
+    def __init__(
+        self,
+        output: str | os.PathLike[str],
+        source: str | None = None,
+        rate_hz: float = 1000.0,
+        sysfs_root: str | os.PathLike[str] | None = None,
+        proc_root: str | os.PathLike[str] | None = None,
+        options: dict[str, Any] | None = None,
+        *,
+        streamline: bool = False,
+        streamline_rate_hz: float = 1000.0,
+        **settings: Any,
+    ):
         if streamline and not streamline_rate_hz > 0:
             raise ValueError(f"streamline_rate_hz must be above 0, not {streamline_rate_hz}")
-        self.config = Config(output=os.fspath(output), source=source, rate_hz=rate_hz, sysfs_root=_str(sysfs_root),
-                             proc_root=_str(proc_root), options=dict(options or {}), watch_stdin=True,
-                             streamline_hz=streamline_rate_hz if streamline else None, **settings)
+        self.config = Config(
+            output=os.fspath(output),
+            source=source,
+            rate_hz=rate_hz,
+            sysfs_root=_str(sysfs_root),
+            proc_root=_str(proc_root),
+            options=dict(options or {}),
+            watch_stdin=True,
+            streamline_hz=streamline_rate_hz if streamline else None,
+            **settings,
+        )
         self.output = self.config.output
         self.command = [sys.executable, "-m", "streamline_bridge.power.sampling", self.config.to_json()]
         self.info: dict[str, Any] = {}  # the ready event: source, rails, estimated, pid
@@ -61,15 +78,21 @@ class Sampler:
         self._ready = threading.Event()
         self._stderr = tempfile.TemporaryFile()
 
-    def start(self, timeout_s: float = 30.0) -> "Sampler":
+    def start(self, timeout_s: float = 30.0) -> Sampler:
         """Start the child and wait until it samples; :class:`SamplerError` if it cannot."""
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         if self.config.streamline_hz:  # counters go to gatord only: the power log is their file record
             env.pop("STREAMLINE_ANNOTATE_FILE", None)
-        self._proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=self._stderr, env=env, start_new_session=True)
+        self._proc = subprocess.Popen(
+            self.command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            start_new_session=True,
+        )
         self._reader = threading.Thread(target=self._follow, daemon=True)
         self._reader.start()
         deadline = time.monotonic() + timeout_s
@@ -116,7 +139,7 @@ class Sampler:
         failure = self._failure()
         own = f"{self.output}: "
         if failure.startswith(own):  # the child's own message names the log already
-            return SamplerError(self.output, failure[len(own):] + " (the power sampler stopped)")
+            return SamplerError(self.output, failure[len(own) :] + " (the power sampler stopped)")
         return SamplerError(self.output, f"power sampler stopped: {failure}")
 
     @property
@@ -157,7 +180,7 @@ class Sampler:
             raise self._stopped()
         return self.stats
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         return self.start()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

@@ -38,8 +38,9 @@ import socket
 import sys
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from streamline_bridge.power.discovery import find_source, roots
 from streamline_bridge.power.log import MAX_READ_NS, PowerLogWriter
@@ -84,7 +85,7 @@ class Config:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "Config":
+    def from_json(cls, text: str) -> Config:
         return cls(**json.loads(text))
 
 
@@ -133,8 +134,15 @@ def _parent_says_stop() -> bool:
 class _Loop:
     """The sampling loop and its bookkeeping (kept out of :func:`run` for readability)."""
 
-    def __init__(self, cfg: Config, src: Source, writer: PowerLogWriter, emit: Callable[[dict], None],
-                 ready: dict[str, Any], feed: StreamlineFeed | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        src: Source,
+        writer: PowerLogWriter,
+        emit: Callable[[dict], None],
+        ready: dict[str, Any],
+        feed: StreamlineFeed | None = None,
+    ):
         self.cfg, self.src, self.writer, self.emit, self.feed = cfg, src, writer, emit, feed
         self.ready = ready  # emitted once the first sample is taken: the record covers what follows
         n = len(src.rails)
@@ -251,8 +259,13 @@ class _Loop:
                     stop.reason = "parent closed the pipe"
                 if t1 >= next_status:
                     next_status = t1 + status_ns
-                    self.emit({"event": "status", "samples": self.samples,
-                               "mw": {r.name: (None if v != v else v) for r, v in zip(src.rails, values)}})
+                    self.emit(
+                        {
+                            "event": "status",
+                            "samples": self.samples,
+                            "mw": {r.name: (None if v != v else v) for r, v in zip(src.rails, values)},
+                        }
+                    )
             if stop.reason is not None:
                 if tail_end is None:  # the request is seen: sample on
                     tail_ns, awaited = self.tail()
@@ -287,10 +300,16 @@ class _Loop:
             "value_changes": {n: len(c) for n, c in zip(names, self.changes)},
             "missing": dict(zip(names, self.missing)),
             "failed_rails": dict(self.failed),
-            "lateness_us": {"p50": _percentile(self.late_hist, 0.5), "p99": _percentile(self.late_hist, 0.99),
-                            "max": _max_bin(self.late_hist)},
-            "read_us": {"p50": _percentile(self.read_hist, 0.5), "p99": _percentile(self.read_hist, 0.99),
-                        "max": _max_bin(self.read_hist)},
+            "lateness_us": {
+                "p50": _percentile(self.late_hist, 0.5),
+                "p99": _percentile(self.late_hist, 0.99),
+                "max": _max_bin(self.late_hist),
+            },
+            "read_us": {
+                "p50": _percentile(self.read_hist, 0.5),
+                "p99": _percentile(self.read_hist, 0.99),
+                "max": _max_bin(self.read_hist),
+            },
             "cpu_s": cpu_s,
             "wall_s": wall_s,
             "cpu_share": cpu_s / wall_s if wall_s > 0 else None,
@@ -336,13 +355,23 @@ def run(cfg: Config, emit: Callable[[dict], None]) -> int:
         src.close()
         emit({"event": "error", "message": f"{cfg.output}: {exc.strerror or exc}"})
         return EXIT_FAILED
-    ready = {"event": "ready", "source": src.name, "estimated": src.estimated,
-             "rails": [r.name for r in src.rails], "pid": os.getpid(), "realtime": realtime}
+    ready = {
+        "event": "ready",
+        "source": src.name,
+        "estimated": src.estimated,
+        "rails": [r.name for r in src.rails],
+        "pid": os.getpid(),
+        "realtime": realtime,
+    }
     feed = None
     if cfg.streamline_hz:
-        feed = StreamlineFeed([r.name for r in src.rails], cfg.rate_hz, cfg.streamline_hz,
-                              description=f"{src.name} rail, streamline-bridge power sampler",
-                              models=[r.sensor_model for r in src.rails])
+        feed = StreamlineFeed(
+            [r.name for r in src.rails],
+            cfg.rate_hz,
+            cfg.streamline_hz,
+            description=f"{src.name} rail, streamline-bridge power sampler",
+            models=[r.sensor_model for r in src.rails],
+        )
     loop = _Loop(cfg, src, writer, emit, ready, feed)
     cpu0, wall0 = time.process_time(), time.monotonic()
     error, status = None, EXIT_OK
@@ -360,8 +389,7 @@ def run(cfg: Config, emit: Callable[[dict], None]) -> int:
             pass
         if loop.write_error is not None and error is None:
             error, status = loop.write_error, EXIT_FAILED
-        summary = loop.summary(stop.reason or "error", error, time.process_time() - cpu0,
-                               time.monotonic() - wall0)
+        summary = loop.summary(stop.reason or "error", error, time.process_time() - cpu0, time.monotonic() - wall0)
         if feed is not None:
             feed.finish()
             summary["streamline"] = feed.stats()
@@ -383,8 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m streamline_bridge.power.sampling CONFIG_JSON``: sample until SIGTERM/SIGINT."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m streamline_bridge.power.sampling CONFIG_JSON (a power.sampling.Config)",
-              file=sys.stderr)
+        print(
+            "usage: python -m streamline_bridge.power.sampling CONFIG_JSON (a power.sampling.Config)", file=sys.stderr
+        )
         return 2
     cfg = Config.from_json(args[0])
 

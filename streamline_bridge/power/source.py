@@ -42,9 +42,14 @@ class Rail:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy (as stored in the power log header, version 2)."""
-        return {"name": self.name, "unit": self.unit, "files": list(self.files), "scale": self.scale,
-                "extra": dict(self.extra),
-                "sensor_model": None if self.sensor_model is None else self.sensor_model.to_dict()}
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "files": list(self.files),
+            "scale": self.scale,
+            "extra": dict(self.extra),
+            "sensor_model": None if self.sensor_model is None else self.sensor_model.to_dict(),
+        }
 
 
 @dataclass
@@ -92,8 +97,11 @@ class Source(ABC):
     def advice(self) -> list[str]:
         """Hints about the sensor's configuration that affect what can be measured: the notes of
         ``config["devices"][...]["notes"]`` (how each device's sensor model was found, or not)."""
-        return [f"{device}: {note}" for device, cfg in self.config.get("devices", {}).items()
-                for note in cfg.get("notes", [])]
+        return [
+            f"{device}: {note}"
+            for device, cfg in self.config.get("devices", {}).items()
+            for note in cfg.get("notes", [])
+        ]
 
     def assign_models(self, models: Mapping[str | None, SensorModel]) -> list[str]:
         """Give the rails the models of ``models`` (``sensor_model.parse_assignments``: the user's

@@ -62,9 +62,16 @@ class StreamlineFeed:
     (``STREAMLINE_ANNOTATE_TCP``, ``STREAMLINE_ANNOTATE_SOCKET_PREFIX`` ...).
     """
 
-    def __init__(self, rails: Sequence[str], sample_hz: float, rate_hz: float = 1000.0,
-                 client: Client | None = None, lost_after_s: float = 0.1, description: str = "",
-                 models: Sequence[SensorModel | None] = ()):
+    def __init__(
+        self,
+        rails: Sequence[str],
+        sample_hz: float,
+        rate_hz: float = 1000.0,
+        client: Client | None = None,
+        lost_after_s: float = 0.1,
+        description: str = "",
+        models: Sequence[SensorModel | None] = (),
+    ):
         if rate_hz <= 0:
             raise ValueError(f"Streamline rate must be above 0 Hz, not {rate_hz:g}")
         self.client = client if client is not None else Client()
@@ -85,9 +92,18 @@ class StreamlineFeed:
         self._on = True
         for key, name, model in zip(self.keys, self.names, [*models, *[None] * (n - len(models))]):
             meaning = self.counter_model(model, sample_hz)
-            self.client.counter(key, TITLE, name, counter_class=ABSOLUTE, display=AVERAGE, units=UNITS,
-                                modifier=MODIFIER, series_composition=OVERLAY, rendering_type=LINE,
-                                description="; ".join(filter(None, [description, in_text(meaning) if meaning else ""])))
+            self.client.counter(
+                key,
+                TITLE,
+                name,
+                counter_class=ABSOLUTE,
+                display=AVERAGE,
+                units=UNITS,
+                modifier=MODIFIER,
+                series_composition=OVERLAY,
+                rendering_type=LINE,
+                description="; ".join(filter(None, [description, in_text(meaning) if meaning else ""])),
+            )
 
     def counter_model(self, model: SensorModel | None, sample_hz: float) -> SensorModel | None:
         """What a counter value means: the rail's model, or a window of the block for an instant rail."""
@@ -166,6 +182,11 @@ class StreamlineFeed:
 
     def stats(self) -> dict[str, Any]:
         """What was sent: counter values, markers, the effective rate and the key of each rail."""
-        return {"values_sent": self.sent, "markers_sent": self.markers, "rate_hz": self.rate_hz,
-                "block": self.block, "keys": {n: hex(k) for n, k in zip(self.names, self.keys)},
-                "modifier": MODIFIER}
+        return {
+            "values_sent": self.sent,
+            "markers_sent": self.markers,
+            "rate_hz": self.rate_hz,
+            "block": self.block,
+            "keys": {n: hex(k) for n, k in zip(self.names, self.keys)},
+            "modifier": MODIFIER,
+        }

@@ -146,6 +146,9 @@ class SysfsSource(Source):
 
     def configured_update_ns(self) -> int | None:
         """The slowest ``update_interval`` (ms) among ``config["devices"]``, in ns."""
-        intervals = [d["update_interval_ms"] for d in self.config.get("devices", {}).values()
-                     if d.get("update_interval_ms") is not None]
+        intervals = [
+            d["update_interval_ms"]
+            for d in self.config.get("devices", {}).values()
+            if d.get("update_interval_ms") is not None
+        ]
         return max(intervals) * 1_000_000 if intervals else None

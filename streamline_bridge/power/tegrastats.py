@@ -75,8 +75,9 @@ class TegrastatsSource(Source):
 
     def open(self) -> None:
         try:
-            self._proc = subprocess.Popen(self.config["command"], stdout=subprocess.PIPE,
-                                          stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            self._proc = subprocess.Popen(
+                self.config["command"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+            )
         except OSError as exc:
             raise Unavailable(f"tegrastats: {exc}") from None
         self._thread = threading.Thread(target=self._follow, args=(self._proc.stdout,), daemon=True)
@@ -113,8 +114,7 @@ def find(roots: Roots, options: dict[str, Any] | None = None) -> TegrastatsSourc
     """Start tegrastats once to learn its rails (its first line with power fields)."""
     command, interval = _command(options or {})
     try:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     except OSError as exc:
         raise Unavailable(f"tegrastats: {exc}") from None
     try:

@@ -45,8 +45,10 @@ def reserve_cpu(cpu: int | None = None) -> int:
     cpu = max(cpus) if cpu is None else cpu
     rest = cpus - {cpu}
     if not rest:
-        raise ValueError(f"cannot reserve CPU {cpu} for the sampler: this process may only run on CPU "
-                         f"{', '.join(map(str, sorted(cpus)))}")
+        raise ValueError(
+            f"cannot reserve CPU {cpu} for the sampler: this process may only run on CPU "
+            f"{', '.join(map(str, sorted(cpus)))}"
+        )
     os.sched_setaffinity(0, rest)
     return cpu
 

@@ -106,7 +106,9 @@ class TorchSession(Session):
         if self.script:
             self.runner_ = ScriptRunner(self.model_, self.inputs, self.name, style=style, client=client)
         else:
-            self.runner_ = TorchRunner(self.model_, self.inputs, self.name, style=style, client=client, types=self.types)
+            self.runner_ = TorchRunner(
+                self.model_, self.inputs, self.name, style=style, client=client, types=self.types
+            )
         return self.runner_
 
     def layer_texts(self) -> list[str]:
