@@ -94,6 +94,7 @@ def _measure(caffe: Any, quick: bool, cpu: int | None) -> list[Result]:
 
         def profiled() -> float:
             nonlocal source
+            (tmp / "power.sbp").unlink(missing_ok=True)  # the sampler creates its log new
             with Sampler(tmp / "power.sbp", rate_hz=RATE_HZ, cpu=cpu) as sampler:
                 source = sampler.info["source"]
                 per_forward = _per_forward(runner.forward_layers, n)
