@@ -45,8 +45,15 @@ def _pm(mean: float, ci: float) -> str:
     return f"{mean:.{d}f}" if _missing(ci) else f"{mean:.{d}f} ±{ci:.{d}f}"
 
 
+def _resolved(row: object) -> bool:
+    """Whether a table row is resolved (rows of tables without the column are)."""
+    value = getattr(row, "resolved", True)
+    return True if _missing(value) else bool(value)
+
+
 def build(result: EnergyResult, rail: str) -> Table:
-    """The table of one rail: one line per row name, time, energy ± CI, dynamic energy, mean W, share."""
+    """The table of one rail: one line per row name, time, energy ± CI, dynamic energy, mean W, share, the
+    method where rows differ in it, and the iterations an unresolved row (marked ``?``) needs."""
     from rich.table import Table
 
     tab, m = result.table, result.meta
@@ -68,18 +75,21 @@ def build(result: EnergyResult, rail: str) -> Table:
         t.add_column("above idle mJ", justify="right", footer=_pm(tot["dynamic_mj"], tot["dynamic_mj_ci"]))
     t.add_column("W", justify="right")
     t.add_column("share", justify="right", footer="100%")
-    t.add_column("n needed*", justify="right")
+    methods = "method" in rows.columns and rows["method"].nunique() > 1
+    if methods:
+        t.add_column("method", style="dim")
+    t.add_column("n needed?", justify="right")
     for r in rows.itertuples(index=False):
-        cells = [r.name + (" *" if r.under_period else "")] + ([str(r.group)] if layers else [])
+        unresolved = not _resolved(r)
+        cells = [r.name + (" ?" if unresolved else "")] + ([str(r.group)] if layers else [])
         cells += [str(r.n), _pm(r.time_ms, r.time_ms_ci), _pm(r.energy_mj, r.energy_mj_ci)]
         if dynamic:
             cells.append(_pm(r.dynamic_mj, r.dynamic_mj_ci))
-        cells += [
-            _num(r.power_w),
-            "-" if _missing(r.share) else f"{r.share:.1%}",
-            str(r.n_needed) if r.under_period and not _missing(r.n_needed) else "",
-        ]
-        t.add_row(*cells, style="yellow" if r.under_period else None)
+        cells += [_num(r.power_w), "-" if _missing(r.share) else f"{r.share:.1%}"]
+        if methods:
+            cells.append(str(r.method))
+        cells.append(str(r.n_needed) if unresolved and not _missing(r.n_needed) else "")
+        t.add_row(*cells, style="yellow" if unresolved else None)
     return t
 
 
@@ -127,10 +137,10 @@ def render(result: EnergyResult, console: Console | None = None) -> None:
     )
     if periods:
         con.print(f"sensor periods: {periods}", highlight=False)
-    if result.table["under_period"].any():
+    if "resolved" in result.table.columns and not result.table["resolved"].astype(bool).all():
         con.print(
-            f"* shorter than the sensor period: statistical value; 'n needed' = iterations for "
-            f"±{result.meta['precision']:.0%} at {result.meta['confidence']:.0%}",
+            f"? not resolved by the rail's sensor: the CI says how little is known; 'n needed' = iterations "
+            f"for ±{result.meta['precision']:.0%} at {result.meta['confidence']:.0%} (or --method isolate)",
             highlight=False,
         )
     for w in result.warnings:
