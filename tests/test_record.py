@@ -32,6 +32,23 @@ raise SystemExit(3)
 """
 
 
+def record_command(run: Path, *args: str, idle: str = "0") -> list[str]:
+    """``record -o RUN --idle IDLE --sysfs-root TX1 ARGS...`` as a command line of its own process."""
+    return [
+        sys.executable,
+        "-m",
+        "streamline_bridge",
+        "record",
+        "-o",
+        str(run),
+        "--idle",
+        idle,
+        "--sysfs-root",
+        TX1,
+        *args,
+    ]
+
+
 def test_record_writes_a_run_folder_that_reads_as_one_recording(tmp_path: Path) -> None:
     run = tmp_path / "run"
     rc = main(["record", "-o", str(run), "--idle", "0.2", "--sysfs-root", TX1, "--", sys.executable, "-c", MARKING])
@@ -108,22 +125,7 @@ def test_interrupt_is_forwarded_and_the_manifest_still_written(tmp_path: Path) -
     started = tmp_path / "started"
     child = f"import time, pathlib; pathlib.Path({str(started)!r}).touch(); time.sleep(60)"
     rec = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamline_bridge",
-            "record",
-            "-o",
-            str(run),
-            "--idle",
-            "0.1",
-            "--sysfs-root",
-            TX1,
-            "--",
-            sys.executable,
-            "-c",
-            child,
-        ],
+        record_command(run, "--", sys.executable, "-c", child, idle="0.1"),
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -181,19 +183,7 @@ pathlib.Path(sys.argv[1]).write_text(" ".join(map(str, sorted(os.sched_getaffini
 def record_process(run: Path, *args: str, preexec_fn=None) -> subprocess.CompletedProcess:
     """``record`` in its own process (--reserve-cpu changes the affinity of the process it runs in)."""
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streamline_bridge",
-            "record",
-            "-o",
-            str(run),
-            "--idle",
-            "0",
-            "--sysfs-root",
-            TX1,
-            *args,
-        ],
+        record_command(run, *args),
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -305,24 +295,7 @@ def start_holding_record(tmp_path: Path, run: Path) -> tuple[subprocess.Popen, P
     """``record`` in its own process, its command started and holding until ``release`` exists."""
     started, release = tmp_path / "started", tmp_path / "release"
     rec = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamline_bridge",
-            "record",
-            "-o",
-            str(run),
-            "--idle",
-            "0",
-            "--sysfs-root",
-            TX1,
-            "--",
-            sys.executable,
-            "-c",
-            HOLD,
-            str(started),
-            str(release),
-        ],
+        record_command(run, "--", sys.executable, "-c", HOLD, str(started), str(release)),
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -518,23 +491,7 @@ while True:
 def test_a_command_that_ignores_sigterm_and_its_grandchildren_die_with_a_killed_record(tmp_path: Path) -> None:
     run, started = tmp_path / "run", tmp_path / "started"
     rec = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamline_bridge",
-            "record",
-            "-o",
-            str(run),
-            "--idle",
-            "0",
-            "--sysfs-root",
-            TX1,
-            "--",
-            sys.executable,
-            "-c",
-            STUBBORN,
-            str(started),
-        ],
+        record_command(run, "--", sys.executable, "-c", STUBBORN, str(started)),
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
