@@ -32,21 +32,14 @@ raise SystemExit(3)
 """
 
 
+def record_args(run: Path, *args: str, idle: str = "0") -> list[str]:
+    """``record -o RUN --idle IDLE --sysfs-root TX1 ARGS...`` (for ``cli.main``)."""
+    return ["record", "-o", str(run), "--idle", idle, "--sysfs-root", TX1, *args]
+
+
 def record_command(run: Path, *args: str, idle: str = "0") -> list[str]:
-    """``record -o RUN --idle IDLE --sysfs-root TX1 ARGS...`` as a command line of its own process."""
-    return [
-        sys.executable,
-        "-m",
-        "streamline_bridge",
-        "record",
-        "-o",
-        str(run),
-        "--idle",
-        idle,
-        "--sysfs-root",
-        TX1,
-        *args,
-    ]
+    """:func:`record_args` as the command line of a process of its own."""
+    return [sys.executable, "-m", "streamline_bridge", *record_args(run, *args, idle=idle)]
 
 
 def test_record_writes_a_run_folder_that_reads_as_one_recording(tmp_path: Path) -> None:
@@ -81,7 +74,7 @@ def test_a_command_that_cannot_start_still_leaves_a_manifest(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
-    rc = main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--", str(tmp_path / "no-such-program")])
+    rc = main(record_args(run, "--", str(tmp_path / "no-such-program")))
     assert rc == 2
     assert "no-such-program" in capsys.readouterr().err
     m = json.loads((run / "manifest.json").read_text())
@@ -313,24 +306,7 @@ def test_a_second_record_into_the_same_folder_fails_at_once_and_report_says_it_i
     rec, _, release = start_holding_record(tmp_path, run)
     try:
         flag = tmp_path / "second-ran"
-        assert (
-            main(
-                [
-                    "record",
-                    "-o",
-                    str(run),
-                    "--idle",
-                    "0",
-                    "--sysfs-root",
-                    TX1,
-                    "--",
-                    sys.executable,
-                    "-c",
-                    f"open({str(flag)!r}, 'w')",
-                ]
-            )
-            == 2
-        )
+        assert main(record_args(run, "--", sys.executable, "-c", f"open({str(flag)!r}, 'w')")) == 2
         err = capsys.readouterr().err
         assert err.strip().splitlines() == [
             f"streamline-bridge: error: {run}: another record is writing this run folder: choose another folder"
@@ -358,7 +334,7 @@ def test_a_folder_with_files_but_no_manifest_is_refused_and_left_alone(tmp_path:
     run = tmp_path / "run"
     run.mkdir()
     (run / planted).symlink_to(precious)
-    assert main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--", "true"]) == 2
+    assert main(record_args(run, "--", "true")) == 2
     err = capsys.readouterr().err
     assert f"{run}: holds files but no run manifest ({planted})" in err and len(err.strip().splitlines()) == 1
     assert precious.read_text() == "root's file\n" and os.listdir(run) == [planted]
@@ -377,25 +353,7 @@ def test_symlinks_planted_during_the_run_are_never_followed(tmp_path: Path) -> N
     precious = tmp_path / "precious"
     precious.write_text("root's file\n")
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "record",
-                "-o",
-                str(run),
-                "--idle",
-                "0",
-                "--sysfs-root",
-                TX1,
-                "--",
-                sys.executable,
-                "-c",
-                PLANT,
-                str(precious),
-            ]
-        )
-        == 0
-    )
+    assert main(record_args(run, "--", sys.executable, "-c", PLANT, str(precious))) == 0
     assert precious.read_text() == "root's file\n"
     m = json.loads((run / "manifest.json").read_text())
     assert m["complete"] and m["exit_code"] == 0 and not (run / "manifest.json").is_symlink()
@@ -448,7 +406,7 @@ wait_for(lambda: gone(pid))
 
 def test_a_killed_sampler_is_reported_and_the_summary_counts_the_samples_in_the_log(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    rc = main(["record", "-o", str(run), "--idle", "0", "--sysfs-root", TX1, "--", sys.executable, "-c", KILL_SAMPLER])
+    rc = main(record_args(run, "--", sys.executable, "-c", KILL_SAMPLER))
     err = capsys.readouterr().err
     assert rc == 1 and "power sampler stopped: killed by signal SIGKILL" in err
     n = len(read_log(run / "power.sbp").t_start)
