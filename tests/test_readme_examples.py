@@ -111,7 +111,7 @@ def test_marker_log_listen_and_reader_examples_run_as_written(sandbox) -> None:
         ("tegrastats logs", "from streamline_bridge", "VDD_"),
     ],
 )
-def test_reader_examples_run_as_written(sandbox, section: str, first: str, expect: str) -> None:
+def test_reader_examples_run_as_written(sandbox, shared: Path, section: str, first: str, expect: str) -> None:
     work, env = sandbox
     code = block(section, first)
     assert expect in run(code, work, env, "sh" if first.startswith("streamline-bridge") else "python")
@@ -138,7 +138,7 @@ def shortened(code: str, *commands: str) -> str:
 
 
 @pytest.mark.caffe
-def test_caffe_examples_run_as_written(sandbox) -> None:
+def test_caffe_examples_run_as_written(sandbox, shared: Path) -> None:
     pytest.importorskip("caffe")
     work, env = sandbox
     quick = block(

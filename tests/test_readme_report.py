@@ -20,7 +20,7 @@ def blocks(text: str, lang: str) -> list[str]:
     return re.findall(rf"^```{lang}\n(.*?)^```$", text, re.DOTALL | re.MULTILINE)
 
 
-def test_readme_report_section_runs_as_written(tmp_path: Path) -> None:
+def test_readme_report_section_runs_as_written(tmp_path: Path, shared: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     section = SECTION.search(readme).group(1)
     python = [b for b in blocks(section, "python") if b.startswith("# layers.py")]
